@@ -1,0 +1,138 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Dependencies are kept lean on purpose: none of them pulls in SwiftNIO, so a clean CI build
+// stays in the low minutes on a 2-core machine.
+let package = Package(
+    name: "sundial",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sundial", targets: ["sundial"]),
+        .executable(name: "sundial-ingest", targets: ["sundial-ingest"]),
+        .executable(name: "sundial-planner", targets: ["sundial-planner"]),
+        .executable(name: "sundial-dispatcher", targets: ["sundial-dispatcher"]),
+        .library(name: "SundialExecutor", targets: ["SundialExecutor"]),
+        .library(name: "SundialSchedule", targets: ["SundialSchedule"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+    ],
+    targets: [
+        // C, in exactly two places. Imported only by SundialNATS and SundialPostgres.
+        .systemLibrary(
+            name: "CNats", path: "Sources/CNats", pkgConfig: "libnats",
+            providers: [.apt(["libnats-dev"])]),
+        .systemLibrary(
+            name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]),
+
+        .target(name: "SundialThreads"),
+        .target(
+            name: "SundialNATS",
+            dependencies: [
+                "CNats", "SundialThreads",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "SundialPostgres",
+            dependencies: [
+                "CLibPQ", "SundialThreads",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        .target(
+            name: "SundialProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "SundialSchedule"),
+        .target(
+            name: "SundialContract",
+            dependencies: ["SundialProto", "SundialSchedule", "SundialNATS"]),
+        .target(
+            name: "SundialStore",
+            dependencies: ["SundialPostgres", "SundialContract"],
+            resources: [.copy("Migrations")]),
+
+        .target(
+            name: "SundialIngest",
+            dependencies: [
+                "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialSchedule",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "SundialPlanner",
+            dependencies: [
+                "SundialContract", "SundialStore", "SundialNATS", "SundialProto",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "SundialDispatcher",
+            dependencies: [
+                "SundialContract", "SundialStore", "SundialNATS", "SundialProto",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "SundialExecutor",
+            dependencies: ["SundialContract", "SundialNATS"]),
+        .target(
+            name: "SundialLocalCluster",
+            dependencies: [
+                "SundialContract", "SundialNATS", "SundialPostgres", "SundialStore",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "SundialBench",
+            dependencies: [
+                "SundialContract", "SundialExecutor", "SundialNATS", "SundialProto",
+                "SundialStore", "SundialPostgres",
+            ],
+            path: "Benchmarks/SundialBench"),
+
+        // The CLI: `sundial dev`, `sundial timers …`, `sundial work tail`, `sundial bench`,
+        // `sundial schedule preview`. Commands live in a library so tests can drive them.
+        .target(
+            name: "SundialCLI",
+            dependencies: [
+                "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialExecutor",
+                "SundialLocalCluster", "SundialBench", "SundialSchedule", "SundialProto",
+                "SundialContract", "SundialNATS", "SundialStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(name: "sundial", dependencies: ["SundialCLI"]),
+
+        // One deployable per folder under services/; each folder's README is its contract.
+        .executableTarget(
+            name: "sundial-ingest", dependencies: ["SundialCLI"], path: "services/ingest",
+            exclude: ["README.md"]),
+        .executableTarget(
+            name: "sundial-planner", dependencies: ["SundialCLI"], path: "services/planner",
+            exclude: ["README.md"]),
+        .executableTarget(
+            name: "sundial-dispatcher", dependencies: ["SundialCLI"], path: "services/dispatcher",
+            exclude: ["README.md"]),
+
+        .testTarget(
+            name: "SundialScheduleTests",
+            dependencies: ["SundialSchedule", "SundialProto", "SundialContract"]),
+        .testTarget(
+            name: "SundialUnitTests",
+            dependencies: [
+                "SundialPlanner", "SundialDispatcher", "SundialIngest", "SundialContract",
+                "SundialNATS", "SundialThreads",
+            ]),
+        .testTarget(
+            name: "SundialIntegrationTests",
+            dependencies: [
+                "SundialLocalCluster", "SundialIngest", "SundialPlanner", "SundialDispatcher",
+                "SundialExecutor", "SundialNATS", "SundialPostgres", "SundialStore", "SundialProto",
+                "SundialContract", "SundialCLI",
+            ]),
+    ]
+)

@@ -1,0 +1,68 @@
+import SundialNATS
+import SundialProto
+
+/// The error contract (BRIEF §3): NATS micro headers plus a `sundial.v1.Status` body.
+public enum SundialErrorCode: Int, Sendable {
+    case invalidArgument = 400
+    case forbidden = 403
+    case notFound = 404
+    /// Conflict, including "already fired" and idempotency-key reuse with another request.
+    case conflict = 409
+    case quotaExceeded = 429
+    case `internal` = 500
+    case unavailable = 503
+}
+
+/// An error a Sundial service returns to a client.
+public struct SundialError: Error, Sendable, CustomStringConvertible {
+    public var code: SundialErrorCode
+    public var message: String
+    public var violations: [Sundial_V1_FieldViolation]
+
+    public init(_ code: SundialErrorCode, _ message: String, violations: [(field: String, reason: String)] = []) {
+        self.code = code
+        self.message = message
+        self.violations = violations.map {
+            var violation = Sundial_V1_FieldViolation()
+            violation.field = $0.field
+            violation.description_p = $0.reason
+            return violation
+        }
+    }
+
+    public static func invalid(_ field: String, _ reason: String) -> SundialError {
+        SundialError(.invalidArgument, "\(field): \(reason)", violations: [(field, reason)])
+    }
+
+    public var status: Sundial_V1_Status {
+        var status = Sundial_V1_Status()
+        status.code = Int32(code.rawValue)
+        status.message = message
+        status.violations = violations
+        return status
+    }
+
+    /// The reply form: headers carry code and message, the body the full Status.
+    public var microServiceError: MicroServiceError {
+        MicroServiceError(
+            code: code.rawValue, description: message,
+            body: (try? status.serializedBytes() as [UInt8]) ?? [])
+    }
+
+    /// Reads an error reply, or returns nil for a success reply.
+    public init?(reply: NATSMessage) {
+        guard let codeText = reply.headers[SundialHeader.serviceErrorCode] else { return nil }
+        let status = try? Sundial_V1_Status(serializedBytes: reply.payload)
+        self.code = SundialErrorCode(rawValue: Int(codeText) ?? 500) ?? .internal
+        self.message = status?.message ?? reply.headers[SundialHeader.serviceError] ?? "error"
+        self.violations = status?.violations ?? []
+    }
+
+    public var description: String {
+        var text = "\(code.rawValue) \(message)"
+        for violation in violations where !message.contains(violation.description_p) {
+            text += "; \(violation.field): \(violation.description_p)"
+        }
+        return text
+    }
+}

@@ -1,0 +1,118 @@
+/// Every NATS subject and stream name Sundial uses, in one place.
+///
+/// The defaults are the wire contract (BRIEF §3): requests on `sundial.v1.<tenant>.Timers.<Method>`,
+/// work on stream `SUNDIAL_WORK`, subject `sundial.work.<queue>`. A namespace with another root
+/// exists so that integration tests can run isolated topologies side by side on one server
+/// (JetStream forbids two streams with overlapping subjects).
+public struct SundialNamespace: Sendable, Hashable {
+    /// First subject token(s), e.g. "sundial".
+    public var subjectRoot: String
+    /// Stream-name prefix, e.g. "SUNDIAL".
+    public var streamPrefix: String
+
+    public static let standard = SundialNamespace(subjectRoot: "sundial", streamPrefix: "SUNDIAL")
+
+    public init(subjectRoot: String, streamPrefix: String) {
+        self.subjectRoot = subjectRoot
+        self.streamPrefix = streamPrefix
+    }
+
+    /// A unique namespace for one test (`t<id>.sundial…`, `T<ID>_SUNDIAL…`).
+    public static func isolated(_ id: String) -> SundialNamespace {
+        SundialNamespace(subjectRoot: "t\(id).sundial", streamPrefix: "T\(id.uppercased())_SUNDIAL")
+    }
+
+    // MARK: requests (tenant-scoped, the public API)
+
+    /// `sundial.v1.<tenant>.Timers.<method>`
+    public func request(tenant: String, method: TimersMethod) -> String {
+        "\(subjectRoot).v1.\(tenant).Timers.\(method.rawValue)"
+    }
+
+    /// What Ingest subscribes to for `method`, all tenants.
+    public func requestWildcard(_ method: TimersMethod) -> String {
+        "\(subjectRoot).v1.*.Timers.\(method.rawValue)"
+    }
+
+    /// Extracts the tenant token from a request subject, or nil if it is not one.
+    public func tenant(fromRequestSubject subject: String) -> String? {
+        let prefix = "\(subjectRoot).v1."
+        guard subject.hasPrefix(prefix) else { return nil }
+        let rest = subject.dropFirst(prefix.count)
+        guard let dot = rest.firstIndex(of: ".") else { return nil }
+        return String(rest[..<dot])
+    }
+
+    /// Tenant notification events (dead letters, failures): `sundial.v1.<tenant>.events.<kind>`.
+    public func event(tenant: String, kind: String) -> String {
+        "\(subjectRoot).v1.\(tenant).events.\(kind)"
+    }
+
+    // MARK: the fire stream (internal)
+
+    /// Holds the JetStream scheduled messages and the messages they fire.
+    public var fireStream: String { "\(streamPrefix)_FIRE" }
+    /// One schedule per timer: republishing replaces it (rollup by subject).
+    public func schedule(shard: Int, timerID: String) -> String {
+        "\(subjectRoot).sched.\(shard).\(timerID)"
+    }
+    public var scheduleWildcard: String { "\(subjectRoot).sched.>" }
+    /// Where a shard's schedules fire to (same stream, no wildcard, as JetStream requires).
+    public func fired(shard: Int) -> String { "\(subjectRoot).fired.\(shard)" }
+    public var firedWildcard: String { "\(subjectRoot).fired.>" }
+    /// The Dispatcher's shared durable consumer on the fired subjects.
+    public var dispatcherDurable: String { "dispatcher" }
+
+    // MARK: the work stream (executors)
+
+    public var workStream: String { "\(streamPrefix)_WORK" }
+    /// `sundial.work.<queue>`
+    public func work(queue: String) -> String { "\(subjectRoot).work.\(queue)" }
+    public var workWildcard: String { "\(subjectRoot).work.>" }
+    /// Default durable consumer name for a queue's executors (no dots allowed in names).
+    public func executorDurable(queue: String) -> String {
+        "executor-" + queue.replacingOccurrences(of: ".", with: "_")
+    }
+
+    // MARK: service discovery names ($SRV.PING.<name>)
+
+    public static let ingestServiceName = "sundial-ingest"
+    public static let plannerServiceName = "sundial-planner"
+    public static let dispatcherServiceName = "sundial-dispatcher"
+}
+
+/// Methods of the `Timers` service.
+public enum TimersMethod: String, Sendable, CaseIterable {
+    case create = "Create"
+    case get = "Get"
+    case list = "List"
+    case update = "Update"
+    case cancel = "Cancel"
+    case history = "History"
+}
+
+/// Name rules shared by validation and subject building.
+public enum SubjectToken {
+    /// Tenants: 1–64 of [A-Za-z0-9_-]; one subject token.
+    public static func isValidTenant(_ tenant: String) -> Bool {
+        (1...64).contains(tenant.utf8.count) && tenant.utf8.allSatisfy(isNameByte)
+    }
+
+    /// Queues: 1–128 bytes of [A-Za-z0-9_-], optionally dotted into non-empty tokens.
+    public static func isValidQueue(_ queue: String) -> Bool {
+        guard (1...128).contains(queue.utf8.count) else { return false }
+        return queue.split(separator: ".", omittingEmptySubsequences: false).allSatisfy {
+            !$0.isEmpty && $0.utf8.allSatisfy(isNameByte)
+        }
+    }
+
+    private static func isNameByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
+            return true
+        default:
+            return false
+        }
+    }
+}

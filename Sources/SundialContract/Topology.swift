@@ -1,0 +1,46 @@
+import SundialNATS
+
+/// The JetStream streams and consumers Sundial needs, created idempotently at startup by
+/// every service (whoever starts first wins; the rest are no-ops).
+public enum SundialTopology {
+    /// Stream holding scheduled messages (`sched.<shard>.<timer>`) and what they fire
+    /// (`fired.<shard>`). Work-queue retention: a fired message is gone once the Dispatcher
+    /// acks it. No max_age and file storage: an evicted schedule would be a lost timer.
+    public static func fireStream(_ namespace: SundialNamespace, replicas: Int = 1) -> JetStreamStreamConfig {
+        var config = JetStreamStreamConfig(
+            name: namespace.fireStream, subjects: [namespace.scheduleWildcard, namespace.firedWildcard])
+        config.retention = .workqueue
+        config.allowMessageSchedules = true
+        config.replicas = replicas
+        return config
+    }
+
+    /// The work stream executors consume. Work-queue retention (a job leaves when acked);
+    /// a 10-minute dedupe window catches a re-forward of the same (timer, occurrence,
+    /// attempt) after a Dispatcher crash between forward and ack.
+    public static func workStream(_ namespace: SundialNamespace, replicas: Int = 1) -> JetStreamStreamConfig {
+        var config = JetStreamStreamConfig(name: namespace.workStream, subjects: [namespace.workWildcard])
+        config.retention = .workqueue
+        config.duplicateWindow = .seconds(600)
+        config.replicas = replicas
+        return config
+    }
+
+    public static func dispatcherConsumer(_ namespace: SundialNamespace, maxAckPending: Int = 20_000)
+        -> JetStreamConsumerConfig
+    {
+        var config = JetStreamConsumerConfig(
+            durableName: namespace.dispatcherDurable, filterSubjects: [namespace.firedWildcard])
+        config.ackWait = .seconds(30)
+        config.maxAckPending = maxAckPending
+        config.description = "Sundial dispatchers: fired timers → work stream"
+        return config
+    }
+
+    /// Creates or updates both streams and the dispatcher's consumer.
+    public static func ensure(_ connection: NATSConnection, namespace: SundialNamespace) async throws {
+        try await connection.ensureStream(fireStream(namespace))
+        try await connection.ensureStream(workStream(namespace))
+        try await connection.ensureConsumer(stream: namespace.fireStream, dispatcherConsumer(namespace))
+    }
+}

@@ -1,0 +1,33 @@
+import SundialContract
+
+/// Ingest settings. Defaults are production values; executables may override them from the
+/// environment (see services/ingest/README.md).
+public struct IngestConfig: Sendable {
+    /// Subjects and stream names (the wire contract's by default).
+    public var namespace: SundialNamespace = .standard
+    /// Timers due within this window are published to JetStream by Ingest at create time,
+    /// so a 10-second delay does not wait for a planner tick. Must equal the Planner's horizon.
+    public var horizon: Duration = .seconds(300)
+    /// Largest accepted payload. Bigger data goes by reference (a URL or object key).
+    public var maxPayloadBytes: Int = 256 * 1024
+    public var maxIdempotencyKeyBytes: Int = 256
+    public var maxLabels: Int = 32
+    public var maxLabelKeyBytes: Int = 64
+    public var maxLabelValueBytes: Int = 256
+    /// Requests handled concurrently per endpoint per instance.
+    public var maxConcurrentRequests: Int = 128
+    /// Furthest accepted due time (guards against absurd schedules).
+    public var maxScheduleAhead: Duration = .seconds(100 * 366 * 86_400)
+
+    public init() {}
+
+    public func validate() throws(SundialError) {
+        guard horizon >= .seconds(1) else { throw .invalid("ingest.horizon", "must be at least 1s") }
+        guard maxPayloadBytes > 0, maxPayloadBytes <= 8 << 20 else {
+            throw .invalid("ingest.max_payload_bytes", "must be in 1…8 MiB (the NATS max_payload)")
+        }
+        guard maxConcurrentRequests > 0 else {
+            throw .invalid("ingest.max_concurrent_requests", "must be positive")
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import Logging
+import ServiceLifecycle
+import SundialContract
+import SundialNATS
+import SundialProto
+import SundialStore
+
+/// The Ingest service: answers `sundial.v1.<tenant>.Timers.Create|Get` in a queue group (so
+/// any number of instances share the load) and `$SRV.PING|INFO|STATS`.
+public final class IngestService: Service, Sendable {
+    public let handler: TimerRequestHandler
+    private let connection: NATSConnection
+    private let logger: Logger
+
+    public init(config: IngestConfig, connection: NATSConnection, store: TimerStore, logger: Logger) throws {
+        try config.validate()
+        self.connection = connection
+        self.logger = logger
+        handler = TimerRequestHandler(
+            config: config, store: store, jetStream: connection.jetStream, logger: logger)
+    }
+
+    public func run() async throws {
+        let namespace = handler.config.namespace
+        try await SundialTopology.ensure(connection, namespace: namespace)
+        let handler = self.handler
+        let service = MicroService(
+            identity: .init(
+                name: SundialNamespace.ingestServiceName, version: "0.1.0",
+                description: "Sundial Timers API: create and read timers"),
+            connection: connection,
+            endpoints: [
+                Self.endpoint(.create, namespace) { tenant, body throws(SundialError) in
+                    try await handler.create(tenant: tenant, body: body)
+                },
+                Self.endpoint(.get, namespace) { tenant, body throws(SundialError) in
+                    try await handler.get(tenant: tenant, body: body)
+                },
+            ],
+            maxConcurrentRequests: handler.config.maxConcurrentRequests, logger: logger)
+        try await cancelWhenGracefulShutdown {
+            try await service.run()
+        }
+    }
+
+    /// Binds a typed handler to `sundial.v1.*.Timers.<method>`: the tenant comes from the
+    /// subject; errors become micro error headers plus a Status body.
+    static func endpoint<Reply: SwiftProtobuf.Message>(
+        _ method: TimersMethod, _ namespace: SundialNamespace,
+        _ body: @escaping @Sendable (String, [UInt8]) async throws(SundialError) -> Reply
+    ) -> MicroEndpoint {
+        MicroEndpoint(name: "Timers.\(method.rawValue)", subject: namespace.requestWildcard(method)) {
+            message throws(MicroServiceError) in
+            guard let tenant = namespace.tenant(fromRequestSubject: message.subject) else {
+                throw SundialError.invalid("subject", "not a Timers request subject").microServiceError
+            }
+            do {
+                let reply = try await body(tenant, message.payload)
+                return MicroReply(payload: try reply.serializedBytes())
+            } catch let error as SundialError {
+                throw error.microServiceError
+            } catch {
+                throw SundialError(.internal, "could not encode reply").microServiceError
+            }
+        }
+    }
+}

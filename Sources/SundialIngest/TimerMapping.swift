@@ -1,0 +1,64 @@
+import Foundation
+import SundialContract
+import SundialProto
+import SundialSchedule
+import SundialStore
+
+/// Stored rows ↔ wire messages.
+public enum TimerMapping {
+    public static func proto(_ stored: StoredTimer) -> Sundial_V1_Timer {
+        var timer = Sundial_V1_Timer()
+        timer.id = TimerID.text(stored.id)
+        timer.tenant = stored.tenant
+        timer.state = state(stored.state)
+        if let schedule = try? Sundial_V1_Schedule(serializedBytes: stored.schedule) { timer.schedule = schedule }
+        timer.queue = stored.queue
+        timer.payload = Data(stored.payload)
+        if let next = stored.nextFireAt, stored.state == .scheduled || stored.state == .armed || stored.state == .retrying {
+            timer.nextFireAt = Google_Protobuf_Timestamp(date: next)
+        }
+        timer.version = UInt64(stored.version)
+        timer.attempts = UInt32(stored.attempts)
+        timer.lastError = stored.lastError ?? ""
+        timer.priority = Sundial_V1_Priority(rawValue: stored.priority) ?? .normal
+        if let data = stored.labelsJSON.data(using: .utf8),
+            let labels = try? JSONSerialization.jsonObject(with: data) as? [String: String]
+        {
+            timer.labels = labels
+        }
+        if let policy = stored.retryPolicy, let decoded = try? Sundial_V1_RetryPolicy(serializedBytes: policy) {
+            timer.retryPolicy = decoded
+        }
+        timer.createdAt = Google_Protobuf_Timestamp(date: stored.createdAt)
+        timer.updatedAt = Google_Protobuf_Timestamp(date: stored.updatedAt)
+        timer.idempotencyKey = stored.idempotencyKey ?? ""
+        timer.occurrencesFired = UInt64(stored.occurrencesFired)
+        timer.afterTimerID = stored.afterTimerID.map(TimerID.text) ?? ""
+        return timer
+    }
+
+    public static func state(_ state: StoredTimerState) -> Sundial_V1_TimerState {
+        switch state {
+        case .scheduled: return .scheduled
+        case .armed: return .armed
+        case .dispatched: return .dispatched
+        case .succeeded: return .succeeded
+        case .retrying: return .retrying
+        case .dead: return .dead
+        case .cancelled: return .cancelled
+        case .completed: return .completed
+        }
+    }
+
+    /// The `timers.kind` column value.
+    public static func kindName(_ schedule: TimerSchedule) -> String {
+        switch schedule.kind {
+        case .delay: return "delay"
+        case .at: return "at"
+        case .weekdays: return "weekdays"
+        case .date: return "date"
+        case .cron: return "cron"
+        case .every: return "every"
+        }
+    }
+}

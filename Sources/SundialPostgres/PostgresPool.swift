@@ -1,0 +1,154 @@
+import Logging
+import Synchronization
+
+/// A fixed-size set of `PostgresConnection`s, created and connected lazily.
+///
+/// Callers beyond `size` wait (suspended, first come first served) for a connection to come
+/// back. A connection that broke reconnects at the start of its next session, so after a
+/// Postgres restart each call that was already in flight fails with
+/// `PostgresError(kind: .connection)` and later calls succeed without intervention.
+public final class PostgresPool: Sendable {
+    public let configuration: PostgresConfiguration
+    public let size: Int
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<PostgresConnection, any Error>
+    }
+
+    private struct State {
+        var idle: [PostgresConnection] = []
+        var all: [PostgresConnection] = []
+        /// Slots handed out but whose connection object is not created yet.
+        var reserved = 0
+        var waiters: [Waiter] = []
+        var nextWaiterID: UInt64 = 0
+        var closed = false
+    }
+
+    public init(configuration: PostgresConfiguration, size: Int, logger: Logger) {
+        precondition(size > 0, "PostgresPool size must be positive")
+        self.configuration = configuration
+        self.size = size
+        var logger = logger
+        logger[metadataKey: "pg.pool"] = "\(configuration.host):\(configuration.port)/\(configuration.database)"
+        self.logger = logger
+    }
+
+    /// Runs `body` with a session on an idle connection (waiting for one if all are busy).
+    @discardableResult
+    public func withSession<T: Sendable>(_ body: @escaping @Sendable (PostgresSession) throws -> T)
+        async throws -> T
+    {
+        let connection = try await acquire()
+        defer { release(connection) }
+        return try await connection.withSession(body)
+    }
+
+    /// `withSession` + `PostgresSession.transaction`: COMMIT on return, ROLLBACK on throw.
+    @discardableResult
+    public func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresSession) throws -> T)
+        async throws -> T
+    {
+        try await withSession { session in try session.transaction(body) }
+    }
+
+    /// Fails waiting callers, then closes every connection once its current session is done.
+    /// Later calls throw `PostgresError(kind: .closed)`.
+    public func close() async {
+        let (waiters, connections) = state.withLock { state in
+            state.closed = true
+            let waiters = state.waiters
+            state.waiters.removeAll()
+            state.idle.removeAll()
+            return (waiters, state.all)
+        }
+        for waiter in waiters { waiter.continuation.resume(throwing: PostgresError.closed("pool is closed")) }
+        for connection in connections { await connection.close() }
+    }
+
+    // MARK: Checkout
+
+    private enum Checkout {
+        case ready(PostgresConnection)
+        case create
+        case wait
+    }
+
+    private func acquire() async throws -> PostgresConnection {
+        let checkout = try state.withLock { state -> Checkout in
+            if state.closed { throw PostgresError.closed("pool is closed") }
+            if let connection = state.idle.popLast() { return .ready(connection) }
+            if state.all.count + state.reserved < size {
+                state.reserved += 1
+                return .create
+            }
+            return .wait
+        }
+        switch checkout {
+        case .ready(let connection):
+            return connection
+        case .create:
+            // Creating starts a thread: done outside the lock. It connects on first use.
+            let connection = PostgresConnection(configuration: configuration, logger: logger)
+            let accepted = state.withLock { state -> Bool in
+                state.reserved -= 1
+                if state.closed { return false }
+                state.all.append(connection)
+                return true
+            }
+            guard accepted else {
+                await connection.close()
+                throw PostgresError.closed("pool is closed")
+            }
+            return connection
+        case .wait:
+            return try await waitForConnection()
+        }
+    }
+
+    private func waitForConnection() async throws -> PostgresConnection {
+        let id = state.withLock { state -> UInt64 in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                enum Outcome {
+                    case waiting
+                    case resume(Result<PostgresConnection, any Error>)
+                }
+                let outcome = state.withLock { state -> Outcome in
+                    // Re-check under the lock: things changed since `acquire` looked.
+                    if state.closed { return .resume(.failure(PostgresError.closed("pool is closed"))) }
+                    // Cancellation sets the flag before running the handler, and the handler
+                    // takes this lock, so checking here closes the race with it.
+                    if Task.isCancelled { return .resume(.failure(CancellationError())) }
+                    if let connection = state.idle.popLast() { return .resume(.success(connection)) }
+                    state.waiters.append(Waiter(id: id, continuation: continuation))
+                    return .waiting
+                }
+                if case .resume(let result) = outcome { continuation.resume(with: result) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> Waiter? in
+                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiters.remove(at: index)
+            }
+            waiter?.continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    private func release(_ connection: PostgresConnection) {
+        let waiter = state.withLock { state -> Waiter? in
+            if state.closed { return nil }
+            if !state.waiters.isEmpty { return state.waiters.removeFirst() }
+            state.idle.append(connection)
+            return nil
+        }
+        // Hand the connection straight to the longest waiter (FIFO).
+        waiter?.continuation.resume(returning: connection)
+    }
+}

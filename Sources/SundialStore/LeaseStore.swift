@@ -1,0 +1,67 @@
+import Foundation
+import SundialPostgres
+
+/// A planner's hold on one logical shard. `epoch` is the fencing token: every write the
+/// holder makes under the lease names it, so a holder that lost the lease writes nothing.
+public struct ShardLease: Sendable, Hashable {
+    public var shard: Int
+    public var epoch: Int64
+    /// Expiry by the database's clock.
+    public var expiresAt: Date
+
+    public init(shard: Int, epoch: Int64, expiresAt: Date) {
+        self.shard = shard
+        self.epoch = epoch
+        self.expiresAt = expiresAt
+    }
+
+    init(row: PostgresRow) throws {
+        shard = try row.int("shard")!
+        epoch = try row.int64("epoch")!
+        expiresAt = try row.date("expires_at")!
+    }
+}
+
+/// Shard leases in `shard_leases`. Expiry uses the database clock, so planners' clocks
+/// need not agree.
+public struct LeaseStore: Sendable {
+    public let pool: PostgresPool
+
+    public init(pool: PostgresPool) { self.pool = pool }
+
+    /// Takes up to `limit` shards that are free or whose lease expired.
+    public func acquire(owner: String, ttl: Duration, limit: Int) async throws -> [ShardLease] {
+        try await pool.withSession { session in
+            try session.execute(
+                TimerQueries.acquireLeases, [.text(owner), .int64(ttl.wholeMilliseconds), .int(limit)]
+            ).map(ShardLease.init(row:))
+        }
+    }
+
+    /// Extends held leases; a lease missing from the result was lost.
+    public func renew(owner: String, leases: [ShardLease], ttl: Duration) async throws -> [ShardLease] {
+        guard !leases.isEmpty else { return [] }
+        return try await pool.withSession { session in
+            try session.execute(
+                TimerQueries.renewLeases,
+                [
+                    .text(owner), .int64(ttl.wholeMilliseconds), .intArray(leases.map(\.shard)),
+                    .int64Array(leases.map(\.epoch)),
+                ]
+            ).map(ShardLease.init(row:))
+        }
+    }
+
+    public func release(owner: String, shards: [Int]) async throws {
+        guard !shards.isEmpty else { return }
+        _ = try await pool.withSession { session in
+            try session.execute(TimerQueries.releaseLeases, [.text(owner), .intArray(shards)]).affectedRows
+        }
+    }
+}
+
+extension Duration {
+    var wholeMilliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
+}
