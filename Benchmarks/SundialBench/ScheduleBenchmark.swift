@@ -92,6 +92,15 @@ public enum ScheduleBenchmark {
         }
         let parseNs = (Double(parse.components.seconds) * 1e9 + Double(parse.components.attoseconds) / 1e9) / Double(n)
         lines.append("  \("cron parse".padding(toLength: 52, withPad: " ", startingAt: 0)) \(String(format: "%9.0f", parseNs)) ns/op")
+        let build = clock.measure {
+            for i in 0..<n {
+                let s = TimerSchedule(.cron(i & 1 == 0 ? "0 9 * * MON-FRI" : "*/15 8-18 1,15,L * *"), timeZone: "Europe/Berlin")
+                sink += s.isRecurring ? 1 : 0
+            }
+        }
+        let buildNs = (Double(build.components.seconds) * 1e9 + Double(build.components.attoseconds) / 1e9) / Double(n)
+        lines.append(
+            "  \("TimerSchedule init (cron + zone)".padding(toLength: 52, withPad: " ", startingAt: 0)) \(String(format: "%9.0f", buildNs)) ns/op")
         if sink == 42 { lines.append("") }  // keep the work observable
         return lines.joined(separator: "\n")
     }

@@ -9,6 +9,16 @@
 /// later retry with a new port when that happens.
 public enum FreePort {
     public static func allocate() throws -> Int {
+        try bindLoopback(port: 0)
+    }
+
+    /// Whether `port` on 127.0.0.1 can be bound right now (to reuse a previous run's port).
+    public static func isFree(_ port: Int) -> Bool {
+        (try? bindLoopback(port: port)) != nil
+    }
+
+    /// Binds a socket to 127.0.0.1:`port` (0 = the kernel picks), returns the bound port, closes.
+    private static func bindLoopback(port: Int) throws -> Int {
         #if canImport(Glibc)
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
@@ -19,7 +29,7 @@ public enum FreePort {
 
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0  // the kernel picks
+        address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {

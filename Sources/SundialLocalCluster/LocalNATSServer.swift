@@ -9,7 +9,7 @@ public final class LocalNATSServer: Sendable {
     public let port: Int
     public let storeDirectory: URL
     public let binary: URL
-    private let process: Mutex<Process?>
+    private let process: Mutex<ChildProcess?>
     private let logger: Logger
 
     public var url: String { "nats://127.0.0.1:\(port)" }
@@ -55,7 +55,7 @@ public final class LocalNATSServer: Sendable {
     }
 
     deinit {
-        process.withLock { $0?.terminate() }
+        process.withLock { $0?.signal(SIGTERM) }
     }
 
     /// (Re)starts the process on the same port and store: schedules and streams persist.
@@ -74,23 +74,19 @@ public final class LocalNATSServer: Sendable {
             """
         try text.write(to: config, atomically: true, encoding: .utf8)
         let logFile = storeDirectory.appendingPathComponent("nats-server.log")
-        let child = Process()
-        child.executableURL = binary
-        child.arguments = ["-c", config.path]
-        let pipe = Pipe()
-        child.standardError = pipe
-        child.standardOutput = pipe
         let ready = ReadinessWatch(marker: "Server is ready", logFile: logFile)
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            ready.consume(handle.availableData)
+        let child = try ChildProcess.spawn(
+            executable: binary.path, arguments: ["-c", config.path],
+            output: .pipe(onOutput: { ready.consume(Data($0)) }))
+        Task.detached {
+            _ = await child.waitForExit()
+            ready.processExited()
         }
-        child.terminationHandler = { _ in ready.processExited() }
-        try child.run()
         process.withLock { $0 = child }
         do {
             try await ready.wait(timeout: .seconds(20))
         } catch {
-            child.terminate()
+            child.signal(SIGKILL)
             throw LocalClusterError.startFailed("nats-server did not become ready: \(ready.tail())")
         }
         logger.debug("nats-server ready on \(url)")
@@ -103,15 +99,9 @@ public final class LocalNATSServer: Sendable {
 
     /// Sends `signal` (e.g. SIGKILL for crash tests) and waits for the process to exit.
     public func signal(_ signal: Int32) async {
-        guard let child = process.withLock({ $0 }) else { return }
-        guard child.isRunning else { return }
-        kill(child.processIdentifier, signal)
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                child.waitUntilExit()
-                continuation.resume()
-            }
-        }
+        guard let child = process.withLock({ $0 }), child.isRunning else { return }
+        child.signal(signal)
+        _ = await child.waitForExit()
     }
 }
 

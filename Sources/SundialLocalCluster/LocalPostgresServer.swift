@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SundialPostgres
+import SundialThreads
 
 #if canImport(Glibc)
     import Glibc
@@ -179,7 +180,9 @@ public final class LocalPostgresServer: Sendable {
     /// Blocking `pg_ctl stop -m immediate`, for exit paths that cannot await (an `atexit`
     /// handler in tests). Blocks the calling thread; never call it from async code.
     public func stopBlocking() {
-        _ = tools.spawnAndWait("pg_ctl", ["stop", "-D", dataDirectory.path, "-m", "immediate", "-w", "-t", "30"])
+        _ = try? tools.spawnAndWait(
+            "pg_ctl", ["stop", "-D", dataDirectory.path, "-m", "immediate", "-w", "-t", "30"],
+            in: dataDirectory.deletingLastPathComponent(), output: nil)
     }
 
     // MARK: Settings
@@ -351,48 +354,27 @@ private struct Tools: Sendable {
     }
 
     /// The environment for the tools: ours without PG* variables that would redirect them.
-    private static func environment() -> [String: String] {
+    private static func environment() -> [String] {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PG") }
         environment["LC_ALL"] = "C"
-        return environment
+        return environment.map { "\($0.key)=\($0.value)" }
     }
 
-    /// Runs a tool to completion without blocking a thread: the exit is delivered through
-    /// `terminationHandler`. Output (stdout + stderr) goes through a temporary file, so a
-    /// daemon inheriting it cannot hold a pipe open.
+    /// Runs a tool to completion on a short-lived dedicated thread (the wait blocks it, not
+    /// the cooperative pool) and returns its exit status and combined stdout/stderr.
+    ///
+    /// Not Foundation's `Process`: on Linux it learns of the exit through a socket the child
+    /// inherits, and `pg_ctl start` hands that socket on to the postmaster, so the exit of
+    /// `pg_ctl` is never reported while the server runs.
     func run(_ tool: String, _ arguments: [String], in directory: URL) async throws -> Result {
-        let (executable, fullArguments) = commandLine(tool, arguments)
         let outputFile = FileManager.default.temporaryDirectory
             .appendingPathComponent("sundial-\(tool)-\(UUID().uuidString).log")
-        guard FileManager.default.createFile(atPath: outputFile.path, contents: nil),
-            let output = try? FileHandle(forWritingTo: outputFile)
-        else {
-            throw LocalPostgresServerError("cannot create \(outputFile.path)")
-        }
-        defer {
-            try? output.close()
-            try? FileManager.default.removeItem(at: outputFile)
-        }
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = fullArguments
-        process.environment = Self.environment()
-        // The postgres user must be able to enter the working directory.
-        process.currentDirectoryURL = directory
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = output
-        process.standardError = output
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { finished in
-                continuation.resume(returning: finished.terminationStatus)
-            }
-            do {
-                try process.run()
-            } catch {
-                process.terminationHandler = nil
-                continuation.resume(
-                    throwing: LocalPostgresServerError("cannot run \(executable.path): \(error)"))
-            }
+        defer { try? FileManager.default.removeItem(at: outputFile) }
+        let thread = DedicatedThread(name: "sundial-\(tool)")
+        defer { thread.shutdown() }
+        let tools = self
+        let status = try await thread.run {
+            try tools.spawnAndWait(tool, arguments, in: directory, output: outputFile.path)
         }
         let text = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
         return Result(status: status, output: text.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -403,25 +385,73 @@ private struct Tools: Sendable {
         try await run("pg_isready", ["-h", "127.0.0.1", "-p", String(port), "-t", "5"], in: directory).status == 0
     }
 
-    /// posix_spawn + waitpid with output discarded: usable where Foundation's run loop and
-    /// async machinery may already be gone (atexit).
-    func spawnAndWait(_ tool: String, _ arguments: [String]) -> Int32 {
+    /// posix_spawn + waitpid, blocking the calling thread. Output goes to `output` (or
+    /// /dev/null). The child gets only stdin/stdout/stderr, so the postmaster that `pg_ctl start`
+    /// leaves behind holds none of our descriptors. Returns the exit status (128 + signal if
+    /// killed by one).
+    func spawnAndWait(_ tool: String, _ arguments: [String], in directory: URL, output: String?) throws -> Int32 {
         let (executable, fullArguments) = commandLine(tool, arguments)
         let argv = ([executable.path] + fullArguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
+        let envp = Self.environment().map { strdup($0) } + [nil]
+        defer {
+            for pointer in argv { free(pointer) }
+            for pointer in envp { free(pointer) }
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // The postgres user must be able to enter the working directory.
+        _ = SpawnExtensions.addChdir?(&actions, directory.path)
+        #if os(Linux)
+            // Without this the postmaster would inherit every descriptor we have open without
+            // CLOEXEC (a test runner's event pipe, say) and hold it for its whole life.
+            guard let closeFrom = SpawnExtensions.addCloseFrom else {
+                throw LocalPostgresServerError("this libc lacks posix_spawn_file_actions_addclosefrom_np (glibc ≥ 2.34 needed)")
+            }
+            _ = closeFrom(&actions, 3)
+        #endif
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        #if canImport(Darwin)
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_CLOEXEC_DEFAULT))
+        #endif
+
         var pid: pid_t = 0
-        let spawned = argv.withUnsafeBufferPointer { buffer in
-            posix_spawn(&pid, executable.path, &actions, nil, buffer.baseAddress!, environ)
+        let spawned = argv.withUnsafeBufferPointer { arguments in
+            envp.withUnsafeBufferPointer { environment in
+                posix_spawn(&pid, executable.path, &actions, &attributes, arguments.baseAddress!, environment.baseAddress!)
+            }
         }
-        guard spawned == 0 else { return -1 }
+        guard spawned == 0 else {
+            throw LocalPostgresServerError("cannot run \(executable.path): \(String(cString: strerror(spawned)))")
+        }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return status
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else {
+                throw LocalPostgresServerError("waitpid for \(tool) failed: \(String(cString: strerror(errno)))")
+            }
+        }
+        // WIFEXITED / WEXITSTATUS / WTERMSIG are macros Swift does not import.
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
+}
+
+/// glibc's `posix_spawn_file_actions_add{chdir,closefrom}_np` are declared only under
+/// `_GNU_SOURCE`, which Swift's Glibc module does not define, so look them up at run time.
+private enum SpawnExtensions {
+    typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+
+    static let addChdir: AddChdir? = symbol("posix_spawn_file_actions_addchdir_np")
+    static let addCloseFrom: AddCloseFrom? = symbol("posix_spawn_file_actions_addclosefrom_np")
+
+    private static func symbol<T>(_ name: String) -> T? {
+        guard let handle = dlopen(nil, RTLD_NOW), let pointer = dlsym(handle, name) else { return nil }
+        return unsafeBitCast(pointer, to: T.self)
     }
 }

@@ -170,6 +170,7 @@ public final class NATSConnection: @unchecked Sendable {
     /// Flushes, then closes. In-flight requests fail with `.closed`.
     public func close() async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        events.takeUnretainedValue().closing.store(true, ordering: .releasing)
         reaper.cancel()
         let handle = CHandle(self.handle)
         await publisher.run {
@@ -279,13 +280,17 @@ public final class NATSConnection: @unchecked Sendable {
 /// Logs connection state changes; retained for the connection's life.
 final class ConnectionEvents: Sendable {
     let logger: Logger
+    /// Set before a deliberate close, so its disconnect is not reported as a failure.
+    let closing = Atomic<Bool>(false)
     init(logger: Logger) { self.logger = logger }
 }
 
 private let connectionDisconnected: natsConnectionHandler = { _, closure in
     guard let closure else { return }
-    Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue().logger
-        .warning("nats disconnected; reconnecting")
+    let events = Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue()
+    if !events.closing.load(ordering: .acquiring) {
+        events.logger.warning("nats disconnected; reconnecting")
+    }
 }
 
 private let connectionReconnected: natsConnectionHandler = { _, closure in

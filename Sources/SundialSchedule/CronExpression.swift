@@ -99,7 +99,10 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
     }
 
     public init(_ text: String) throws(CronParseError) {
-        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        var utf8 = Substring(text).utf8
+        while let c = utf8.first, c == 32 || c == 9 || c == 10 || c == 13 { utf8 = utf8.dropFirst() }
+        while let c = utf8.last, c == 32 || c == 9 || c == 10 || c == 13 { utf8 = utf8.dropLast() }
+        let trimmed = String(Substring(utf8))
         source = trimmed
         var body = trimmed
         if trimmed.hasPrefix("@") {
@@ -153,58 +156,82 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
     }
 
     static func parseField(_ text: Substring, _ kind: FieldKind) throws(CronParseError) -> (mask: UInt64, last: Bool) {
+        // Byte-level parser: this runs for every schedule decoded, so it avoids String work on
+        // the happy path (error messages are built only when failing).
+        let b = Array(text.utf8)
+        func str(_ r: Range<Int>) -> String { String(decoding: b[r], as: UTF8.self) }
         func fail(_ message: String) -> CronParseError {
             CronParseError(field: kind.name, message: "\"\(text)\": \(message)")
         }
-        func value(_ s: Substring) throws(CronParseError) -> Int {
-            if !s.isEmpty, s.allSatisfy({ $0.isASCII && $0.isNumber }) {
-                guard s.count <= 4, let v = Int(s) else { throw fail("value \(s) is out of range \(kind.bounds.lowerBound)-\(kind.bounds.upperBound)") }
-                guard kind.bounds.contains(v) else {
-                    throw fail("value \(v) is out of range \(kind.bounds.lowerBound)-\(kind.bounds.upperBound)")
-                }
+        func isDigit(_ c: UInt8) -> Bool { c >= 48 && c <= 57 }
+        func lower(_ c: UInt8) -> UInt8 { c >= 65 && c <= 90 ? c + 32 : c }
+        func range() -> String { "\(kind.bounds.lowerBound)-\(kind.bounds.upperBound)" }
+        func value(_ r: Range<Int>) throws(CronParseError) -> Int {
+            if r.isEmpty { throw fail("empty value") }
+            if b[r].allSatisfy(isDigit) {
+                guard r.count <= 4 else { throw fail("value \(str(r)) is out of range \(range())") }
+                var v = 0
+                for c in b[r] { v = v * 10 + Int(c - 48) }
+                guard kind.bounds.contains(v) else { throw fail("value \(v) is out of range \(range())") }
                 return v
             }
-            if let names = kind.names, let i = names.firstIndex(of: s.lowercased()) {
-                return i + kind.nameBase
+            if let names = kind.names, r.count == 3 {
+                for (i, name) in names.enumerated() {
+                    let n = Array(name.utf8)
+                    if lower(b[r.lowerBound]) == n[0] && lower(b[r.lowerBound + 1]) == n[1] && lower(b[r.lowerBound + 2]) == n[2] {
+                        return i + kind.nameBase
+                    }
+                }
             }
-            if s.isEmpty { throw fail("empty value") }
-            if s.uppercased() == "L" || s.contains("#") || s.uppercased().hasSuffix("W") || s.uppercased().hasSuffix("L") {
-                throw fail("\"\(s)\" is not supported here (only a plain L in day-of-month is)")
+            let upper = str(r).uppercased()
+            if upper == "L" || upper.contains("#") || upper.hasSuffix("W") || upper.hasSuffix("L") {
+                throw fail("\"\(str(r))\" is not supported here (only a plain L in day-of-month is)")
             }
-            throw fail("\"\(s)\" is not a valid \(kind.name) value")
+            throw fail("\"\(str(r))\" is not a valid \(kind.name) value")
         }
 
-        guard !text.isEmpty else { throw fail("empty field") }
+        guard !b.isEmpty else { throw fail("empty field") }
         var mask: UInt64 = 0
         var last = false
-        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+        var itemStart = 0
+        while itemStart <= b.count {
+            var itemEnd = itemStart
+            while itemEnd < b.count && b[itemEnd] != 44 { itemEnd += 1 }  // ','
+            defer { itemStart = itemEnd + 1 }
+            let item = itemStart..<itemEnd
             guard !item.isEmpty else { throw fail("empty list element") }
-            if kind == .dayOfMonth && (item == "L" || item == "l") {
+            if kind == .dayOfMonth && item.count == 1 && lower(b[item.lowerBound]) == 108 {  // 'l'
                 last = true
                 continue
             }
-            var base = item
+            var baseEnd = itemEnd
             var step = 1
             var hasStep = false
-            if let slash = item.firstIndex(of: "/") {
-                base = item[..<slash]
-                let stepText = item[item.index(after: slash)...]
-                guard !stepText.isEmpty, stepText.count <= 4, stepText.allSatisfy({ $0.isASCII && $0.isNumber }),
-                    let s = Int(stepText), s >= 1
-                else { throw fail("step \"\(stepText)\" must be a positive integer") }
-                step = s
+            if let slash = b[item].firstIndex(of: 47) {  // '/'
+                baseEnd = slash
+                let stepRange = (slash + 1)..<itemEnd
+                guard !stepRange.isEmpty, stepRange.count <= 4, b[stepRange].allSatisfy(isDigit) else {
+                    throw fail("step \"\(str(stepRange))\" must be a positive integer")
+                }
+                step = 0
+                for c in b[stepRange] { step = step * 10 + Int(c - 48) }
+                guard step >= 1 else { throw fail("step \"\(str(stepRange))\" must be a positive integer") }
                 hasStep = true
             }
+            let base = item.lowerBound..<baseEnd
+            let single = base.count == 1 ? b[base.lowerBound] : 0
             var lo: Int
             var hi: Int
-            if base == "*" || ((kind == .dayOfMonth || kind == .dayOfWeek) && base == "?") {
-                if base == "?" && hasStep { throw fail("\"?\" cannot take a step") }
+            if single == 42 || (single == 63 && (kind == .dayOfMonth || kind == .dayOfWeek)) {  // '*', '?'
+                if single == 63 && hasStep { throw fail("\"?\" cannot take a step") }
                 lo = kind.starRange.lowerBound
                 hi = kind.starRange.upperBound
-            } else if let dash = base.firstIndex(of: "-") {
-                lo = try value(base[..<dash])
-                hi = try value(base[base.index(after: dash)...])
-                guard lo <= hi else { throw fail("range \(base) runs backwards (wrap-around ranges are not supported)") }
+            } else if let dash = b[base].firstIndex(of: 45) {  // '-'
+                lo = try value(base.lowerBound..<dash)
+                hi = try value((dash + 1)..<base.upperBound)
+                guard lo <= hi else {
+                    throw fail("range \(str(base)) runs backwards (wrap-around ranges are not supported)")
+                }
             } else {
                 lo = try value(base)
                 hi = hasStep ? kind.starRange.upperBound : lo

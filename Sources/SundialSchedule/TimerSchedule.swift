@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// When a timer fires: one of six kinds, a time zone for the wall-clock kinds, optional end
 /// conditions and an optional jitter window. Pure value type, no I/O. Semantics are specified in
@@ -116,11 +117,17 @@ public struct TimerSchedule: Sendable, Hashable {
 /// Time-zone name handling: only IANA region names ("Area/Location"), names in the system's
 /// zone list, and "UTC" are accepted, so abbreviations like "PST" or "GMT+5" are rejected.
 public enum TimeZoneName {
+    private static let utc = TimeZone(identifier: "UTC")!
+    /// Resolved zones by name (only successes; there are a few hundred IANA names).
+    private static let cache = Mutex<[String: TimeZone]>([:])
+
     public static func resolve(_ name: String) -> TimeZone? {
-        if name.isEmpty || name == "UTC" { return TimeZone(identifier: "UTC") }
+        if name.isEmpty || name == "UTC" { return utc }
+        if let hit = cache.withLock({ $0[name] }) { return hit }
         guard let tz = TimeZone(identifier: name), tz.identifier == name else { return nil }
-        if name.contains("/") || TimeZone.knownTimeZoneIdentifiers.contains(name) { return tz }
-        return nil
+        guard name.contains("/") || TimeZone.knownTimeZoneIdentifiers.contains(name) else { return nil }
+        cache.withLock { if $0.count < 4096 { $0[name] = tz } }
+        return tz
     }
 }
 

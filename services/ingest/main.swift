@@ -1,1 +1,4 @@
-// placeholder
+import SundialCLI
+
+// Configuration comes from SUNDIAL_* environment variables; see README.md beside this file.
+await ServiceMain.run([.ingest])

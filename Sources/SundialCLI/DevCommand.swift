@@ -1,0 +1,116 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SundialContract
+import SundialExecutor
+import SundialLocalCluster
+import SundialNATS
+import SundialProto
+
+/// `sundial dev`: the embedded default. Starts a private nats-server (2.15, from the project
+/// venv) and a private Postgres cluster under `.sundial/`, migrates, runs every service in
+/// this process, and prints how to talk to it. Ctrl-C stops everything cleanly.
+struct DevCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev", abstract: "Run Sundial locally with private NATS and Postgres servers.")
+
+    @Option(help: "Folder for the servers' data (reused across runs).")
+    var dataDir: String = ".sundial"
+
+    @Option(help: "NATS port (default: the last one used here, else a free one).")
+    var natsPort: Int?
+
+    @Option(help: "Postgres port (default: the last one used here, else a free one).")
+    var postgresPort: Int?
+
+    @Flag(inversion: .prefixedNo, help: "Create a demo timer after startup and show it arrive.")
+    var demo: Bool = true
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let logger = SundialLogging.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info, label: "sundial.dev")
+        let root = URL(fileURLWithPath: dataDir, isDirectory: true).standardizedFileURL
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let previous = DevEnvironmentFile.read()
+
+        let natsBinary = try LocalNATSServer.locateBinary(from: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+        let postgres = try await LocalPostgresServer.start(
+            dataDirectory: root.appendingPathComponent("postgres"),
+            port: postgresPort ?? previous["SUNDIAL_DEV_POSTGRES_PORT"].flatMap { Int($0) }.flatMap(Self.ifFree),
+            fsync: true, logger: logger)
+        let nats = try await LocalNATSServer.start(
+            binary: natsBinary, storeDirectory: root.appendingPathComponent("nats"),
+            port: natsPort ?? previous["SUNDIAL_DEV_NATS_PORT"].flatMap { Int($0) }.flatMap(Self.ifFree),
+            logger: logger)
+        try DevEnvironmentFile.write([
+            "SUNDIAL_NATS_URL": nats.url, "SUNDIAL_POSTGRES_URL": postgres.url,
+            "SUNDIAL_DEV_NATS_PORT": String(nats.port), "SUNDIAL_DEV_POSTGRES_PORT": String(postgres.port),
+        ])
+
+        print("""
+            Sundial dev is starting.
+              NATS:      \(nats.url)   (nats-server \(natsBinary.path))
+              Postgres:  \(postgres.url)   (schema "sundial")
+              Data:      \(root.path)
+            Try, in another shell (the commands find this server through .sundial/dev.env):
+              swift run sundial timers create --tenant acme --in 10s --queue emails --payload 'hello'
+              swift run sundial work tail --queue emails
+            Ctrl-C stops Sundial, NATS and Postgres.
+            """)
+
+        var environment = ServiceEnvironment()
+        environment.natsURL = nats.url
+        environment.postgresURL = postgres.url
+        environment.schema = "sundial"
+        let demoTask = demo ? Task { await Self.runDemo(natsURL: nats.url) } : nil
+        do {
+            try await ServiceRunner.run(SundialComponent.allCases, environment: environment, logger: logger)
+        } catch {
+            logger.error("sundial stopped with error: \(error)")
+        }
+        demoTask?.cancel()
+        await nats.stop()
+        await postgres.stop()
+        print("Sundial dev stopped.")
+    }
+
+    static func ifFree(_ port: Int) -> Int? {
+        FreePort.isFree(port) ? port : nil
+    }
+
+    /// Creates a 3-second timer and waits for it as an executor would.
+    static func runDemo(natsURL: String) async {
+        do {
+            var options = NATSConnectionOptions(url: natsURL, name: "sundial-dev-demo")
+            options.sendAsap = true
+            let connection = try await NATSConnection.connect(options, logger: CLILogger.shared)
+            defer { Task { await connection.close() } }
+            let worker = try await SundialWorker.connect(connection: connection, queue: "demo")
+            let client = TimersClient(connection: connection, tenant: "demo")
+            var request = Sundial_V1_CreateTimerRequest()
+            request.queue = "demo"
+            request.payload = Data("hello from sundial dev".utf8)
+            request.schedule.delay.duration = .init(seconds: 3)
+            var created: Sundial_V1_CreateTimerResponse?
+            // Ingest may still be starting: retry briefly (bounded).
+            for _ in 0..<50 where created == nil && !Task.isCancelled {
+                do { created = try await client.create(request) } catch { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            guard let created else { return }
+            print("demo: created timer \(created.timer.id) due in 3s on queue demo")
+            while !Task.isCancelled {
+                for job in try await worker.next(max: 16, maxWait: .seconds(1)) {
+                    try await worker.complete(job)
+                    if job.timerID == created.timer.id {
+                        print(String(format: "demo: job received %.3f s after its due time — Sundial works.", job.lag()))
+                        return
+                    }
+                }
+            }
+        } catch {
+            print("demo failed: \(error)")
+        }
+    }
+}

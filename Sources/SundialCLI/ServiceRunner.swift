@@ -1,0 +1,173 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SundialContract
+import SundialDispatcher
+import SundialIngest
+import SundialNATS
+import SundialPlanner
+import SundialPostgres
+import SundialSchedule
+import SundialStore
+
+/// Which services one process runs.
+public enum SundialComponent: String, CaseIterable, Sendable {
+    case ingest, planner, dispatcher
+}
+
+/// Everything a service process needs, read from the environment by executables only.
+/// Keys and defaults are documented in each services/<name>/README.md.
+public struct ServiceEnvironment: Sendable {
+    public var natsURL = "nats://127.0.0.1:4222"
+    public var postgresURL = "postgres://postgres@127.0.0.1:5432/postgres"
+    /// Postgres schema holding Sundial's tables (created and migrated at startup).
+    public var schema = "sundial"
+    public var namespace = SundialNamespace.standard
+    public var postgresPoolSize = 8
+    public var logLevel = Logger.Level.info
+    public var ingest = IngestConfig()
+    public var planner = PlannerConfig()
+    public var dispatcher = DispatcherConfig()
+
+    public init() {}
+
+    /// Reads `SUNDIAL_*` variables; a malformed value is an error naming the variable.
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws
+        -> ServiceEnvironment
+    {
+        var result = ServiceEnvironment()
+        func duration(_ key: String) throws -> Duration? {
+            guard let text = env[key] else { return nil }
+            guard let value = ScheduleDuration.parse(text) else {
+                throw SundialError.invalid(key, "is not a duration like 500ms, 10s, 5m: \(text)")
+            }
+            return value
+        }
+        func integer(_ key: String) throws -> Int? {
+            guard let text = env[key] else { return nil }
+            guard let value = Int(text) else { throw SundialError.invalid(key, "is not an integer: \(text)") }
+            return value
+        }
+        if let value = env["SUNDIAL_NATS_URL"] { result.natsURL = value }
+        if let value = env["SUNDIAL_POSTGRES_URL"] { result.postgresURL = value }
+        if let value = env["SUNDIAL_POSTGRES_SCHEMA"] { result.schema = value }
+        if let value = try integer("SUNDIAL_POSTGRES_POOL_SIZE") { result.postgresPoolSize = value }
+        if let root = env["SUNDIAL_SUBJECT_ROOT"] { result.namespace.subjectRoot = root }
+        if let prefix = env["SUNDIAL_STREAM_PREFIX"] { result.namespace.streamPrefix = prefix }
+        if let level = env["SUNDIAL_LOG_LEVEL"] {
+            guard let parsed = Logger.Level(rawValue: level) else {
+                throw SundialError.invalid("SUNDIAL_LOG_LEVEL", "must be trace|debug|info|notice|warning|error|critical")
+            }
+            result.logLevel = parsed
+        }
+        if let horizon = try duration("SUNDIAL_HORIZON") {
+            result.ingest.horizon = horizon
+            result.planner.horizon = horizon
+        }
+        if let value = try integer("SUNDIAL_MAX_PAYLOAD_BYTES") { result.ingest.maxPayloadBytes = value }
+        if let value = env["SUNDIAL_PLANNER_INSTANCE_ID"] { result.planner.instanceID = value }
+        if let value = try duration("SUNDIAL_PLANNER_CLAIM_INTERVAL") { result.planner.claimInterval = value }
+        if let value = try integer("SUNDIAL_PLANNER_CLAIM_BATCH") { result.planner.claimBatchSize = value }
+        if let value = try duration("SUNDIAL_PLANNER_LEASE_TTL") { result.planner.leaseTTL = value }
+        if let value = try integer("SUNDIAL_PLANNER_MAX_SHARDS") { result.planner.maxShards = value }
+        if let value = try duration("SUNDIAL_PLANNER_RESCUE_GRACE") { result.planner.rescueGrace = value }
+        if let value = try integer("SUNDIAL_DISPATCHER_PIPELINES") { result.dispatcher.pipelines = value }
+        if let value = try integer("SUNDIAL_DISPATCHER_FETCH_BATCH") { result.dispatcher.fetchBatch = value }
+        result.ingest.namespace = result.namespace
+        result.planner.namespace = result.namespace
+        result.dispatcher.namespace = result.namespace
+        return result
+    }
+}
+
+/// Connects to NATS and Postgres, migrates, and runs the chosen services in one
+/// `ServiceGroup` that shuts down gracefully on SIGTERM/SIGINT.
+public enum ServiceRunner {
+    public static func run(_ components: [SundialComponent], environment: ServiceEnvironment, logger: Logger)
+        async throws
+    {
+        try environment.ingest.validate()
+        try environment.planner.validate()
+        try environment.dispatcher.validate()
+        var pgConfig = try PostgresConfiguration(url: environment.postgresURL)
+        pgConfig.searchPath = "\"\(environment.schema)\""
+        pgConfig.applicationName = "sundial-" + components.map(\.rawValue).joined(separator: "+")
+        let pool = PostgresPool(configuration: pgConfig, size: environment.postgresPoolSize, logger: logger)
+        try await SundialDatabase.migrate(pool, schema: environment.schema)
+
+        // Request/reply wants every reply written at once; bulk fire traffic wants batching.
+        var apiOptions = NATSConnectionOptions(url: environment.natsURL, name: "sundial-api")
+        apiOptions.sendAsap = true
+        let bulkOptions = NATSConnectionOptions(url: environment.natsURL, name: "sundial-bulk")
+        let api = try await NATSConnection.connect(apiOptions, logger: logger)
+        let bulk = try await NATSConnection.connect(bulkOptions, logger: logger)
+
+        let store = TimerStore(pool: pool)
+        var services: [any Service] = []
+        for component in components {
+            switch component {
+            case .ingest:
+                services.append(try IngestService(config: environment.ingest, connection: api, store: store, logger: logger))
+            case .planner:
+                services.append(
+                    try PlannerService(
+                        config: environment.planner, connection: bulk, timers: store, leases: LeaseStore(pool: pool),
+                        logger: logger))
+            case .dispatcher:
+                services.append(
+                    try DispatcherService(config: environment.dispatcher, connection: bulk, timers: store, logger: logger))
+            }
+        }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        logger.info("sundial running \(components.map(\.rawValue)) against \(environment.natsURL)")
+        do {
+            try await group.run()
+        } catch {
+            logger.error("service group ended with error: \(error)")
+            await api.close()
+            await bulk.close()
+            await pool.close()
+            throw error
+        }
+        await api.close()
+        await bulk.close()
+        await pool.close()
+    }
+}
+
+/// Entry point of the `services/*` executables.
+public enum ServiceMain {
+    public static func run(_ components: [SundialComponent]) async {
+        let environment: ServiceEnvironment
+        do {
+            environment = try ServiceEnvironment.fromEnvironment()
+        } catch {
+            FileHandle.standardError.write(Data("configuration error: \(error)\n".utf8))
+            exit(2)
+        }
+        let logger = SundialLogging.bootstrap(level: environment.logLevel, label: "sundial")
+        do {
+            try await ServiceRunner.run(components, environment: environment, logger: logger)
+        } catch {
+            logger.critical("fatal: \(error)")
+            exit(1)
+        }
+    }
+}
+
+/// Logging setup for executables: one line per event on stderr, with metadata.
+public enum SundialLogging {
+    public static func bootstrap(level: Logger.Level, label: String) -> Logger {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: label)
+        logger.logLevel = level
+        return logger
+    }
+}

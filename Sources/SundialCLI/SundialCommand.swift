@@ -1,0 +1,84 @@
+import ArgumentParser
+import Foundation
+#if canImport(Glibc)
+    @preconcurrency import Glibc
+#endif
+import Logging
+import SundialNATS
+
+/// `sundial`: run Sundial locally, talk to it, benchmark it.
+public struct SundialCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "sundial",
+        abstract: "Durable timers and job scheduling on NATS JetStream and Postgres.",
+        subcommands: [
+            DevCommand.self, ServeCommand.self, TimersCommand.self, WorkCommand.self, ScheduleCommand.self,
+            BenchCommand.self,
+        ])
+
+    public init() {}
+
+    /// Parses the process arguments and runs the chosen command, async or not.
+    public static func runMain() async {
+        // Line-buffer stdout so progress appears promptly even when redirected to a file.
+        setvbuf(stdout, nil, _IOLBF, 0)
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Where a client command finds NATS: `--nats`, else `$SUNDIAL_NATS_URL`, else the URL the
+/// last `sundial dev` in this folder wrote to `.sundial/dev.env`, else localhost:4222.
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .long, help: "NATS server URL.")
+    var nats: String?
+
+    func resolvedURL() -> String {
+        if let nats { return nats }
+        if let env = ProcessInfo.processInfo.environment["SUNDIAL_NATS_URL"] { return env }
+        if let saved = DevEnvironmentFile.read()["SUNDIAL_NATS_URL"] { return saved }
+        return "nats://127.0.0.1:4222"
+    }
+
+    func connect(name: String, sendAsap: Bool = true) async throws -> NATSConnection {
+        var options = NATSConnectionOptions(url: resolvedURL(), name: name)
+        options.sendAsap = sendAsap
+        return try await NATSConnection.connect(options, logger: CLILogger.shared)
+    }
+}
+
+enum CLILogger {
+    static let shared: Logger = {
+        var logger = Logger(label: "sundial.cli")
+        logger.logLevel = .warning
+        return logger
+    }()
+}
+
+/// `.sundial/dev.env`: KEY=VALUE lines written by `sundial dev` for the other commands.
+enum DevEnvironmentFile {
+    static var url: URL { URL(fileURLWithPath: ".sundial/dev.env") }
+
+    static func read() -> [String: String] {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [:] }
+        var values: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
+        }
+        return values
+    }
+
+    static func write(_ values: [String: String]) throws {
+        let text = values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n") + "\n"
+        try text.write(to: url, atomically: true, encoding: .utf8)
+    }
+}

@@ -1,0 +1,266 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import SundialContract
+import SundialNATS
+import SundialProto
+import SundialSchedule
+import SundialStore
+
+/// Dispatcher settings; defaults are production values (see services/dispatcher/README.md).
+public struct DispatcherConfig: Sendable {
+    public var namespace: SundialNamespace = .standard
+    /// Concurrent fetch→forward→ack pipelines per instance (each with its own bound pull
+    /// subscription), so database and JetStream round-trips overlap.
+    public var pipelines: Int = 2
+    /// Fired messages per fetch.
+    public var fetchBatch: Int = 500
+    /// Long-poll wait of one fetch when nothing is pending.
+    public var fetchMaxWait: Duration = .seconds(1)
+    /// Redelivery delay for a fire whose forward failed (JetStream or Postgres down).
+    public var retryDelay: Duration = .seconds(2)
+
+    public init() {}
+
+    public func validate() throws(SundialError) {
+        guard (1...16).contains(pipelines) else { throw .invalid("dispatcher.pipelines", "must be in 1…16") }
+        guard (1...5000).contains(fetchBatch) else { throw .invalid("dispatcher.fetch_batch", "must be in 1…5000") }
+        guard fetchMaxWait >= .milliseconds(10) else {
+            throw .invalid("dispatcher.fetch_max_wait", "must be at least 10ms")
+        }
+    }
+}
+
+/// Counters shown in `$SRV.STATS` and used by tests.
+public final class DispatcherStats: Sendable {
+    public let fired = Atomic<Int>(0)
+    public let dispatched = Atomic<Int>(0)
+    /// Fires of an occurrence that was already forwarded (e.g. a republish race).
+    public let duplicatesDropped = Atomic<Int>(0)
+    /// Fires of a cancelled timer or of an outdated version.
+    public let staleDropped = Atomic<Int>(0)
+    public let undecodable = Atomic<Int>(0)
+    public let retried = Atomic<Int>(0)
+    /// Sum and count of fire lag (JetStream fire time − due time), for the average.
+    public let fireLagMicros = Atomic<Int>(0)
+
+    public init() {}
+
+    var snapshot: [String: Any] {
+        let fired = fired.load(ordering: .relaxed)
+        return [
+            "fired": fired, "dispatched": dispatched.load(ordering: .relaxed),
+            "duplicates_dropped": duplicatesDropped.load(ordering: .relaxed),
+            "stale_dropped": staleDropped.load(ordering: .relaxed),
+            "undecodable": undecodable.load(ordering: .relaxed), "retried": retried.load(ordering: .relaxed),
+            "average_fire_lag_ms": fired == 0 ? 0 : Double(fireLagMicros.load(ordering: .relaxed)) / Double(fired) / 1000,
+        ]
+    }
+}
+
+/// The Dispatcher: consumes fired timers from the shared durable consumer, drops stale and
+/// duplicate fires, forwards jobs to `SUNDIAL_WORK` (`sundial.work.<queue>`, deduped by
+/// `Nats-Msg-Id`), records the dispatch in `timer_runs`, and only then acks the fire.
+public final class DispatcherService: Service, Sendable {
+    public let config: DispatcherConfig
+    public let stats = DispatcherStats()
+    private let connection: NATSConnection
+    private let timers: TimerStore
+    private let logger: Logger
+
+    public init(config: DispatcherConfig, connection: NATSConnection, timers: TimerStore, logger: Logger) throws {
+        try config.validate()
+        self.config = config
+        self.connection = connection
+        self.timers = timers
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let namespace = config.namespace
+        try await SundialTopology.ensure(connection, namespace: namespace)
+        var bound: [JetStreamPullConsumer] = []
+        for _ in 0..<config.pipelines {
+            bound.append(
+                try await JetStreamPullConsumer.bind(
+                    connection: connection, stream: namespace.fireStream, durable: namespace.dispatcherDurable,
+                    filterSubject: namespace.firedWildcard))
+        }
+        let consumers = bound
+        let stats = self.stats
+        let micro = MicroService(
+            identity: .init(
+                name: SundialNamespace.dispatcherServiceName, version: "0.1.0",
+                description: "Sundial dispatcher: fired timers to the work stream"),
+            connection: connection, endpoints: [], logger: logger, extraStats: { stats.snapshot })
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await micro.run() }
+            group.addTask {
+                // Graceful shutdown stops fetching; a batch in progress finishes and is acked.
+                await cancelWhenGracefulShutdown {
+                    await withTaskGroup(of: Void.self) { pipelines in
+                        for consumer in consumers {
+                            pipelines.addTask { await self.pipeline(consumer) }
+                        }
+                    }
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func pipeline(_ consumer: JetStreamPullConsumer) async {
+        var backoff = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                let batch = try await consumer.fetch(batch: config.fetchBatch, maxWait: config.fetchMaxWait)
+                backoff = .milliseconds(100)
+                if batch.isEmpty { continue }
+                // Finish the batch even if shutdown begins meanwhile: ack or nak everything.
+                await Task { await self.process(batch, consumer) }.value
+            } catch {
+                if Task.isCancelled { break }
+                logger.warning("fetch failed, retrying in \(backoff): \(error)")
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(5))
+            }
+        }
+    }
+
+    struct Fire {
+        var message: JetStreamMessage
+        var envelope: Sundial_V1_FireEnvelope
+        var id: UUID
+        var key: FireKey
+        var firedAt: Date
+    }
+
+    /// One batch: check Postgres, forward the live ones, record, ack.
+    func process(_ batch: [JetStreamMessage], _ consumer: JetStreamPullConsumer) async {
+        stats.fired.add(batch.count, ordering: .relaxed)
+        var fires: [Fire] = []
+        var toAck: [JetStreamMessage] = []
+        for message in batch {
+            guard let envelope = try? Sundial_V1_FireEnvelope(serializedBytes: message.payload),
+                let id = TimerID.parse(envelope.timerID)
+            else {
+                // Poison: never redeliver, but make it visible.
+                stats.undecodable.add(1, ordering: .relaxed)
+                logger.error("undecodable fired message on \(message.subject); terminating it")
+                try? await consumer.term(message)
+                continue
+            }
+            let firedAt = message.metadata.map { Date(timeIntervalSince1970: Double($0.timestampNanos) / 1e9) } ?? Date()
+            fires.append(
+                Fire(
+                    message: message, envelope: envelope, id: id,
+                    key: FireKey(id: id, occurrence: Int64(envelope.occurrence), attempt: Int(envelope.attempt)),
+                    firedAt: firedAt))
+        }
+        guard !fires.isEmpty else { return }
+
+        let status: [UUID: DispatchStatus]
+        do {
+            status = try await timers.dispatchStatus(fires.map(\.key))
+        } catch {
+            logger.warning("dispatch status query failed; redelivering \(fires.count) fires: \(error)")
+            await retryLater(fires.map(\.message), consumer)
+            return
+        }
+
+        var live: [Fire] = []
+        for fire in fires {
+            guard let current = status[fire.id] else {
+                stats.staleDropped.add(1, ordering: .relaxed)
+                toAck.append(fire.message)
+                continue
+            }
+            if current.alreadyDispatched {
+                stats.duplicatesDropped.add(1, ordering: .relaxed)
+                toAck.append(fire.message)
+            } else if current.state != .armed || current.version != Int64(fire.envelope.version) {
+                // Cancelled, updated to a newer version, or otherwise no longer this fire's.
+                stats.staleDropped.add(1, ordering: .relaxed)
+                toAck.append(fire.message)
+            } else {
+                live.append(fire)
+            }
+        }
+        // With a backlog, higher priority goes first (stable within a priority).
+        live.sort { rank($0.envelope.priority) < rank($1.envelope.priority) }
+
+        let now = Date()
+        let jobs = live.map { job(for: $0, dispatchedAt: now) }
+        let results = await connection.jetStream.publish(batch: jobs)
+        var forwarded: [Fire] = []
+        var failed: [JetStreamMessage] = []
+        for (fire, result) in zip(live, results) {
+            switch result {
+            case .success: forwarded.append(fire)
+            case .failure(let error):
+                logger.warning("forward of timer \(fire.envelope.timerID) failed: \(error)")
+                failed.append(fire.message)
+            }
+        }
+        do {
+            try await timers.recordDispatches(forwarded.map {
+                DispatchRecord(
+                    key: $0.key, version: Int64($0.envelope.version), scheduledAt: $0.envelope.scheduledAt.date,
+                    firedAt: $0.firedAt, dispatchedAt: now)
+            })
+        } catch {
+            // Forwarded but not recorded: redeliver. The work stream's dedupe window drops
+            // the second forward and the record is retried.
+            logger.warning("recording \(forwarded.count) dispatches failed; redelivering: \(error)")
+            failed += forwarded.map(\.message)
+            forwarded = []
+        }
+        for fire in forwarded {
+            let lag = fire.firedAt.timeIntervalSince(fire.envelope.scheduledAt.date)
+            stats.fireLagMicros.add(Int(max(0, lag) * 1e6), ordering: .relaxed)
+        }
+        stats.dispatched.add(forwarded.count, ordering: .relaxed)
+        toAck += forwarded.map(\.message)
+        do {
+            try await consumer.ack(toAck)
+        } catch {
+            // The fires come back after ack_wait and are then dropped as duplicates.
+            logger.warning("ack of \(toAck.count) fires failed: \(error)")
+        }
+        if !failed.isEmpty { await retryLater(failed, consumer) }
+    }
+
+    private func retryLater(_ messages: [JetStreamMessage], _ consumer: JetStreamPullConsumer) async {
+        stats.retried.add(messages.count, ordering: .relaxed)
+        try? await consumer.nak(messages, delay: config.retryDelay)
+    }
+
+    private func rank(_ priority: Sundial_V1_Priority) -> Int {
+        switch priority {
+        case .high: return 0
+        case .low: return 2
+        default: return 1
+        }
+    }
+
+    /// The job as executors see it (BRIEF §3 headers), deduped per (timer, occurrence, attempt).
+    private func job(for fire: Fire, dispatchedAt: Date) -> NATSOutgoingMessage {
+        let envelope = fire.envelope
+        var headers = NATSHeaders()
+        headers[SundialHeader.natsMessageID] = "\(envelope.timerID):\(envelope.occurrence):\(envelope.attempt)"
+        headers[SundialHeader.timerID] = envelope.timerID
+        headers[SundialHeader.tenant] = envelope.tenant
+        headers[SundialHeader.scheduledAt] = RFC3339.format(envelope.scheduledAt.date)
+        headers[SundialHeader.attempt] = String(envelope.attempt)
+        headers[SundialHeader.occurrence] = String(envelope.occurrence)
+        headers[SundialHeader.version] = String(envelope.version)
+        headers[SundialHeader.priority] = envelope.priority.headerValue
+        headers[SundialHeader.firedAt] = RFC3339.format(fire.firedAt)
+        headers[SundialHeader.dispatchedAt] = RFC3339.format(dispatchedAt)
+        return NATSOutgoingMessage(
+            subject: config.namespace.work(queue: envelope.queue), headers: headers,
+            payload: [UInt8](envelope.payload))
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import SundialContract
+import SundialNATS
+import SundialSchedule
+
+/// A job delivered to an executor: the timer's payload plus the Sundial headers.
+public struct SundialJob: Sendable {
+    public var timerID: String
+    public var tenant: String
+    public var queue: String
+    public var scheduledAt: Date
+    public var attempt: Int
+    public var occurrence: Int
+    public var priority: String
+    public var firedAt: Date?
+    public var dispatchedAt: Date?
+    public var payload: [UInt8]
+    /// 1 on first delivery; more when a previous executor did not acknowledge in time.
+    public var deliveries: Int
+    public let message: JetStreamMessage
+
+    init(_ message: JetStreamMessage, queue: String) {
+        self.message = message
+        let headers = message.headers
+        timerID = headers[SundialHeader.timerID] ?? ""
+        tenant = headers[SundialHeader.tenant] ?? ""
+        self.queue = queue
+        scheduledAt = headers[SundialHeader.scheduledAt].flatMap(RFC3339.parse) ?? Date(timeIntervalSince1970: 0)
+        attempt = headers[SundialHeader.attempt].flatMap { Int($0) } ?? 1
+        occurrence = headers[SundialHeader.occurrence].flatMap { Int($0) } ?? 0
+        priority = headers[SundialHeader.priority] ?? "normal"
+        firedAt = headers[SundialHeader.firedAt].flatMap(RFC3339.parse)
+        dispatchedAt = headers[SundialHeader.dispatchedAt].flatMap(RFC3339.parse)
+        payload = message.payload
+        deliveries = Int(message.metadata?.deliveries ?? 1)
+    }
+
+    /// Receive time minus due time: what the user experiences as lateness.
+    public func lag(receivedAt: Date = Date()) -> TimeInterval {
+        receivedAt.timeIntervalSince(scheduledAt)
+    }
+}
+
+/// Executor-side client: consumes `sundial.work.<queue>` through a durable consumer shared
+/// by all executors of that queue. A job not completed within `ackWait` is redelivered to
+/// another executor, so an executor that dies loses nothing.
+public final class SundialWorker: Sendable {
+    public let queue: String
+    public let consumer: JetStreamPullConsumer
+
+    public struct Options: Sendable {
+        /// Durable consumer name; defaults to `executor-<queue>`.
+        public var durable: String? = nil
+        /// Time an executor has to finish (or signal progress) before redelivery.
+        public var ackWait: Duration = .seconds(30)
+        /// Jobs in flight per consumer across all executors.
+        public var maxAckPending: Int = 1000
+        public var namespace: SundialNamespace = .standard
+
+        public init() {}
+    }
+
+    /// Ensures the work stream and the queue's durable consumer exist, then binds to it.
+    public static func connect(connection: NATSConnection, queue: String, options: Options = Options()) async throws
+        -> SundialWorker
+    {
+        guard SubjectToken.isValidQueue(queue) else {
+            throw SundialError.invalid("queue", "must be 1–128 characters of [A-Za-z0-9_-], optionally dot-separated")
+        }
+        let namespace = options.namespace
+        try await connection.ensureStream(SundialTopology.workStream(namespace))
+        let durable = options.durable ?? namespace.executorDurable(queue: queue)
+        var config = JetStreamConsumerConfig(durableName: durable, filterSubjects: [namespace.work(queue: queue)])
+        config.ackWait = options.ackWait
+        config.maxAckPending = options.maxAckPending
+        config.description = "Sundial executors of queue \(queue)"
+        try await connection.ensureConsumer(stream: namespace.workStream, config)
+        let consumer = try await JetStreamPullConsumer.bind(
+            connection: connection, stream: namespace.workStream, durable: durable,
+            filterSubject: namespace.work(queue: queue))
+        return SundialWorker(queue: queue, consumer: consumer)
+    }
+
+    init(queue: String, consumer: JetStreamPullConsumer) {
+        self.queue = queue
+        self.consumer = consumer
+    }
+
+    /// Up to `max` jobs, waiting at most `maxWait` when none are ready.
+    public func next(max: Int = 64, maxWait: Duration = .seconds(1)) async throws -> [SundialJob] {
+        try await consumer.fetch(batch: max, maxWait: maxWait).map { SundialJob($0, queue: queue) }
+    }
+
+    /// All jobs as they come, until the task is cancelled.
+    public func jobs(prefetch: Int = 64) -> AsyncThrowingMapSequence<JetStreamPullConsumer.Messages, SundialJob> {
+        let queue = self.queue
+        return consumer.messages(prefetch: prefetch).map { SundialJob($0, queue: queue) }
+    }
+
+    /// The job is done: it will not be delivered again.
+    public func complete(_ job: SundialJob) async throws { try await consumer.ack(job.message) }
+
+    public func complete(_ jobs: [SundialJob]) async throws { try await consumer.ack(jobs.map(\.message)) }
+
+    /// Give the job back for redelivery after `delay`.
+    public func release(_ job: SundialJob, delay: Duration? = nil) async throws {
+        try await consumer.nak(job.message, delay: delay)
+    }
+
+    /// Still working: resets the redelivery timer.
+    public func extend(_ job: SundialJob) async throws { try await consumer.inProgress(job.message) }
+}

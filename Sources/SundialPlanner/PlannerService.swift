@@ -1,0 +1,244 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import SundialContract
+import SundialNATS
+import SundialStore
+
+/// Planner settings; defaults are production values (see services/planner/README.md).
+public struct PlannerConfig: Sendable {
+    public var namespace: SundialNamespace = .standard
+    /// Unique per process; the lease owner name.
+    public var instanceID: String = "planner-\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    /// Timers due within this window are loaded into JetStream. Same value as Ingest's.
+    public var horizon: Duration = .seconds(300)
+    /// How often each shard is scanned for newly due timers.
+    public var claimInterval: Duration = .seconds(1)
+    /// Rows per claim query (a full batch triggers an immediate next claim).
+    public var claimBatchSize: Int = 5000
+    /// Shard lease length; a dead planner's shards are taken over after at most this long.
+    public var leaseTTL: Duration = .seconds(15)
+    /// Upper bound of shards this instance holds (all 64 by default; lower it to spread
+    /// shards across several planners).
+    public var maxShards: Int = ShardMap.count
+    /// An armed timer this overdue with no dispatch is republished (it may have been lost
+    /// between a commit and its publish). The Dispatcher drops the duplicate otherwise.
+    public var rescueGrace: Duration = .seconds(60)
+    public var rescueInterval: Duration = .seconds(10)
+
+    public init() {}
+
+    public func validate() throws(SundialError) {
+        guard horizon >= .seconds(1) else { throw .invalid("planner.horizon", "must be at least 1s") }
+        guard claimInterval >= .milliseconds(10), claimInterval < horizon else {
+            throw .invalid("planner.claim_interval", "must be ≥ 10ms and shorter than the horizon")
+        }
+        guard leaseTTL >= .seconds(1) else { throw .invalid("planner.lease_ttl", "must be at least 1s") }
+        guard (1...ShardMap.count).contains(maxShards) else {
+            throw .invalid("planner.max_shards", "must be in 1…\(ShardMap.count)")
+        }
+        guard (1...50_000).contains(claimBatchSize) else {
+            throw .invalid("planner.claim_batch_size", "must be in 1…50000")
+        }
+        guard rescueGrace >= .seconds(1) else { throw .invalid("planner.rescue_grace", "must be at least 1s") }
+    }
+}
+
+/// Counters shown in `$SRV.STATS` and used by tests.
+public final class PlannerStats: Sendable {
+    public let claimed = Atomic<Int>(0)
+    public let published = Atomic<Int>(0)
+    public let republished = Atomic<Int>(0)
+    public let rescued = Atomic<Int>(0)
+    public let publishFailures = Atomic<Int>(0)
+    public let leaseAcquisitions = Atomic<Int>(0)
+    public let heldShards = Atomic<Int>(0)
+
+    public init() {}
+
+    var snapshot: [String: Any] {
+        [
+            "claimed": claimed.load(ordering: .relaxed), "published": published.load(ordering: .relaxed),
+            "republished": republished.load(ordering: .relaxed), "rescued": rescued.load(ordering: .relaxed),
+            "publish_failures": publishFailures.load(ordering: .relaxed),
+            "lease_acquisitions": leaseAcquisitions.load(ordering: .relaxed),
+            "held_shards": heldShards.load(ordering: .relaxed),
+        ]
+    }
+}
+
+/// The Planner: holds shard leases, and every tick claims each shard's timers due within
+/// the horizon and publishes each as a JetStream scheduled message on its own subject.
+public final class PlannerService: Service, Sendable {
+    public let config: PlannerConfig
+    public let stats = PlannerStats()
+    private let connection: NATSConnection
+    private let timers: TimerStore
+    private let leases: LeaseStore
+    private let logger: Logger
+
+    public init(config: PlannerConfig, connection: NATSConnection, timers: TimerStore, leases: LeaseStore, logger: Logger) throws {
+        try config.validate()
+        self.config = config
+        self.connection = connection
+        self.timers = timers
+        self.leases = leases
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try await SundialTopology.ensure(connection, namespace: config.namespace)
+        let stats = self.stats
+        let micro = MicroService(
+            identity: .init(
+                name: SundialNamespace.plannerServiceName, version: "0.1.0",
+                description: "Sundial planner: loads due timers into JetStream",
+                metadata: ["instance": config.instanceID]),
+            connection: connection, endpoints: [], logger: logger, extraStats: { stats.snapshot })
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await micro.run() }
+            group.addTask { await self.planLoop() }
+            // When the plan loop ends (graceful shutdown), stop answering discovery too.
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func planLoop() async {
+        let shards = (try? await cancelWhenGracefulShutdown { await self.runMachine() }) ?? []
+        // Graceful: hand the shards back so a peer takes them without waiting for expiry.
+        do {
+            try await leases.release(owner: config.instanceID, shards: shards)
+            logger.info("planner \(config.instanceID) released \(shards.count) shards")
+        } catch {
+            logger.warning("releasing shard leases failed (they expire in \(config.leaseTTL)): \(error)")
+        }
+    }
+
+    /// Ticks the state machine until cancelled; returns the shards still held.
+    private func runMachine() async -> [Int] {
+        let clock = ContinuousClock()
+        var machine = PlannerStateMachine<ContinuousClock>(
+            timing: .init(
+                claimInterval: config.claimInterval, leaseTTL: config.leaseTTL,
+                acquireInterval: config.leaseTTL / 3, rescueInterval: config.rescueInterval,
+                maxShards: config.maxShards))
+        while !Task.isCancelled {
+            for action in machine.tick(now: clock.now) {
+                await perform(action, &machine, clock)
+            }
+            stats.heldShards.store(machine.heldShards.count, ordering: .relaxed)
+            try? await Task.sleep(until: machine.nextDeadline(after: clock.now), clock: clock)
+        }
+        return machine.releaseAll()
+    }
+
+    private func perform(
+        _ action: PlannerStateMachine<ContinuousClock>.Action,
+        _ machine: inout PlannerStateMachine<ContinuousClock>, _ clock: ContinuousClock
+    ) async {
+        switch action {
+        case .acquire(let limit):
+            do {
+                let acquired = try await leases.acquire(owner: config.instanceID, ttl: config.leaseTTL, limit: limit)
+                if !acquired.isEmpty {
+                    stats.leaseAcquisitions.add(acquired.count, ordering: .relaxed)
+                    logger.info("planner \(config.instanceID) acquired shards \(acquired.map(\.shard))")
+                }
+                machine.acquired(acquired, now: clock.now)
+            } catch {
+                logger.warning("lease acquisition failed: \(error)")
+                machine.acquireFailed()
+            }
+        case .renew(let held):
+            do {
+                let granted = try await leases.renew(owner: config.instanceID, leases: held, ttl: config.leaseTTL)
+                if granted.count < held.count {
+                    logger.warning("lost shard leases \(Set(held.map(\.shard)).subtracting(granted.map(\.shard)).sorted())")
+                }
+                machine.renewed(requested: held, granted: granted, now: clock.now)
+            } catch {
+                logger.warning("lease renewal failed: \(error)")
+                machine.renewFailed()
+            }
+        case .republish(let lease):
+            await republish(lease)
+        case .claim(let lease):
+            do {
+                let due = Date().addingTimeInterval(config.horizon.timeInterval)
+                let rows = try await timers.claimDue(
+                    lease: lease, owner: config.instanceID, dueBefore: due, limit: config.claimBatchSize)
+                stats.claimed.add(rows.count, ordering: .relaxed)
+                await publish(rows, counter: stats.published)
+                machine.claimed(shard: lease.shard, count: rows.count, batchSize: config.claimBatchSize, now: clock.now)
+            } catch {
+                logger.warning("claim on shard \(lease.shard) failed: \(error)")
+                machine.claimFailed(shard: lease.shard, now: clock.now)
+            }
+        case .rescue(let lease):
+            do {
+                let overdue = Date().addingTimeInterval(-config.rescueGrace.timeInterval)
+                let rows = try await timers.rescueOverdue(shard: lease.shard, overdueBefore: overdue, limit: 1000)
+                if !rows.isEmpty {
+                    logger.warning("rescuing \(rows.count) overdue armed timers on shard \(lease.shard)")
+                    await publish(rows, counter: stats.rescued)
+                }
+            } catch {
+                logger.warning("rescue on shard \(lease.shard) failed: \(error)")
+            }
+        }
+    }
+
+    /// After a takeover: re-publish the shard's armed timers that cannot have fired yet.
+    private func republish(_ lease: ShardLease) async {
+        // One second of margin: a schedule due that soon may be firing right now, and
+        // republishing it could fire it twice; the rescue pass covers those instead.
+        var after = Date().addingTimeInterval(1)
+        var afterID = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        do {
+            while !Task.isCancelled {
+                let page = try await timers.armedFuture(shard: lease.shard, after: after, afterID: afterID, limit: 5000)
+                await publish(page, counter: stats.republished)
+                guard let last = page.last, page.count == 5000 else { break }
+                after = last.nextFireAt
+                afterID = last.id
+            }
+        } catch {
+            logger.warning("republish of shard \(lease.shard) failed; rescue will cover it: \(error)")
+        }
+    }
+
+    private func publish(_ rows: [FireRow], counter: borrowing Atomic<Int>) async {
+        guard !rows.isEmpty else { return }
+        var messages: [NATSOutgoingMessage] = []
+        messages.reserveCapacity(rows.count)
+        for row in rows {
+            if let message = try? row.scheduledFire.scheduleMessage(config.namespace) { messages.append(message) }
+        }
+        let results = await connection.jetStream.publish(batch: messages)
+        var failures = 0
+        for result in results {
+            if case .failure(let error) = result {
+                failures += 1
+                if failures == 1 { logger.error("schedule publish failed (rescue will retry): \(error)") }
+            }
+        }
+        counter.add(results.count - failures, ordering: .relaxed)
+        stats.publishFailures.add(failures, ordering: .relaxed)
+    }
+}
+
+extension FireRow {
+    var scheduledFire: ScheduledFire {
+        ScheduledFire(
+            tenant: tenant, timerID: id, shard: shard, version: version, dueAt: nextFireAt,
+            occurrence: occurrence, attempt: attempt, queue: queue, payload: payload, priority: priority)
+    }
+}
+
+extension Duration {
+    var timeInterval: TimeInterval {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

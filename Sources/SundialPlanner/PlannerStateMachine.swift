@@ -1,0 +1,167 @@
+import SundialStore
+
+/// The Planner's timing decisions as a pure state machine (no I/O): which shard leases to
+/// acquire, renew or give up, when to claim due timers of each shard, when to republish a
+/// shard just taken over, and when to run the rescue pass. The service feeds it the time and
+/// the outcomes of the actions it asked for; tests drive it with a manual clock.
+public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
+    public struct Timing: Sendable {
+        /// How often each held shard is scanned for due timers.
+        public var claimInterval: Duration
+        /// Lease length (database clock). Renewed every third of it.
+        public var leaseTTL: Duration
+        /// How often to look for free or expired shards while holding fewer than `maxShards`.
+        public var acquireInterval: Duration
+        /// How often each shard's rescue pass runs.
+        public var rescueInterval: Duration
+        public var maxShards: Int
+
+        public init(
+            claimInterval: Duration, leaseTTL: Duration, acquireInterval: Duration,
+            rescueInterval: Duration, maxShards: Int
+        ) {
+            self.claimInterval = claimInterval
+            self.leaseTTL = leaseTTL
+            self.acquireInterval = acquireInterval
+            self.rescueInterval = rescueInterval
+            self.maxShards = maxShards
+        }
+    }
+
+    public enum Action: Sendable, Hashable {
+        /// Take up to `limit` free or expired shards.
+        case acquire(limit: Int)
+        case renew([ShardLease])
+        /// A newly acquired shard: republish its armed future timers (their schedules may be
+        /// missing if the previous owner died mid-publish). Same subject = replace, so no dup.
+        case republish(ShardLease)
+        case claim(ShardLease)
+        case rescue(ShardLease)
+    }
+
+    struct Held {
+        var lease: ShardLease
+        /// Local time the lease was last confirmed; it is trusted until `validUntil`.
+        var confirmedAt: C.Instant
+        var nextClaim: C.Instant
+        var nextRescue: C.Instant
+        var republishPending: Bool
+        var claimInFlight = false
+    }
+
+    public let timing: Timing
+    private(set) var held: [Int: Held] = [:]
+    private var nextAcquire: C.Instant?
+    private var acquireInFlight = false
+    private var renewInFlight = false
+
+    public init(timing: Timing) {
+        self.timing = timing
+    }
+
+    public var heldShards: [Int] { held.keys.sorted() }
+    public var leases: [ShardLease] { held.values.map(\.lease).sorted { $0.shard < $1.shard } }
+
+    /// What to do now.
+    public mutating func tick(now: C.Instant) -> [Action] {
+        var actions: [Action] = []
+        // A lease not confirmed for 2/3 of its TTL is dropped locally before the database
+        // could hand it to someone else (the SQL is fenced by epoch anyway).
+        let trust = timing.leaseTTL * 2 / 3
+        for (shard, entry) in held where entry.confirmedAt.advanced(by: trust) <= now {
+            held[shard] = nil
+        }
+        if !acquireInFlight, held.count < timing.maxShards, nextAcquire.map({ $0 <= now }) ?? true {
+            acquireInFlight = true
+            nextAcquire = now.advanced(by: timing.acquireInterval)
+            actions.append(.acquire(limit: timing.maxShards - held.count))
+        }
+        let renewAfter = timing.leaseTTL / 3
+        let toRenew = held.values.filter { $0.confirmedAt.advanced(by: renewAfter) <= now }.map(\.lease)
+        if !renewInFlight, !toRenew.isEmpty {
+            renewInFlight = true
+            actions.append(.renew(toRenew.sorted { $0.shard < $1.shard }))
+        }
+        for shard in held.keys.sorted() {
+            guard var entry = held[shard] else { continue }
+            if entry.republishPending {
+                entry.republishPending = false
+                actions.append(.republish(entry.lease))
+            }
+            if !entry.claimInFlight, entry.nextClaim <= now {
+                entry.claimInFlight = true
+                actions.append(.claim(entry.lease))
+            }
+            if entry.nextRescue <= now {
+                entry.nextRescue = now.advanced(by: timing.rescueInterval)
+                actions.append(.rescue(entry.lease))
+            }
+            held[shard] = entry
+        }
+        return actions
+    }
+
+    public mutating func acquired(_ leases: [ShardLease], now: C.Instant) {
+        acquireInFlight = false
+        for lease in leases {
+            held[lease.shard] = Held(
+                lease: lease, confirmedAt: now, nextClaim: now,
+                nextRescue: now.advanced(by: timing.rescueInterval), republishPending: true)
+        }
+    }
+
+    public mutating func acquireFailed() {
+        acquireInFlight = false
+    }
+
+    /// `granted` are the leases the database extended; any other requested one was lost.
+    public mutating func renewed(requested: [ShardLease], granted: [ShardLease], now: C.Instant) {
+        renewInFlight = false
+        let grantedShards = Dictionary(uniqueKeysWithValues: granted.map { ($0.shard, $0) })
+        for lease in requested {
+            if let renewed = grantedShards[lease.shard], held[lease.shard]?.lease.epoch == renewed.epoch {
+                held[lease.shard]?.lease = renewed
+                held[lease.shard]?.confirmedAt = now
+            } else {
+                held[lease.shard] = nil
+            }
+        }
+    }
+
+    /// The database could not be reached; keep the leases until their local trust runs out.
+    public mutating func renewFailed() {
+        renewInFlight = false
+    }
+
+    /// A claim finished. A full batch means more are due: claim again at once.
+    public mutating func claimed(shard: Int, count: Int, batchSize: Int, now: C.Instant) {
+        guard var entry = held[shard] else { return }
+        entry.claimInFlight = false
+        entry.nextClaim = count >= batchSize ? now : now.advanced(by: timing.claimInterval)
+        held[shard] = entry
+    }
+
+    public mutating func claimFailed(shard: Int, now: C.Instant) {
+        let next = now.advanced(by: timing.claimInterval)
+        held[shard]?.claimInFlight = false
+        held[shard]?.nextClaim = next
+    }
+
+    /// Graceful shutdown: the leases to hand back.
+    public mutating func releaseAll() -> [Int] {
+        defer { held.removeAll() }
+        return held.keys.sorted()
+    }
+
+    /// The earliest instant something is due, so the service can sleep until then.
+    public func nextDeadline(after now: C.Instant) -> C.Instant {
+        var deadline = now.advanced(by: timing.claimInterval)
+        if let nextAcquire, held.count < timing.maxShards { deadline = min(deadline, nextAcquire) }
+        for entry in held.values {
+            if !entry.claimInFlight { deadline = min(deadline, entry.nextClaim) }
+            deadline = min(deadline, entry.confirmedAt.advanced(by: timing.leaseTTL / 3))
+            deadline = min(deadline, entry.nextRescue)
+        }
+        return max(deadline, now)
+    }
+}

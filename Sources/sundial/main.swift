@@ -1,0 +1,3 @@
+import SundialCLI
+
+await SundialCommand.runMain()
