@@ -105,7 +105,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .executableTarget(name: "sundial", dependencies: ["SundialCLI"]),
+        // Swift 5 mode only so main.swift may touch C's global `stdout` (line buffering).
+        .executableTarget(
+            name: "sundial", dependencies: ["SundialCLI"], swiftSettings: [.swiftLanguageMode(.v5)]),
 
         // One deployable per folder under services/; each folder's README is its contract.
         .executableTarget(

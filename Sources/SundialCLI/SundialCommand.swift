@@ -1,8 +1,5 @@
 import ArgumentParser
 import Foundation
-#if canImport(Glibc)
-    @preconcurrency import Glibc
-#endif
 import Logging
 import SundialNATS
 
@@ -20,8 +17,6 @@ public struct SundialCommand: AsyncParsableCommand {
 
     /// Parses the process arguments and runs the chosen command, async or not.
     public static func runMain() async {
-        // Line-buffer stdout so progress appears promptly even when redirected to a file.
-        setvbuf(stdout, nil, _IOLBF, 0)
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {
