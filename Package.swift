@@ -49,7 +49,10 @@ let package = Package(
         .target(name: "SundialSchedule"),
         .target(
             name: "SundialContract",
-            dependencies: ["SundialProto", "SundialSchedule", "SundialNATS"]),
+            dependencies: [
+                "SundialProto", "SundialSchedule", "SundialNATS",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
         .target(
             name: "SundialStore",
             dependencies: ["SundialPostgres", "SundialContract"],
@@ -89,7 +92,8 @@ let package = Package(
             name: "SundialBench",
             dependencies: [
                 "SundialContract", "SundialExecutor", "SundialNATS", "SundialProto",
-                "SundialStore", "SundialPostgres",
+                "SundialStore", "SundialPostgres", "SundialSchedule",
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/SundialBench"),
 

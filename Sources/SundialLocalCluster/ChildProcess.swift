@@ -33,55 +33,26 @@ public final class ChildProcess: Sendable {
         executable: String, arguments: [String], environment: [String: String]? = nil,
         workingDirectory: String? = nil, output: Output
     ) throws -> ChildProcess {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         var pipeFDs: [Int32] = [-1, -1]
+        let redirect: Redirect
         switch output {
         case .file(let path):
-            posix_spawn_file_actions_addopen(&actions, 1, path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            redirect = .file(path, truncate: false)
         case .pipe:
             guard pipe(&pipeFDs) == 0 else { throw ChildProcessError("pipe failed: errno \(errno)") }
-            posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
-            posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 2)
-            posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
-            posix_spawn_file_actions_addclose(&actions, pipeFDs[1])
+            redirect = .descriptor(pipeFDs[1])
         }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // Children start with default signal handling and an empty mask, and in their own
-        // process group so a Ctrl-C aimed at us is handled by us (we stop them in order).
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(
-            &attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
-
-        // Glibc's posix_spawn_file_actions_addchdir_np is not visible to Swift; coreutils'
-        // `env -C` changes directory and execs the real program instead.
-        let command = workingDirectory.map { ["/usr/bin/env", "-C", $0, executable] } ?? [executable]
-        let argv = (command + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let envList = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
-        let envp = envList.map { strdup($0) } + [nil]
-        defer { envp.forEach { free($0) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, command[0], &actions, &attributes, argv, envp)
-        if case .pipe = output { close(pipeFDs[1]) }
-        guard result == 0 else {
-            if case .pipe = output { close(pipeFDs[0]) }
-            throw ChildProcessError("cannot start \(executable): \(String(cString: strerror(result)))")
+        let pid: pid_t
+        do {
+            pid = try launch(executable, arguments, environment, workingDirectory, redirect)
+        } catch {
+            if case .pipe = output { close(pipeFDs[0]); close(pipeFDs[1]) }
+            throw error
         }
         let child = ChildProcess(pid: pid)
         child.startReaping()
         if case .pipe(let onOutput) = output {
+            close(pipeFDs[1])
             let fd = pipeFDs[0]
             let reader = Thread {
                 var buffer = [UInt8](repeating: 0, count: 16_384)
@@ -98,6 +69,90 @@ public final class ChildProcess: Sendable {
         return child
     }
 
+    /// Runs to completion, blocking the calling thread (for `atexit` cleanup, where async
+    /// code can no longer run). Output is written to `outputFile` (truncated) or discarded.
+    public static func runBlocking(
+        executable: String, arguments: [String], environment: [String: String]? = nil,
+        workingDirectory: String? = nil, outputFile: String? = nil
+    ) throws -> Int32 {
+        let pid = try launch(
+            executable, arguments, environment, workingDirectory, .file(outputFile ?? "/dev/null", truncate: true))
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw ChildProcessError("waitpid failed: \(String(cString: strerror(errno)))") }
+        }
+        return exitCode(status)
+    }
+
+    enum Redirect {
+        case file(String, truncate: Bool)
+        case descriptor(Int32)
+    }
+
+    /// WIFEXITED / WEXITSTATUS / WTERMSIG are macros Swift does not import.
+    static func exitCode(_ status: Int32) -> Int32 {
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
+
+    private static func launch(
+        _ executable: String, _ arguments: [String], _ environment: [String: String]?,
+        _ workingDirectory: String?, _ redirect: Redirect
+    ) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        switch redirect {
+        case .file(let path, let truncate):
+            posix_spawn_file_actions_addopen(&actions, 1, path, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : O_APPEND), 0o644)
+        case .descriptor(let fd):
+            posix_spawn_file_actions_adddup2(&actions, fd, 1)
+        }
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        if let workingDirectory {
+            guard let addChdir = SpawnExtensions.addChdir else {
+                throw ChildProcessError("this libc lacks posix_spawn_file_actions_addchdir_np")
+            }
+            _ = addChdir(&actions, workingDirectory)
+        }
+        #if os(Linux)
+            // Without this a child (and a daemon it leaves behind, like the postmaster that
+            // `pg_ctl start` forks) inherits every descriptor we hold without CLOEXEC —
+            // sockets, a test runner's pipes — and keeps it open for its whole life.
+            guard let closeFrom = SpawnExtensions.addCloseFrom else {
+                throw ChildProcessError("this libc lacks posix_spawn_file_actions_addclosefrom_np (glibc ≥ 2.34)")
+            }
+            _ = closeFrom(&actions, 3)
+        #endif
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // Default signal handling, an empty mask, and a process group of its own, so a Ctrl-C
+        // aimed at us is handled by us (we stop children in order).
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(
+            &attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let envList = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+        let envp = envList.map { strdup($0) } + [nil]
+        defer { envp.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        guard result == 0 else {
+            throw ChildProcessError("cannot start \(executable): \(String(cString: strerror(result)))")
+        }
+        return pid
+    }
+
     private init(pid: pid_t) {
         self.pid = pid
         reaper = DedicatedThread(name: "reap-\(pid)")
@@ -109,8 +164,7 @@ public final class ChildProcess: Sendable {
         reaper.submit {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            // Exit code, or 128 + signal number when killed by a signal (shell convention).
-            let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            let code = ChildProcess.exitCode(status)
             let waiters = self.exitState.withLock { state in
                 state.status = code
                 defer { state.waiters.removeAll() }
@@ -144,4 +198,19 @@ public final class ChildProcess: Sendable {
 public struct ChildProcessError: Error, CustomStringConvertible, Sendable {
     public let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// glibc's `posix_spawn_file_actions_add{chdir,closefrom}_np` are declared only under
+/// `_GNU_SOURCE`, which Swift's Glibc module does not define, so look them up at run time.
+private enum SpawnExtensions {
+    typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+
+    static let addChdir: AddChdir? = symbol("posix_spawn_file_actions_addchdir_np")
+    static let addCloseFrom: AddCloseFrom? = symbol("posix_spawn_file_actions_addclosefrom_np")
+
+    private static func symbol<T>(_ name: String) -> T? {
+        guard let handle = dlopen(nil, RTLD_NOW), let pointer = dlsym(handle, name) else { return nil }
+        return unsafeBitCast(pointer, to: T.self)
+    }
 }

@@ -97,6 +97,11 @@ public final class LocalNATSServer: Sendable {
         await signal(SIGTERM)
     }
 
+    /// Synchronous kill for process-exit cleanup, where async code can no longer run.
+    public func killNow() {
+        process.withLock { $0?.signal(SIGKILL) }
+    }
+
     /// Sends `signal` (e.g. SIGKILL for crash tests) and waits for the process to exit.
     public func signal(_ signal: Int32) async {
         guard let child = process.withLock({ $0 }), child.isRunning else { return }

@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import SundialPostgres
-import SundialThreads
 
 #if canImport(Glibc)
     import Glibc
@@ -59,12 +58,11 @@ public final class LocalPostgresServer: Sendable {
         logger[metadataKey: "postgres.data"] = "\(dataDirectory.path)"
         let files = FileManager.default
         let parent = dataDirectory.deletingLastPathComponent()
-        var socketDirectory: URL? = parent.appendingPathComponent("pgsocket", isDirectory: true)
+        let socketCandidate = parent.appendingPathComponent("pgsocket", isDirectory: true)
         // sun_path holds 107 bytes; "/.s.PGSQL.65535.lock" needs 20 of them.
-        if socketDirectory!.path.utf8.count + 20 > 107 {
-            logger.warning("socket directory path too long for a unix socket; TCP only")
-            socketDirectory = nil
-        }
+        let socketFits = socketCandidate.path.utf8.count + 20 <= 107
+        if !socketFits { logger.warning("socket directory path too long for a unix socket; TCP only") }
+        let socketDirectory = socketFits ? socketCandidate : nil
 
         do {
             try files.createDirectory(at: parent, withIntermediateDirectories: true)
@@ -111,7 +109,7 @@ public final class LocalPostgresServer: Sendable {
                 let server = LocalPostgresServer(
                     dataDirectory: dataDirectory, socketDirectory: socketDirectory, port: running.port,
                     fsync: fsync, tools: tools, logger: logger)
-                try server.writeSettings(tools: tools)
+                try server.writeSettings()
                 let reload = try await tools.run("pg_ctl", ["reload", "-D", dataDirectory.path], in: parent)
                 if reload.status != 0 { logger.warning("pg_ctl reload failed: \(reload.output)") }
                 logger.info("reusing running Postgres on port \(running.port)")
@@ -144,7 +142,7 @@ public final class LocalPostgresServer: Sendable {
             let server = LocalPostgresServer(
                 dataDirectory: dataDirectory, socketDirectory: socketDirectory, port: chosenPort, fsync: fsync,
                 tools: tools, logger: logger)
-            try server.writeSettings(tools: tools)
+            try server.writeSettings()
             let logFile = dataDirectory.appendingPathComponent("postgres.log")
             let result = try await tools.run(
                 "pg_ctl", ["start", "-D", dataDirectory.path, "-l", logFile.path, "-w", "-t", "120"], in: parent)
@@ -187,7 +185,7 @@ public final class LocalPostgresServer: Sendable {
 
     // MARK: Settings
 
-    private func writeSettings(tools: Tools) throws {
+    private func writeSettings() throws {
         func quoted(_ value: String) -> String { "'" + value.replacingOccurrences(of: "'", with: "''") + "'" }
         let onOff = fsync ? "on" : "off"
         let settings = """
@@ -354,13 +352,13 @@ private struct Tools: Sendable {
     }
 
     /// The environment for the tools: ours without PG* variables that would redirect them.
-    private static func environment() -> [String] {
+    private static func environmentDictionary() -> [String: String] {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PG") }
         environment["LC_ALL"] = "C"
-        return environment.map { "\($0.key)=\($0.value)" }
+        return environment
     }
 
-    /// Runs a tool to completion on a short-lived dedicated thread (the wait blocks it, not
+    /// Runs a tool to completion on a short-lived thread of its own (the wait blocks it, not
     /// the cooperative pool) and returns its exit status and combined stdout/stderr.
     ///
     /// Not Foundation's `Process`: on Linux it learns of the exit through a socket the child
@@ -370,11 +368,12 @@ private struct Tools: Sendable {
         let outputFile = FileManager.default.temporaryDirectory
             .appendingPathComponent("sundial-\(tool)-\(UUID().uuidString).log")
         defer { try? FileManager.default.removeItem(at: outputFile) }
-        let thread = DedicatedThread(name: "sundial-\(tool)")
-        defer { thread.shutdown() }
         let tools = self
-        let status = try await thread.run {
-            try tools.spawnAndWait(tool, arguments, in: directory, output: outputFile.path)
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(
+                    with: Swift.Result { try tools.spawnAndWait(tool, arguments, in: directory, output: outputFile.path) })
+            }
         }
         let text = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
         return Result(status: status, output: text.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -385,73 +384,11 @@ private struct Tools: Sendable {
         try await run("pg_isready", ["-h", "127.0.0.1", "-p", String(port), "-t", "5"], in: directory).status == 0
     }
 
-    /// posix_spawn + waitpid, blocking the calling thread. Output goes to `output` (or
-    /// /dev/null). The child gets only stdin/stdout/stderr, so the postmaster that `pg_ctl start`
-    /// leaves behind holds none of our descriptors. Returns the exit status (128 + signal if
-    /// killed by one).
+    /// Runs a tool to completion, blocking the calling thread (for `atexit` cleanup).
     func spawnAndWait(_ tool: String, _ arguments: [String], in directory: URL, output: String?) throws -> Int32 {
         let (executable, fullArguments) = commandLine(tool, arguments)
-        let argv = ([executable.path] + fullArguments).map { strdup($0) } + [nil]
-        let envp = Self.environment().map { strdup($0) } + [nil]
-        defer {
-            for pointer in argv { free(pointer) }
-            for pointer in envp { free(pointer) }
-        }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, output ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        // The postgres user must be able to enter the working directory.
-        _ = SpawnExtensions.addChdir?(&actions, directory.path)
-        #if os(Linux)
-            // Without this the postmaster would inherit every descriptor we have open without
-            // CLOEXEC (a test runner's event pipe, say) and hold it for its whole life.
-            guard let closeFrom = SpawnExtensions.addCloseFrom else {
-                throw LocalPostgresServerError("this libc lacks posix_spawn_file_actions_addclosefrom_np (glibc ≥ 2.34 needed)")
-            }
-            _ = closeFrom(&actions, 3)
-        #endif
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        #if canImport(Darwin)
-            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_CLOEXEC_DEFAULT))
-        #endif
-
-        var pid: pid_t = 0
-        let spawned = argv.withUnsafeBufferPointer { arguments in
-            envp.withUnsafeBufferPointer { environment in
-                posix_spawn(&pid, executable.path, &actions, &attributes, arguments.baseAddress!, environment.baseAddress!)
-            }
-        }
-        guard spawned == 0 else {
-            throw LocalPostgresServerError("cannot run \(executable.path): \(String(cString: strerror(spawned)))")
-        }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else {
-                throw LocalPostgresServerError("waitpid for \(tool) failed: \(String(cString: strerror(errno)))")
-            }
-        }
-        // WIFEXITED / WEXITSTATUS / WTERMSIG are macros Swift does not import.
-        let signal = status & 0x7f
-        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
-    }
-}
-
-/// glibc's `posix_spawn_file_actions_add{chdir,closefrom}_np` are declared only under
-/// `_GNU_SOURCE`, which Swift's Glibc module does not define, so look them up at run time.
-private enum SpawnExtensions {
-    typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
-    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-
-    static let addChdir: AddChdir? = symbol("posix_spawn_file_actions_addchdir_np")
-    static let addCloseFrom: AddCloseFrom? = symbol("posix_spawn_file_actions_addclosefrom_np")
-
-    private static func symbol<T>(_ name: String) -> T? {
-        guard let handle = dlopen(nil, RTLD_NOW), let pointer = dlsym(handle, name) else { return nil }
-        return unsafeBitCast(pointer, to: T.self)
+        return try ChildProcess.runBlocking(
+            executable: executable.path, arguments: fullArguments, environment: Self.environmentDictionary(),
+            workingDirectory: directory.path, outputFile: output)
     }
 }

@@ -55,7 +55,7 @@ final class LibPQConnection {
     /// libpq only notices when it reads. Reading what is pending here (one `poll` with zero
     /// timeout when nothing is) lets the caller reconnect instead of failing the next statement.
     var isHealthy: Bool {
-        guard PQstatus(handle) == CONNECTION_OK else { return false }
+        guard PQstatus(handle) == CONNECTION_OK, !notices.sawFatal else { return false }
         let socket = PQsocket(handle)
         guard socket >= 0 else { return false }
         var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
@@ -64,7 +64,8 @@ final class LibPQConnection {
             // Readable while idle means an unsolicited message or EOF.
             if PQconsumeInput(handle) == 0 { return false }
             _ = PQisBusy(handle)  // parses it; an ErrorResponse goes to the notice processor
-            if PQstatus(handle) != CONNECTION_OK { return false }
+            // A FATAL arrives before the server closes the socket: the session is over either way.
+            if PQstatus(handle) != CONNECTION_OK || notices.sawFatal { return false }
             rounds += 1
         }
         return PQstatus(handle) == CONNECTION_OK
@@ -74,12 +75,18 @@ final class LibPQConnection {
 /// Routes libpq notices to the logger. Called synchronously on the connection's thread.
 final class NoticeSink {
     let logger: Logger
+    /// The server announced it is ending the session (e.g. 57P01 on shutdown or
+    /// pg_terminate_backend) while the connection was idle.
+    private(set) var sawFatal = false
 
     init(logger: Logger) { self.logger = logger }
 
     func log(_ message: String) {
         let text = message.trimmingCharacters(in: .whitespacesAndNewlines)
-        if text.hasPrefix("WARNING") || text.hasPrefix("FATAL") || text.hasPrefix("PANIC") {
+        if text.hasPrefix("FATAL") || text.hasPrefix("PANIC") {
+            sawFatal = true
+            logger.notice("postgres: \(text)")
+        } else if text.hasPrefix("WARNING") {
             logger.warning("postgres: \(text)")
         } else {
             logger.debug("postgres: \(text)")
@@ -137,7 +144,9 @@ func withCParameters<R>(
         case .text(var text):
             let start = storage + offset
             let length = text.withUTF8 { utf8 -> Int in
-                if let base = utf8.baseAddress { UnsafeMutableRawPointer(start).copyMemory(from: base, byteCount: utf8.count) }
+                if let base = utf8.baseAddress {
+                    UnsafeMutableRawPointer(start).copyMemory(from: base, byteCount: utf8.count)
+                }
                 return utf8.count
             }
             if memchr(start, 0, length) != nil {

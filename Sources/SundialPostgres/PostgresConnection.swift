@@ -155,10 +155,9 @@ final class ConnectionState: @unchecked Sendable {
         guard let connection else { return }
         let clean = connection.withHandle { handle -> Bool in
             guard PQstatus(handle) == CONNECTION_OK else { return false }
-            if PQpipelineStatus(handle) != PQ_PIPELINE_OFF {
-                while let result = PQgetResult(handle) { PQclear(result) }
-                if PQexitPipelineMode(handle) != 1 { return false }
-            }
+            // Still in pipeline mode means `pipeline` was interrupted at an unknown point;
+            // draining could block forever if no sync was sent, so start over instead.
+            if PQpipelineStatus(handle) != PQ_PIPELINE_OFF { return false }
             switch PQtransactionStatus(handle) {
             case PQTRANS_IDLE:
                 return true

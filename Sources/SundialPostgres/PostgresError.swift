@@ -84,10 +84,13 @@ extension PostgresError {
             primary
             ?? PQresultErrorMessage(result).flatMap { trimmed(String(cString: $0)) }
             ?? clientMessage(connection, fallback: "unknown error")
-        // On a still-healthy connection even class 08/57P0x is reported as `.query`;
-        // `isConnectionFailure` covers those through the SQLSTATE.
+        // FATAL/PANIC means the server is ending the session even if libpq has not seen the
+        // socket close yet. A plain ERROR with a class-08/57P0x code (e.g. raised by a function)
+        // stays `.query`; `isConnectionFailure` still reports it through the SQLSTATE.
+        let severity = field(result, PG_DIAG_SEVERITY_NONLOCALIZED_CODE)
+        let fatal = severity == "FATAL" || severity == "PANIC"
         return PostgresError(
-            kind: broken ? .connection : .query, sqlState: sqlState, message: message,
+            kind: broken || fatal ? .connection : .query, sqlState: sqlState, message: message,
             detail: detail)
     }
 
@@ -111,3 +114,4 @@ private let PG_DIAG_SQLSTATE_CODE = Int32(UInt8(ascii: "C"))
 private let PG_DIAG_MESSAGE_PRIMARY_CODE = Int32(UInt8(ascii: "M"))
 private let PG_DIAG_MESSAGE_DETAIL_CODE = Int32(UInt8(ascii: "D"))
 private let PG_DIAG_MESSAGE_HINT_CODE = Int32(UInt8(ascii: "H"))
+private let PG_DIAG_SEVERITY_NONLOCALIZED_CODE = Int32(UInt8(ascii: "V"))

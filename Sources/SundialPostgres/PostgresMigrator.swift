@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 
 /// One schema change, loaded from a file named `NNNN_name.sql`.
 public struct PostgresMigration: Sendable, Hashable {
@@ -58,8 +57,8 @@ public struct PostgresMigration: Sendable, Hashable {
 /// Applies migrations in version order, each in its own transaction, recording them in
 /// `schema_migrations(version, name, applied_at)`. Safe to run from several processes at once:
 /// every step holds a transaction-scoped advisory lock keyed by the schema, and a migration
-/// already recorded is skipped. Migrations must be transactional (no `CREATE INDEX
-/// CONCURRENTLY`).
+/// already recorded is skipped. Migrations must be transactional and must not contain their
+/// own `BEGIN`/`COMMIT` (nor `CREATE INDEX CONCURRENTLY`).
 public struct PostgresMigrator: Sendable {
     public let migrations: [PostgresMigration]
     public let schema: String?

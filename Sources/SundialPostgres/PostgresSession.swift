@@ -114,8 +114,15 @@ public final class PostgresSession {
                 let end = min(start + Self.pipelineSegment, parameterSets.count)
                 var sent = 0
                 for index in start..<end {
-                    let accepted = try withCParameters(parameterSets[index]) { count, values, lengths, formats in
-                        PQsendQueryPrepared(handle, query.name, count, values, lengths, formats, 0)
+                    let accepted: Int32
+                    do {
+                        accepted = try withCParameters(parameterSets[index]) { count, values, lengths, formats in
+                            PQsendQueryPrepared(handle, query.name, count, values, lengths, formats, 0)
+                        }
+                    } catch {
+                        // A bad parameter set: stop sending, but still sync and drain what was sent.
+                        firstError = error as? PostgresError ?? PostgresError(kind: .query, message: "\(error)")
+                        break
                     }
                     guard accepted == 1 else {
                         firstError = PostgresError.from(result: nil, connection: handle)
@@ -156,9 +163,14 @@ public final class PostgresSession {
     /// The pipeline's protocol state is unknown: drop the connection so the next session
     /// reconnects, and report the best error we have.
     private func brokenPipeline(_ handle: OpaquePointer, _ firstError: PostgresError?) -> PostgresError {
-        let error =
-            firstError.map { $0.isConnectionFailure ? $0 : PostgresError(kind: .connection, message: "pipeline aborted: \($0.message)") }
-            ?? PostgresError(kind: .connection, message: PostgresError.clientMessage(handle, fallback: "pipeline broke"))
+        let error: PostgresError
+        if let firstError, firstError.isConnectionFailure {
+            error = firstError
+        } else if let firstError {
+            error = PostgresError(kind: .connection, message: "pipeline aborted: \(firstError.message)")
+        } else {
+            error = PostgresError(kind: .connection, message: PostgresError.clientMessage(handle, fallback: "pipeline broke"))
+        }
         state.logger.notice("Postgres pipeline broke; dropping the connection: \(error)")
         state.discardConnection()
         return error

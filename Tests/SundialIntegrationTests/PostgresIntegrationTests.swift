@@ -266,7 +266,10 @@ struct PostgresIntegrationTests {
         let insert = PostgresQuery(name: "test_reuse_insert", sql: "INSERT INTO p (n) VALUES ($1) RETURNING n * 2 AS doubled")
         let info = PostgresQuery(
             name: "test_reuse_info",
-            sql: "SELECT prepare_time::text AS prepared_at, generic_plans + custom_plans AS runs FROM pg_prepared_statements WHERE name = $1")
+            sql: """
+                SELECT prepare_time::text AS prepared_at, generic_plans + custom_plans AS runs
+                FROM pg_prepared_statements WHERE name = $1
+                """)
         try await pool.withSession { session in try session.execute("CREATE TABLE p (n int)") }
 
         let doubled = try await pool.withSession { session in
@@ -342,11 +345,25 @@ struct PostgresIntegrationTests {
         #expect(try await count(pool, "pipe", where: "id >= 10000") == 1000)
         #expect(try await backendPID(pool) == pidBefore)
 
+        // A parameter set that cannot be sent (NUL in text) stops the pipeline cleanly: what was
+        // sent before it commits, and the connection is reused.
+        let withBadValue: [[PostgresValue]] = (30_000..<30_010).map {
+            [.int($0), .text($0 == 30_005 ? "nul\u{0}inside" : "z")]
+        }
+        let badValue = await #expect(throws: PostgresError.self) {
+            try await pool.withSession { session in try session.pipeline(insert, withBadValue) }
+        }
+        #expect(badValue?.sqlState == "22021")
+        #expect(try await count(pool, "pipe", where: "id >= 30000") == 5)
+        #expect(try await backendPID(pool) == pidBefore)
+
         // Inside a transaction the whole pipeline is all-or-nothing.
         await #expect(throws: PostgresError.self) {
-            try await pool.transaction { session in try session.pipeline(insert, (20_000..<22_500).map { [.int($0 == 21_999 ? 1 : $0), .text("y")] }) }
+            try await pool.transaction { session in
+                try session.pipeline(insert, (20_000..<22_500).map { [.int($0 == 21_999 ? 1 : $0), .text("y")] })
+            }
         }
-        #expect(try await count(pool, "pipe", where: "id >= 20000") == 0)
+        #expect(try await count(pool, "pipe", where: "id BETWEEN 20000 AND 29999") == 0)
         await pool.close()
     }
 
@@ -449,7 +466,7 @@ struct PostgresIntegrationTests {
         }
     }
 
-    @Test("a terminated backend heals on the next call")
+    @Test("a terminated idle backend is replaced before the next call")
     func terminatedBackendHeals() async throws {
         let pool = try await TestPostgres.pool(schema: TestPostgres.freshSchema("terminate"), size: 1)
         let killer = try await TestPostgres.pool(schema: TestPostgres.freshSchema("killer"), size: 1)
@@ -459,17 +476,48 @@ struct PostgresIntegrationTests {
         }
         #expect(terminated == true)
 
-        // The first call may fail (the connection died under it) but only as a connection
-        // failure; the one after must succeed on a new backend.
-        do {
-            _ = try await backendPID(pool)
-        } catch let error as PostgresError {
-            #expect(error.isConnectionFailure, "\(error)")
+        // Wait until the backend is gone (it sends its FATAL before it leaves the view).
+        var gone = false
+        for _ in 0..<10_000 where !gone {
+            gone = try await killer.withSession { session in
+                try session.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", [.int(victim)])[0].int(0) == 0
+            }
         }
+        try #require(gone)
+        // The idle connection's death is noticed before use: no caller sees an error.
         let healed = try await backendPID(pool)
         #expect(healed != victim)
         await pool.close()
         await killer.close()
+    }
+
+    @Test("a standalone connection runs sessions in order and refuses use after close")
+    func standaloneConnection() async throws {
+        let server = try await TestPostgres.server()
+        let connection = try await PostgresConnection.connect(server.configuration, logger: TestPostgres.logger)
+        let pids = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    try await connection.withSession { session in
+                        try session.execute("SELECT pg_backend_pid()")[0].int(0)!
+                    }
+                }
+            }
+            return try await group.reduce(into: Set<Int>()) { $0.insert($1) }
+        }
+        #expect(pids.count == 1)
+        await connection.close()
+        let error = await #expect(throws: PostgresError.self) {
+            try await connection.withSession { session in try session.execute("SELECT 1").count }
+        }
+        #expect(error?.kind == .closed)
+
+        var unreachable = server.configuration
+        unreachable.port = try FreePort.allocate()
+        let refused = await #expect(throws: PostgresError.self) {
+            try await PostgresConnection.connect(unreachable, logger: TestPostgres.logger)
+        }
+        #expect(refused?.kind == .connection)
     }
 
     // MARK: Migrations
@@ -479,7 +527,9 @@ struct PostgresIntegrationTests {
         let directory = try TestPostgres.temporaryDirectory("migrations")
         defer { try? FileManager.default.removeItem(at: directory) }
         try write(directory, "0002_add_color.sql", "ALTER TABLE widgets ADD COLUMN color text NOT NULL DEFAULT 'red';")
-        try write(directory, "0001_create_widgets.sql", "CREATE TABLE widgets (id bigint PRIMARY KEY);\nCREATE INDEX widgets_id ON widgets (id);")
+        try write(
+            directory, "0001_create_widgets.sql",
+            "CREATE TABLE widgets (id bigint PRIMARY KEY);\nCREATE INDEX widgets_id ON widgets (id);")
         try write(directory, "0010_seed.sql", "INSERT INTO widgets (id) VALUES (1), (2);")
         try write(directory, "README.txt", "not a migration")
 
@@ -521,7 +571,10 @@ struct PostgresIntegrationTests {
         #expect(failure?.message.contains("0011") == true || failure?.message.contains("11_broken") == true)
         let leftovers = try await pool.withSession { session in
             try session.execute(
-                "SELECT (SELECT count(*) FROM \"\(schema)\".schema_migrations WHERE version = 11) AS recorded, to_regclass($1) IS NULL AS absent",
+                """
+                SELECT (SELECT count(*) FROM "\(schema)".schema_migrations WHERE version = 11) AS recorded,
+                       to_regclass($1) IS NULL AS absent
+                """,
                 [.text("\(schema).half_done")])
         }
         #expect(try leftovers[0].int("recorded") == 0)
@@ -548,8 +601,8 @@ struct PostgresIntegrationTests {
 
     @Test("the pool heals after the server restarts; start is idempotent")
     func reconnectAfterRestart() async throws {
+        // Not removed in a defer: the exit hook stops the server first, then removes the folder.
         let root = try TestPostgres.temporaryDirectory("pg-restart")
-        defer { try? FileManager.default.removeItem(at: root) }
         let dataDirectory = root.appendingPathComponent("data")
         let server = try await LocalPostgresServer.start(
             dataDirectory: dataDirectory, port: nil, fsync: false, logger: TestPostgres.logger)
@@ -576,25 +629,33 @@ struct PostgresIntegrationTests {
         let secondBoot = try await postmasterStart(pool)
         #expect(secondBoot != bootTime)
 
-        // Restart under an idle pooled connection: at most one call fails, then it heals.
+        // Restart under an idle pooled connection: the server said goodbye (57P01) and closed
+        // the socket before `stop` returned, so the pool reconnects before the call.
         await restarted.stop()
         let third = try await LocalPostgresServer.start(
             dataDirectory: dataDirectory, port: server.port, fsync: false, logger: TestPostgres.logger)
-        var failures = 0
-        var thirdBoot: String?
-        for _ in 0..<2 where thirdBoot == nil {
-            do {
-                thirdBoot = try await postmasterStart(pool)
-            } catch let error as PostgresError {
-                #expect(error.isConnectionFailure, "\(error)")
-                failures += 1
+        let thirdBoot = try await postmasterStart(pool)
+        #expect(thirdBoot != secondBoot)
+
+        // Killed mid-statement: that call fails as a connection failure, the next one heals.
+        let (running, runningContinuation) = AsyncStream<Void>.makeStream()
+        let slow = Task {
+            try await pool.withSession { session in
+                runningContinuation.yield()
+                return try session.execute("SELECT pg_sleep(30)").count
             }
         }
-        #expect(failures <= 1)
-        #expect(thirdBoot != nil && thirdBoot != secondBoot)
+        for await _ in running { break }
+        await third.stop()
+        let midStatement = await #expect(throws: PostgresError.self) { try await slow.value }
+        #expect(midStatement?.isConnectionFailure == true, "\(String(describing: midStatement))")
+        #expect(midStatement?.kind == .connection)
+        let fourth = try await LocalPostgresServer.start(
+            dataDirectory: dataDirectory, port: server.port, fsync: false, logger: TestPostgres.logger)
+        #expect(try await postmasterStart(pool) != thirdBoot)
 
         await pool.close()
-        await third.stop()
+        await fourth.stop()
     }
 
     // MARK: Configuration
@@ -602,7 +663,8 @@ struct PostgresIntegrationTests {
     @Test("URL configuration parses and validates")
     func configurationFromURL() throws {
         let full = try PostgresConfiguration(
-            url: "postgres://alice:p%40ss@db.internal:6543/sundial?search_path=tenant_a&application_name=ingest&connect_timeout=3&sslmode=disable")
+            url: "postgres://alice:p%40ss@db.internal:6543/sundial"
+                + "?search_path=tenant_a&application_name=ingest&connect_timeout=3&sslmode=disable")
         #expect(full.host == "db.internal")
         #expect(full.port == 6543)
         #expect(full.user == "alice")

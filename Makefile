@@ -1,0 +1,39 @@
+# Sundial — the two commands that set up a fresh machine:
+#   make run    install what is needed, build, and run Sundial locally (private NATS + Postgres)
+#   make test   install what is needed, build, and run the full test suite
+SWIFT ?= swift
+
+.PHONY: setup build run test test-unit test-integration bench proto clean
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	$(SWIFT) build
+
+run: build
+	.build/debug/sundial dev
+
+# The full suite: unit, schedule, and integration tests against real nats-server and
+# Postgres started by the test harness. The planner crash test runs the built
+# `sundial-planner` executable, so everything is built first.
+test: setup
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+test-unit: setup
+	$(SWIFT) test --skip "Integration"
+
+test-integration: setup
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --filter "Integration"
+
+# Benchmarks against a running `make run` (see README).
+bench: build
+	.build/debug/sundial bench spine
+
+proto:
+	scripts/gen-proto.sh
+
+clean:
+	rm -rf .build .sundial

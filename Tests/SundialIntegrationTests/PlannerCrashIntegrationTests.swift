@@ -1,0 +1,73 @@
+import Foundation
+import SundialContract
+import SundialLocalCluster
+import SundialPostgres
+import SundialProto
+import Testing
+
+/// The planner as a real process (the `sundial-planner` executable), killed with SIGKILL.
+@Suite("Integration: planner crash", .serialized)
+struct PlannerCrashIntegrationTests {
+    static var plannerBinary: URL {
+        TestNATS.packageRoot.appendingPathComponent(".build/debug/sundial-planner")
+    }
+
+    func startPlanner(_ system: TestSystem, instance: String, log: URL) async throws -> ChildProcess {
+        let binary = Self.plannerBinary
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw TestFailure("\(binary.path) missing: `make test` builds it before running the tests")
+        }
+        let env = try await system.serviceEnvironment([
+            "SUNDIAL_PLANNER_INSTANCE_ID": instance, "SUNDIAL_HORIZON": "2s",
+            "SUNDIAL_PLANNER_LEASE_TTL": "2s", "SUNDIAL_PLANNER_CLAIM_INTERVAL": "200ms",
+            "SUNDIAL_PLANNER_RESCUE_GRACE": "5s",
+        ])
+        return try ChildProcess.spawn(executable: binary.path, arguments: [], environment: env, output: .file(log.path))
+    }
+
+    @Test("a planner killed with SIGKILL and replaced before the due times: every timer fires exactly once")
+    func plannerKilledAndReplaced() async throws {
+        var options = TestSystem.Options()
+        options.planner = false
+        options.horizon = .seconds(2)
+        try await withTestSystem("plannercrash", options) { system in
+            let logs = try TestPostgres.temporaryDirectory("planner-logs")
+            let worker = try await system.worker(queue: "crash")
+            let client = system.client(tenant: "acme")
+
+            var ids: Set<String> = []
+            for second in 3...8 {
+                ids.insert(try await client.create(.delay(.seconds(second), queue: "crash")).timer.id)
+            }
+            let first = try await startPlanner(system, instance: "planner-a", log: logs.appendingPathComponent("a.log"))
+            // Kill it once it demonstrably holds loaded timers (at least one armed by it).
+            try await eventually("planner A arms a timer", timeout: .seconds(20)) {
+                let armed = try await system.pool.withSession { session in
+                    try session.execute("SELECT count(*) AS n FROM timers WHERE state = 'armed'")[0].int("n") ?? 0
+                }
+                return armed > 0
+            }
+            first.signal(SIGKILL)
+            #expect(await first.waitForExit() == 128 + SIGKILL)
+
+            let second = try await startPlanner(system, instance: "planner-b", log: logs.appendingPathComponent("b.log"))
+            let jobs = try await collectJobs(worker, count: ids.count, timeout: .seconds(40))
+            #expect(Set(jobs.map(\.0.timerID)) == ids)
+            #expect(jobs.count == ids.count)
+            // Nothing more arrives: no duplicates from the takeover's republish.
+            let extra = try await collectJobs(worker, count: 1, timeout: .seconds(3))
+            #expect(extra.isEmpty, "duplicate jobs: \(extra.map(\.0.timerID))")
+
+            let owners = try await system.pool.withSession { session in
+                try session.execute("SELECT DISTINCT owner FROM shard_leases WHERE expires_at > now()").map { try $0.string("owner") ?? "" }
+            }
+            #expect(owners == ["planner-b"])
+            let runs = try await system.pool.withSession { session in
+                try session.execute("SELECT count(*) AS n FROM timer_runs")[0].int("n")
+            }
+            #expect(runs == ids.count)
+            second.signal(SIGTERM)
+            #expect(await second.waitForExit() == 0)
+        }
+    }
+}

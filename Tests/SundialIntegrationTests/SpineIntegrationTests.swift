@@ -1,0 +1,214 @@
+import Foundation
+import SundialContract
+import SundialExecutor
+import SundialLocalCluster
+import SundialNATS
+import SundialPostgres
+import SundialProto
+import SundialSchedule
+import SundialStore
+import Testing
+
+/// A one-shot timer end to end through real nats-server (JetStream scheduling) and Postgres.
+@Suite("Integration: spine", .serialized)
+struct SpineIntegrationTests {
+    @Test("a near-term timer goes Ingest → JetStream → Dispatcher → executor within 2 s of due")
+    func nearTermTimerReachesExecutor() async throws {
+        try await withTestSystem("nearterm") { system in
+            let worker = try await system.worker(queue: "emails")
+            let created = try await system.client(tenant: "acme").create(
+                .delay(.seconds(2), queue: "emails", payload: "hello"))
+            #expect(created.created)
+            #expect(created.timer.state == .armed)  // due within the horizon: loaded by Ingest
+
+            let jobs = try await collectJobs(worker, count: 1, timeout: .seconds(15))
+            try #require(jobs.count == 1)
+            let (job, receivedAt) = jobs[0]
+            #expect(job.timerID == created.timer.id)
+            #expect(job.tenant == "acme")
+            #expect(job.attempt == 1)
+            #expect(String(decoding: job.payload, as: UTF8.self) == "hello")
+            #expect(job.message.headers[SundialHeader.natsMessageID] == "\(created.timer.id):0:1")
+            let due = created.timer.nextFireAt.date
+            #expect(abs(job.scheduledAt.timeIntervalSince(due)) < 0.002)
+            let lag = receivedAt.timeIntervalSince(due)
+            print("spine fire lag (near-term path): \(String(format: "%.3f", lag)) s")
+            #expect(lag >= -0.05 && lag <= 2.0)
+
+            try await eventually("timer is dispatched in Postgres") {
+                try await system.client(tenant: "acme").get(created.timer.id).state == .dispatched
+            }
+            let timer = try await system.client(tenant: "acme").get(created.timer.id)
+            #expect(timer.attempts == 1)
+            let runs = try await system.store.runs(timerID: TimerID.parse(created.timer.id)!)
+            #expect(runs.count == 1)
+            #expect(runs.first?.outcome == "dispatched")
+            #expect(runs.first?.firedAt != nil)
+        }
+    }
+
+    @Test("a timer beyond the horizon is stored, then claimed and loaded by the Planner")
+    func plannerLoadsFarTimers() async throws {
+        var options = TestSystem.Options()
+        options.horizon = .seconds(2)
+        try await withTestSystem("farpath", options) { system in
+            let worker = try await system.worker(queue: "reports")
+            let client = system.client(tenant: "globex")
+            let created = try await client.create(.delay(.seconds(5), queue: "reports", payload: "later"))
+            #expect(created.timer.state == .scheduled)  // beyond the 2 s horizon: left to the planner
+
+            try await eventually("planner arms the timer") {
+                try await client.get(created.timer.id).state == .armed
+            }
+            let jobs = try await collectJobs(worker, count: 1, timeout: .seconds(20))
+            try #require(jobs.count == 1)
+            let lag = jobs[0].1.timeIntervalSince(created.timer.nextFireAt.date)
+            print("spine fire lag (planner path): \(String(format: "%.3f", lag)) s")
+            #expect(lag >= -0.05 && lag <= 2.0)
+            #expect((system.planner?.stats.published.load(ordering: .relaxed) ?? 0) >= 1)
+        }
+    }
+
+    @Test("a retried create with the same idempotency key returns the same timer, never a second")
+    func idempotentCreate() async throws {
+        try await withTestSystem("idem") { system in
+            let client = system.client(tenant: "acme")
+            let request = Sundial_V1_CreateTimerRequest.delay(.seconds(600), queue: "q", payload: "x", key: "order-42")
+            let first = try await client.create(request)
+            let second = try await client.create(request)
+            #expect(first.created)
+            #expect(!second.created)
+            #expect(first.timer.id == second.timer.id)
+
+            // Same key, different request: a conflict, not a silent success.
+            var different = request
+            different.payload = Data("other".utf8)
+            await #expect(throws: SundialError.self) { _ = try await client.create(different) }
+            do {
+                _ = try await client.create(different)
+            } catch let error as SundialError {
+                #expect(error.code == .conflict)
+            }
+            // The key is per tenant: another tenant gets its own timer.
+            let other = try await system.client(tenant: "initech").create(request)
+            #expect(other.created && other.timer.id != first.timer.id)
+
+            let count = try await system.pool.withSession { session in
+                try session.execute("SELECT count(*) AS n FROM timers WHERE idempotency_key = 'order-42'")[0].int("n")
+            }
+            #expect(count == 2)
+        }
+    }
+
+    @Test("bad input gets the error headers and a Status body, and the service keeps serving")
+    func badInputIsRejectedCleanly() async throws {
+        try await withTestSystem("badinput") { system in
+            let client = system.client(tenant: "acme")
+
+            // Malformed protobuf bytes.
+            let garbage = try await client.raw(.create, [0xFF, 0xFF, 0xFF, 0x01, 0x02])
+            #expect(garbage.headers[SundialHeader.serviceErrorCode] == "400")
+            #expect(garbage.headers[SundialHeader.serviceError]?.contains("malformed") == true)
+            let status = try Sundial_V1_Status(serializedBytes: garbage.payload)
+            #expect(status.code == 400)
+
+            func rejection(_ request: Sundial_V1_CreateTimerRequest) async throws -> SundialError {
+                do {
+                    _ = try await client.create(request)
+                } catch let error as SundialError {
+                    return error
+                }
+                throw TestFailure("request was accepted")
+            }
+            var missingQueue = Sundial_V1_CreateTimerRequest.delay(.seconds(5), queue: "")
+            missingQueue.queue = ""
+            #expect(try await rejection(missingQueue).violations.contains { $0.field == "queue" })
+
+            var noSchedule = Sundial_V1_CreateTimerRequest()
+            noSchedule.queue = "q"
+            #expect(try await rejection(noSchedule).violations.contains { $0.field == "schedule" })
+
+            var oversized = Sundial_V1_CreateTimerRequest.delay(.seconds(5), queue: "q")
+            oversized.payload = Data(count: 300 * 1024)
+            let tooBig = try await rejection(oversized)
+            #expect(tooBig.code == .invalidArgument)
+            #expect(tooBig.violations.contains { $0.field == "payload" })
+
+            var badZone = Sundial_V1_CreateTimerRequest()
+            badZone.queue = "q"
+            badZone.schedule.date = .with { $0.year = 2099; $0.month = 3; $0.day = 15 }
+            badZone.schedule.timeZone = "Mars/Olympus_Mons"
+            #expect(try await rejection(badZone).violations.contains { $0.field.contains("time_zone") })
+
+            var past = Sundial_V1_CreateTimerRequest()
+            past.queue = "q"
+            past.schedule.date = .with { $0.year = 2001; $0.month = 1; $0.day = 1 }
+            #expect(try await rejection(past).code == .invalidArgument)
+
+            let unknownID = try await rejection(.delay(.seconds(1), queue: "q.bad..name"))
+            #expect(unknownID.code == .invalidArgument)
+
+            // Get with a malformed and an unknown id.
+            do {
+                _ = try await client.get("not-a-uuid")
+                Issue.record("malformed id accepted")
+            } catch let error as SundialError {
+                #expect(error.code == .invalidArgument)
+            }
+            do {
+                _ = try await client.get(TimerID.text(TimerID.make()))
+                Issue.record("unknown id found")
+            } catch let error as SundialError {
+                #expect(error.code == .notFound)
+            }
+
+            // Still serving, and nothing partial was written.
+            let ok = try await client.create(.delay(.seconds(60), queue: "q"))
+            #expect(ok.created)
+            let rows = try await system.pool.withSession { session in
+                try session.execute("SELECT count(*) AS n FROM timers")[0].int("n")
+            }
+            #expect(rows == 1)
+        }
+    }
+
+    @Test("a tenant cannot read another tenant's timer, even knowing its id")
+    func tenantIsolationOnGet() async throws {
+        try await withTestSystem("isolation") { system in
+            let mine = try await system.client(tenant: "acme").create(.delay(.seconds(600), queue: "q"))
+            do {
+                _ = try await system.client(tenant: "globex").get(mine.timer.id)
+                Issue.record("another tenant read the timer")
+            } catch let error as SundialError {
+                #expect(error.code == .notFound)
+            }
+            #expect(try await system.client(tenant: "acme").get(mine.timer.id).id == mine.timer.id)
+        }
+    }
+
+    @Test("every service answers $SRV.PING, $SRV.INFO and $SRV.STATS")
+    func microDiscovery() async throws {
+        try await withTestSystem("discovery") { system in
+            for name in [
+                SundialNamespace.ingestServiceName, SundialNamespace.plannerServiceName,
+                SundialNamespace.dispatcherServiceName,
+            ] {
+                let ping = try await system.api.request(subject: "$SRV.PING.\(name)", payload: [], timeout: .seconds(2))
+                let pingJSON = try #require(try JSONSerialization.jsonObject(with: Data(ping.payload)) as? [String: Any])
+                #expect(pingJSON["type"] as? String == "io.nats.micro.v1.ping_response")
+                #expect(pingJSON["name"] as? String == name)
+
+                let info = try await system.api.request(subject: "$SRV.INFO.\(name)", payload: [], timeout: .seconds(2))
+                let infoJSON = try #require(try JSONSerialization.jsonObject(with: Data(info.payload)) as? [String: Any])
+                #expect(infoJSON["type"] as? String == "io.nats.micro.v1.info_response")
+            }
+            _ = try await system.client(tenant: "acme").create(.delay(.seconds(600), queue: "q"))
+            let stats = try await system.api.request(
+                subject: "$SRV.STATS.\(SundialNamespace.ingestServiceName)", payload: [], timeout: .seconds(2))
+            let statsJSON = try #require(try JSONSerialization.jsonObject(with: Data(stats.payload)) as? [String: Any])
+            let endpoints = try #require(statsJSON["endpoints"] as? [[String: Any]])
+            let create = try #require(endpoints.first { $0["name"] as? String == "Timers.Create" })
+            #expect((create["num_requests"] as? Int ?? 0) >= 1)
+        }
+    }
+}

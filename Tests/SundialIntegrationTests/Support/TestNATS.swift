@@ -1,0 +1,66 @@
+import Foundation
+import Logging
+import SundialLocalCluster
+import SundialNATS
+import Synchronization
+
+/// One nats-server (2.15 from the project venv) per test process, on a free loopback port
+/// with its store in a temp folder. Tests isolate themselves by namespace (subjects+streams).
+enum TestNATS {
+    private static let shared = Mutex<Task<LocalNATSServer, any Error>?>(nil)
+
+    static let logger: Logger = {
+        var logger = Logger(label: "sundial.tests")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    /// The package root, found from this file's path.
+    static var packageRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    static func server() async throws -> LocalNATSServer {
+        let task = shared.withLock { task in
+            if let task { return task }
+            let started = Task { try await startServer() }
+            task = started
+            return started
+        }
+        return try await task.value
+    }
+
+    /// A fresh server of its own (for tests that restart or kill it).
+    static func privateServer() async throws -> LocalNATSServer {
+        let binary = try LocalNATSServer.locateBinary(from: packageRoot)
+        let root = try TestPostgres.temporaryDirectory("nats")
+        let server = try await LocalNATSServer.start(binary: binary, storeDirectory: root, logger: logger)
+        registerForExit(server)
+        return server
+    }
+
+    private static func startServer() async throws -> LocalNATSServer {
+        try await privateServer()
+    }
+
+    static func connect(_ server: LocalNATSServer, name: String, sendAsap: Bool = true) async throws -> NATSConnection {
+        var options = NATSConnectionOptions(url: server.url, name: name)
+        options.sendAsap = sendAsap
+        options.jetStreamRetryBudget = .seconds(20)
+        return try await NATSConnection.connect(options, logger: logger)
+    }
+
+    private static let toStop = Mutex<[LocalNATSServer]>([])
+    private static let hookInstalled = Atomic<Bool>(false)
+
+    /// Swift Testing has no process-level teardown: stop servers at exit.
+    static func registerForExit(_ server: LocalNATSServer) {
+        toStop.withLock { $0.append(server) }
+        if hookInstalled.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+            atexit {
+                for server in TestNATS.toStop.withLock({ $0 }) { server.killNow() }
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+import Foundation
+import Logging
+import SundialContract
+import SundialDispatcher
+import SundialExecutor
+import SundialIngest
+import SundialLocalCluster
+import SundialNATS
+import SundialPlanner
+import SundialPostgres
+import SundialProto
+import SundialStore
+import Synchronization
+
+/// A complete Sundial for one test: real nats-server and Postgres, its own schema and its own
+/// subject/stream namespace, with the chosen services running in-process.
+final class TestSystem: Sendable {
+    let name: String
+    let namespace: SundialNamespace
+    let schema: String
+    let nats: LocalNATSServer
+    let pool: PostgresPool
+    let api: NATSConnection
+    let bulk: NATSConnection
+    let store: TimerStore
+    let ingest: IngestService?
+    let planner: PlannerService?
+    let dispatcher: DispatcherService?
+    private let tasks: Mutex<[Task<Void, Never>]>
+
+    struct Options {
+        var horizon: Duration = .seconds(300)
+        var ingest = true
+        var planner = true
+        var dispatcher = true
+        var leaseTTL: Duration = .seconds(3)
+        var nats: LocalNATSServer? = nil
+    }
+
+    static func start(_ name: String, _ options: Options = Options()) async throws -> TestSystem {
+        let id = "\(name.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(12))\(UInt32.random(in: 0...UInt32.max))"
+        let namespace = SundialNamespace.isolated(id)
+        let schema = TestPostgres.freshSchema(name)
+        let nats: LocalNATSServer
+        if let given = options.nats { nats = given } else { nats = try await TestNATS.server() }
+        let pool = try await TestPostgres.pool(schema: schema, size: 6)
+        try await SundialDatabase.migrate(pool, schema: schema)
+        let api = try await TestNATS.connect(nats, name: "\(name)-api")
+        let bulk = try await TestNATS.connect(nats, name: "\(name)-bulk", sendAsap: false)
+        try await SundialTopology.ensure(api, namespace: namespace)
+        let store = TimerStore(pool: pool)
+        let logger = TestNATS.logger
+
+        var ingestConfig = IngestConfig()
+        ingestConfig.namespace = namespace
+        ingestConfig.horizon = options.horizon
+        var plannerConfig = PlannerConfig()
+        plannerConfig.namespace = namespace
+        plannerConfig.horizon = options.horizon
+        plannerConfig.claimInterval = .milliseconds(200)
+        plannerConfig.leaseTTL = options.leaseTTL
+        plannerConfig.rescueGrace = .seconds(5)
+        plannerConfig.rescueInterval = .seconds(1)
+        var dispatcherConfig = DispatcherConfig()
+        dispatcherConfig.namespace = namespace
+        dispatcherConfig.fetchMaxWait = .milliseconds(500)
+
+        let ingest = options.ingest
+            ? try IngestService(config: ingestConfig, connection: api, store: store, logger: logger) : nil
+        let planner = options.planner
+            ? try PlannerService(
+                config: plannerConfig, connection: bulk, timers: store, leases: LeaseStore(pool: pool), logger: logger)
+            : nil
+        let dispatcher = options.dispatcher
+            ? try DispatcherService(config: dispatcherConfig, connection: bulk, timers: store, logger: logger) : nil
+        let system = TestSystem(
+            name: name, namespace: namespace, schema: schema, nats: nats, pool: pool, api: api, bulk: bulk,
+            store: store, ingest: ingest, planner: planner, dispatcher: dispatcher)
+        for service in [ingest as (any Sendable)?, planner, dispatcher].compactMap({ $0 }) {
+            system.launch(service)
+        }
+        if ingest != nil { try await system.waitForIngest() }
+        return system
+    }
+
+    private init(
+        name: String, namespace: SundialNamespace, schema: String, nats: LocalNATSServer, pool: PostgresPool,
+        api: NATSConnection, bulk: NATSConnection, store: TimerStore, ingest: IngestService?,
+        planner: PlannerService?, dispatcher: DispatcherService?
+    ) {
+        self.name = name
+        self.namespace = namespace
+        self.schema = schema
+        self.nats = nats
+        self.pool = pool
+        self.api = api
+        self.bulk = bulk
+        self.store = store
+        self.ingest = ingest
+        self.planner = planner
+        self.dispatcher = dispatcher
+        tasks = Mutex([])
+    }
+
+    private func launch(_ service: any Sendable) {
+        let task = Task {
+            do {
+                switch service {
+                case let s as IngestService: try await s.run()
+                case let s as PlannerService: try await s.run()
+                case let s as DispatcherService: try await s.run()
+                default: break
+                }
+            } catch {
+                if !Task.isCancelled { TestNATS.logger.error("service failed: \(error)") }
+            }
+        }
+        tasks.withLock { $0.append(task) }
+    }
+
+    /// Ingest subscribes asynchronously: wait until it answers on this system's own subjects
+    /// (discovery pings would be answered by other tests' instances on the shared server).
+    private func waitForIngest() async throws {
+        let client = client(tenant: "readiness")
+        try await eventually("ingest serves \(namespace.subjectRoot)", timeout: .seconds(10)) {
+            (try? await client.raw(.get, [])) != nil
+        }
+    }
+
+    func client(tenant: String) -> TimersClient {
+        TimersClient(connection: api, tenant: tenant, namespace: namespace)
+    }
+
+    func worker(queue: String) async throws -> SundialWorker {
+        var options = SundialWorker.Options()
+        options.namespace = namespace
+        return try await SundialWorker.connect(connection: api, queue: queue, options: options)
+    }
+
+    /// Environment for a service subprocess pointed at this system.
+    func serviceEnvironment(_ extra: [String: String] = [:]) async throws -> [String: String] {
+        let postgres = try await TestPostgres.server()
+        var env = ProcessInfo.processInfo.environment
+        env["SUNDIAL_NATS_URL"] = nats.url
+        env["SUNDIAL_POSTGRES_URL"] = postgres.url
+        env["SUNDIAL_POSTGRES_SCHEMA"] = schema
+        env["SUNDIAL_SUBJECT_ROOT"] = namespace.subjectRoot
+        env["SUNDIAL_STREAM_PREFIX"] = namespace.streamPrefix
+        env["SUNDIAL_LOG_LEVEL"] = "warning"
+        for (key, value) in extra { env[key] = value }
+        return env
+    }
+
+    func shutdown() async {
+        let running = tasks.withLock { $0 }
+        for task in running { task.cancel() }
+        for task in running { await task.value }
+        await api.close()
+        await bulk.close()
+        await pool.close()
+    }
+}
+
+/// Runs `body` with a started system and always shuts it down, also when the body throws.
+func withTestSystem<T>(
+    _ name: String, _ options: TestSystem.Options = TestSystem.Options(),
+    _ body: (TestSystem) async throws -> T
+) async throws -> T {
+    let system = try await TestSystem.start(name, options)
+    do {
+        let result = try await body(system)
+        await system.shutdown()
+        return result
+    } catch {
+        await system.shutdown()
+        throw error
+    }
+}
+
+/// Waits for a condition that an event will make true, checking it with a short backoff and
+/// failing after `timeout`. For state reached asynchronously (a row written by a service);
+/// the bound keeps a broken system from hanging the suite.
+func eventually(
+    _ what: String, timeout: Duration = .seconds(15), _ condition: @Sendable () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    var pause = Duration.milliseconds(20)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: pause)
+        pause = min(pause * 2, .milliseconds(250))
+    }
+    throw TestFailure("timed out after \(timeout) waiting for: \(what)")
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Collects jobs from a worker until `count` arrived or `timeout` passed.
+func collectJobs(_ worker: SundialWorker, count: Int, timeout: Duration) async throws -> [(SundialJob, Date)] {
+    var jobs: [(SundialJob, Date)] = []
+    let deadline = ContinuousClock.now + timeout
+    while jobs.count < count, ContinuousClock.now < deadline {
+        for job in try await worker.next(max: 256, maxWait: .milliseconds(500)) {
+            jobs.append((job, Date()))
+            try await worker.complete(job)
+        }
+    }
+    return jobs
+}
+
+extension Sundial_V1_CreateTimerRequest {
+    static func delay(_ duration: Duration, queue: String, payload: String = "", key: String = "") -> Self {
+        var request = Sundial_V1_CreateTimerRequest()
+        request.queue = queue
+        request.payload = Data(payload.utf8)
+        request.idempotencyKey = key
+        request.schedule.delay.duration = Google_Protobuf_Duration(
+            seconds: duration.components.seconds, nanos: Int32(duration.components.attoseconds / 1_000_000_000))
+        return request
+    }
+}

