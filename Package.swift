@@ -55,7 +55,7 @@ let package = Package(
             ]),
         .target(
             name: "SundialStore",
-            dependencies: ["SundialPostgres", "SundialContract"],
+            dependencies: ["SundialPostgres", "SundialContract", "SundialSchedule"],
             resources: [.copy("Migrations")]),
 
         .target(
@@ -68,7 +68,7 @@ let package = Package(
         .target(
             name: "SundialPlanner",
             dependencies: [
-                "SundialContract", "SundialStore", "SundialNATS", "SundialProto",
+                "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialSchedule",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

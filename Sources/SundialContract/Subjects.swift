@@ -52,9 +52,14 @@ public struct SundialNamespace: Sendable, Hashable {
 
     /// Holds the JetStream scheduled messages and the messages they fire.
     public var fireStream: String { "\(streamPrefix)_FIRE" }
-    /// One schedule per timer: republishing replaces it (rollup by subject).
-    public func schedule(shard: Int, timerID: String) -> String {
-        "\(subjectRoot).sched.\(shard).\(timerID)"
+    /// One schedule per run (timer, occurrence, attempt): republishing the same run replaces
+    /// it (rollup by subject), so a re-plan never duplicates.
+    public func schedule(shard: Int, timerID: String, occurrence: Int64, attempt: Int) -> String {
+        "\(subjectRoot).sched.\(shard).\(timerID).\(occurrence).\(attempt)"
+    }
+    /// Every pending schedule of one timer (purged on cancel and update).
+    public func schedules(shard: Int, timerID: String) -> String {
+        "\(subjectRoot).sched.\(shard).\(timerID).>"
     }
     public var scheduleWildcard: String { "\(subjectRoot).sched.>" }
     /// Where a shard's schedules fire to (same stream, no wildcard, as JetStream requires).
@@ -62,6 +67,17 @@ public struct SundialNamespace: Sendable, Hashable {
     public var firedWildcard: String { "\(subjectRoot).fired.>" }
     /// The Dispatcher's shared durable consumer on the fired subjects.
     public var dispatcherDurable: String { "dispatcher" }
+
+    // MARK: results and events
+
+    /// Executors report job outcomes here (stream `<prefix>_RESULTS`).
+    public var resultsStream: String { "\(streamPrefix)_RESULTS" }
+    public func results(tenant: String) -> String { "\(subjectRoot).results.\(tenant)" }
+    public var resultsWildcard: String { "\(subjectRoot).results.>" }
+    public var resultsDurable: String { "results" }
+    /// Tenant notifications are kept in `<prefix>_EVENTS` so subscribers can catch up.
+    public var eventsStream: String { "\(streamPrefix)_EVENTS" }
+    public var eventsWildcard: String { "\(subjectRoot).v1.*.events.>" }
 
     // MARK: the work stream (executors)
 

@@ -26,6 +26,30 @@ public enum SundialTopology {
         return config
     }
 
+    /// Job outcomes from executors; work-queue retention, consumed by the Dispatchers.
+    public static func resultsStream(_ namespace: SundialNamespace, replicas: Int = 1) -> JetStreamStreamConfig {
+        var config = JetStreamStreamConfig(name: namespace.resultsStream, subjects: [namespace.resultsWildcard])
+        config.retention = .workqueue
+        config.duplicateWindow = .seconds(600)
+        config.replicas = replicas
+        return config
+    }
+
+    /// Tenant notifications (dead letters, failed attempts), kept 7 days for subscribers.
+    public static func eventsStream(_ namespace: SundialNamespace, replicas: Int = 1) -> JetStreamStreamConfig {
+        var config = JetStreamStreamConfig(name: namespace.eventsStream, subjects: [namespace.eventsWildcard])
+        config.maxAge = .seconds(7 * 86_400)
+        config.replicas = replicas
+        return config
+    }
+
+    public static func resultsConsumer(_ namespace: SundialNamespace) -> JetStreamConsumerConfig {
+        var config = JetStreamConsumerConfig(durableName: namespace.resultsDurable, filterSubjects: [namespace.resultsWildcard])
+        config.ackWait = .seconds(30)
+        config.description = "Sundial dispatchers: executor results → runs, retries, dead letters"
+        return config
+    }
+
     public static func dispatcherConsumer(_ namespace: SundialNamespace, maxAckPending: Int = 20_000)
         -> JetStreamConsumerConfig
     {
@@ -37,10 +61,13 @@ public enum SundialTopology {
         return config
     }
 
-    /// Creates or updates both streams and the dispatcher's consumer.
+    /// Creates or updates the streams and the dispatchers' consumers.
     public static func ensure(_ connection: NATSConnection, namespace: SundialNamespace) async throws {
         try await connection.ensureStream(fireStream(namespace))
         try await connection.ensureStream(workStream(namespace))
+        try await connection.ensureStream(resultsStream(namespace))
+        try await connection.ensureStream(eventsStream(namespace))
         try await connection.ensureConsumer(stream: namespace.fireStream, dispatcherConsumer(namespace))
+        try await connection.ensureConsumer(stream: namespace.resultsStream, resultsConsumer(namespace))
     }
 }

@@ -36,9 +36,8 @@ public struct DispatcherConfig: Sendable {
 public final class DispatcherStats: Sendable {
     public let fired = Atomic<Int>(0)
     public let dispatched = Atomic<Int>(0)
-    /// Fires of an occurrence that was already forwarded (e.g. a republish race).
-    public let duplicatesDropped = Atomic<Int>(0)
-    /// Fires of a cancelled timer or of an outdated version.
+    /// Fires not claimable: cancelled, superseded by an update, or already forwarded
+    /// (a duplicate from a republish race or a redelivery).
     public let staleDropped = Atomic<Int>(0)
     public let undecodable = Atomic<Int>(0)
     public let retried = Atomic<Int>(0)
@@ -51,7 +50,6 @@ public final class DispatcherStats: Sendable {
         let fired = fired.load(ordering: .relaxed)
         return [
             "fired": fired, "dispatched": dispatched.load(ordering: .relaxed),
-            "duplicates_dropped": duplicatesDropped.load(ordering: .relaxed),
             "stale_dropped": staleDropped.load(ordering: .relaxed),
             "undecodable": undecodable.load(ordering: .relaxed), "retried": retried.load(ordering: .relaxed),
             "average_fire_lag_ms": fired == 0 ? 0 : Double(fireLagMicros.load(ordering: .relaxed)) / Double(fired) / 1000,
@@ -161,39 +159,35 @@ public final class DispatcherService: Service, Sendable {
         }
         guard !fires.isEmpty else { return }
 
-        let status: [UUID: DispatchStatus]
+        // Compare-and-set in Postgres: only runs still armed at this version (or claimed by
+        // a dispatcher that died mid-batch) may go out. Cancelled, superseded and already
+        // dispatched runs are not claimed: their fires are acked and dropped.
+        let claimed: Set<FireKey>
         do {
-            status = try await timers.dispatchStatus(fires.map(\.key))
+            claimed = try await timers.claimForDispatch(
+                fires.map { FiredRun(key: $0.key, version: Int64($0.envelope.version), firedAt: $0.firedAt) })
         } catch {
-            logger.warning("dispatch status query failed; redelivering \(fires.count) fires: \(error)")
+            logger.warning("dispatch claim failed; redelivering \(fires.count) fires: \(error)")
             await retryLater(fires.map(\.message), consumer)
             return
         }
-
         var live: [Fire] = []
+        var seen = Set<FireKey>()
         for fire in fires {
-            guard let current = status[fire.id] else {
-                stats.staleDropped.add(1, ordering: .relaxed)
-                toAck.append(fire.message)
-                continue
-            }
-            if current.alreadyDispatched {
-                stats.duplicatesDropped.add(1, ordering: .relaxed)
-                toAck.append(fire.message)
-            } else if current.state != .armed || current.version != Int64(fire.envelope.version) {
-                // Cancelled, updated to a newer version, or otherwise no longer this fire's.
-                stats.staleDropped.add(1, ordering: .relaxed)
-                toAck.append(fire.message)
-            } else {
+            if claimed.contains(fire.key), seen.insert(fire.key).inserted {
                 live.append(fire)
+            } else {
+                stats.staleDropped.add(1, ordering: .relaxed)
+                toAck.append(fire.message)
             }
         }
-        // With a backlog, higher priority goes first (stable within a priority).
-        live.sort { rank($0.envelope.priority) < rank($1.envelope.priority) }
+        // With a backlog, higher priority goes first; ties keep fetch order.
+        live = live.enumerated().sorted {
+            (rank($0.element.envelope.priority), $0.offset) < (rank($1.element.envelope.priority), $1.offset)
+        }.map(\.element)
 
         let now = Date()
-        let jobs = live.map { job(for: $0, dispatchedAt: now) }
-        let results = await connection.jetStream.publish(batch: jobs)
+        let results = await connection.jetStream.publish(batch: live.map { job(for: $0, dispatchedAt: now) })
         var forwarded: [Fire] = []
         var failed: [JetStreamMessage] = []
         for (fire, result) in zip(live, results) {
@@ -205,14 +199,10 @@ public final class DispatcherService: Service, Sendable {
             }
         }
         do {
-            try await timers.recordDispatches(forwarded.map {
-                DispatchRecord(
-                    key: $0.key, version: Int64($0.envelope.version), scheduledAt: $0.envelope.scheduledAt.date,
-                    firedAt: $0.firedAt, dispatchedAt: now)
-            })
+            try await timers.markDispatched(forwarded.map(\.key), at: now)
         } catch {
-            // Forwarded but not recorded: redeliver. The work stream's dedupe window drops
-            // the second forward and the record is retried.
+            // Forwarded but not recorded: redeliver. The run stays 'dispatching', so it is
+            // claimed again; the work stream's dedupe window drops the second forward.
             logger.warning("recording \(forwarded.count) dispatches failed; redelivering: \(error)")
             failed += forwarded.map(\.message)
             forwarded = []
@@ -226,7 +216,7 @@ public final class DispatcherService: Service, Sendable {
         do {
             try await consumer.ack(toAck)
         } catch {
-            // The fires come back after ack_wait and are then dropped as duplicates.
+            // The fires come back after ack_wait and are then dropped (no longer claimable).
             logger.warning("ack of \(toAck.count) fires failed: \(error)")
         }
         if !failed.isEmpty { await retryLater(failed, consumer) }

@@ -17,7 +17,7 @@ public final class IngestService: Service, Sendable {
         self.connection = connection
         self.logger = logger
         handler = TimerRequestHandler(
-            config: config, store: store, jetStream: connection.jetStream, logger: logger)
+            config: config, store: store, connection: connection, logger: logger)
     }
 
     public func run() async throws {
@@ -27,7 +27,7 @@ public final class IngestService: Service, Sendable {
         let service = MicroService(
             identity: .init(
                 name: SundialNamespace.ingestServiceName, version: "0.1.0",
-                description: "Sundial Timers API: create and read timers"),
+                description: "Sundial Timers API: create, read, update, cancel, list timers and their history"),
             connection: connection,
             endpoints: [
                 Self.endpoint(.create, namespace) { tenant, body throws(SundialError) in
@@ -35,6 +35,18 @@ public final class IngestService: Service, Sendable {
                 },
                 Self.endpoint(.get, namespace) { tenant, body throws(SundialError) in
                     try await handler.get(tenant: tenant, body: body)
+                },
+                Self.endpoint(.update, namespace) { tenant, body throws(SundialError) in
+                    try await handler.update(tenant: tenant, body: body)
+                },
+                Self.endpoint(.cancel, namespace) { tenant, body throws(SundialError) in
+                    try await handler.cancel(tenant: tenant, body: body)
+                },
+                Self.endpoint(.list, namespace) { tenant, body throws(SundialError) in
+                    try await handler.list(tenant: tenant, body: body)
+                },
+                Self.endpoint(.history, namespace) { tenant, body throws(SundialError) in
+                    try await handler.history(tenant: tenant, body: body)
                 },
             ],
             maxConcurrentRequests: handler.config.maxConcurrentRequests, logger: logger)

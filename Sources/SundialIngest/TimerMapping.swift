@@ -15,6 +15,8 @@ public enum TimerMapping {
         timer.queue = stored.queue
         timer.payload = Data(stored.payload)
         if let next = stored.nextFireAt, stored.state == .scheduled || stored.state == .armed || stored.state == .retrying {
+            // For a recurring timer the cursor is the next occurrence not yet loaded; an
+            // earlier one may be armed (see History).
             timer.nextFireAt = Google_Protobuf_Timestamp(date: next)
         }
         timer.version = UInt64(stored.version)
@@ -47,7 +49,37 @@ public enum TimerMapping {
         case .dead: return .dead
         case .cancelled: return .cancelled
         case .completed: return .completed
+        case .waiting: return .waiting
         }
+    }
+
+    public static func storedState(_ state: Sundial_V1_TimerState) -> StoredTimerState? {
+        switch state {
+        case .scheduled: return .scheduled
+        case .armed: return .armed
+        case .dispatched: return .dispatched
+        case .succeeded: return .succeeded
+        case .retrying: return .retrying
+        case .dead: return .dead
+        case .cancelled: return .cancelled
+        case .completed: return .completed
+        case .waiting: return .waiting
+        default: return nil
+        }
+    }
+
+    public static func proto(_ run: StoredRun) -> Sundial_V1_TimerRun {
+        var proto = Sundial_V1_TimerRun()
+        proto.occurrence = UInt64(max(0, run.occurrence))
+        proto.attempt = UInt32(run.attempt)
+        proto.version = UInt64(run.version)
+        proto.scheduledAt = Google_Protobuf_Timestamp(date: run.scheduledAt)
+        if let fired = run.firedAt { proto.firedAt = Google_Protobuf_Timestamp(date: fired) }
+        if let dispatched = run.dispatchedAt { proto.dispatchedAt = Google_Protobuf_Timestamp(date: dispatched) }
+        if let finished = run.finishedAt { proto.finishedAt = Google_Protobuf_Timestamp(date: finished) }
+        proto.outcome = run.outcome
+        proto.error = run.error ?? ""
+        return proto
     }
 
     /// The `timers.kind` column value.

@@ -13,17 +13,19 @@ public struct TimerRequestHandler: Sendable {
     public let config: IngestConfig
     public let store: TimerStore
     public let jetStream: JetStreamContext
+    public let connection: NATSConnection
     public let logger: Logger
     /// Injected for tests; `Date()` in production.
     public let now: @Sendable () -> Date
 
     public init(
-        config: IngestConfig, store: TimerStore, jetStream: JetStreamContext, logger: Logger,
+        config: IngestConfig, store: TimerStore, connection: NATSConnection, logger: Logger,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.config = config
         self.store = store
-        self.jetStream = jetStream
+        self.connection = connection
+        self.jetStream = connection.jetStream
         self.logger = logger
         self.now = now
     }
@@ -38,12 +40,15 @@ public struct TimerRequestHandler: Sendable {
         let createdAt = now()
         let plan = try validate(request, createdAt: createdAt)
         let id = TimerID.make(now: createdAt)
-        let dueAt = plan.schedule.fireTime(nominal: plan.firstFire, timerID: TimerID.text(id), occurrence: 0)
-        let nearTerm = dueAt < createdAt.addingTimeInterval(config.horizon.seconds)
+        guard let first = OccurrenceStepper.first(plan.schedule, timerID: TimerID.text(id), createdAt: createdAt) else {
+            throw .invalid("schedule", "never fires")
+        }
+        let load = initialLoad(first, schedule: plan.schedule, timerID: id, now: createdAt)
         let newTimer = NewTimer(
-            id: id, tenant: tenant, shard: ShardMap.shard(of: id), state: nearTerm ? .armed : .scheduled,
-            kind: plan.kind, schedule: plan.scheduleBytes, nextFireAt: dueAt, queue: request.queue,
-            payload: [UInt8](request.payload), priority: plan.priority.rawValue,
+            id: id, tenant: tenant, shard: ShardMap.shard(of: id), state: load.state, kind: plan.kind,
+            recurring: plan.schedule.isRecurring, schedule: plan.scheduleBytes, nextFireAt: load.cursor.fireAt,
+            nextNominalAt: load.cursor.nominal, occurrence: load.cursor.number, armedRun: load.run,
+            queue: request.queue, payload: [UInt8](request.payload), priority: plan.priority.rawValue,
             labelsJSON: plan.labelsJSON,
             retryPolicy: request.hasRetryPolicy ? try? request.retryPolicy.serializedBytes() : nil,
             idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey,
@@ -58,15 +63,12 @@ public struct TimerRequestHandler: Sendable {
         var response = Sundial_V1_CreateTimerResponse()
         switch outcome {
         case .created(let stored):
-            if nearTerm { await load(stored) }
+            if let run = load.run { await publish(run, of: stored) }
             response.timer = TimerMapping.proto(stored)
             response.created = true
         case .existing(let stored):
-            // A retry. If the first attempt died between commit and publish, loading again
-            // is a harmless replace — but only while the occurrence cannot have fired yet.
-            if stored.state == .armed, let due = stored.nextFireAt, due > now().addingTimeInterval(1) {
-                await load(stored)
-            }
+            // A retry of a create that succeeded. If that attempt died between commit and
+            // publish, the Planner's rescue pass republishes its armed run.
             response.timer = TimerMapping.proto(stored)
             response.created = false
         case .keyConflict:
@@ -77,19 +79,56 @@ public struct TimerRequestHandler: Sendable {
         return response
     }
 
-    /// Publishes the first occurrence as a JetStream scheduled message. If JetStream is
-    /// unreachable the timer is still durable (state armed); the Planner's rescue pass
-    /// republishes overdue armed timers, so the create still succeeds.
-    private func load(_ stored: StoredTimer) async {
-        guard let due = stored.nextFireAt else { return }
+    /// What a new (or re-scheduled) timer stores: if its first occurrence is due within
+    /// the horizon, Ingest loads it itself (so a 10 s delay does not wait for a planner tick).
+    func initialLoad(_ first: OccurrenceStepper.Occurrence, schedule: TimerSchedule, timerID: UUID, now: Date)
+        -> (state: StoredTimerState, cursor: OccurrenceStepper.Occurrence, run: ArmedRun?)
+    {
+        guard first.fireAt < now.addingTimeInterval(config.horizon.seconds) else {
+            return (.scheduled, first, nil)
+        }
+        let step = TimerStore.LoadStep.loading(
+            first, recurring: schedule.isRecurring, schedule: schedule, timerID: timerID)
+        return (
+            step.nextState,
+            OccurrenceStepper.Occurrence(number: step.nextOccurrence, nominal: step.nextNominalAt, fireAt: step.nextFireAt),
+            step.run
+        )
+    }
+
+    /// Publishes an armed run as a JetStream scheduled message. If JetStream is unreachable
+    /// the run is still durable (armed in Postgres); the Planner's rescue pass republishes
+    /// overdue armed runs, so the request still succeeds.
+    func publish(_ run: ArmedRun, of stored: StoredTimer) async {
         let fire = ScheduledFire(
             tenant: stored.tenant, timerID: stored.id, shard: stored.shard, version: stored.version,
-            dueAt: due, occurrence: stored.occurrence, attempt: stored.attempt, queue: stored.queue,
+            dueAt: run.dueAt, occurrence: run.occurrence, attempt: run.attempt, queue: stored.queue,
             payload: stored.payload, priority: stored.priority)
         do {
             _ = try await jetStream.publish(fire.scheduleMessage(config.namespace))
         } catch {
             logger.error("loading timer \(stored.id) into JetStream failed; the planner will rescue it: \(error)")
+        }
+    }
+
+    /// Removes pending schedules after a cancel (`runs` nil: all of the timer's) or an update
+    /// (only the retired runs'). Best effort: a fire that still happens is dropped by the
+    /// Dispatcher's compare-and-set. Many retired runs (a fast recurring timer) are left to
+    /// that drop rather than purged one request each.
+    func purgeSchedules(of stored: StoredTimer, runs: [RunKey]?) async {
+        let namespace = config.namespace
+        let id = TimerID.text(stored.id)
+        let subjects = runs.map {
+            $0.count > 16 ? [] : $0.map {
+                namespace.schedule(shard: stored.shard, timerID: id, occurrence: $0.occurrence, attempt: $0.attempt)
+            }
+        } ?? [namespace.schedules(shard: stored.shard, timerID: id)]
+        for subject in subjects {
+            do {
+                try await connection.purge(stream: namespace.fireStream, subject: subject)
+            } catch {
+                logger.warning("purging \(subject) failed (its fire will be dropped): \(error)")
+            }
         }
     }
 
@@ -152,11 +191,7 @@ public struct TimerRequestHandler: Sendable {
             do {
                 let parsed = try TimerSchedule(proto: request.schedule)
                 try parsed.validate(now: createdAt)
-                if parsed.isRecurring {
-                    violations.append(("schedule", "recurring schedules (cron, every, recurring weekdays, yearly dates) are not supported by this version yet"))
-                } else {
-                    schedule = parsed
-                }
+                schedule = parsed
             } catch {
                 violations += error.violations.map { (prefixed($0.field), $0.reason) }
             }
@@ -224,7 +259,7 @@ public struct TimerRequestHandler: Sendable {
         }
     }
 
-    private func storeFailure(_ error: any Error, _ operation: String) -> SundialError {
+    func storeFailure(_ error: any Error, _ operation: String) -> SundialError {
         if let pg = error as? PostgresError, pg.isConnectionFailure {
             logger.warning("\(operation): database unavailable: \(pg)")
             return SundialError(.unavailable, "storage temporarily unavailable; retry")

@@ -4,6 +4,8 @@ import ServiceLifecycle
 import Synchronization
 import SundialContract
 import SundialNATS
+import SundialProto
+import SundialSchedule
 import SundialStore
 
 /// Planner settings; defaults are production values (see services/planner/README.md).
@@ -167,8 +169,9 @@ public final class PlannerService: Service, Sendable {
         case .claim(let lease):
             do {
                 let due = Date().addingTimeInterval(config.horizon.timeInterval)
-                let rows = try await timers.claimDue(
-                    lease: lease, owner: config.instanceID, dueBefore: due, limit: config.claimBatchSize)
+                let rows = try await timers.loadDue(
+                    lease: lease, owner: config.instanceID, dueBefore: due, limit: config.claimBatchSize,
+                    step: Self.loadStep)
                 stats.claimed.add(rows.count, ordering: .relaxed)
                 await publish(rows, counter: stats.published)
                 machine.claimed(shard: lease.shard, count: rows.count, batchSize: config.claimBatchSize, now: clock.now)
@@ -226,6 +229,18 @@ public final class PlannerService: Service, Sendable {
         }
         counter.add(results.count - failures, ordering: .relaxed)
         stats.publishFailures.add(failures, ordering: .relaxed)
+    }
+}
+
+extension PlannerService {
+    /// Loads one due timer: see `TimerStore.LoadStep.loading`.
+    @Sendable static func loadStep(_ timer: StoredTimer) -> TimerStore.LoadStep {
+        let fireAt = timer.nextFireAt ?? Date()
+        let current = OccurrenceStepper.Occurrence(
+            number: timer.occurrence, nominal: timer.nextNominalAt ?? fireAt, fireAt: fireAt)
+        let schedule = timer.recurring
+            ? try? TimerSchedule(proto: Sundial_V1_Schedule(serializedBytes: timer.schedule)) : nil
+        return .loading(current, recurring: timer.recurring, schedule: schedule, timerID: timer.id)
     }
 }
 

@@ -4,28 +4,43 @@ import SundialPostgres
 /// Statement names are lowercase: Postgres folds case in DEALLOCATE.
 enum TimerQueries {
     static let timerColumns = """
-        id, tenant, shard, state, kind, schedule, next_fire_at, occurrence, attempt, version, queue,
-        payload, priority, labels::text AS labels, retry_policy, idempotency_key, after_timer_id,
-        attempts, occurrences_fired, last_error, created_at, updated_at
+        id, tenant, shard, state, kind, recurring, schedule, next_fire_at, next_nominal_at, occurrence, attempt,
+        version, queue, payload, priority, labels::text AS labels, retry_policy, idempotency_key,
+        after_timer_id, attempts, occurrences_fired, last_error, created_at, updated_at
         """
 
-    static let fireColumns = """
-        id, tenant, shard, version, next_fire_at, occurrence, attempt, queue, payload, priority
+    /// A run joined with its timer: everything to (re)publish it as a scheduled message.
+    static let runFireColumns = """
+        r.timer_id AS id, t.tenant, t.shard, r.version, r.scheduled_at AS next_fire_at,
+        r.occurrence, r.attempt, t.queue, t.payload, t.priority
         """
 
-    /// $1 id, $2 tenant, $3 shard, $4 state, $5 kind, $6 schedule, $7 next_fire_at, $8 queue,
-    /// $9 payload, $10 priority, $11 labels, $12 retry_policy, $13 idempotency_key,
-    /// $14 request_hash, $15 after_timer_id. Does nothing on an idempotency-key conflict.
+    // MARK: create / read
+
+    /// $1 id, $2 tenant, $3 shard, $4 state, $5 kind, $6 schedule, $7 next_fire_at,
+    /// $8 next_nominal_at, $9 occurrence, $10 queue, $11 payload, $12 priority, $13 labels,
+    /// $14 retry_policy, $15 idempotency_key, $16 request_hash, $17 after_timer_id, $18 recurring.
+    /// Does nothing on an idempotency-key conflict.
     static let insertTimer = PostgresQuery(
         name: "sundial_insert_timer",
         sql: """
-            INSERT INTO timers (id, tenant, shard, state, kind, schedule, next_fire_at, queue, payload,
-                                priority, labels, retry_policy, idempotency_key, request_hash,
-                                after_timer_id, armed_at)
-            VALUES ($1, $2, $3, $4::text, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15,
-                    CASE WHEN $4::text = 'armed' THEN now() END)
+            INSERT INTO timers (id, tenant, shard, state, kind, schedule, next_fire_at, next_nominal_at,
+                                occurrence, queue, payload, priority, labels, retry_policy,
+                                idempotency_key, request_hash, after_timer_id, recurring)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17, $18)
             ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING \(timerColumns)
+            """)
+
+    /// An armed run. $1 timer, $2 occurrence, $3 attempt, $4 tenant, $5 version,
+    /// $6 scheduled_at, $7 shard.
+    static let insertArmedRun = PostgresQuery(
+        name: "sundial_insert_armed_run",
+        sql: """
+            INSERT INTO timer_runs (timer_id, occurrence, attempt, tenant, version, scheduled_at, shard,
+                                    outcome, armed_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, 'armed', now())
+            ON CONFLICT DO NOTHING
             """)
 
     /// $1 tenant, $2 idempotency_key.
@@ -38,99 +53,199 @@ enum TimerQueries {
         name: "sundial_select_timer",
         sql: "SELECT \(timerColumns) FROM timers WHERE tenant = $1 AND id = $2")
 
-    /// Claims due rows of one shard and marks them armed. Fenced: does nothing unless the
-    /// caller still holds the shard's lease with this epoch.
-    /// $1 shard, $2 due-before, $3 limit, $4 owner, $5 epoch.
-    static let claimDue = PostgresQuery(
-        name: "sundial_claim_due",
+    /// Same, locking the row for an update or cancel.
+    static let selectTimerForUpdate = PostgresQuery(
+        name: "sundial_select_timer_for_update",
+        sql: "SELECT \(timerColumns) FROM timers WHERE tenant = $1 AND id = $2 FOR UPDATE")
+
+    /// A tenant's timers in id (= creation) order after cursor $2, filtered by states $3 (empty
+    /// = all), queue $4 ('' = all), labels containing $5. Keyset pagination: rows inserted
+    /// meanwhile get larger ids and never shift a page. $6 limit.
+    static let listTimers = PostgresQuery(
+        name: "sundial_list_timers",
         sql: """
-            UPDATE timers SET state = 'armed', armed_at = now(), updated_at = now()
-            WHERE id IN (
-                SELECT id FROM timers
-                WHERE shard = $1 AND state = 'scheduled' AND next_fire_at < $2
-                ORDER BY next_fire_at
-                LIMIT $3
-                FOR UPDATE SKIP LOCKED)
-              AND EXISTS (SELECT 1 FROM shard_leases
-                          WHERE shard = $1 AND owner = $4 AND epoch = $5 AND expires_at > now())
-            RETURNING \(fireColumns)
+            SELECT \(timerColumns) FROM timers
+            WHERE tenant = $1 AND id > $2
+              AND (cardinality($3::text[]) = 0 OR state = ANY($3::text[]))
+              AND ($4 = '' OR queue = $4)
+              AND labels @> $5::jsonb
+            ORDER BY id
+            LIMIT $6
             """)
 
-    /// Armed rows still in the future (their schedule cannot have fired yet), for
-    /// republishing after a shard changes hands. Keyset-paginated on (next_fire_at, id).
+    /// $1 timer id, after ($2 occurrence, $3 attempt), $4 limit.
+    static let selectRuns = PostgresQuery(
+        name: "sundial_select_runs",
+        sql: """
+            SELECT occurrence, attempt, version, scheduled_at, fired_at, dispatched_at, finished_at,
+                   outcome, error
+            FROM timer_runs WHERE timer_id = $1 AND (occurrence, attempt) > ($2::bigint, $3::int)
+            ORDER BY occurrence, attempt
+            LIMIT $4
+            """)
+
+    // MARK: planner
+
+    /// Locks due timers of one shard. Fenced: nothing unless the caller still holds the
+    /// shard's lease with this epoch. $1 shard, $2 due-before, $3 limit, $4 owner, $5 epoch.
+    static let selectDueForLoad = PostgresQuery(
+        name: "sundial_select_due_for_load",
+        sql: """
+            SELECT \(timerColumns) FROM timers
+            WHERE shard = $1 AND state = 'scheduled' AND next_fire_at < $2
+              AND EXISTS (SELECT 1 FROM shard_leases
+                          WHERE shard = $1 AND owner = $4 AND epoch = $5 AND expires_at > now())
+            ORDER BY next_fire_at
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED
+            """)
+
+    /// Arms one run per loaded timer. Arrays: $1 ids, $2 occurrences, $3 attempts, $4 tenants,
+    /// $5 versions, $6 scheduled_at, $7 shards.
+    static let insertArmedRuns = PostgresQuery(
+        name: "sundial_insert_armed_runs",
+        sql: """
+            INSERT INTO timer_runs (timer_id, occurrence, attempt, tenant, version, scheduled_at, shard,
+                                    outcome, armed_at)
+            SELECT id, occurrence, attempt, tenant, version, scheduled_at, shard, 'armed', now()
+            FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::text[], $5::bigint[], $6::timestamptz[], $7::int[])
+                AS f(id, occurrence, attempt, tenant, version, scheduled_at, shard)
+            ON CONFLICT DO NOTHING
+            """)
+
+    /// Moves each loaded timer's cursor to its next occurrence (or its final state).
+    /// Arrays: $1 ids, $2 states, $3 next_fire_at, $4 next_nominal_at, $5 next occurrence numbers.
+    static let advanceTimers = PostgresQuery(
+        name: "sundial_advance_timers",
+        sql: """
+            UPDATE timers t
+            SET state = f.state, next_fire_at = f.next_fire_at, next_nominal_at = f.next_nominal_at,
+                occurrence = f.occurrence, updated_at = now()
+            FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bigint[])
+                AS f(id, state, next_fire_at, next_nominal_at, occurrence)
+            WHERE t.id = f.id
+            """)
+
+    /// Armed runs of a shard still in the future (their schedule cannot have fired yet), to
+    /// republish after the shard changes hands. Keyset on (scheduled_at, timer_id).
     /// $1 shard, $2 after (time), $3 after-id, $4 limit.
     static let armedFuture = PostgresQuery(
         name: "sundial_armed_future",
         sql: """
-            SELECT \(fireColumns) FROM timers
-            WHERE shard = $1 AND state = 'armed' AND (next_fire_at, id) > ($2::timestamptz, $3::uuid)
-            ORDER BY next_fire_at, id
+            SELECT \(runFireColumns)
+            FROM timer_runs r JOIN timers t ON t.id = r.timer_id
+            WHERE r.shard = $1 AND r.outcome = 'armed' AND (r.scheduled_at, r.timer_id) > ($2::timestamptz, $3::uuid)
+            ORDER BY r.scheduled_at, r.timer_id
             LIMIT $4
             """)
 
-    /// Armed rows overdue by more than the grace and not touched since: their schedule may
+    /// Armed runs overdue by more than the grace and not re-armed since: their schedule may
     /// be missing (a crash between commit and publish). Re-arms them for republishing; the
     /// Dispatcher drops the duplicate if the original fire was only slow.
     /// $1 shard, $2 overdue-before, $3 limit.
     static let rescueOverdue = PostgresQuery(
         name: "sundial_rescue_overdue",
         sql: """
-            UPDATE timers SET armed_at = now()
-            WHERE id IN (
-                SELECT id FROM timers
-                WHERE shard = $1 AND state = 'armed' AND next_fire_at < $2 AND armed_at < $2
-                ORDER BY next_fire_at
+            WITH due AS (
+                SELECT timer_id, occurrence, attempt FROM timer_runs
+                WHERE shard = $1 AND outcome = 'armed' AND scheduled_at < $2 AND armed_at < $2
+                ORDER BY scheduled_at
                 LIMIT $3
-                FOR UPDATE SKIP LOCKED)
-            RETURNING \(fireColumns)
+                FOR UPDATE SKIP LOCKED
+            ), touched AS (
+                UPDATE timer_runs r SET armed_at = now()
+                FROM due WHERE r.timer_id = due.timer_id AND r.occurrence = due.occurrence
+                               AND r.attempt = due.attempt
+                RETURNING r.*
+            )
+            SELECT \(runFireColumns) FROM touched r JOIN timers t ON t.id = r.timer_id
             """)
 
-    /// Current state of fired timers and whether this (occurrence, attempt) was already
-    /// dispatched. $1 ids, $2 occurrences, $3 attempts.
-    static let dispatchStatus = PostgresQuery(
-        name: "sundial_dispatch_status",
+    // MARK: dispatcher
+
+    /// Compare-and-set: claims fired runs that are still armed at the fired version (or were
+    /// claimed before by a dispatcher that died before finishing). A cancel or update that
+    /// committed first has moved the run out of 'armed', so its fire is not claimed.
+    /// Arrays: $1 ids, $2 occurrences, $3 attempts, $4 versions, $5 fired_at.
+    static let claimForDispatch = PostgresQuery(
+        name: "sundial_claim_for_dispatch",
         sql: """
-            SELECT f.id, t.version, t.state,
-                   EXISTS (SELECT 1 FROM timer_runs r
-                           WHERE r.timer_id = f.id AND r.occurrence = f.occurrence
-                             AND r.attempt = f.attempt) AS dispatched
-            FROM unnest($1::uuid[], $2::bigint[], $3::int[]) AS f(id, occurrence, attempt)
-            JOIN timers t ON t.id = f.id
+            UPDATE timer_runs r
+            SET outcome = 'dispatching', fired_at = coalesce(r.fired_at, f.fired_at)
+            FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::bigint[], $5::timestamptz[])
+                AS f(id, occurrence, attempt, version, fired_at)
+            WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
+              AND r.version = f.version AND r.outcome IN ('armed', 'dispatching')
+            RETURNING r.timer_id, r.occurrence, r.attempt
             """)
 
-    /// Records forwarded jobs (idempotent per attempt) and moves one-shot timers to
-    /// dispatched. $1 ids, $2 occurrences, $3 attempts, $4 versions, $5 scheduled_at,
-    /// $6 fired_at, $7 dispatched_at.
-    static let recordDispatches = PostgresQuery(
-        name: "sundial_record_dispatches",
+    /// Records forwarded jobs and updates their timers. Arrays: $1 ids, $2 occurrences,
+    /// $3 attempts, $4 dispatched_at.
+    static let markDispatched = PostgresQuery(
+        name: "sundial_mark_dispatched",
         sql: """
             WITH f AS (
-                SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::bigint[],
-                                     $5::timestamptz[], $6::timestamptz[], $7::timestamptz[])
-                    AS f(id, occurrence, attempt, version, scheduled_at, fired_at, dispatched_at)
+                SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::timestamptz[])
+                    AS f(id, occurrence, attempt, dispatched_at)
             ), runs AS (
-                INSERT INTO timer_runs (timer_id, occurrence, attempt, tenant, version, scheduled_at,
-                                        fired_at, dispatched_at, outcome)
-                SELECT f.id, f.occurrence, f.attempt, t.tenant, f.version, f.scheduled_at,
-                       f.fired_at, f.dispatched_at, 'dispatched'
-                FROM f JOIN timers t ON t.id = f.id
-                ON CONFLICT DO NOTHING
-                RETURNING timer_id
+                UPDATE timer_runs r SET outcome = 'dispatched', dispatched_at = f.dispatched_at
+                FROM f
+                WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
+                  AND r.outcome = 'dispatching'
+                RETURNING r.timer_id, r.attempt
+            ), counts AS (
+                SELECT timer_id, count(*) AS attempts, count(*) FILTER (WHERE attempt = 1) AS occurrences
+                FROM runs GROUP BY timer_id
             )
             UPDATE timers t
-            SET state = 'dispatched', attempts = t.attempts + 1,
-                occurrences_fired = t.occurrences_fired + 1, updated_at = now()
-            FROM f
-            WHERE t.id = f.id AND t.version = f.version AND t.state = 'armed'
+            SET state = CASE WHEN t.state IN ('armed', 'retrying') THEN 'dispatched' ELSE t.state END,
+                attempts = t.attempts + c.attempts, occurrences_fired = t.occurrences_fired + c.occurrences,
+                updated_at = now()
+            FROM counts c
+            WHERE t.id = c.timer_id
             """)
 
-    /// $1 timer id. Runs in (occurrence, attempt) order.
-    static let selectRuns = PostgresQuery(
-        name: "sundial_select_runs",
+    // MARK: update / cancel
+
+    /// Takes a timer's armed runs out of play ($2: 'cancelled' or 'superseded'); locks them
+    /// against a concurrent dispatcher claim. Returns the runs touched.
+    static let retireArmedRuns = PostgresQuery(
+        name: "sundial_retire_armed_runs",
         sql: """
-            SELECT occurrence, attempt, version, scheduled_at, fired_at, dispatched_at, finished_at,
-                   outcome, error
-            FROM timer_runs WHERE timer_id = $1 ORDER BY occurrence, attempt
+            UPDATE timer_runs SET outcome = $2, finished_at = now()
+            WHERE timer_id = $1 AND outcome = 'armed'
+            RETURNING occurrence, attempt
+            """)
+
+    /// Runs a dispatcher has claimed or forwarded and that have no result yet.
+    static let inFlightRuns = PostgresQuery(
+        name: "sundial_in_flight_runs",
+        sql: """
+            SELECT count(*) AS n, coalesce(max(occurrence), -1) AS max_occurrence FROM timer_runs
+            WHERE timer_id = $1 AND outcome IN ('dispatching', 'dispatched')
+            """)
+
+    /// $1 id, $2 state, $3 next_fire_at, $4 next_nominal_at, $5 occurrence, $6 schedule,
+    /// $7 kind, $8 payload, $9 priority, $10 labels, $11 recurring. Bumps the version.
+    static let rewriteTimer = PostgresQuery(
+        name: "sundial_rewrite_timer",
+        sql: """
+            UPDATE timers
+            SET state = $2, next_fire_at = $3, next_nominal_at = $4, occurrence = $5, schedule = $6,
+                kind = $7, payload = $8, priority = $9, labels = $10::jsonb, recurring = $11,
+                version = version + 1,
+                updated_at = now()
+            WHERE id = $1
+            RETURNING \(timerColumns)
+            """)
+
+    /// $1 id. Bumps the version.
+    static let cancelTimer = PostgresQuery(
+        name: "sundial_cancel_timer",
+        sql: """
+            UPDATE timers SET state = 'cancelled', version = version + 1, updated_at = now()
+            WHERE id = $1
+            RETURNING \(timerColumns)
             """)
 
     // MARK: shard leases

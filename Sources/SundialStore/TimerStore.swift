@@ -1,9 +1,13 @@
 import Foundation
+import SundialContract
 import SundialPostgres
+import SundialSchedule
 
 /// Lifecycle states as stored in `timers.state`.
 public enum StoredTimerState: String, Sendable, CaseIterable {
     case scheduled, armed, dispatched, succeeded, retrying, dead, cancelled, completed
+    /// Created with `after_timer_id`: starts when the parent's job succeeds.
+    case waiting
 }
 
 /// A row of `timers`.
@@ -13,8 +17,12 @@ public struct StoredTimer: Sendable, Hashable {
     public var shard: Int
     public var state: StoredTimerState
     public var kind: String
+    public var recurring: Bool
     public var schedule: [UInt8]
     public var nextFireAt: Date?
+    /// The un-jittered time of the next occurrence.
+    public var nextNominalAt: Date?
+    /// Number of the next occurrence not yet loaded.
     public var occurrence: Int64
     public var attempt: Int
     public var version: Int64
@@ -42,8 +50,10 @@ public struct StoredTimer: Sendable, Hashable {
         }
         self.state = state
         kind = try row.string("kind")!
+        recurring = try row.bool("recurring") ?? false
         schedule = try row.bytes("schedule") ?? []
         nextFireAt = try row.date("next_fire_at")
+        nextNominalAt = try row.date("next_nominal_at")
         occurrence = try row.int64("occurrence")!
         attempt = try row.int("attempt")!
         version = try row.int64("version")!
@@ -70,8 +80,14 @@ public struct NewTimer: Sendable {
     /// `.armed` when Ingest publishes the schedule itself (due within the horizon).
     public var state: StoredTimerState
     public var kind: String
+    public var recurring: Bool
     public var schedule: [UInt8]
+    /// The cursor: the next occurrence not yet loaded (for a near-term one-shot, the loaded one).
     public var nextFireAt: Date
+    public var nextNominalAt: Date
+    public var occurrence: Int64
+    /// Set when Ingest loads the first occurrence itself: stored armed in the same transaction.
+    public var armedRun: ArmedRun?
     public var queue: String
     public var payload: [UInt8]
     public var priority: Int
@@ -83,10 +99,15 @@ public struct NewTimer: Sendable {
     public var afterTimerID: UUID?
 
     public init(
-        id: UUID, tenant: String, shard: Int, state: StoredTimerState, kind: String, schedule: [UInt8],
-        nextFireAt: Date, queue: String, payload: [UInt8], priority: Int, labelsJSON: String,
+        id: UUID, tenant: String, shard: Int, state: StoredTimerState, kind: String, recurring: Bool,
+        schedule: [UInt8], nextFireAt: Date, nextNominalAt: Date, occurrence: Int64, armedRun: ArmedRun?,
+        queue: String, payload: [UInt8], priority: Int, labelsJSON: String,
         retryPolicy: [UInt8]?, idempotencyKey: String?, requestHash: [UInt8], afterTimerID: UUID?
     ) {
+        self.nextNominalAt = nextNominalAt
+        self.occurrence = occurrence
+        self.armedRun = armedRun
+        self.recurring = recurring
         self.id = id
         self.tenant = tenant
         self.shard = shard
@@ -102,6 +123,19 @@ public struct NewTimer: Sendable {
         self.idempotencyKey = idempotencyKey
         self.requestHash = requestHash
         self.afterTimerID = afterTimerID
+    }
+}
+
+/// A run to store as armed: one occurrence (and attempt) loaded into JetStream.
+public struct ArmedRun: Sendable, Hashable {
+    public var occurrence: Int64
+    public var attempt: Int
+    public var dueAt: Date
+
+    public init(occurrence: Int64, attempt: Int = 1, dueAt: Date) {
+        self.occurrence = occurrence
+        self.attempt = attempt
+        self.dueAt = dueAt
     }
 }
 
@@ -126,6 +160,22 @@ public struct FireRow: Sendable, Hashable {
     public var queue: String
     public var payload: [UInt8]
     public var priority: Int
+
+    public init(
+        id: UUID, tenant: String, shard: Int, version: Int64, nextFireAt: Date, occurrence: Int64, attempt: Int,
+        queue: String, payload: [UInt8], priority: Int
+    ) {
+        self.id = id
+        self.tenant = tenant
+        self.shard = shard
+        self.version = version
+        self.nextFireAt = nextFireAt
+        self.occurrence = occurrence
+        self.attempt = attempt
+        self.queue = queue
+        self.payload = payload
+        self.priority = priority
+    }
 
     init(row: PostgresRow) throws {
         id = try row.uuid("id")!
@@ -154,28 +204,16 @@ public struct FireKey: Sendable, Hashable {
     }
 }
 
-/// The Dispatcher's view of a fired timer.
-public struct DispatchStatus: Sendable, Hashable {
-    public var version: Int64
-    public var state: StoredTimerState
-    /// This (occurrence, attempt) already has a run row: it was forwarded before.
-    public var alreadyDispatched: Bool
-}
-
-/// A forwarded job, for the history.
-public struct DispatchRecord: Sendable {
+/// A fired run, as the Dispatcher claims it.
+public struct FiredRun: Sendable, Hashable {
     public var key: FireKey
     public var version: Int64
-    public var scheduledAt: Date
     public var firedAt: Date
-    public var dispatchedAt: Date
 
-    public init(key: FireKey, version: Int64, scheduledAt: Date, firedAt: Date, dispatchedAt: Date) {
+    public init(key: FireKey, version: Int64, firedAt: Date) {
         self.key = key
         self.version = version
-        self.scheduledAt = scheduledAt
         self.firedAt = firedAt
-        self.dispatchedAt = dispatchedAt
     }
 }
 
@@ -198,21 +236,27 @@ public struct TimerStore: Sendable {
 
     public init(pool: PostgresPool) { self.pool = pool }
 
-    /// Inserts a timer, durably (the transaction commits before this returns), honouring the
-    /// per-tenant idempotency key.
+    /// Inserts a timer — and, for a near-term timer, its first armed run — in one
+    /// transaction, durably (committed before this returns), honouring the per-tenant
+    /// idempotency key.
     public func create(_ timer: NewTimer) async throws -> CreateOutcome {
-        try await pool.withSession { session in
+        try await pool.transaction { session in
             let inserted = try session.execute(
                 TimerQueries.insertTimer,
                 [
                     .uuid(timer.id), .text(timer.tenant), .int(timer.shard), .text(timer.state.rawValue),
                     .text(timer.kind), .bytes(timer.schedule), .timestamp(timer.nextFireAt),
-                    .text(timer.queue), .bytes(timer.payload), .int(timer.priority),
-                    .json(timer.labelsJSON), timer.retryPolicy.map { .bytes($0) } ?? .null,
+                    .timestamp(timer.nextNominalAt), .int64(timer.occurrence), .text(timer.queue),
+                    .bytes(timer.payload), .int(timer.priority), .json(timer.labelsJSON),
+                    timer.retryPolicy.map { .bytes($0) } ?? .null,
                     timer.idempotencyKey.map { .text($0) } ?? .null, .bytes(timer.requestHash),
-                    timer.afterTimerID.map { .uuid($0) } ?? .null,
+                    timer.afterTimerID.map { .uuid($0) } ?? .null, .bool(timer.recurring),
                 ])
-            if let row = inserted.first { return .created(try StoredTimer(row: row)) }
+            if let row = inserted.first {
+                let stored = try StoredTimer(row: row)
+                if let run = timer.armedRun { try Self.insertArmedRun(run, of: stored, session) }
+                return .created(stored)
+            }
             // Conflict on the idempotency key: return the first timer.
             guard let key = timer.idempotencyKey,
                 let row = try session.execute(
@@ -227,6 +271,15 @@ public struct TimerStore: Sendable {
         }
     }
 
+    static func insertArmedRun(_ run: ArmedRun, of timer: StoredTimer, _ session: PostgresSession) throws {
+        try session.execute(
+            TimerQueries.insertArmedRun,
+            [
+                .uuid(timer.id), .int64(run.occurrence), .int(run.attempt), .text(timer.tenant),
+                .int64(timer.version), .timestamp(run.dueAt), .int(timer.shard),
+            ])
+    }
+
     public func get(tenant: String, id: UUID) async throws -> StoredTimer? {
         try await pool.withSession { session in
             try session.execute(TimerQueries.selectTimer, [.text(tenant), .uuid(id)]).first
@@ -234,9 +287,29 @@ public struct TimerStore: Sendable {
         }
     }
 
-    public func runs(timerID: UUID) async throws -> [StoredRun] {
+    /// One page of a tenant's timers after `afterID` (nil: from the start).
+    public func list(
+        tenant: String, afterID: UUID?, states: [StoredTimerState], queue: String?, labelsJSON: String, limit: Int
+    ) async throws -> [StoredTimer] {
         try await pool.withSession { session in
-            try session.execute(TimerQueries.selectRuns, [.uuid(timerID)]).map { row in
+            try session.execute(
+                TimerQueries.listTimers,
+                [
+                    .text(tenant), .uuid(afterID ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))),
+                    .textArray(states.map(\.rawValue)), .text(queue ?? ""), .json(labelsJSON), .int(limit),
+                ]
+            ).map(StoredTimer.init(row:))
+        }
+    }
+
+    /// Runs of a timer in (occurrence, attempt) order after the given position.
+    public func runs(timerID: UUID, after: (occurrence: Int64, attempt: Int) = (-1, 0), limit: Int = 10_000)
+        async throws -> [StoredRun]
+    {
+        try await pool.withSession { session in
+            try session.execute(
+                TimerQueries.selectRuns, [.uuid(timerID), .int64(after.occurrence), .int(after.attempt), .int(limit)]
+            ).map { row in
                 StoredRun(
                     occurrence: try row.int64("occurrence")!, attempt: try row.int("attempt")!,
                     version: try row.int64("version")!, scheduledAt: try row.date("scheduled_at")!,
@@ -247,18 +320,84 @@ public struct TimerStore: Sendable {
         }
     }
 
-    /// Claims up to `limit` timers of `lease.shard` due before `dueBefore`, marking them armed.
-    /// Returns nothing if the lease was lost (fencing).
-    public func claimDue(lease: ShardLease, owner: String, dueBefore: Date, limit: Int) async throws -> [FireRow] {
-        try await pool.withSession { session in
-            try session.execute(
-                TimerQueries.claimDue,
-                [.int(lease.shard), .timestamp(dueBefore), .int(limit), .text(owner), .int64(lease.epoch)]
-            ).map(FireRow.init(row:))
+    // MARK: planner
+
+    /// What loading one due timer does: the run it arms and where its cursor moves.
+    public struct LoadStep: Sendable {
+        public var run: ArmedRun
+        public var nextState: StoredTimerState
+        public var nextFireAt: Date
+        public var nextNominalAt: Date
+        public var nextOccurrence: Int64
+
+        /// Loading `current`: arms it and moves the cursor on — a recurring timer to its next
+        /// occurrence (still `scheduled`, loaded again when that comes within the horizon), a
+        /// one-shot to `armed`, a recurring timer without further occurrences to `completed`.
+        public static func loading(
+            _ current: OccurrenceStepper.Occurrence, recurring: Bool, schedule: TimerSchedule?, timerID: UUID
+        ) -> LoadStep {
+            let run = ArmedRun(occurrence: current.number, dueAt: current.fireAt)
+            if recurring, let schedule,
+                let next = OccurrenceStepper.following(schedule, timerID: TimerID.text(timerID), after: current)
+            {
+                return LoadStep(
+                    run: run, nextState: .scheduled, nextFireAt: next.fireAt, nextNominalAt: next.nominal,
+                    nextOccurrence: next.number)
+            }
+            return LoadStep(
+                run: run, nextState: recurring ? .completed : .armed, nextFireAt: current.fireAt,
+                nextNominalAt: current.nominal, nextOccurrence: current.number + 1)
+        }
+
+        public init(run: ArmedRun, nextState: StoredTimerState, nextFireAt: Date, nextNominalAt: Date, nextOccurrence: Int64) {
+            self.run = run
+            self.nextState = nextState
+            self.nextFireAt = nextFireAt
+            self.nextNominalAt = nextNominalAt
+            self.nextOccurrence = nextOccurrence
         }
     }
 
-    /// Armed timers of `shard` due after `after` (exclusive, keyset on time then id).
+    /// Loads up to `limit` timers of `lease.shard` due before `dueBefore`: in one transaction,
+    /// arms a run for each and advances its cursor as `step` decides (a recurring timer moves
+    /// to its next occurrence, so it never stalls and an occurrence is loaded exactly once).
+    /// Returns nothing if the lease was lost (fencing).
+    public func loadDue(
+        lease: ShardLease, owner: String, dueBefore: Date, limit: Int,
+        step: @escaping @Sendable (StoredTimer) -> LoadStep
+    ) async throws -> [FireRow] {
+        try await pool.transaction { session in
+            let timers = try session.execute(
+                TimerQueries.selectDueForLoad,
+                [.int(lease.shard), .timestamp(dueBefore), .int(limit), .text(owner), .int64(lease.epoch)]
+            ).map(StoredTimer.init(row:))
+            guard !timers.isEmpty else { return [] }
+            let steps = timers.map(step)
+            try session.execute(
+                TimerQueries.insertArmedRuns,
+                [
+                    .uuidArray(timers.map(\.id)), .int64Array(steps.map(\.run.occurrence)),
+                    .intArray(steps.map(\.run.attempt)), .textArray(timers.map(\.tenant)),
+                    .int64Array(timers.map(\.version)), .timestampArray(steps.map(\.run.dueAt)),
+                    .intArray(timers.map(\.shard)),
+                ])
+            try session.execute(
+                TimerQueries.advanceTimers,
+                [
+                    .uuidArray(timers.map(\.id)), .textArray(steps.map(\.nextState.rawValue)),
+                    .timestampArray(steps.map(\.nextFireAt)), .timestampArray(steps.map(\.nextNominalAt)),
+                    .int64Array(steps.map(\.nextOccurrence)),
+                ])
+            return zip(timers, steps).map { timer, step in
+                FireRow(
+                    id: timer.id, tenant: timer.tenant, shard: timer.shard, version: timer.version,
+                    nextFireAt: step.run.dueAt, occurrence: step.run.occurrence, attempt: step.run.attempt,
+                    queue: timer.queue, payload: timer.payload, priority: timer.priority)
+            }
+        }
+    }
+
+    /// Armed runs of `shard` due after `after` (exclusive, keyset on time then id).
     public func armedFuture(shard: Int, after: Date, afterID: UUID, limit: Int) async throws -> [FireRow] {
         try await pool.withSession { session in
             try session.execute(
@@ -267,7 +406,7 @@ public struct TimerStore: Sendable {
         }
     }
 
-    /// Armed timers overdue since before `overdueBefore` and not re-armed since then.
+    /// Armed runs overdue since before `overdueBefore` and not re-armed since then.
     public func rescueOverdue(shard: Int, overdueBefore: Date, limit: Int) async throws -> [FireRow] {
         try await pool.withSession { session in
             try session.execute(
@@ -276,38 +415,37 @@ public struct TimerStore: Sendable {
         }
     }
 
-    public func dispatchStatus(_ keys: [FireKey]) async throws -> [UUID: DispatchStatus] {
-        guard !keys.isEmpty else { return [:] }
+    // MARK: dispatcher
+
+    /// Compare-and-set claim of fired runs; returns the keys this caller may forward.
+    public func claimForDispatch(_ runs: [FiredRun]) async throws -> Set<FireKey> {
+        guard !runs.isEmpty else { return [] }
         return try await pool.withSession { session in
             let rows = try session.execute(
-                TimerQueries.dispatchStatus,
+                TimerQueries.claimForDispatch,
                 [
-                    .uuidArray(keys.map(\.id)), .int64Array(keys.map(\.occurrence)),
-                    .intArray(keys.map(\.attempt)),
+                    .uuidArray(runs.map(\.key.id)), .int64Array(runs.map(\.key.occurrence)),
+                    .intArray(runs.map(\.key.attempt)), .int64Array(runs.map(\.version)),
+                    .timestampArray(runs.map(\.firedAt)),
                 ])
-            var result: [UUID: DispatchStatus] = [:]
+            var claimed = Set<FireKey>()
             for row in rows {
-                guard let state = StoredTimerState(rawValue: try row.string("state") ?? "") else { continue }
-                result[try row.uuid("id")!] = DispatchStatus(
-                    version: try row.int64("version")!, state: state,
-                    alreadyDispatched: try row.bool("dispatched") ?? false)
+                claimed.insert(
+                    FireKey(id: try row.uuid("timer_id")!, occurrence: try row.int64("occurrence")!, attempt: try row.int("attempt")!))
             }
-            return result
+            return claimed
         }
     }
 
-    public func recordDispatches(_ records: [DispatchRecord]) async throws {
-        guard !records.isEmpty else { return }
-        _ = try await pool.withSession { session in
+    public func markDispatched(_ keys: [FireKey], at dispatchedAt: Date) async throws {
+        guard !keys.isEmpty else { return }
+        try await pool.withSession { session in
             try session.execute(
-                TimerQueries.recordDispatches,
+                TimerQueries.markDispatched,
                 [
-                    .uuidArray(records.map(\.key.id)), .int64Array(records.map(\.key.occurrence)),
-                    .intArray(records.map(\.key.attempt)), .int64Array(records.map(\.version)),
-                    .timestampArray(records.map(\.scheduledAt)), .timestampArray(records.map(\.firedAt)),
-                    .timestampArray(records.map(\.dispatchedAt)),
-                ]
-            ).affectedRows
+                    .uuidArray(keys.map(\.id)), .int64Array(keys.map(\.occurrence)), .intArray(keys.map(\.attempt)),
+                    .timestampArray(Array(repeating: dispatchedAt, count: keys.count)),
+                ])
         }
     }
 }

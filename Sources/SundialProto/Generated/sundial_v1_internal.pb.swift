@@ -69,6 +69,43 @@ public nonisolated struct Sundial_V1_FireEnvelope: Sendable {
   fileprivate var _scheduledAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
+/// What an executor reports for one job (subject sundial.results.<tenant>, stream
+/// SUNDIAL_RESULTS). The Dispatcher turns it into a finished run, a retry or a dead letter.
+public nonisolated struct Sundial_V1_JobResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tenant: String = String()
+
+  public var timerID: String = String()
+
+  public var occurrence: UInt64 = 0
+
+  public var attempt: UInt32 = 0
+
+  public var version: UInt64 = 0
+
+  public var success: Bool = false
+
+  public var error: String = String()
+
+  public var finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_finishedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_finishedAt = newValue}
+  }
+  /// Returns true if `finishedAt` has been explicitly set.
+  public var hasFinishedAt: Bool {self._finishedAt != nil}
+  /// Clears the value of `finishedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearFinishedAt() {self._finishedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "sundial.v1"
@@ -147,6 +184,75 @@ nonisolated extension Sundial_V1_FireEnvelope: SwiftProtobuf.Message, SwiftProto
     if lhs.priority != rhs.priority {return false}
     if lhs.shard != rhs.shard {return false}
     if lhs.occurrence != rhs.occurrence {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Sundial_V1_JobResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{3}timer_id\0\u{1}occurrence\0\u{1}attempt\0\u{1}version\0\u{1}success\0\u{1}error\0\u{3}finished_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.tenant) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.timerID) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.occurrence) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.success) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._finishedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.tenant.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenant, fieldNumber: 1)
+    }
+    if !self.timerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.timerID, fieldNumber: 2)
+    }
+    if self.occurrence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.occurrence, fieldNumber: 3)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 4)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 5)
+    }
+    if self.success != false {
+      try visitor.visitSingularBoolField(value: self.success, fieldNumber: 6)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 7)
+    }
+    try { if let v = self._finishedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Sundial_V1_JobResult, rhs: Sundial_V1_JobResult) -> Bool {
+    if lhs.tenant != rhs.tenant {return false}
+    if lhs.timerID != rhs.timerID {return false}
+    if lhs.occurrence != rhs.occurrence {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.success != rhs.success {return false}
+    if lhs.error != rhs.error {return false}
+    if lhs._finishedAt != rhs._finishedAt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -93,8 +93,11 @@ public nonisolated enum Sundial_V1_TimerState: SwiftProtobuf.Enum, Swift.CaseIte
   case dead // = 6
   case cancelled // = 7
 
-  /// A recurring timer whose end condition was reached.
+  /// A recurring timer whose end condition was reached (its last run may still be running).
   case completed // = 8
+
+  /// Created with after_timer_id: starts its schedule when that timer's job succeeded.
+  case waiting // = 9
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -112,6 +115,7 @@ public nonisolated enum Sundial_V1_TimerState: SwiftProtobuf.Enum, Swift.CaseIte
     case 6: self = .dead
     case 7: self = .cancelled
     case 8: self = .completed
+    case 9: self = .waiting
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -127,6 +131,7 @@ public nonisolated enum Sundial_V1_TimerState: SwiftProtobuf.Enum, Swift.CaseIte
     case .dead: return 6
     case .cancelled: return 7
     case .completed: return 8
+    case .waiting: return 9
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -142,6 +147,7 @@ public nonisolated enum Sundial_V1_TimerState: SwiftProtobuf.Enum, Swift.CaseIte
     .dead,
     .cancelled,
     .completed,
+    .waiting,
   ]
 
 }
@@ -657,6 +663,52 @@ public nonisolated struct Sundial_V1_TimerHistoryResponse: Sendable {
   public init() {}
 }
 
+/// Published to tenants on sundial.v1.<tenant>.events.<kind> (stream SUNDIAL_EVENTS).
+public nonisolated struct Sundial_V1_TimerEvent: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "attempt_failed" (a retry follows) or "dead_letter" (no attempts left).
+  public var kind: String {
+    get {_storage._kind}
+    set {_uniqueStorage()._kind = newValue}
+  }
+
+  public var timer: Sundial_V1_Timer {
+    get {_storage._timer ?? Sundial_V1_Timer()}
+    set {_uniqueStorage()._timer = newValue}
+  }
+  /// Returns true if `timer` has been explicitly set.
+  public var hasTimer: Bool {_storage._timer != nil}
+  /// Clears the value of `timer`. Subsequent reads from it will return its default value.
+  public mutating func clearTimer() {_uniqueStorage()._timer = nil}
+
+  public var run: Sundial_V1_TimerRun {
+    get {_storage._run ?? Sundial_V1_TimerRun()}
+    set {_uniqueStorage()._run = newValue}
+  }
+  /// Returns true if `run` has been explicitly set.
+  public var hasRun: Bool {_storage._run != nil}
+  /// Clears the value of `run`. Subsequent reads from it will return its default value.
+  public mutating func clearRun() {_uniqueStorage()._run = nil}
+
+  public var at: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._at ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._at = newValue}
+  }
+  /// Returns true if `at` has been explicitly set.
+  public var hasAt: Bool {_storage._at != nil}
+  /// Clears the value of `at`. Subsequent reads from it will return its default value.
+  public mutating func clearAt() {_uniqueStorage()._at = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "sundial.v1"
@@ -666,7 +718,7 @@ nonisolated extension Sundial_V1_Priority: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Sundial_V1_TimerState: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TIMER_STATE_UNSPECIFIED\0\u{1}TIMER_STATE_SCHEDULED\0\u{1}TIMER_STATE_ARMED\0\u{1}TIMER_STATE_DISPATCHED\0\u{1}TIMER_STATE_SUCCEEDED\0\u{1}TIMER_STATE_RETRYING\0\u{1}TIMER_STATE_DEAD\0\u{1}TIMER_STATE_CANCELLED\0\u{1}TIMER_STATE_COMPLETED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TIMER_STATE_UNSPECIFIED\0\u{1}TIMER_STATE_SCHEDULED\0\u{1}TIMER_STATE_ARMED\0\u{1}TIMER_STATE_DISPATCHED\0\u{1}TIMER_STATE_SUCCEEDED\0\u{1}TIMER_STATE_RETRYING\0\u{1}TIMER_STATE_DEAD\0\u{1}TIMER_STATE_CANCELLED\0\u{1}TIMER_STATE_COMPLETED\0\u{1}TIMER_STATE_WAITING\0")
 }
 
 nonisolated extension Sundial_V1_RetryPolicy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1568,6 +1620,97 @@ nonisolated extension Sundial_V1_TimerHistoryResponse: SwiftProtobuf.Message, Sw
   public static func ==(lhs: Sundial_V1_TimerHistoryResponse, rhs: Sundial_V1_TimerHistoryResponse) -> Bool {
     if lhs.runs != rhs.runs {return false}
     if lhs.nextPageToken != rhs.nextPageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Sundial_V1_TimerEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TimerEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}timer\0\u{1}run\0\u{1}at\0")
+
+  fileprivate class _StorageClass {
+    var _kind: String = String()
+    var _timer: Sundial_V1_Timer? = nil
+    var _run: Sundial_V1_TimerRun? = nil
+    var _at: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _kind = source._kind
+      _timer = source._timer
+      _run = source._run
+      _at = source._at
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._kind) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._timer) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._run) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._at) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._kind.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._kind, fieldNumber: 1)
+      }
+      try { if let v = _storage._timer {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._run {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._at {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Sundial_V1_TimerEvent, rhs: Sundial_V1_TimerEvent) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._kind != rhs_storage._kind {return false}
+        if _storage._timer != rhs_storage._timer {return false}
+        if _storage._run != rhs_storage._run {return false}
+        if _storage._at != rhs_storage._at {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,91 @@
+import Foundation
+import SundialProto
+import SundialSchedule
+
+/// Steps a timer through its occurrences. Pure: the same inputs give the same fire times in
+/// Ingest, the Planner and after a crash, so a re-planned occurrence lands on the same
+/// instant (jitter is deterministic per timer and occurrence).
+public enum OccurrenceStepper {
+    /// One occurrence: its number, nominal (un-jittered) time and actual fire time.
+    public struct Occurrence: Sendable, Hashable {
+        public var number: Int64
+        public var nominal: Date
+        public var fireAt: Date
+
+        public init(number: Int64, nominal: Date, fireAt: Date) {
+            self.number = number
+            self.nominal = nominal
+            self.fireAt = fireAt
+        }
+    }
+
+    /// The first occurrence of a timer created (or re-based by an update) at `createdAt`.
+    public static func first(_ schedule: TimerSchedule, timerID: String, createdAt: Date, number: Int64 = 0)
+        -> Occurrence?
+    {
+        guard let nominal = schedule.firstFire(createdAt: createdAt) else { return nil }
+        return Occurrence(
+            number: number, nominal: nominal,
+            fireAt: schedule.fireTime(nominal: nominal, timerID: timerID, occurrence: UInt64(number)))
+    }
+
+    /// The occurrence after `current`, or nil when the schedule ends (one-shot, until,
+    /// max occurrences, an `every` end). `current.number + 1` occurrences have been loaded.
+    public static func following(_ schedule: TimerSchedule, timerID: String, after current: Occurrence)
+        -> Occurrence?
+    {
+        guard schedule.isRecurring,
+            let nominal = schedule.next(after: current.nominal, occurrencesSoFar: UInt64(current.number + 1))
+        else { return nil }
+        let number = current.number + 1
+        return Occurrence(
+            number: number, nominal: nominal,
+            fireAt: schedule.fireTime(nominal: nominal, timerID: timerID, occurrence: UInt64(number)))
+    }
+}
+
+/// Exponential backoff with deterministic jitter for failed attempts.
+public struct RetryBackoff: Sendable, Hashable {
+    /// Total attempts including the first.
+    public var maxAttempts: Int
+    public var initial: Duration
+    public var maximum: Duration
+
+    public static let defaultPolicy = RetryBackoff(maxAttempts: 5, initial: .seconds(1), maximum: .seconds(600))
+
+    public init(maxAttempts: Int, initial: Duration, maximum: Duration) {
+        self.maxAttempts = maxAttempts
+        self.initial = initial
+        self.maximum = maximum
+    }
+
+    /// The policy a timer asked for, with defaults for unset fields.
+    public init(_ policy: Sundial_V1_RetryPolicy?) {
+        var backoff = RetryBackoff.defaultPolicy
+        if let policy {
+            if policy.maxAttempts > 0 { backoff.maxAttempts = Int(policy.maxAttempts) }
+            if policy.hasInitialBackoff, policy.initialBackoff.seconds > 0 || policy.initialBackoff.nanos > 0 {
+                backoff.initial = .seconds(policy.initialBackoff.seconds) + .nanoseconds(Int64(policy.initialBackoff.nanos))
+            }
+            if policy.hasMaxBackoff, policy.maxBackoff.seconds > 0 || policy.maxBackoff.nanos > 0 {
+                backoff.maximum = .seconds(policy.maxBackoff.seconds) + .nanoseconds(Int64(policy.maxBackoff.nanos))
+            }
+        }
+        backoff.maximum = max(backoff.maximum, backoff.initial)
+        self = backoff
+    }
+
+    /// Whether `failedAttempt` (1-based) may be followed by another.
+    public func allowsRetry(after failedAttempt: Int) -> Bool { failedAttempt < maxAttempts }
+
+    /// Delay before attempt `failedAttempt + 1`: initial·2^(n−1) capped at `maximum`, then
+    /// "equal jitter" (between half and all of it) so a queue that fails as a whole does not
+    /// retry in lockstep. Deterministic per (timer, occurrence, attempt).
+    public func delay(after failedAttempt: Int, timerID: String, occurrence: Int64) -> Duration {
+        let exponent = min(max(failedAttempt - 1, 0), 40)
+        let base = min(initial * (1 << exponent), maximum)
+        let hash = ScheduleJitter.hash(timerID: timerID, occurrence: UInt64(bitPattern: occurrence) &* 1000 &+ UInt64(failedAttempt))
+        let fraction = Double(hash >> 11) / Double(1 << 53)
+        return base / 2 + (base / 2) * fraction
+    }
+}

@@ -1,0 +1,287 @@
+import Foundation
+import SundialContract
+import SundialProto
+import SundialSchedule
+import SundialStore
+
+/// Update, Cancel, List and History. Race semantics are in docs/lifecycle.md.
+extension TimerRequestHandler {
+    // MARK: Cancel
+
+    public func cancel(tenant: String, body: [UInt8]) async throws(SundialError) -> Sundial_V1_CancelTimerResponse {
+        try Self.checkTenant(tenant)
+        let request: Sundial_V1_CancelTimerRequest = try Self.decode(body, "CancelTimerRequest")
+        let id = try Self.timerID(request.timerID)
+        let outcome: MutationOutcome
+        do {
+            outcome = try await store.cancel(
+                tenant: tenant, id: id, expectedVersion: request.expectedVersion == 0 ? nil : Int64(request.expectedVersion))
+        } catch {
+            throw storeFailure(error, "cancel")
+        }
+        var response = Sundial_V1_CancelTimerResponse()
+        switch outcome {
+        case .applied(let timer, let retired, _):
+            // Nothing new is loaded for a cancelled timer, so one wildcard purge is safe.
+            if !retired.isEmpty { await purgeSchedules(of: timer, runs: nil) }
+            response.timer = TimerMapping.proto(timer)
+        case .finished(let timer) where timer.state == .cancelled:
+            response.timer = TimerMapping.proto(timer)  // cancel is idempotent
+        default:
+            throw Self.mutationError(outcome, request.timerID)
+        }
+        return response
+    }
+
+    // MARK: Update
+
+    public func update(tenant: String, body: [UInt8]) async throws(SundialError) -> Sundial_V1_UpdateTimerResponse {
+        try Self.checkTenant(tenant)
+        let request: Sundial_V1_UpdateTimerRequest = try Self.decode(body, "UpdateTimerRequest")
+        let id = try Self.timerID(request.timerID)
+        let updatedAt = now()
+        var violations: [(field: String, reason: String)] = []
+        var newSchedule: TimerSchedule?
+        if request.hasSchedule {
+            do {
+                let parsed = try TimerSchedule(proto: request.schedule)
+                try parsed.validate(now: updatedAt)
+                newSchedule = parsed
+            } catch {
+                violations += error.violations.map { ($0.field.hasPrefix("schedule") ? $0.field : "schedule.\($0.field)", $0.reason) }
+            }
+        }
+        if request.updatePayload, request.payload.count > config.maxPayloadBytes {
+            violations.append(("payload", "is \(request.payload.count) bytes; the limit is \(config.maxPayloadBytes)"))
+        }
+        var priority: Int?
+        switch request.priority {
+        case .unspecified: priority = nil
+        case .high, .normal, .low: priority = request.priority.rawValue
+        case .UNRECOGNIZED(let raw): violations.append(("priority", "unknown value \(raw)"))
+        }
+        violations += labelViolations(request.labels)
+        if !request.hasSchedule && !request.updatePayload && priority == nil && request.labels.isEmpty {
+            violations.append(("", "nothing to update: give a schedule, a payload (with update_payload), a priority or labels"))
+        }
+        guard violations.isEmpty else {
+            throw SundialError(.invalidArgument, violations.map { "\($0.field): \($0.reason)" }.joined(separator: "; "), violations: violations)
+        }
+        let (replacement, newPriority) = (newSchedule, priority)  // immutable for the closure below
+        let labelsJSON = request.labels.isEmpty ? nil : Self.labelsJSON(request.labels)
+        let scheduleBytes = newSchedule.flatMap { try? $0.proto.serializedBytes() as [UInt8] }
+        let payload = request.updatePayload ? [UInt8](request.payload) : nil
+        let horizon = config.horizon.seconds
+
+        let outcome: MutationOutcome
+        do {
+            outcome = try await store.update(
+                tenant: tenant, id: id, expectedVersion: request.expectedVersion == 0 ? nil : Int64(request.expectedVersion)
+            ) { current, next in
+                let schedule = try replacement ?? TimerSchedule(proto: Sundial_V1_Schedule(serializedBytes: current.schedule))
+                // The next occurrence under the (new or old) schedule, numbered from `next`.
+                let first: OccurrenceStepper.Occurrence?
+                if replacement != nil {
+                    first = OccurrenceStepper.first(schedule, timerID: TimerID.text(id), createdAt: updatedAt, number: next)
+                } else if schedule.isRecurring {
+                    // Same schedule: continue with the first occurrence still in the future
+                    // (armed ones were superseded and are re-armed with the new fields).
+                    first = schedule.next(after: updatedAt, occurrencesSoFar: UInt64(current.occurrencesFired)).map {
+                        OccurrenceStepper.Occurrence(
+                            number: next, nominal: $0,
+                            fireAt: schedule.fireTime(nominal: $0, timerID: TimerID.text(id), occurrence: UInt64(next)))
+                    }
+                } else {
+                    let fireAt = current.nextFireAt ?? updatedAt
+                    first = OccurrenceStepper.Occurrence(number: next, nominal: current.nextNominalAt ?? fireAt, fireAt: fireAt)
+                }
+                var state = StoredTimerState.scheduled
+                var cursor = first ?? OccurrenceStepper.Occurrence(number: next, nominal: updatedAt, fireAt: updatedAt)
+                var run: ArmedRun?
+                if first == nil {
+                    state = .completed
+                } else if let first, first.fireAt < updatedAt.addingTimeInterval(horizon) {
+                    let step = TimerStore.LoadStep.loading(first, recurring: schedule.isRecurring, schedule: schedule, timerID: id)
+                    state = step.nextState
+                    cursor = .init(number: step.nextOccurrence, nominal: step.nextNominalAt, fireAt: step.nextFireAt)
+                    run = step.run
+                }
+                return TimerRewrite(
+                    state: state, nextFireAt: cursor.fireAt, nextNominalAt: cursor.nominal, nextOccurrence: cursor.number,
+                    schedule: scheduleBytes ?? current.schedule,
+                    kind: replacement.map(TimerMapping.kindName) ?? current.kind, recurring: schedule.isRecurring,
+                    payload: payload ?? current.payload, priority: newPriority ?? current.priority,
+                    labelsJSON: labelsJSON ?? current.labelsJSON, armedRun: run)
+            }
+        } catch {
+            throw storeFailure(error, "update")
+        }
+        guard case .applied(let timer, let retired, let armed) = outcome else {
+            throw Self.mutationError(outcome, request.timerID)
+        }
+        // Only the retired runs' own subjects: a wildcard could also remove a schedule the
+        // Planner has just published for the new version.
+        if !retired.isEmpty { await purgeSchedules(of: timer, runs: retired) }
+        if let armed { await publish(armed, of: timer) }
+        var response = Sundial_V1_UpdateTimerResponse()
+        response.timer = TimerMapping.proto(timer)
+        return response
+    }
+
+    // MARK: List
+
+    public func list(tenant: String, body: [UInt8]) async throws(SundialError) -> Sundial_V1_ListTimersResponse {
+        try Self.checkTenant(tenant)
+        let request: Sundial_V1_ListTimersRequest = try Self.decode(body, "ListTimersRequest")
+        var violations: [(field: String, reason: String)] = []
+        let pageSize = request.pageSize == 0 ? 50 : Int(request.pageSize)
+        if pageSize > 1000 { violations.append(("page_size", "must be at most 1000")) }
+        var states: [StoredTimerState] = []
+        for state in request.states {
+            if let stored = TimerMapping.storedState(state) { states.append(stored) } else {
+                violations.append(("states", "unknown state \(state)"))
+            }
+        }
+        if !request.queue.isEmpty && !SubjectToken.isValidQueue(request.queue) {
+            violations.append(("queue", "is not a valid queue name"))
+        }
+        violations += labelViolations(request.labels)
+        var after: UUID?
+        if !request.pageToken.isEmpty {
+            after = PageToken.decodeID(request.pageToken)
+            if after == nil { violations.append(("page_token", "is not a token from a previous page")) }
+        }
+        guard violations.isEmpty else {
+            throw SundialError(.invalidArgument, violations.map { "\($0.field): \($0.reason)" }.joined(separator: "; "), violations: violations)
+        }
+        let page: [StoredTimer]
+        do {
+            page = try await store.list(
+                tenant: tenant, afterID: after, states: states, queue: request.queue.isEmpty ? nil : request.queue,
+                labelsJSON: Self.labelsJSON(request.labels), limit: pageSize)
+        } catch {
+            throw storeFailure(error, "list")
+        }
+        var response = Sundial_V1_ListTimersResponse()
+        response.timers = page.map(TimerMapping.proto)
+        if page.count == pageSize, let last = page.last { response.nextPageToken = PageToken.encode(last.id) }
+        return response
+    }
+
+    // MARK: History
+
+    public func history(tenant: String, body: [UInt8]) async throws(SundialError) -> Sundial_V1_TimerHistoryResponse {
+        try Self.checkTenant(tenant)
+        let request: Sundial_V1_TimerHistoryRequest = try Self.decode(body, "TimerHistoryRequest")
+        let id = try Self.timerID(request.timerID)
+        let pageSize = request.pageSize == 0 ? 100 : Int(request.pageSize)
+        guard pageSize <= 1000 else { throw .invalid("page_size", "must be at most 1000") }
+        var after: (Int64, Int) = (-1, 0)
+        if !request.pageToken.isEmpty {
+            guard let position = PageToken.decodeRun(request.pageToken) else {
+                throw .invalid("page_token", "is not a token from a previous page")
+            }
+            after = position
+        }
+        let runs: [StoredRun]
+        do {
+            // Ownership first: another tenant's id reads as not found.
+            guard try await store.get(tenant: tenant, id: id) != nil else {
+                throw SundialError(.notFound, "timer \(request.timerID) not found")
+            }
+            runs = try await store.runs(timerID: id, after: after, limit: pageSize)
+        } catch let error as SundialError {
+            throw error
+        } catch {
+            throw storeFailure(error, "history")
+        }
+        var response = Sundial_V1_TimerHistoryResponse()
+        response.runs = runs.map(TimerMapping.proto)
+        if runs.count == pageSize, let last = runs.last {
+            response.nextPageToken = PageToken.encode(occurrence: last.occurrence, attempt: last.attempt)
+        }
+        return response
+    }
+
+    // MARK: shared
+
+    static func timerID(_ text: String) throws(SundialError) -> UUID {
+        guard let id = TimerID.parse(text) else {
+            throw .invalid("timer_id", text.isEmpty ? "is required" : "is not a timer id")
+        }
+        return id
+    }
+
+    static func labelsJSON(_ labels: [String: String]) -> String {
+        labels.isEmpty ? "{}" :
+            (try? JSONSerialization.data(withJSONObject: labels, options: [.sortedKeys]))
+            .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    func labelViolations(_ labels: [String: String]) -> [(field: String, reason: String)] {
+        var violations: [(field: String, reason: String)] = []
+        if labels.count > config.maxLabels {
+            violations.append(("labels", "has \(labels.count) entries; the limit is \(config.maxLabels)"))
+        }
+        for (key, value) in labels.sorted(by: { $0.key < $1.key }) {
+            if key.isEmpty || key.utf8.count > config.maxLabelKeyBytes {
+                violations.append(("labels", "key \"\(key.prefix(80))\" must be 1–\(config.maxLabelKeyBytes) bytes"))
+            } else if value.utf8.count > config.maxLabelValueBytes {
+                violations.append(("labels[\(key)]", "value is longer than \(config.maxLabelValueBytes) bytes"))
+            }
+        }
+        return violations
+    }
+
+    static func mutationError(_ outcome: MutationOutcome, _ id: String) -> SundialError {
+        switch outcome {
+        case .notFound:
+            return SundialError(.notFound, "timer \(id) not found")
+        case .versionMismatch(let timer):
+            return SundialError(
+                .conflict, "version mismatch: the timer is at version \(timer.version)",
+                violations: [("expected_version", "is not the current version \(timer.version)")])
+        case .alreadyFired(let timer):
+            return SundialError(.conflict, "already fired: the timer's job was dispatched (state \(timer.state.rawValue))")
+        case .finished(let timer):
+            return SundialError(.conflict, "the timer is \(timer.state.rawValue)")
+        case .applied:
+            return SundialError(.internal, "internal error")
+        }
+    }
+}
+
+/// Opaque pagination tokens (base64url of the position).
+enum PageToken {
+    static func encode(_ id: UUID) -> String {
+        base64url(withUnsafeBytes(of: id.uuid) { Array($0) })
+    }
+
+    static func decodeID(_ token: String) -> UUID? {
+        guard let bytes = unbase64url(token), bytes.count == 16 else { return nil }
+        return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                           bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+    }
+
+    static func encode(occurrence: Int64, attempt: Int) -> String {
+        base64url(Array("\(occurrence):\(attempt)".utf8))
+    }
+
+    static func decodeRun(_ token: String) -> (Int64, Int)? {
+        guard let bytes = unbase64url(token) else { return nil }
+        let parts = String(decoding: bytes, as: UTF8.self).split(separator: ":")
+        guard parts.count == 2, let occurrence = Int64(parts[0]), let attempt = Int(parts[1]) else { return nil }
+        return (occurrence, attempt)
+    }
+
+    private static func base64url(_ bytes: [UInt8]) -> String {
+        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    private static func unbase64url(_ text: String) -> [UInt8]? {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        return Data(base64Encoded: base64).map { [UInt8]($0) }
+    }
+}

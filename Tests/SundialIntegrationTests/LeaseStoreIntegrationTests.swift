@@ -1,0 +1,212 @@
+import Foundation
+import SundialContract
+import SundialPostgres
+import SundialStore
+import Testing
+
+/// Shard leases (`LeaseStore`) and the fencing of the planner's due-timer claim
+/// (`TimerStore.loadDue`, formerly `claimDue`) against real Postgres.
+/// Each test has its own schema, hence its own 64 fresh `shard_leases` rows (epoch 0).
+@Suite("Integration: shard leases")
+struct LeaseStoreIntegrationTests {
+    @Test("acquire hands out up to limit shards; live leases are not taken; expired ones are, with a higher epoch")
+    func acquireExpireTakeover() async throws {
+        let (pool, leases, _) = try await openStore("leases")
+        let first = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 5)
+        #expect(first.count == 5)
+        #expect(first.map(\.shard) == [0, 1, 2, 3, 4])  // lowest free shards first
+        #expect(first.allSatisfy { $0.epoch == 1 })
+        #expect(first.allSatisfy { $0.expiresAt > Date().addingTimeInterval(20) })
+
+        let rest = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 1000)
+        #expect(rest.count == ShardMap.count - 5)
+        #expect(Set(rest.map(\.shard)).isDisjoint(with: first.map(\.shard)))
+        let held = first + rest
+        #expect(Set(held.map(\.shard)) == Set(0..<ShardMap.count))
+
+        // Everything is leased and live: another owner gets nothing, and neither does A again.
+        #expect(try await leases.acquire(owner: "B", ttl: .seconds(30), limit: 64).isEmpty)
+        #expect(try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 64).isEmpty)
+
+        // Renewing keeps the epochs; a short TTL makes them lapse soon.
+        let renewed = try await leases.renew(owner: "A", leases: held, ttl: .milliseconds(300))
+        #expect(renewed.count == ShardMap.count)
+        #expect(Set(renewed.map(\.epoch)) == [1])
+        #expect(renewed.allSatisfy { $0.expiresAt < Date().addingTimeInterval(5) })
+
+        // B takes them once they expire (waiting for the database clock to pass the TTL).
+        let taken = try await acquireAll(leases, owner: "B", expected: ShardMap.count)
+        #expect(Set(taken.map(\.shard)) == Set(0..<ShardMap.count))
+        #expect(taken.allSatisfy { $0.epoch == 2 })
+
+        // The old owner lost everything: its renew returns nothing and changes nothing.
+        #expect(try await leases.renew(owner: "A", leases: held, ttl: .seconds(30)).isEmpty)
+        // Nor can A renew by presenting B's current epochs under its own name.
+        #expect(try await leases.renew(owner: "A", leases: taken, ttl: .seconds(30)).isEmpty)
+        // B still holds all of them, at epoch 2.
+        let renewedByB = try await leases.renew(owner: "B", leases: taken, ttl: .seconds(30))
+        #expect(renewedByB.count == ShardMap.count)
+        #expect(Set(renewedByB.map(\.epoch)) == [2])
+        await pool.close()
+    }
+
+    @Test("claiming due timers (loadDue) with a stale epoch claims nothing; the current holder claims the due timer")
+    func claimIsFenced() async throws {
+        let (pool, leases, timers) = try await openStore("fence")
+        let oldLeases = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 64)
+        #expect(oldLeases.count == ShardMap.count)
+
+        let timerID = UUID()
+        let shard = ShardMap.shard(of: timerID)
+        let due = Date().addingTimeInterval(-2)
+        try await insertDueTimer(pool, id: timerID, shard: shard, due: due)
+        let staleLease = try #require(oldLeases.first { $0.shard == shard })
+
+        // A hands over by letting its leases lapse; B takes the shard.
+        _ = try await leases.renew(owner: "A", leases: oldLeases, ttl: .milliseconds(300))
+        let taken = try await acquireAll(leases, owner: "B", expected: ShardMap.count)
+        let currentLease = try #require(taken.first { $0.shard == shard })
+        #expect(currentLease.epoch > staleLease.epoch)
+
+        let dueBefore = Date().addingTimeInterval(1)
+        // The old holder: stale epoch under its own name.
+        #expect(try await claim(timers, lease: staleLease, owner: "A", dueBefore: dueBefore).isEmpty)
+        // The new owner's name with the stale epoch is fenced off too (epoch, not just owner).
+        #expect(try await claim(timers, lease: staleLease, owner: "B", dueBefore: dueBefore).isEmpty)
+        // The current epoch under another owner's name: fenced.
+        #expect(try await claim(timers, lease: currentLease, owner: "A", dueBefore: dueBefore).isEmpty)
+        #expect(try await timers.get(tenant: "lease-tests", id: timerID)?.state == .scheduled)
+        #expect(try await runCount(pool, timerID) == 0)
+
+        let claimed = try await claim(timers, lease: currentLease, owner: "B", dueBefore: dueBefore)
+        #expect(claimed.map(\.id) == [timerID])
+        #expect(claimed.first?.shard == shard)
+        #expect(claimed.first?.payload == [1, 2, 3])
+        #expect(try await timers.get(tenant: "lease-tests", id: timerID)?.state == .armed)
+        #expect(try await runCount(pool, timerID) == 1)
+        // Claimed rows are no longer pending.
+        #expect(try await claim(timers, lease: currentLease, owner: "B", dueBefore: dueBefore).isEmpty)
+        await pool.close()
+    }
+
+    @Test("a holder whose lease lapsed claims nothing, even if nobody else took the shard")
+    func expiredLeaseClaimsNothing() async throws {
+        let (pool, leases, timers) = try await openStore("lapsed")
+        let timerID = UUID()
+        let shard = ShardMap.shard(of: timerID)
+        try await insertDueTimer(pool, id: timerID, shard: shard, due: Date().addingTimeInterval(-1))
+        let all = try await leases.acquire(owner: "A", ttl: .milliseconds(300), limit: 64)
+        let lease = try #require(all.first { $0.shard == shard })
+
+        try await eventually("the lease expires by the database clock", timeout: .seconds(10)) {
+            try await pool.withSession { session in
+                try session.execute(
+                    "SELECT expires_at < now() AS lapsed FROM shard_leases WHERE shard = $1", [.int(shard)]
+                ).first?.bool("lapsed") ?? false
+            }
+        }
+        #expect(try await claim(timers, lease: lease, owner: "A", dueBefore: Date().addingTimeInterval(1)).isEmpty)
+        #expect(try await leases.renew(owner: "A", leases: [lease], ttl: .seconds(30)).isEmpty)
+
+        // Re-acquiring gives a new epoch, which works; the lapsed one still does not.
+        let again = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 64)
+        let fresh = try #require(again.first { $0.shard == shard })
+        #expect(fresh.epoch == lease.epoch + 1)
+        #expect(try await claim(timers, lease: lease, owner: "A", dueBefore: Date().addingTimeInterval(1)).isEmpty)
+        let claimed = try await claim(timers, lease: fresh, owner: "A", dueBefore: Date().addingTimeInterval(1))
+        #expect(claimed.map(\.id) == [timerID])
+        await pool.close()
+    }
+
+    @Test("release makes shards acquirable at once; only the owner can release")
+    func releaseHandsOver() async throws {
+        let (pool, leases, _) = try await openStore("release")
+        let held = try await leases.acquire(owner: "A", ttl: .seconds(60), limit: 64)
+        #expect(held.count == ShardMap.count)
+
+        try await leases.release(owner: "B", shards: Array(0..<ShardMap.count))  // not B's to give
+        #expect(try await leases.acquire(owner: "C", ttl: .seconds(60), limit: 64).isEmpty)
+
+        try await leases.release(owner: "A", shards: [3, 7])
+        let taken = try await leases.acquire(owner: "C", ttl: .seconds(60), limit: 64)
+        #expect(taken.map(\.shard).sorted() == [3, 7])
+        #expect(taken.allSatisfy { $0.epoch == 2 })
+
+        // A kept the others and lost the released ones.
+        let renewed = try await leases.renew(owner: "A", leases: held, ttl: .seconds(60))
+        #expect(renewed.count == ShardMap.count - 2)
+        #expect(!renewed.contains { [3, 7].contains($0.shard) })
+        try await leases.release(owner: "A", shards: [])  // nothing to do
+        await pool.close()
+    }
+}
+
+// MARK: - Helpers
+
+private func openStore(_ name: String) async throws -> (PostgresPool, LeaseStore, TimerStore) {
+    let schema = TestPostgres.freshSchema(name)
+    let pool = try await TestPostgres.pool(schema: schema)
+    try await SundialDatabase.migrate(pool, schema: schema)
+    return (pool, LeaseStore(pool: pool), TimerStore(pool: pool))
+}
+
+/// Acquires for `owner` until it holds `expected` shards: the leases it waits for expire by
+/// the database clock, which only time passing can bring about.
+private func acquireAll(_ leases: LeaseStore, owner: String, expected: Int) async throws -> [ShardLease] {
+    let collected = LeaseCollector()
+    try await eventually("\(owner) holds \(expected) shards", timeout: .seconds(10)) {
+        let got = try await leases.acquire(owner: owner, ttl: .seconds(30), limit: expected)
+        return collected.add(got) >= expected
+    }
+    return collected.all
+}
+
+private final class LeaseCollector: @unchecked Sendable {
+    // @unchecked: guarded by `lock`.
+    private let lock = NSLock()
+    private var leases: [ShardLease] = []
+
+    func add(_ more: [ShardLease]) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        leases += more
+        return leases.count
+    }
+
+    var all: [ShardLease] {
+        lock.lock()
+        defer { lock.unlock() }
+        return leases
+    }
+}
+
+/// A due one-shot timer, inserted directly (only the columns every schema version requires).
+private func insertDueTimer(_ pool: PostgresPool, id: UUID, shard: Int, due: Date) async throws {
+    _ = try await pool.withSession { session in
+        try session.execute(
+            """
+            INSERT INTO timers (id, tenant, shard, state, kind, schedule, next_fire_at, queue, payload)
+            VALUES ($1, 'lease-tests', $2, 'scheduled', 'delay', ''::bytea, $3, 'q', $4)
+            """,
+            [.uuid(id), .int(shard), .timestamp(due), .bytes([1, 2, 3])]
+        ).affectedRows
+    }
+}
+
+/// The planner's fenced claim of due timers (`TimerStore.loadDue`), loading each as a one-shot:
+/// one armed run for the current occurrence, the timer moved to `armed`.
+private func claim(_ timers: TimerStore, lease: ShardLease, owner: String, dueBefore: Date) async throws -> [FireRow] {
+    try await timers.loadDue(lease: lease, owner: owner, dueBefore: dueBefore, limit: 10) { timer in
+        let due = timer.nextFireAt ?? Date()
+        return TimerStore.LoadStep(
+            run: ArmedRun(occurrence: timer.occurrence, dueAt: due), nextState: .armed, nextFireAt: due,
+            nextNominalAt: due, nextOccurrence: timer.occurrence + 1)
+    }
+}
+
+/// Runs (armed or later) recorded for a timer: a fenced-off claim must leave none.
+private func runCount(_ pool: PostgresPool, _ id: UUID) async throws -> Int {
+    try await pool.withSession { session in
+        try session.execute("SELECT count(*)::int AS n FROM timer_runs WHERE timer_id = $1", [.uuid(id)]).first?.int("n") ?? -1
+    }
+}
