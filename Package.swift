@@ -81,7 +81,7 @@ let package = Package(
             ]),
         .target(
             name: "SundialExecutor",
-            dependencies: ["SundialContract", "SundialNATS"]),
+            dependencies: ["SundialContract", "SundialNATS", "SundialProto", "SundialSchedule"]),
         .target(
             name: "SundialLocalCluster",
             dependencies: [

@@ -19,6 +19,10 @@ public enum SundialComponent: String, CaseIterable, Sendable {
 /// Keys and defaults are documented in each services/<name>/README.md.
 public struct ServiceEnvironment: Sendable {
     public var natsURL = "nats://127.0.0.1:4222"
+    /// NATS login (`SUNDIAL_NATS_USER`, `SUNDIAL_NATS_PASSWORD`): the `sundial-service`
+    /// user of deploy/nats/auth.conf when the server enforces tenant isolation.
+    public var natsUser: String? = nil
+    public var natsPassword: String? = nil
     public var postgresURL = "postgres://postgres@127.0.0.1:5432/postgres"
     /// Postgres schema holding Sundial's tables (created and migrated at startup).
     public var schema = "sundial"
@@ -49,6 +53,13 @@ public struct ServiceEnvironment: Sendable {
             return value
         }
         if let value = env["SUNDIAL_NATS_URL"] { result.natsURL = value }
+        if let value = env["SUNDIAL_NATS_USER"], !value.isEmpty { result.natsUser = value }
+        if let value = env["SUNDIAL_NATS_PASSWORD"] {
+            guard result.natsUser != nil else {
+                throw SundialError.invalid("SUNDIAL_NATS_PASSWORD", "is set but SUNDIAL_NATS_USER is not")
+            }
+            result.natsPassword = value
+        }
         if let value = env["SUNDIAL_POSTGRES_URL"] { result.postgresURL = value }
         if let value = env["SUNDIAL_POSTGRES_SCHEMA"] { result.schema = value }
         if let value = try integer("SUNDIAL_POSTGRES_POOL_SIZE") { result.postgresPoolSize = value }
@@ -98,7 +109,11 @@ public enum ServiceRunner {
         // Request/reply wants every reply written at once; bulk fire traffic wants batching.
         var apiOptions = NATSConnectionOptions(url: environment.natsURL, name: "sundial-api")
         apiOptions.sendAsap = true
-        let bulkOptions = NATSConnectionOptions(url: environment.natsURL, name: "sundial-bulk")
+        apiOptions.user = environment.natsUser
+        apiOptions.password = environment.natsPassword
+        var bulkOptions = NATSConnectionOptions(url: environment.natsURL, name: "sundial-bulk")
+        bulkOptions.user = environment.natsUser
+        bulkOptions.password = environment.natsPassword
         let api = try await NATSConnection.connect(apiOptions, logger: logger)
         let bulk = try await NATSConnection.connect(bulkOptions, logger: logger)
 

@@ -41,6 +41,9 @@ public final class DispatcherStats: Sendable {
     public let staleDropped = Atomic<Int>(0)
     public let undecodable = Atomic<Int>(0)
     public let retried = Atomic<Int>(0)
+    public let succeeded = Atomic<Int>(0)
+    public let attemptsFailed = Atomic<Int>(0)
+    public let deadLettered = Atomic<Int>(0)
     /// Sum and count of fire lag (JetStream fire time − due time), for the average.
     public let fireLagMicros = Atomic<Int>(0)
 
@@ -52,6 +55,8 @@ public final class DispatcherStats: Sendable {
             "fired": fired, "dispatched": dispatched.load(ordering: .relaxed),
             "stale_dropped": staleDropped.load(ordering: .relaxed),
             "undecodable": undecodable.load(ordering: .relaxed), "retried": retried.load(ordering: .relaxed),
+            "succeeded": succeeded.load(ordering: .relaxed), "attempts_failed": attemptsFailed.load(ordering: .relaxed),
+            "dead_lettered": deadLettered.load(ordering: .relaxed),
             "average_fire_lag_ms": fired == 0 ? 0 : Double(fireLagMicros.load(ordering: .relaxed)) / Double(fired) / 1000,
         ]
     }
@@ -63,9 +68,9 @@ public final class DispatcherStats: Sendable {
 public final class DispatcherService: Service, Sendable {
     public let config: DispatcherConfig
     public let stats = DispatcherStats()
-    private let connection: NATSConnection
-    private let timers: TimerStore
-    private let logger: Logger
+    let connection: NATSConnection
+    let timers: TimerStore
+    let logger: Logger
 
     public init(config: DispatcherConfig, connection: NATSConnection, timers: TimerStore, logger: Logger) throws {
         try config.validate()
@@ -86,6 +91,9 @@ public final class DispatcherService: Service, Sendable {
                     filterSubject: namespace.firedWildcard))
         }
         let consumers = bound
+        let resultsConsumer = try await JetStreamPullConsumer.bind(
+            connection: connection, stream: namespace.resultsStream, durable: namespace.resultsDurable,
+            filterSubject: namespace.resultsWildcard)
         let stats = self.stats
         let micro = MicroService(
             identity: .init(
@@ -101,6 +109,7 @@ public final class DispatcherService: Service, Sendable {
                         for consumer in consumers {
                             pipelines.addTask { await self.pipeline(consumer) }
                         }
+                        pipelines.addTask { await self.resultsPipeline(resultsConsumer) }
                     }
                 }
             }

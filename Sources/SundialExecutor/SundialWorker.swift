@@ -1,6 +1,7 @@
 import Foundation
 import SundialContract
 import SundialNATS
+import SundialProto
 import SundialSchedule
 
 /// A job delivered to an executor: the timer's payload plus the Sundial headers.
@@ -11,6 +12,7 @@ public struct SundialJob: Sendable {
     public var scheduledAt: Date
     public var attempt: Int
     public var occurrence: Int
+    public var version: UInt64
     public var priority: String
     public var firedAt: Date?
     public var dispatchedAt: Date?
@@ -28,6 +30,7 @@ public struct SundialJob: Sendable {
         scheduledAt = headers[SundialHeader.scheduledAt].flatMap(RFC3339.parse) ?? Date(timeIntervalSince1970: 0)
         attempt = headers[SundialHeader.attempt].flatMap { Int($0) } ?? 1
         occurrence = headers[SundialHeader.occurrence].flatMap { Int($0) } ?? 0
+        version = headers[SundialHeader.version].flatMap { UInt64($0) } ?? 0
         priority = headers[SundialHeader.priority] ?? "normal"
         firedAt = headers[SundialHeader.firedAt].flatMap(RFC3339.parse)
         dispatchedAt = headers[SundialHeader.dispatchedAt].flatMap(RFC3339.parse)
@@ -47,6 +50,7 @@ public struct SundialJob: Sendable {
 public final class SundialWorker: Sendable {
     public let queue: String
     public let consumer: JetStreamPullConsumer
+    public let namespace: SundialNamespace
 
     public struct Options: Sendable {
         /// Durable consumer name; defaults to `executor-<queue>`.
@@ -78,12 +82,13 @@ public final class SundialWorker: Sendable {
         let consumer = try await JetStreamPullConsumer.bind(
             connection: connection, stream: namespace.workStream, durable: durable,
             filterSubject: namespace.work(queue: queue))
-        return SundialWorker(queue: queue, consumer: consumer)
+        return SundialWorker(queue: queue, consumer: consumer, namespace: namespace)
     }
 
-    init(queue: String, consumer: JetStreamPullConsumer) {
+    init(queue: String, consumer: JetStreamPullConsumer, namespace: SundialNamespace) {
         self.queue = queue
         self.consumer = consumer
+        self.namespace = namespace
     }
 
     /// Up to `max` jobs, waiting at most `maxWait` when none are ready.
@@ -97,10 +102,47 @@ public final class SundialWorker: Sendable {
         return consumer.messages(prefetch: prefetch).map { SundialJob($0, queue: queue) }
     }
 
-    /// The job is done: it will not be delivered again.
-    public func complete(_ job: SundialJob) async throws { try await consumer.ack(job.message) }
+    /// The job succeeded. Reports it (durably, to the results stream), then acknowledges the
+    /// job so it is not delivered again. If this throws, the job stays unacknowledged and is
+    /// redelivered: report again then (a repeated report is ignored).
+    public func complete(_ job: SundialJob) async throws { try await complete([job]) }
 
-    public func complete(_ jobs: [SundialJob]) async throws { try await consumer.ack(jobs.map(\.message)) }
+    public func complete(_ jobs: [SundialJob]) async throws {
+        try await report(jobs.map { ($0, nil) })
+    }
+
+    /// The job failed: Sundial retries it with backoff under the timer's retry policy, or
+    /// dead-letters it (and notifies the tenant) after the last attempt.
+    public func fail(_ job: SundialJob, error: String) async throws {
+        try await report([(job, error)])
+    }
+
+    private func report(_ outcomes: [(SundialJob, String?)]) async throws {
+        guard !outcomes.isEmpty else { return }
+        let now = Date()
+        var messages: [NATSOutgoingMessage] = []
+        for (job, error) in outcomes {
+            var result = Sundial_V1_JobResult()
+            result.tenant = job.tenant
+            result.timerID = job.timerID
+            result.occurrence = UInt64(max(0, job.occurrence))
+            result.attempt = UInt32(max(1, job.attempt))
+            result.version = job.version
+            result.success = error == nil
+            result.error = error ?? ""
+            result.finishedAt = Google_Protobuf_Timestamp(date: now)
+            var headers = NATSHeaders()
+            headers[SundialHeader.natsMessageID] = "\(job.timerID):\(job.occurrence):\(job.attempt):result"
+            messages.append(
+                NATSOutgoingMessage(
+                    subject: namespace.results(tenant: job.tenant.isEmpty ? "unknown" : job.tenant),
+                    headers: headers, payload: try result.serializedBytes()))
+        }
+        for result in await consumer.connection.jetStream.publish(batch: messages) {
+            _ = try result.get()
+        }
+        try await consumer.ack(outcomes.map(\.0.message))
+    }
 
     /// Give the job back for redelivery after `delay`.
     public func release(_ job: SundialJob, delay: Duration? = nil) async throws {

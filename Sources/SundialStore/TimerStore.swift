@@ -97,6 +97,9 @@ public struct NewTimer: Sendable {
     /// Hash of the request, to tell a retry from a different request reusing the key.
     public var requestHash: [UInt8]
     public var afterTimerID: UUID?
+    /// With `afterTimerID`: the cursor to use instead of waiting if the parent has already
+    /// succeeded (its schedule computed from now).
+    public var startedCursor: (fireAt: Date, nominal: Date)?
 
     public init(
         id: UUID, tenant: String, shard: Int, state: StoredTimerState, kind: String, recurring: Bool,
@@ -146,6 +149,10 @@ public enum CreateOutcome: Sendable {
     case existing(StoredTimer)
     /// The key was used before for a different request.
     case keyConflict(StoredTimer)
+    /// `after_timer_id` names no timer of this tenant.
+    case parentNotFound
+    /// The parent ended without success (dead or cancelled): the child would never start.
+    case parentEnded(StoredTimerState)
 }
 
 /// Everything needed to (re)publish one occurrence as a JetStream scheduled message.
@@ -241,6 +248,25 @@ public struct TimerStore: Sendable {
     /// idempotency key.
     public func create(_ timer: NewTimer) async throws -> CreateOutcome {
         try await pool.transaction { session in
+            var timer = timer
+            if let parent = timer.afterTimerID {
+                guard let row = try session.execute(
+                    TimerQueries.selectParentForChild, [.text(timer.tenant), .uuid(parent)]
+                ).first, let parentState = StoredTimerState(rawValue: try row.string("state") ?? "")
+                else { return .parentNotFound }
+                switch parentState {
+                case .dead, .cancelled:
+                    return .parentEnded(parentState)
+                case .succeeded:
+                    if let started = timer.startedCursor {
+                        timer.state = .scheduled
+                        timer.nextFireAt = started.fireAt
+                        timer.nextNominalAt = started.nominal
+                    }
+                default:
+                    timer.state = .waiting
+                }
+            }
             let inserted = try session.execute(
                 TimerQueries.insertTimer,
                 [
@@ -309,14 +335,7 @@ public struct TimerStore: Sendable {
         try await pool.withSession { session in
             try session.execute(
                 TimerQueries.selectRuns, [.uuid(timerID), .int64(after.occurrence), .int(after.attempt), .int(limit)]
-            ).map { row in
-                StoredRun(
-                    occurrence: try row.int64("occurrence")!, attempt: try row.int("attempt")!,
-                    version: try row.int64("version")!, scheduledAt: try row.date("scheduled_at")!,
-                    firedAt: try row.date("fired_at"), dispatchedAt: try row.date("dispatched_at"),
-                    finishedAt: try row.date("finished_at"), outcome: try row.string("outcome")!,
-                    error: try row.string("error"))
-            }
+            ).map(StoredRun.init(row:))
         }
     }
 

@@ -506,6 +506,32 @@ struct NATSIntegrationTests {
         await server.stop()
     }
 
+    @Test("a batch larger than the in-flight limit during a long outage fails once the retry budget is spent")
+    func batchOutageHonoursRetryBudget() async throws {
+        let server = try await TestNATS.privateServer()
+        let id = uniqueID()
+        let connection = try await connect(server, "ob-\(id)") {
+            $0.sendAsap = false
+            $0.maxPendingJetStreamPublishes = 64
+            $0.jetStreamAckTimeout = .seconds(1)
+            $0.jetStreamRetryBudget = .seconds(3)
+        }
+        let name = "OB_\(id.uppercased())"
+        try await connection.ensureStream(JetStreamStreamConfig(name: name, subjects: ["ob.\(id).>"]))
+        await server.stop()  // and it stays down
+        let start = ContinuousClock.now
+        let results = try await outcome(within: .seconds(15), "the batch gives up") {
+            await connection.jetStream.publish(
+                batch: (0..<2_000).map { NATSOutgoingMessage(subject: "ob.\(id).m", payload: Array("\($0)".utf8)) })
+        }.get()
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed >= .seconds(3))
+        #expect(elapsed < .seconds(8), "2,000 messages / 64 in flight × 1 s ack timeout would be ~31 s")
+        #expect(results.count == 2_000)
+        #expect(results.allSatisfy { if case .failure = $0 { return true } else { return false } })
+        await connection.close()
+    }
+
     @Test("close() fails a JetStream publish still waiting for its ack with .closed, promptly")
     func closeFailsInFlightJetStreamPublish() async throws {
         let server = try await TestNATS.server()

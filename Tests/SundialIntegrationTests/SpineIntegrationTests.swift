@@ -35,14 +35,14 @@ struct SpineIntegrationTests {
             print("spine fire lag (near-term path): \(String(format: "%.3f", lag)) s")
             #expect(lag >= -0.05 && lag <= 2.0)
 
-            try await eventually("timer is dispatched in Postgres") {
-                try await system.client(tenant: "acme").get(created.timer.id).state == .dispatched
+            try await eventually("timer succeeded (the executor completed it)") {
+                try await system.client(tenant: "acme").get(created.timer.id).state == .succeeded
             }
             let timer = try await system.client(tenant: "acme").get(created.timer.id)
             #expect(timer.attempts == 1)
             let runs = try await system.store.runs(timerID: TimerID.parse(created.timer.id)!)
             #expect(runs.count == 1)
-            #expect(runs.first?.outcome == "dispatched")
+            #expect(runs.first?.outcome == "succeeded")
             #expect(runs.first?.firedAt != nil)
         }
     }
@@ -193,6 +193,10 @@ struct SpineIntegrationTests {
                 SundialNamespace.ingestServiceName, SundialNamespace.plannerServiceName,
                 SundialNamespace.dispatcherServiceName,
             ] {
+                // Services subscribe asynchronously after start: wait until this one answers.
+                try await eventually("\(name) answers $SRV.PING") {
+                    (try? await system.api.request(subject: "$SRV.PING.\(name)", payload: [], timeout: .milliseconds(500))) != nil
+                }
                 let ping = try await system.api.request(subject: "$SRV.PING.\(name)", payload: [], timeout: .seconds(2))
                 let pingJSON = try #require(try JSONSerialization.jsonObject(with: Data(ping.payload)) as? [String: Any])
                 #expect(pingJSON["type"] as? String == "io.nats.micro.v1.ping_response")

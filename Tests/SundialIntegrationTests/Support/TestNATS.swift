@@ -40,13 +40,28 @@ enum TestNATS {
         return server
     }
 
+    /// A fresh server of its own that enforces `auth` (users and permissions).
+    static func privateAuthServer(_ auth: NATSAuthConfig) async throws -> LocalNATSServer {
+        let binary = try LocalNATSServer.locateBinary(from: packageRoot)
+        let root = try TestPostgres.temporaryDirectory("nats-auth")
+        let server = try await LocalNATSServer.start(binary: binary, storeDirectory: root, auth: auth, logger: logger)
+        registerForExit(server)
+        return server
+    }
+
     private static func startServer() async throws -> LocalNATSServer {
         try await privateServer()
     }
 
-    static func connect(_ server: LocalNATSServer, name: String, sendAsap: Bool = true) async throws -> NATSConnection {
+    static func connect(
+        _ server: LocalNATSServer, name: String, sendAsap: Bool = true, user: String? = nil, password: String? = nil,
+        inboxPrefix: String? = nil
+    ) async throws -> NATSConnection {
         var options = NATSConnectionOptions(url: server.url, name: name)
         options.sendAsap = sendAsap
+        options.user = user
+        options.password = password
+        options.inboxPrefix = inboxPrefix
         options.jetStreamRetryBudget = .seconds(20)
         return try await NATSConnection.connect(options, logger: logger)
     }

@@ -35,18 +35,25 @@ final class TestSystem: Sendable {
         var dispatcher = true
         var leaseTTL: Duration = .seconds(3)
         var nats: LocalNATSServer? = nil
+        /// Login for the services' connections (an auth-enabled `nats`); nil: none.
+        var natsUser: String? = nil
+        var natsPassword: String? = nil
+        /// Nil: a fresh isolated namespace. A private server may use `.standard`.
+        var namespace: SundialNamespace? = nil
     }
 
     static func start(_ name: String, _ options: Options = Options()) async throws -> TestSystem {
         let id = "\(name.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(12))\(UInt32.random(in: 0...UInt32.max))"
-        let namespace = SundialNamespace.isolated(id)
+        let namespace = options.namespace ?? SundialNamespace.isolated(id)
         let schema = TestPostgres.freshSchema(name)
         let nats: LocalNATSServer
         if let given = options.nats { nats = given } else { nats = try await TestNATS.server() }
         let pool = try await TestPostgres.pool(schema: schema, size: 6)
         try await SundialDatabase.migrate(pool, schema: schema)
-        let api = try await TestNATS.connect(nats, name: "\(name)-api")
-        let bulk = try await TestNATS.connect(nats, name: "\(name)-bulk", sendAsap: false)
+        let api = try await TestNATS.connect(
+            nats, name: "\(name)-api", user: options.natsUser, password: options.natsPassword)
+        let bulk = try await TestNATS.connect(
+            nats, name: "\(name)-bulk", sendAsap: false, user: options.natsUser, password: options.natsPassword)
         try await SundialTopology.ensure(api, namespace: namespace)
         let store = TimerStore(pool: pool)
         let logger = TestNATS.logger

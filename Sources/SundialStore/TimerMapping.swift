@@ -2,7 +2,6 @@ import Foundation
 import SundialContract
 import SundialProto
 import SundialSchedule
-import SundialStore
 
 /// Stored rows ↔ wire messages.
 public enum TimerMapping {

@@ -1,0 +1,119 @@
+import Foundation
+import SundialPostgres
+
+/// An executor's report on one job.
+public struct JobOutcome: Sendable, Hashable {
+    public var key: FireKey
+    public var success: Bool
+    public var error: String?
+    public var finishedAt: Date
+
+    public init(key: FireKey, success: Bool, error: String?, finishedAt: Date) {
+        self.key = key
+        self.success = success
+        self.error = error
+        self.finishedAt = finishedAt
+    }
+}
+
+/// What applying a result requires next (outside the transaction).
+public struct ResultEffects: Sendable {
+    /// A retry run armed for the next attempt: publish it.
+    public var retry: FireRow?
+    /// Tenant events to publish: (kind, timer, run).
+    public var events: [(kind: String, timer: StoredTimer, run: StoredRun)] = []
+    /// Dependent timers started because this one succeeded.
+    public var startedChildren: Int = 0
+    /// The result did not match a run awaiting one (a duplicate report): nothing changed.
+    public var ignored = false
+}
+
+extension TimerStore {
+    /// Applies a result in one transaction: finishes the run; on failure arms the next attempt
+    /// (`retryAt` decides when, nil = no attempts left) or dead-letters the occurrence; settles
+    /// a one-shot timer; starts (success) or cancels (dead letter) waiting children, each
+    /// child's first fire computed by `childStart` from the moment the parent succeeded.
+    public func applyResult(
+        _ outcome: JobOutcome,
+        retryAt: @escaping @Sendable (StoredTimer, _ failedAttempt: Int) -> Date?,
+        childStart: @escaping @Sendable (StoredTimer, _ parentSucceededAt: Date) -> (fireAt: Date, nominal: Date)?
+    ) async throws -> ResultEffects {
+        try await pool.transaction { session in
+            var effects = ResultEffects()
+            let key = outcome.key
+            guard let row = try session.execute(
+                TimerQueries.selectRunForResult, [.uuid(key.id), .int64(key.occurrence), .int(key.attempt)]
+            ).first, let runState = try row.string("run_outcome"), runState == "dispatched" || runState == "dispatching"
+            else {
+                effects.ignored = true
+                return effects
+            }
+            let timer = try StoredTimer(row: row)
+            let finished = { (state: String, error: String?) throws -> StoredRun in
+                let rows = try session.execute(
+                    TimerQueries.finishRun,
+                    [
+                        .uuid(key.id), .int64(key.occurrence), .int(key.attempt), .text(state),
+                        error.map { .text($0) } ?? .null, .timestamp(outcome.finishedAt),
+                    ])
+                return try StoredRun(row: rows[0])
+            }
+
+            if outcome.success {
+                _ = try finished("succeeded", nil)
+                if !timer.recurring {
+                    _ = try session.execute(TimerQueries.settleTimer, [.uuid(timer.id), .text("succeeded"), .null, .null])
+                }
+                for child in try session.execute(TimerQueries.selectWaitingChildren, [.uuid(timer.id)]).map(StoredTimer.init(row:)) {
+                    if let start = childStart(child, outcome.finishedAt) {
+                        try session.execute(TimerQueries.startChild, [.uuid(child.id), .timestamp(start.fireAt), .timestamp(start.nominal)])
+                        effects.startedChildren += 1
+                    }
+                }
+                return effects
+            }
+
+            let error = String((outcome.error ?? "failed").prefix(2000))
+            let retryTime = timer.state == .cancelled ? nil : retryAt(timer, key.attempt)
+            if let retryTime {
+                let run = try finished("failed", error)
+                let next = ArmedRun(occurrence: key.occurrence, attempt: key.attempt + 1, dueAt: retryTime)
+                let settled = timer.recurring
+                    ? try session.execute(TimerQueries.noteTimerError, [.uuid(timer.id), .text(error)])[0]
+                    : try session.execute(
+                        TimerQueries.settleTimer, [.uuid(timer.id), .text("retrying"), .text(error), .timestamp(retryTime)])[0]
+                let current = try StoredTimer(row: settled)
+                try Self.insertArmedRun(next, of: current, session)
+                effects.retry = FireRow(
+                    id: current.id, tenant: current.tenant, shard: current.shard, version: current.version,
+                    nextFireAt: retryTime, occurrence: next.occurrence, attempt: next.attempt, queue: current.queue,
+                    payload: current.payload, priority: current.priority)
+                effects.events.append(("attempt_failed", current, run))
+            } else {
+                let run = try finished("dead", error)
+                let settled = timer.recurring
+                    ? try session.execute(TimerQueries.noteTimerError, [.uuid(timer.id), .text(error)])[0]
+                    : try session.execute(TimerQueries.settleTimer, [.uuid(timer.id), .text("dead"), .text(error), .null])[0]
+                if !timer.recurring {
+                    try session.execute(TimerQueries.cancelWaitingChildren, [.uuid(timer.id)])
+                }
+                effects.events.append(("dead_letter", try StoredTimer(row: settled), run))
+            }
+            return effects
+        }
+    }
+}
+
+extension StoredRun {
+    init(row: PostgresRow) throws {
+        occurrence = try row.int64("occurrence")!
+        attempt = try row.int("attempt")!
+        version = try row.int64("version")!
+        scheduledAt = try row.date("scheduled_at")!
+        firedAt = try row.date("fired_at")
+        dispatchedAt = try row.date("dispatched_at")
+        finishedAt = try row.date("finished_at")
+        outcome = try row.string("outcome")!
+        error = try row.string("error")
+    }
+}

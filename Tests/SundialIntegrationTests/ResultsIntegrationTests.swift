@@ -1,0 +1,135 @@
+import Foundation
+import SundialContract
+import SundialExecutor
+import SundialNATS
+import SundialProto
+import SundialStore
+import Testing
+
+/// Executor results: success, retries with backoff, dead letters and tenant events, and
+/// dependency chains, on real NATS and Postgres.
+@Suite("Integration: results, retries, dependencies", .serialized)
+struct ResultsIntegrationTests {
+    @Test("failures retry with growing backoff, then dead-letter and notify the tenant")
+    func retryThenDeadLetter() async throws {
+        try await withTestSystem("deadletter") { system in
+            let worker = try await system.worker(queue: "flaky")
+            // The tenant's notification subscription (stream-backed, so it can't miss it).
+            let events = try await system.api.subscribe(subject: system.namespace.event(tenant: "acme", kind: ">"))
+            var request = Sundial_V1_CreateTimerRequest.delay(.milliseconds(500), queue: "flaky", payload: "p")
+            request.retryPolicy.maxAttempts = 3
+            request.retryPolicy.initialBackoff = .init(seconds: 0, nanos: 300_000_000)
+            request.retryPolicy.maxBackoff = .init(seconds: 2)
+            let created = try await system.client(tenant: "acme").create(request)
+
+            var attempts: [(Int, Date)] = []
+            let deadline = ContinuousClock.now + .seconds(30)
+            while attempts.count < 3, ContinuousClock.now < deadline {
+                for job in try await worker.next(max: 8, maxWait: .milliseconds(500)) {
+                    #expect(job.timerID == created.timer.id)
+                    attempts.append((job.attempt, Date()))
+                    try await worker.fail(job, error: "boom \(job.attempt)")
+                }
+            }
+            #expect(attempts.map(\.0) == [1, 2, 3])
+            if attempts.count == 3 {
+                // Equal-jitter backoff: at least half the base (0.3 s, then 0.6 s).
+                #expect(attempts[1].1.timeIntervalSince(attempts[0].1) >= 0.15)
+                #expect(attempts[2].1.timeIntervalSince(attempts[1].1) >= 0.3)
+            }
+            try await eventually("timer is dead") {
+                try await system.client(tenant: "acme").get(created.timer.id).state == .dead
+            }
+            let timer = try await system.client(tenant: "acme").get(created.timer.id)
+            #expect(timer.lastError == "boom 3")
+            let runs = try await system.store.runs(timerID: TimerID.parse(created.timer.id)!)
+            #expect(runs.map(\.outcome) == ["failed", "failed", "dead"])
+            #expect(runs.map(\.attempt) == [1, 2, 3])
+
+            var kinds: [String] = []
+            var iterator = events.makeAsyncIterator()
+            while kinds.count < 3, let message = await iterator.next() {
+                let event = try Sundial_V1_TimerEvent(serializedBytes: message.payload)
+                #expect(event.timer.id == created.timer.id)
+                kinds.append(event.kind)
+            }
+            #expect(kinds == ["attempt_failed", "attempt_failed", "dead_letter"])
+            // Nothing more is delivered for a dead timer.
+            #expect(try await collectJobs(worker, count: 1, timeout: .seconds(2)).isEmpty)
+        }
+    }
+
+    @Test("a repeated result report changes nothing; success settles the timer")
+    func successIsIdempotent() async throws {
+        try await withTestSystem("success") { system in
+            let worker = try await system.worker(queue: "ok")
+            let created = try await system.client(tenant: "acme").create(.delay(.milliseconds(300), queue: "ok"))
+            let jobs = try await worker.next(max: 1, maxWait: .seconds(10))
+            let job = try #require(jobs.first)
+            try await worker.complete(job)
+            try await eventually("succeeded") {
+                try await system.client(tenant: "acme").get(created.timer.id).state == .succeeded
+            }
+            // A second report of the same job (e.g. an executor retrying after a lost ack).
+            var result = Sundial_V1_JobResult()
+            result.tenant = "acme"
+            result.timerID = created.timer.id
+            result.attempt = 1
+            result.success = false
+            result.error = "late failure"
+            _ = try await system.api.jetStream.publish(
+                NATSOutgoingMessage(subject: system.namespace.results(tenant: "acme"), payload: try result.serializedBytes()))
+            try await Task.sleep(for: .seconds(1))  // give a wrong state change the chance to happen
+            let timer = try await system.client(tenant: "acme").get(created.timer.id)
+            #expect(timer.state == .succeeded)
+            #expect(timer.lastError.isEmpty)
+        }
+    }
+
+    @Test("a dependent timer starts its delay when the parent's job succeeds; a dead parent cancels it")
+    func dependencyChains() async throws {
+        try await withTestSystem("chains") { system in
+            let client = system.client(tenant: "acme")
+            let worker = try await system.worker(queue: "chain")
+            let parent = try await client.create(.delay(.milliseconds(500), queue: "chain", payload: "parent"))
+            var childRequest = Sundial_V1_CreateTimerRequest.delay(.seconds(1), queue: "chain", payload: "child")
+            childRequest.afterTimerID = parent.timer.id
+            let child = try await client.create(childRequest)
+            #expect(child.timer.state == .waiting)
+
+            let first = try await collectJobs(worker, count: 1, timeout: .seconds(10))
+            try #require(first.count == 1)
+            #expect(String(decoding: first[0].0.payload, as: UTF8.self) == "parent")
+            let parentDone = first[0].1
+            let second = try await collectJobs(worker, count: 1, timeout: .seconds(15))
+            try #require(second.count == 1)
+            #expect(String(decoding: second[0].0.payload, as: UTF8.self) == "child")
+            // The child's 1 s delay started when the parent succeeded, not when it was created.
+            #expect(second[0].1.timeIntervalSince(parentDone) >= 0.9)
+
+            // A parent that dead-letters cancels its waiting child.
+            var doomed = Sundial_V1_CreateTimerRequest.delay(.milliseconds(300), queue: "chain", payload: "doomed")
+            doomed.retryPolicy.maxAttempts = 1
+            let doomedParent = try await client.create(doomed)
+            var orphan = Sundial_V1_CreateTimerRequest.delay(.seconds(1), queue: "chain")
+            orphan.afterTimerID = doomedParent.timer.id
+            let orphanChild = try await client.create(orphan)
+            let doomedJob = try #require(try await worker.next(max: 1, maxWait: .seconds(10)).first)
+            try await worker.fail(doomedJob, error: "no")
+            try await eventually("orphan cancelled") {
+                try await client.get(orphanChild.timer.id).state == .cancelled
+            }
+            // A dependency on a dead timer is refused; on an unknown one too.
+            var late = Sundial_V1_CreateTimerRequest.delay(.seconds(1), queue: "chain")
+            late.afterTimerID = doomedParent.timer.id
+            await #expect(throws: SundialError.self) { _ = try await client.create(late) }
+            late.afterTimerID = TimerID.text(TimerID.make())
+            do {
+                _ = try await client.create(late)
+                Issue.record("unknown parent accepted")
+            } catch let error as SundialError {
+                #expect(error.code == .notFound)
+            }
+        }
+    }
+}
