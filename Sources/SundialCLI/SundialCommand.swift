@@ -9,7 +9,8 @@ public struct SundialCommand: AsyncParsableCommand {
         commandName: "sundial",
         abstract: "Durable timers and job scheduling on NATS JetStream and Postgres.",
         subcommands: [
-            DevCommand.self, ServeCommand.self, TimersCommand.self, WorkCommand.self, ScheduleCommand.self,
+            DevCommand.self, ServeCommand.self, TimersCommand.self, WorkCommand.self, EventsCommand.self,
+            ScheduleCommand.self,
             BenchCommand.self,
         ])
 

@@ -12,10 +12,11 @@ extension TimerRequestHandler {
         try Self.checkTenant(tenant)
         let request: Sundial_V1_CancelTimerRequest = try Self.decode(body, "CancelTimerRequest")
         let id = try Self.timerID(request.timerID)
+        let expectedVersion = try Self.expectedVersion(request.expectedVersion)
         let outcome: MutationOutcome
         do {
             outcome = try await store.cancel(
-                tenant: tenant, id: id, expectedVersion: request.expectedVersion == 0 ? nil : Int64(request.expectedVersion))
+                tenant: tenant, id: id, expectedVersion: expectedVersion)
         } catch {
             throw storeFailure(error, "cancel")
         }
@@ -39,6 +40,7 @@ extension TimerRequestHandler {
         try Self.checkTenant(tenant)
         let request: Sundial_V1_UpdateTimerRequest = try Self.decode(body, "UpdateTimerRequest")
         let id = try Self.timerID(request.timerID)
+        let expectedVersion = try Self.expectedVersion(request.expectedVersion)
         let updatedAt = now()
         var violations: [(field: String, reason: String)] = []
         var newSchedule: TimerSchedule?
@@ -76,7 +78,7 @@ extension TimerRequestHandler {
         let outcome: MutationOutcome
         do {
             outcome = try await store.update(
-                tenant: tenant, id: id, expectedVersion: request.expectedVersion == 0 ? nil : Int64(request.expectedVersion)
+                tenant: tenant, id: id, expectedVersion: expectedVersion
             ) { current, next in
                 let schedule = try replacement ?? TimerSchedule(proto: Sundial_V1_Schedule(serializedBytes: current.schedule))
                 // The next occurrence under the (new or old) schedule, numbered from `next`.
@@ -210,6 +212,16 @@ extension TimerRequestHandler {
             throw .invalid("timer_id", text.isEmpty ? "is required" : "is not a timer id")
         }
         return id
+    }
+
+    /// 0 means "any version". Versions are Postgres bigints: a larger value (which no timer
+    /// can have) is rejected instead of trapping in the Int64 conversion.
+    static func expectedVersion(_ raw: UInt64) throws(SundialError) -> Int64? {
+        guard raw != 0 else { return nil }
+        guard let version = Int64(exactly: raw) else {
+            throw .invalid("expected_version", "is out of range (at most \(Int64.max))")
+        }
+        return version
     }
 
     static func labelsJSON(_ labels: [String: String]) -> String {

@@ -276,6 +276,10 @@ public struct TimerRequestHandler: Sendable {
     }
 
     func storeFailure(_ error: any Error, _ operation: String) -> SundialError {
+        if error is CancellationError {
+            // Graceful shutdown cancelled the request before it was applied: retryable.
+            return SundialError(.unavailable, "service shutting down; retry")
+        }
         if let pg = error as? PostgresError, pg.isConnectionFailure {
             logger.warning("\(operation): database unavailable: \(pg)")
             return SundialError(.unavailable, "storage temporarily unavailable; retry")

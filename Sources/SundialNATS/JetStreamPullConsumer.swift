@@ -111,29 +111,42 @@ public final class JetStreamPullConsumer: @unchecked Sendable {
     /// server has no more, or after `maxWait` with none (then `[]`).
     public func fetch(batch: Int, maxWait: Duration) async throws -> [JetStreamMessage] {
         let sub = CHandle(subscription)
-        let timeout = max(maxWait.milliseconds, 1)
+        let deadline = ContinuousClock.now + maxWait
         return try await thread.run { () throws -> [JetStreamMessage] in
-            var list = natsMsgList()
-            var errCode = jsErrCode(rawValue: 0)
-            let status = natsSubscription_Fetch(&list, sub.raw, Int32(batch), timeout, &errCode)
-            defer { natsMsgList_Destroy(&list) }
-            if status == NATS_TIMEOUT && list.Count == 0 { return [] }
-            guard status == NATS_OK || list.Count > 0 else {
-                throw NATSError(status: status, context: "fetch \(self.durable)")
+            // cnats's fetches share one reply subject, and a pull request expires on the server
+            // just before the client gives up: its "408 Request Timeout" can arrive after that
+            // fetch returned and end the *next* one at once with nothing. An empty timeout well
+            // before our deadline is such a stale status: fetch again for the time left.
+            while true {
+                let timeout = max((deadline - ContinuousClock.now).milliseconds, 1)
+                if let messages = try self.fetchOnce(sub, batch: batch, timeout: timeout) { return messages }
+                if deadline - ContinuousClock.now < .milliseconds(20) { return [] }
             }
-            var messages: [JetStreamMessage] = []
-            messages.reserveCapacity(Int(list.Count))
-            for index in 0..<Int(list.Count) {
-                guard let msg = list.Msgs[index] else { continue }
-                let copied = NATSMessage(copying: msg)
-                let ack = copied.replySubject ?? ""
-                messages.append(
-                    JetStreamMessage(
-                        subject: copied.subject, headers: copied.headers, payload: copied.payload,
-                        ackSubject: ack, metadata: JetStreamMessageMetadata(ackSubject: ack)))
-            }
-            return messages
         }
+    }
+
+    /// One cnats fetch; nil for a timeout with no messages.
+    private func fetchOnce(_ sub: CHandle, batch: Int, timeout: Int64) throws -> [JetStreamMessage]? {
+        var list = natsMsgList()
+        var errCode = jsErrCode(rawValue: 0)
+        let status = natsSubscription_Fetch(&list, sub.raw, Int32(batch), timeout, &errCode)
+        defer { natsMsgList_Destroy(&list) }
+        if status == NATS_TIMEOUT && list.Count == 0 { return nil }
+        guard status == NATS_OK || list.Count > 0 else {
+            throw NATSError(status: status, context: "fetch \(durable)")
+        }
+        var messages: [JetStreamMessage] = []
+        messages.reserveCapacity(Int(list.Count))
+        for index in 0..<Int(list.Count) {
+            guard let msg = list.Msgs[index] else { continue }
+            let copied = NATSMessage(copying: msg)
+            let ack = copied.replySubject ?? ""
+            messages.append(
+                JetStreamMessage(
+                    subject: copied.subject, headers: copied.headers, payload: copied.payload,
+                    ackSubject: ack, metadata: JetStreamMessageMetadata(ackSubject: ack)))
+        }
+        return messages
     }
 
     /// Batches as an async sequence: each `next()` fetches; empty polls are skipped. Ends when

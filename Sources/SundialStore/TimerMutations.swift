@@ -118,15 +118,18 @@ extension TimerStore {
                     throw Rollback(outcome: .versionMismatch(timer))
                 }
                 switch timer.state {
-                case .succeeded, .dead, .completed, .cancelled:
+                case .succeeded, .dead, .cancelled:
                     throw Rollback(outcome: .finished(timer))
                 case .dispatched:
                     throw Rollback(outcome: .alreadyFired(timer))
-                case .scheduled, .armed, .retrying, .waiting:
+                case .scheduled, .armed, .retrying, .waiting, .completed:
                     break
                 }
                 let retired = try session.execute(TimerQueries.retireArmedRuns, [.uuid(timer.id), .text(retireAs)])
                     .map { RunKey(occurrence: try $0.int64("occurrence")!, attempt: try $0.int("attempt")!) }
+                // A recurring timer is `completed` as soon as its last occurrence is loaded; until
+                // those armed runs fire it can still be cancelled or updated. Nothing armed: finished.
+                if timer.state == .completed && retired.isEmpty { throw Rollback(outcome: .finished(timer)) }
                 if !timer.recurring {
                     let inFlight = try session.execute(TimerQueries.inFlightRuns, [.uuid(timer.id)])[0]
                     if (try inFlight.int("n") ?? 0) > 0 { throw Rollback(outcome: .alreadyFired(timer)) }

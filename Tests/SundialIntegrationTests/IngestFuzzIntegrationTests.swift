@@ -64,10 +64,12 @@ struct IngestFuzzIntegrationTests {
             var byKind: [String: Int] = [:]
             for outcome in outcomes {
                 byCode[outcome.code, default: 0] += 1
-                byKind["\(outcome.method.rawValue)/\(outcome.kind)", default: 0] += 1
+                byKind["\(outcome.method.rawValue)/\(outcome.kind.prefix { $0 != "-" })", default: 0] += 1
             }
             print("ingest fuzz: \(outcomes.count) requests in \(elapsed): \(byCode.sorted { $0.key < $1.key })")
             print("ingest fuzz cases: \(byKind.sorted { $0.key < $1.key })")
+            let acceptedAbsurd = outcomes.filter { $0.code == "ok" && $0.method == .create && $0.kind.hasPrefix("absurd") }
+            print("ingest fuzz: absurd creates accepted: \(Dictionary(grouping: acceptedAbsurd, by: \.kind).mapValues(\.count).sorted { $0.key < $1.key })")
 
             #expect(outcomes.count == Self.requests)
             let bad = outcomes.filter { !["ok", "400", "404", "409"].contains($0.code) }
@@ -184,18 +186,20 @@ private struct FuzzCase: Sendable {
         let kind: String
         let body: [UInt8]
         switch roll {
-        case 0..<20:
+        case 0..<15:
             kind = "random"
             body = rng.bytes(count: rng.length(max: 4096))
-        case 20..<50:
+        case 15..<45:
             kind = "mutated"
             body = mutate(validBody(method, &rng, knownIDs: knownIDs), &rng)
-        case 50..<60:
+        case 45..<55:
             kind = "raw-wire"
             body = rawWire(method, &rng)
+        case 55..<70:
+            kind = "valid"  // real rows for the others to hit, and concurrent updates/cancels
+            body = validBody(method, &rng, knownIDs: knownIDs)
         default:
-            kind = "absurd"
-            body = absurdBody(method, &rng, knownIDs: knownIDs)
+            (kind, body) = absurdBody(method, &rng, knownIDs: knownIDs)
         }
         return FuzzCase(method: method, tenant: tenant, kind: kind, body: body)
     }
@@ -338,12 +342,23 @@ private struct FuzzCase: Sendable {
 
     // MARK: absurd values in well-formed messages
 
-    static func absurdBody(_ method: TimersMethod, _ rng: inout SplitMix64, knownIDs: [String]) -> [UInt8] {
+    /// (kind, body); for creates the kind names the absurdities applied.
+    static func absurdBody(_ method: TimersMethod, _ rng: inout SplitMix64, knownIDs: [String]) -> (String, [UInt8]) {
         switch method {
         case .create:
             var request = validCreate(&rng)
-            for _ in 0..<Int.random(in: 1...3, using: &rng) { absurdify(&request, &rng) }
-            return (try? request.serializedBytes()) ?? []
+            var applied: [Int] = []
+            for _ in 0..<Int.random(in: 1...3, using: &rng) { applied.append(absurdify(&request, &rng)) }
+            return ("absurd" + applied.map { "-\($0)" }.joined(), (try? request.serializedBytes()) ?? [])
+        default:
+            return ("absurd", absurdOther(method, &rng, knownIDs: knownIDs))
+        }
+    }
+
+    static func absurdOther(_ method: TimersMethod, _ rng: inout SplitMix64, knownIDs: [String]) -> [UInt8] {
+        switch method {
+        case .create:
+            return []
         case .update:
             var request = Sundial_V1_UpdateTimerRequest()
             request.timerID = rng.chance(0.8) ? id(&rng, knownIDs) : absurdString(&rng)
@@ -375,7 +390,9 @@ private struct FuzzCase: Sendable {
         }
     }
 
-    static func absurdify(_ request: inout Sundial_V1_CreateTimerRequest, _ rng: inout SplitMix64) {
+    /// Applies one absurdity and returns its number (printed for accepted ones).
+    @discardableResult
+    static func absurdify(_ request: inout Sundial_V1_CreateTimerRequest, _ rng: inout SplitMix64) -> Int {
         let extremes: [Int64] = [Int64.max, Int64.min, -1, 0, 253_402_300_800, -62_135_596_801, 1 << 40, -(1 << 40)]
         func extremeDuration() -> Google_Protobuf_Duration {
             .init(
@@ -387,7 +404,8 @@ private struct FuzzCase: Sendable {
                 seconds: extremes.randomElement(using: &rng)!,
                 nanos: [0, -1, 999_999_999, Int32.max].randomElement(using: &rng)!)
         }
-        switch Int.random(in: 0..<22, using: &rng) {
+        let choice = Int.random(in: 0..<22, using: &rng)
+        switch choice {
         case 0: request.schedule.delay.duration = extremeDuration()
         case 1: request.schedule.at.instant = extremeTimestamp()
         case 2:
@@ -449,6 +467,7 @@ private struct FuzzCase: Sendable {
         default:
             request.schedule.at.instant = .init(date: Date().addingTimeInterval(-Double.random(in: 0...1e9, using: &rng)))
         }
+        return choice
     }
 
     static func manyLabels(_ rng: inout SplitMix64) -> [String: String] {

@@ -98,6 +98,25 @@ struct LifecycleIntegrationTests {
         }
     }
 
+    @Test("a recurring timer whose every occurrence is loaded (completed) can still be cancelled before they fire")
+    func cancelFullyLoadedRecurringTimer() async throws {
+        try await withTestSystem("cancelloaded") { system in
+            let client = system.client(tenant: "acme")
+            let worker = try await system.worker(queue: "loaded")
+            let created = try await client.create(.every(.seconds(3), maxOccurrences: 2, queue: "loaded"))
+            let id = created.timer.id
+            try await eventually("both occurrences loaded", timeout: .seconds(2)) {
+                try await client.get(id).state == .completed
+            }
+            #expect(try await client.history(id).runs.map(\.outcome) == ["armed", "armed"])
+            let cancelled = try await client.cancel(id)
+            #expect(cancelled.state == .cancelled)
+            let jobs = try await collectJobs(worker, count: 1, timeout: .seconds(6 + 2))
+            #expect(jobs.isEmpty, "occurrences \(jobs.map(\.0.occurrence)) dispatched after the cancel")
+            #expect(try await client.history(id).runs.map(\.outcome) == ["cancelled", "cancelled"])
+        }
+    }
+
     // MARK: 2. cancel
 
     @Test("cancel before load, after load (Planner and Ingest paths), idempotently, and after dispatch")

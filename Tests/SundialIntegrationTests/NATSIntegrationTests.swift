@@ -699,6 +699,38 @@ struct NATSIntegrationTests {
         await connection.close()
     }
 
+    @Test("a fetch waits its full maxWait even when earlier fetches expired (stale 408s are not its own)")
+    func fetchIgnoresStaleExpiries() async throws {
+        let server = try await TestNATS.server()
+        let id = uniqueID()
+        let connection = try await connect(server, "sx-\(id)")
+        let (stream, consumer) = try await pullSetup(connection, id)
+        var early: [Duration] = []
+        for _ in 0..<10 {
+            // Expires on the server about when the client gives up: its 408 often arrives
+            // after this fetch returned, while the next one is waiting.
+            _ = try await consumer.fetch(batch: 1, maxWait: .milliseconds(12))
+            let start = ContinuousClock.now
+            let batch = try await consumer.fetch(batch: 1, maxWait: .milliseconds(250))
+            let waited = ContinuousClock.now - start
+            #expect(batch.isEmpty)
+            if waited < .milliseconds(240) { early.append(waited) }
+        }
+        #expect(early.isEmpty, "fetch(maxWait: 250 ms) returned [] early: \(early)")
+
+        // And a message published while a fetch waits is delivered, not cut off by a stale 408.
+        _ = try await consumer.fetch(batch: 1, maxWait: .milliseconds(12))
+        let publisher = Task {
+            try await Task.sleep(for: .milliseconds(400))  // the fetch below is long in flight by then
+            return try await connection.jetStream.publish(NATSOutgoingMessage(subject: "pull.\(id).late", payload: [1]))
+        }
+        let got = try await consumer.fetch(batch: 1, maxWait: .seconds(5))
+        #expect(got.map(\.subject) == ["pull.\(id).late"])
+        _ = try await publisher.value
+        try await connection.deleteStream(stream)
+        await connection.close()
+    }
+
     @Test("ack removes the message; metadata names stream, consumer and sequences")
     func ackAndMetadata() async throws {
         let server = try await TestNATS.server()

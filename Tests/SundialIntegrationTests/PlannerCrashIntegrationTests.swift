@@ -70,4 +70,43 @@ struct PlannerCrashIntegrationTests {
             #expect(await second.waitForExit() == 0)
         }
     }
+
+    @Test("a planner killed while holding loaded recurring timers: every occurrence fires once, none skipped")
+    func plannerKilledWithRecurringTimers() async throws {
+        var options = TestSystem.Options()
+        options.planner = false
+        options.horizon = .seconds(2)
+        try await withTestSystem("recurcrash", options) { system in
+            let logs = try TestPostgres.temporaryDirectory("planner-logs")
+            let worker = try await system.worker(queue: "every")
+            var request = Sundial_V1_CreateTimerRequest()
+            request.queue = "every"
+            request.schedule.every.interval = .init(seconds: 1)
+            request.schedule.end.maxOccurrences = 8
+            let created = try await system.client(tenant: "acme").create(request)
+            let first = try await startPlanner(system, instance: "planner-a", log: logs.appendingPathComponent("a.log"))
+            // Kill it while it holds loaded (armed, not yet fired) occurrences.
+            try await eventually("planner A loads occurrences ahead", timeout: .seconds(20)) {
+                let armed = try await system.pool.withSession { session in
+                    try session.execute("SELECT count(*) AS n FROM timer_runs WHERE outcome = 'armed' AND occurrence > 0")[0].int("n") ?? 0
+                }
+                return armed > 0
+            }
+            first.signal(SIGKILL)
+            _ = await first.waitForExit()
+            let second = try await startPlanner(system, instance: "planner-b", log: logs.appendingPathComponent("b.log"))
+
+            let jobs = try await collectJobs(worker, count: 8, timeout: .seconds(40))
+            let occurrences = jobs.map(\.0.occurrence)
+            #expect(occurrences.sorted() == Array(0..<8), "occurrences: \(occurrences)")
+            #expect(jobs.allSatisfy { $0.0.timerID == created.timer.id })
+            let extra = try await collectJobs(worker, count: 1, timeout: .seconds(3))
+            #expect(extra.isEmpty, "extra jobs: \(extra.map(\.0.occurrence))")
+            try await eventually("timer completed") {
+                try await system.client(tenant: "acme").get(created.timer.id).state == .completed
+            }
+            second.signal(SIGTERM)
+            _ = await second.waitForExit()
+        }
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import SundialContract
+import SundialDispatcher
 import SundialExecutor
 import SundialNATS
 import SundialProto
@@ -130,6 +131,62 @@ struct ResultsIntegrationTests {
             } catch let error as SundialError {
                 #expect(error.code == .notFound)
             }
+        }
+    }
+
+    @Test("an executor that dies without reporting: the job is redelivered after ack_wait")
+    func unreportedJobIsRedelivered() async throws {
+        try await withTestSystem("redeliver") { system in
+            var options = SundialWorker.Options()
+            options.namespace = system.namespace
+            options.ackWait = .seconds(1)
+            let worker = try await SundialWorker.connect(connection: system.api, queue: "crashy", options: options)
+            let created = try await system.client(tenant: "acme").create(.delay(.milliseconds(200), queue: "crashy"))
+            let first = try #require(try await worker.next(max: 1, maxWait: .seconds(10)).first)
+            #expect(first.deliveries == 1)
+            // The "executor" vanishes: no report, no ack. The job must come back.
+            let again = try #require(try await worker.next(max: 1, maxWait: .seconds(10)).first)
+            #expect(again.timerID == created.timer.id)
+            #expect(again.deliveries == 2)
+            #expect(again.attempt == 1)  // the same attempt, redelivered — not a retry
+            try await worker.complete(again)
+            try await eventually("succeeded") {
+                try await system.client(tenant: "acme").get(created.timer.id).state == .succeeded
+            }
+        }
+    }
+
+    @Test("with a backlog, high-priority jobs are dispatched before low-priority ones")
+    func priorityUnderBacklog() async throws {
+        var options = TestSystem.Options()
+        options.dispatcher = false
+        try await withTestSystem("priority", options) { system in
+            let client = system.client(tenant: "acme")
+            let worker = try await system.worker(queue: "prio")
+            var ids: [String: Sundial_V1_Priority] = [:]
+            for index in 0..<60 {
+                var request = Sundial_V1_CreateTimerRequest.delay(.milliseconds(800), queue: "prio")
+                request.priority = index < 30 ? .low : .high
+                ids[try await client.create(request).timer.id] = request.priority
+            }
+            // All fired while no dispatcher runs: a backlog of 60 on the dispatcher consumer.
+            try await eventually("60 fires pending") {
+                let info = try await system.api.consumerInfo(stream: system.namespace.fireStream, durable: system.namespace.dispatcherDurable)
+                return (info["num_pending"] as? Int ?? 0) >= 60
+            }
+            var config = DispatcherConfig()
+            config.namespace = system.namespace
+            config.pipelines = 1
+            config.fetchBatch = 100
+            let dispatcher = try DispatcherService(config: config, connection: system.bulk, timers: system.store, logger: TestNATS.logger)
+            let running = Task { try? await dispatcher.run() }
+            let jobs = try await collectJobs(worker, count: 60, timeout: .seconds(20))
+            running.cancel()
+            _ = await running.value
+            try #require(jobs.count == 60)
+            let order = jobs.map { $0.0.priority }
+            #expect(Array(order.prefix(30)) == Array(repeating: "high", count: 30), "\(order)")
+            #expect(jobs.allSatisfy { ids[$0.0.timerID] != nil })
         }
     }
 }
