@@ -8,7 +8,7 @@ import SundialSchedule
 struct TimersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "timers", abstract: "Create and inspect timers.",
-        subcommands: [Create.self, Get.self])
+        subcommands: [Create.self, Get.self, Update.self, Cancel.self, List.self, History.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a one-shot timer.")

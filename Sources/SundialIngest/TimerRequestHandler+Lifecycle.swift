@@ -124,7 +124,9 @@ extension TimerRequestHandler {
         // Only the retired runs' own subjects: a wildcard could also remove a schedule the
         // Planner has just published for the new version.
         if !retired.isEmpty { await purgeSchedules(of: timer, runs: retired) }
-        if let armed { await publish(armed, of: timer) }
+        // New-version schedules: replace the old ones on the same subjects, or load the new
+        // first occurrence.
+        for run in armed { await publish(run, of: timer) }
         var response = Sundial_V1_UpdateTimerResponse()
         response.timer = TimerMapping.proto(timer)
         return response
@@ -240,6 +242,9 @@ extension TimerRequestHandler {
                 violations.append(("labels", "key \"\(key.prefix(80))\" must be 1–\(config.maxLabelKeyBytes) bytes"))
             } else if value.utf8.count > config.maxLabelValueBytes {
                 violations.append(("labels[\(key)]", "value is longer than \(config.maxLabelValueBytes) bytes"))
+            } else if key.utf8.contains(0) || value.utf8.contains(0) {
+                // Postgres text/jsonb cannot hold NUL: reject here rather than fail the insert.
+                violations.append(("labels", "keys and values must not contain NUL characters"))
             }
         }
         return violations
@@ -254,7 +259,11 @@ extension TimerRequestHandler {
                 .conflict, "version mismatch: the timer is at version \(timer.version)",
                 violations: [("expected_version", "is not the current version \(timer.version)")])
         case .alreadyFired(let timer):
-            return SundialError(.conflict, "already fired: the timer's job was dispatched (state \(timer.state.rawValue))")
+            return SundialError(
+                .conflict,
+                timer.recurring
+                    ? "already fired: an occurrence is being dispatched right now; retry to change the later ones"
+                    : "already fired: the timer's job was dispatched (state \(timer.state.rawValue))")
         case .finished(let timer) where !timer.recurring && (timer.state == .succeeded || timer.state == .dead):
             // A one-shot whose job already ran (and was reported) lost the race just the same.
             return SundialError(.conflict, "already fired: the timer's job ran (state \(timer.state.rawValue))")

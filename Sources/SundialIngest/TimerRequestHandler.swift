@@ -173,6 +173,9 @@ public struct TimerRequestHandler: Sendable {
         if request.idempotencyKey.utf8.count > config.maxIdempotencyKeyBytes {
             violations.append(("idempotency_key", "is longer than \(config.maxIdempotencyKeyBytes) bytes"))
         }
+        if request.idempotencyKey.utf8.contains(0) {
+            violations.append(("idempotency_key", "must not contain NUL characters"))
+        }
         if request.labels.count > config.maxLabels {
             violations.append(("labels", "has \(request.labels.count) entries; the limit is \(config.maxLabels)"))
         }
@@ -181,6 +184,9 @@ public struct TimerRequestHandler: Sendable {
                 violations.append(("labels", "key \"\(key.prefix(80))\" must be 1–\(config.maxLabelKeyBytes) bytes"))
             } else if value.utf8.count > config.maxLabelValueBytes {
                 violations.append(("labels[\(key)]", "value is longer than \(config.maxLabelValueBytes) bytes"))
+            } else if key.utf8.contains(0) || value.utf8.contains(0) {
+                // Postgres text/jsonb cannot hold NUL: reject here rather than fail the insert.
+                violations.append(("labels", "keys and values must not contain NUL characters"))
             }
         }
         let priority: Sundial_V1_Priority

@@ -4,8 +4,9 @@ import SundialPostgres
 /// How an update or cancel ended.
 public enum MutationOutcome: Sendable {
     /// Applied. `retired`: armed runs taken out of play (occurrence, attempt) whose schedules
-    /// should be purged; `armed`: the run an update armed for its new first occurrence.
-    case applied(StoredTimer, retired: [RunKey], armed: ArmedRun? = nil)
+    /// should be purged; `armed`: runs to publish — the run an update armed for its new first
+    /// occurrence, or the re-versioned runs of an update that kept the schedule.
+    case applied(StoredTimer, retired: [RunKey], armed: [ArmedRun] = [])
     case notFound
     /// `expected_version` did not match.
     case versionMismatch(StoredTimer)
@@ -49,6 +50,14 @@ public struct TimerRewrite: Sendable {
     }
 }
 
+/// What a mutation does to the timer's armed runs before anything else.
+enum ArmedRunsMode {
+    /// Take them out of play with this outcome ('cancelled' or 'superseded').
+    case retire(String)
+    /// Move them to the timer's next version (the update keeps the schedule).
+    case reversion
+}
+
 /// A run within its timer.
 public struct RunKey: Sendable, Hashable {
     public var occurrence: Int64
@@ -66,8 +75,8 @@ extension TimerStore {
     /// run was claimed meanwhile rolls back as `alreadyFired`. A committed cancel therefore
     /// means no later claim can succeed: the Dispatcher's compare-and-set needs 'armed'.
     public func cancel(tenant: String, id: UUID, expectedVersion: Int64?) async throws -> MutationOutcome {
-        try await mutate(tenant: tenant, id: id, expectedVersion: expectedVersion, retireAs: "cancelled") {
-            timer, retired, session in
+        try await mutate(tenant: tenant, id: id, expectedVersion: expectedVersion, mode: .retire("cancelled")) {
+            timer, retired, _, session in
             guard let row = try session.execute(TimerQueries.cancelTimer, [.uuid(timer.id)]).first else {
                 throw Rollback(outcome: .notFound)
             }
@@ -82,11 +91,27 @@ extension TimerStore {
     /// starting at occurrence number `next` (numbers never repeat, so run keys and
     /// `Nats-Msg-Id`s stay unique).
     public func update(
-        tenant: String, id: UUID, expectedVersion: Int64?,
+        tenant: String, id: UUID, expectedVersion: Int64?, keepSchedule: Bool = false,
         rewrite: @escaping @Sendable (_ current: StoredTimer, _ nextOccurrence: Int64) throws -> TimerRewrite
     ) async throws -> MutationOutcome {
-        try await mutate(tenant: tenant, id: id, expectedVersion: expectedVersion, retireAs: "superseded") {
-            timer, retired, session in
+        try await mutate(
+            tenant: tenant, id: id, expectedVersion: expectedVersion,
+            mode: keepSchedule ? .reversion : .retire("superseded")
+        ) { timer, retired, rearmed, session in
+            if keepSchedule {
+                // Same schedule, new fields: the armed runs stay (same occurrences, same due
+                // times) at the new version; the caller republishes them.
+                let new = try rewrite(timer, timer.occurrence)
+                guard let row = try session.execute(
+                    TimerQueries.rewriteTimer,
+                    [
+                        .uuid(timer.id), .text(new.state.rawValue), .timestamp(new.nextFireAt), .timestamp(new.nextNominalAt),
+                        .int64(new.nextOccurrence), .bytes(new.schedule), .text(new.kind), .bytes(new.payload),
+                        .int(new.priority), .json(new.labelsJSON), .bool(new.recurring),
+                    ]
+                ).first else { throw Rollback(outcome: .notFound) }
+                return .applied(try StoredTimer(row: row), retired: [], armed: rearmed)
+            }
             let inFlight = try session.execute(TimerQueries.inFlightRuns, [.uuid(timer.id)])[0]
             let highest = max(retired.map(\.occurrence).max() ?? -1, try inFlight.int64("max_occurrence") ?? -1)
             let next = max(timer.occurrence, highest + 1)
@@ -101,13 +126,13 @@ extension TimerStore {
             ).first else { throw Rollback(outcome: .notFound) }
             let updated = try StoredTimer(row: row)
             if let run = new.armedRun { try Self.insertArmedRun(run, of: updated, session) }
-            return .applied(updated, retired: retired, armed: new.armedRun)
+            return .applied(updated, retired: retired, armed: new.armedRun.map { [$0] } ?? [])
         }
     }
 
     private func mutate(
-        tenant: String, id: UUID, expectedVersion: Int64?, retireAs: String,
-        apply: @escaping @Sendable (StoredTimer, [RunKey], PostgresSession) throws -> MutationOutcome
+        tenant: String, id: UUID, expectedVersion: Int64?, mode: ArmedRunsMode,
+        apply: @escaping @Sendable (StoredTimer, [RunKey], [ArmedRun], PostgresSession) throws -> MutationOutcome
     ) async throws -> MutationOutcome {
         do {
             return try await pool.transaction { session in
@@ -125,16 +150,30 @@ extension TimerStore {
                 case .scheduled, .armed, .retrying, .waiting, .completed:
                     break
                 }
-                let retired = try session.execute(TimerQueries.retireArmedRuns, [.uuid(timer.id), .text(retireAs)])
-                    .map { RunKey(occurrence: try $0.int64("occurrence")!, attempt: try $0.int("attempt")!) }
+                // The armed runs' row locks come first (see the race rules above): retired for
+                // a cancel or a new schedule, moved to the next version when the schedule stays.
+                var retired: [RunKey] = []
+                var rearmed: [ArmedRun] = []
+                switch mode {
+                case .retire(let outcome):
+                    retired = try session.execute(TimerQueries.retireArmedRuns, [.uuid(timer.id), .text(outcome)])
+                        .map { RunKey(occurrence: try $0.int64("occurrence")!, attempt: try $0.int("attempt")!) }
+                case .reversion:
+                    rearmed = try session.execute(TimerQueries.reversionArmedRuns, [.uuid(timer.id), .int64(timer.version + 1)])
+                        .map { ArmedRun(occurrence: try $0.int64("occurrence")!, attempt: try $0.int("attempt")!, dueAt: try $0.date("scheduled_at")!) }
+                }
                 // A recurring timer is `completed` as soon as its last occurrence is loaded; until
                 // those armed runs fire it can still be cancelled or updated. Nothing armed: finished.
-                if timer.state == .completed && retired.isEmpty { throw Rollback(outcome: .finished(timer)) }
-                if !timer.recurring {
-                    let inFlight = try session.execute(TimerQueries.inFlightRuns, [.uuid(timer.id)])[0]
-                    if (try inFlight.int("n") ?? 0) > 0 { throw Rollback(outcome: .alreadyFired(timer)) }
+                if timer.state == .completed && retired.isEmpty && rearmed.isEmpty {
+                    throw Rollback(outcome: .finished(timer))
                 }
-                return try apply(timer, retired, session)
+                // Lost the race: a one-shot whose run a Dispatcher claimed or forwarded, or a
+                // recurring timer with an occurrence being forwarded right now (a state that
+                // lasts milliseconds; a retry then succeeds and stops the later occurrences).
+                let inFlight = try session.execute(TimerQueries.inFlightRuns, [.uuid(timer.id)])[0]
+                let lostRace = timer.recurring ? (try inFlight.int("claiming") ?? 0) > 0 : (try inFlight.int("n") ?? 0) > 0
+                if lostRace { throw Rollback(outcome: .alreadyFired(timer)) }
+                return try apply(timer, retired, rearmed, session)
             }
         } catch let rollback as Rollback {
             return rollback.outcome

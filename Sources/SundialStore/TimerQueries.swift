@@ -296,11 +296,23 @@ enum TimerQueries {
             RETURNING occurrence, attempt
             """)
 
+    /// Moves a timer's armed runs to version $2 (an update that keeps the schedule: they are
+    /// republished with the new payload on the same subjects, replacing the old schedules).
+    static let reversionArmedRuns = PostgresQuery(
+        name: "sundial_reversion_armed_runs",
+        sql: """
+            UPDATE timer_runs SET version = $2, armed_at = now()
+            WHERE timer_id = $1 AND outcome = 'armed'
+            RETURNING occurrence, attempt, scheduled_at
+            """)
+
     /// Runs a dispatcher has claimed or forwarded and that have no result yet.
     static let inFlightRuns = PostgresQuery(
         name: "sundial_in_flight_runs",
         sql: """
-            SELECT count(*) AS n, coalesce(max(occurrence), -1) AS max_occurrence FROM timer_runs
+            SELECT count(*) AS n, count(*) FILTER (WHERE outcome = 'dispatching') AS claiming,
+                   coalesce(max(occurrence), -1) AS max_occurrence
+            FROM timer_runs
             WHERE timer_id = $1 AND outcome IN ('dispatching', 'dispatched')
             """)
 

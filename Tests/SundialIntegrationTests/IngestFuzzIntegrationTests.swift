@@ -110,7 +110,11 @@ struct IngestFuzzIntegrationTests {
             let reply = try await connection.request(
                 subject: namespace.request(tenant: fuzz.tenant, method: fuzz.method), payload: fuzz.body,
                 timeout: .seconds(20))
-            if let code = reply.headers[SundialHeader.serviceErrorCode] {
+            if reply.headers["X-Injected"] != nil {
+                // Request text echoed into an error header must not break the header block.
+                outcome.code = "header injection"
+                outcome.detail = "\(reply.headers.fields)"
+            } else if let code = reply.headers[SundialHeader.serviceErrorCode] {
                 outcome.code = code
                 outcome.detail = reply.headers[SundialHeader.serviceError] ?? ""
             } else {
@@ -420,7 +424,7 @@ private struct FuzzCase: Sendable {
                 "", "* * * * * * *", "60 * * * *", "*/0 * * * *", "1-0 * * * *", "@never", "0 0 31 2 *",
                 String(repeating: "*/1,", count: 5000), "\u{0}\u{1} * * *", "0 0 * * 8", "1,2,3,,4 * * * *",
                 "-1 * * * *", "999999999999999999999 * * * *", "0 0 29 2 MON", "@yearly junk", "🕐 * * * *",
-                "*/1-2 * * * *", "0 0 L * *", "0 0 ? * *",
+                "*/1-2 * * * *", "0 0 L * *", "0 0 ? * *", "0 0 * * *\r\nX-Injected: 1", "\n",
             ].randomElement(using: &rng)!
         case 4:
             request.schedule.every = .with {
@@ -432,7 +436,7 @@ private struct FuzzCase: Sendable {
             request.schedule.timeZone = [
                 String(repeating: "Europe/Berlin", count: 1000), "../../../../etc/passwd", "Mars/Olympus_Mons",
                 "UTC\u{0}", "+25:00", "Etc/GMT+99", " ", "Europe/", "/", "Europe//Berlin", "posixrules",
-                "right/UTC", "Factory", "EST5EDT,M3.2.0,M11.1.0",
+                "right/UTC", "Factory", "EST5EDT,M3.2.0,M11.1.0", "Europe/Berlin\r\nX-Injected: 1",
             ].randomElement(using: &rng)!
         case 6: request.labels = manyLabels(&rng)
         case 7: request.payload = Data(count: [300 * 1024, 256 * 1024 + 1, 256 * 1024].randomElement(using: &rng)!)
@@ -482,7 +486,8 @@ private struct FuzzCase: Sendable {
             "", " ", "\u{0}", String(repeating: "x", count: 100_000), "q.bad..name", "*", ">", "sundial.>",
             "'; DROP TABLE timers; --", "\u{202E}evil", "🕐🕑🕒", "%00", "\\", "\"", "tmr_", "-", "..",
             "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff",
-            String(repeating: "é", count: 300), "Ω",
+            String(repeating: "é", count: 300), "Ω", "a\r\nX-Injected: 1", "\r\n\r\n", "line\nbreak", "tab\there",
+            "nul\u{0}inside", String(repeating: "\u{0}", count: 10),
         ].randomElement(using: &rng)!
     }
 

@@ -1,0 +1,70 @@
+import Foundation
+import SundialContract
+import SundialProto
+import SundialSchedule
+import Testing
+
+@Suite("Unit: retry backoff and occurrence stepping")
+struct RetryAndOccurrenceTests {
+    @Test("defaults: 5 attempts, 1 s initial, 10 min cap; a policy overrides each field")
+    func policyDefaults() {
+        let defaults = RetryBackoff(nil)
+        #expect(defaults == RetryBackoff.defaultPolicy)
+        var proto = Sundial_V1_RetryPolicy()
+        proto.maxAttempts = 3
+        proto.initialBackoff = .init(seconds: 2)
+        let custom = RetryBackoff(proto)
+        #expect(custom.maxAttempts == 3 && custom.initial == .seconds(2) && custom.maximum == .seconds(600))
+        #expect(custom.allowsRetry(after: 2) && !custom.allowsRetry(after: 3))
+    }
+
+    @Test("delays double per attempt within [half, all] of the base, capped, deterministic")
+    func exponentialWithJitter() {
+        let policy = RetryBackoff(maxAttempts: 20, initial: .seconds(1), maximum: .seconds(30))
+        for attempt in 1...10 {
+            let base = min(Duration.seconds(1 << (attempt - 1)), .seconds(30))
+            let delay = policy.delay(after: attempt, timerID: "t", occurrence: 0)
+            #expect(delay >= base / 2 && delay <= base, "attempt \(attempt): \(delay) vs base \(base)")
+            #expect(delay == policy.delay(after: attempt, timerID: "t", occurrence: 0))
+        }
+    }
+
+    @Test("a queue failing as a whole does not retry in lockstep: delays spread across timers")
+    func jitterSpreadsAQueue() {
+        let policy = RetryBackoff(maxAttempts: 5, initial: .seconds(10), maximum: .seconds(600))
+        let delays = (0..<200).map { policy.delay(after: 1, timerID: "timer-\($0)", occurrence: 0) }
+        let distinctTenths = Set(delays.map { Int($0.components.seconds * 10) + Int($0.components.attoseconds / 100_000_000_000_000_000) })
+        #expect(distinctTenths.count > 30)  // 200 retries over [5 s, 10 s], not one burst
+        #expect(delays.allSatisfy { $0 >= .seconds(5) && $0 <= .seconds(10) })
+    }
+
+    @Test("stepping a recurring schedule: increasing numbers and times, ends at max occurrences")
+    func stepping() throws {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let schedule = TimerSchedule(.every(interval: .seconds(60), start: nil, end: nil), maxOccurrences: 3)
+        var current = try #require(OccurrenceStepper.first(schedule, timerID: "x", createdAt: start))
+        #expect(current.number == 0 && current.fireAt == start.addingTimeInterval(60))
+        var seen = [current]
+        while let next = OccurrenceStepper.following(schedule, timerID: "x", after: current) {
+            #expect(next.number == current.number + 1 && next.fireAt > current.fireAt)
+            current = next
+            seen.append(next)
+        }
+        #expect(seen.count == 3)
+        let oneShot = TimerSchedule(.delay(.seconds(5)))
+        let only = try #require(OccurrenceStepper.first(oneShot, timerID: "y", createdAt: start))
+        #expect(OccurrenceStepper.following(oneShot, timerID: "y", after: only) == nil)
+    }
+
+    @Test("jitter is applied per occurrence and is the same when re-planned")
+    func jitterStable() throws {
+        let schedule = TimerSchedule(.cron("0 * * * *"), jitter: .seconds(600))
+        let created = Date(timeIntervalSince1970: 1_800_000_000)
+        let a = try #require(OccurrenceStepper.first(schedule, timerID: "id-1", createdAt: created))
+        let b = try #require(OccurrenceStepper.first(schedule, timerID: "id-1", createdAt: created))
+        #expect(a == b)
+        #expect(a.fireAt >= a.nominal && a.fireAt < a.nominal.addingTimeInterval(600))
+        let next = try #require(OccurrenceStepper.following(schedule, timerID: "id-1", after: a))
+        #expect(next.nominal == a.nominal.addingTimeInterval(3600))
+    }
+}
