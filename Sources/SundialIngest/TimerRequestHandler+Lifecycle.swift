@@ -78,25 +78,22 @@ extension TimerRequestHandler {
         let outcome: MutationOutcome
         do {
             outcome = try await store.update(
-                tenant: tenant, id: id, expectedVersion: expectedVersion
+                tenant: tenant, id: id, expectedVersion: expectedVersion, keepSchedule: replacement == nil
             ) { current, next in
-                let schedule = try replacement ?? TimerSchedule(proto: Sundial_V1_Schedule(serializedBytes: current.schedule))
-                // The next occurrence under the (new or old) schedule, numbered from `next`.
-                let first: OccurrenceStepper.Occurrence?
-                if replacement != nil {
-                    first = OccurrenceStepper.first(schedule, timerID: TimerID.text(id), createdAt: updatedAt, number: next)
-                } else if schedule.isRecurring {
-                    // Same schedule: continue with the first occurrence still in the future
-                    // (armed ones were superseded and are re-armed with the new fields).
-                    first = schedule.next(after: updatedAt, occurrencesSoFar: UInt64(current.occurrencesFired)).map {
-                        OccurrenceStepper.Occurrence(
-                            number: next, nominal: $0,
-                            fireAt: schedule.fireTime(nominal: $0, timerID: TimerID.text(id), occurrence: UInt64(next)))
-                    }
-                } else {
-                    let fireAt = current.nextFireAt ?? updatedAt
-                    first = OccurrenceStepper.Occurrence(number: next, nominal: current.nextNominalAt ?? fireAt, fireAt: fireAt)
+                if replacement == nil {
+                    // Same schedule: same cursor and occurrences; only the fields change (the
+                    // store moves the armed runs to the new version; they are republished).
+                    return TimerRewrite(
+                        state: current.state, nextFireAt: current.nextFireAt ?? updatedAt,
+                        nextNominalAt: current.nextNominalAt ?? current.nextFireAt ?? updatedAt,
+                        nextOccurrence: current.occurrence, schedule: current.schedule, kind: current.kind,
+                        recurring: current.recurring, payload: payload ?? current.payload,
+                        priority: newPriority ?? current.priority, labelsJSON: labelsJSON ?? current.labelsJSON,
+                        armedRun: nil)
                 }
+                // A new schedule starts now, numbered from `next` (numbers never repeat).
+                guard let schedule = replacement else { throw SundialError(.internal, "unreachable") }
+                let first = OccurrenceStepper.first(schedule, timerID: TimerID.text(id), createdAt: updatedAt, number: next)
                 var state = StoredTimerState.scheduled
                 var cursor = first ?? OccurrenceStepper.Occurrence(number: next, nominal: updatedAt, fireAt: updatedAt)
                 var run: ArmedRun?
@@ -110,8 +107,8 @@ extension TimerRequestHandler {
                 }
                 return TimerRewrite(
                     state: state, nextFireAt: cursor.fireAt, nextNominalAt: cursor.nominal, nextOccurrence: cursor.number,
-                    schedule: scheduleBytes ?? current.schedule,
-                    kind: replacement.map(TimerMapping.kindName) ?? current.kind, recurring: schedule.isRecurring,
+                    schedule: scheduleBytes ?? [],
+                    kind: TimerMapping.kindName(schedule), recurring: schedule.isRecurring,
                     payload: payload ?? current.payload, priority: newPriority ?? current.priority,
                     labelsJSON: labelsJSON ?? current.labelsJSON, armedRun: run)
             }

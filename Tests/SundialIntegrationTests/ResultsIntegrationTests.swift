@@ -190,3 +190,34 @@ struct ResultsIntegrationTests {
         }
     }
 }
+
+@Suite("Integration: field-only updates of recurring timers", .serialized)
+struct RecurringUpdateIntegrationTests {
+    @Test("a payload-only update keeps the cadence and the occurrence count; later jobs carry the new payload")
+    func payloadUpdateKeepsCadence() async throws {
+        try await withTestSystem("recurupdate") { system in
+            let worker = try await system.worker(queue: "tick")
+            let client = system.client(tenant: "acme")
+            let created = try await client.create(.every(.seconds(1), maxOccurrences: 6, queue: "tick", payload: "v1"))
+            let early = try await collectJobs(worker, count: 2, timeout: .seconds(10))
+            try #require(early.count == 2)
+            var update = Sundial_V1_UpdateTimerRequest()
+            update.timerID = created.timer.id
+            update.payload = Data("v2".utf8)
+            update.updatePayload = true
+            let updated = try await client.update(update)
+            #expect(updated.version > created.timer.version)
+            let rest = try await collectJobs(worker, count: 4, timeout: .seconds(12))
+            let jobs = early + rest
+            // Still exactly occurrences 0…5 — the update used up none of max_occurrences —
+            // and one second apart, the cadence unchanged.
+            #expect(jobs.map(\.0.occurrence) == Array(0..<6))
+            let times = jobs.map(\.0.scheduledAt.timeIntervalSince1970)
+            for (a, b) in zip(times, times.dropFirst()) { #expect(abs(b - a - 1.0) < 0.01, "\(times)") }
+            let payloads = jobs.map { String(decoding: $0.0.payload, as: UTF8.self) }
+            #expect(payloads.prefix(2).allSatisfy { $0 == "v1" })
+            #expect(payloads.suffix(3).allSatisfy { $0 == "v2" }, "\(payloads)")
+            #expect(try await collectJobs(worker, count: 1, timeout: .seconds(2)).isEmpty)
+        }
+    }
+}
