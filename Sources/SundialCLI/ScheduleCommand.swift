@@ -94,7 +94,7 @@ struct SchedulePreviewCommand: ParsableCommand {
             var printed = 0
             for (index, nominal) in schedule.upcoming(createdAt: now).enumerated() {
                 guard printed < count else { break }
-                let occurrence = UInt64(index + 1)
+                let occurrence = UInt64(index)  // 0-based, as the services number them
                 let fire = schedule.fireTime(nominal: nominal, timerID: timerID, occurrence: occurrence)
                 var line = "\(RFC3339.format(fire))  \(RFC3339.formatLocal(fire, zone: zone, zoneName: schedule.timeZone))"
                 if schedule.jitter != nil {

@@ -89,7 +89,9 @@ public final class NATSConnection: @unchecked Sendable {
                 handle: handles.0.raw, optionsHandle: handles.1.raw, events: events, publisher: thread,
                 options: options, logger: logger)
         } catch {
-            events.release()
+            // `events` is deliberately not released: whether cnats still delivers a callback
+            // for a connection that failed part-way is not specified, and a leaked box of a
+            // few bytes beats a use-after-free.
             thread.shutdown()
             throw error
         }
@@ -125,6 +127,8 @@ public final class NATSConnection: @unchecked Sendable {
             try check(
                 natsOptions_SetDisconnectedCB(opts, connectionDisconnected, closure),
                 "SetDisconnectedCB")
+            // The closed callback is cnats's last for a connection: it releases `events`.
+            try check(natsOptions_SetClosedCB(opts, connectionClosed, closure), "SetClosedCB")
             try check(
                 natsOptions_SetReconnectedCB(opts, connectionReconnected, closure),
                 "SetReconnectedCB")
@@ -182,7 +186,8 @@ public final class NATSConnection: @unchecked Sendable {
         reaper.cancel()
         natsConnection_Destroy(handle)
         natsOptions_Destroy(optionsHandle)
-        events.release()
+        // `events` is released by the closed callback, which cnats delivers asynchronously
+        // after the disconnected one; releasing it here crashed in a late disconnected callback.
         publisher.shutdown()
     }
 
@@ -363,6 +368,11 @@ private let connectionDisconnected: natsConnectionHandler = { _, closure in
     if !events.closing.load(ordering: .acquiring) {
         events.logger.warning("nats disconnected; reconnecting")
     }
+}
+
+private let connectionClosed: natsConnectionHandler = { _, closure in
+    guard let closure else { return }
+    Unmanaged<ConnectionEvents>.fromOpaque(closure).release()
 }
 
 private let connectionReconnected: natsConnectionHandler = { _, closure in

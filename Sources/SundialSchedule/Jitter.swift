@@ -44,7 +44,7 @@ public enum ScheduleJitter {
 
 extension TimerSchedule {
     /// The jitter offset of one occurrence, in [0, jitter); `.zero` without jitter.
-    /// Number occurrences 1, 2, 3, … (the same number the dispatcher puts in message ids).
+    /// Occurrences are numbered from 0 (the same number the Dispatcher puts in message ids).
     public func jitterOffset(timerID: String, occurrence: UInt64) -> Duration {
         guard let jitter, jitter > .zero else { return .zero }
         return ScheduleJitter.offset(window: jitter, timerID: timerID, occurrence: occurrence)
