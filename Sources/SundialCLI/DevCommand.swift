@@ -26,6 +26,11 @@ struct DevCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Create a demo timer after startup and show it arrive.")
     var demo: Bool = true
 
+    @Option(
+        name: .customLong("tenant"),
+        help: "Enable NATS auth with credentials for this tenant (repeatable): it may use only sundial.v1.<tenant>.> and its own inbox. Credentials go to .sundial/dev.env, where the CLI finds them.")
+    var tenants: [String] = []
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -40,14 +45,36 @@ struct DevCommand: AsyncParsableCommand {
             dataDirectory: root.appendingPathComponent("postgres"),
             port: postgresPort ?? previous["SUNDIAL_DEV_POSTGRES_PORT"].flatMap { Int($0) }.flatMap(Self.ifFree),
             fsync: true, logger: logger)
+        for tenant in tenants where !SubjectToken.isValidTenant(tenant) {
+            throw ValidationError("--tenant \(tenant): 1–64 characters of [A-Za-z0-9_-]")
+        }
+        var saved = [
+            "SUNDIAL_NATS_URL": "", "SUNDIAL_POSTGRES_URL": postgres.url,
+            "SUNDIAL_DEV_POSTGRES_PORT": String(postgres.port),
+        ]
+        var auth: NATSAuthConfig?
+        var servicePassword: String?
+        if !tenants.isEmpty {
+            servicePassword = Self.randomSecret()
+            let executorPassword = Self.randomSecret()
+            var tenantSecrets: [NATSAuthConfig.Tenant] = []
+            for tenant in tenants {
+                let secret = Self.randomSecret()
+                tenantSecrets.append(.init(tenant, password: .literal(secret)))
+                saved["SUNDIAL_DEV_TENANT_\(tenant.uppercased())_PASSWORD"] = secret
+            }
+            saved["SUNDIAL_DEV_EXECUTOR_PASSWORD"] = executorPassword
+            auth = NATSAuthConfig(
+                servicePassword: .literal(servicePassword!), executorPassword: .literal(executorPassword),
+                tenants: tenantSecrets)
+        }
         let nats = try await LocalNATSServer.start(
             binary: natsBinary, storeDirectory: root.appendingPathComponent("nats"),
             port: natsPort ?? previous["SUNDIAL_DEV_NATS_PORT"].flatMap { Int($0) }.flatMap(Self.ifFree),
-            logger: logger)
-        try DevEnvironmentFile.write([
-            "SUNDIAL_NATS_URL": nats.url, "SUNDIAL_POSTGRES_URL": postgres.url,
-            "SUNDIAL_DEV_NATS_PORT": String(nats.port), "SUNDIAL_DEV_POSTGRES_PORT": String(postgres.port),
-        ])
+            auth: auth, logger: logger)
+        saved["SUNDIAL_NATS_URL"] = nats.url
+        saved["SUNDIAL_DEV_NATS_PORT"] = String(nats.port)
+        try DevEnvironmentFile.write(saved)
 
         print("""
             Sundial dev is starting.
@@ -64,7 +91,13 @@ struct DevCommand: AsyncParsableCommand {
         environment.natsURL = nats.url
         environment.postgresURL = postgres.url
         environment.schema = "sundial"
-        let demoTask = demo ? Task { await Self.runDemo(natsURL: nats.url) } : nil
+        if let servicePassword {
+            environment.natsUser = NATSAuthConfig.serviceUser
+            environment.natsPassword = servicePassword
+            print("NATS auth is on: tenants \(tenants.joined(separator: ", ")) (credentials in .sundial/dev.env; the CLI uses them).")
+        }
+        // The demo acts as a tenant and an executor; it runs only without auth.
+        let demoTask = demo && auth == nil ? Task { await Self.runDemo(natsURL: nats.url) } : nil
         do {
             try await ServiceRunner.run(SundialComponent.allCases, environment: environment, logger: logger)
         } catch {
@@ -74,6 +107,11 @@ struct DevCommand: AsyncParsableCommand {
         await nats.stop()
         await postgres.stop()
         print("Sundial dev stopped.")
+    }
+
+    static func randomSecret() -> String {
+        let alphabet = Array("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+        return String((0..<24).map { _ in alphabet.randomElement()! })
     }
 
     static func ifFree(_ port: Int) -> Int? {

@@ -37,6 +37,18 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "NATS server URL.")
     var nats: String?
 
+    @Option(name: .long, help: "NATS user (default: from .sundial/dev.env when `sundial dev` runs with tenants).")
+    var user: String?
+
+    @Option(name: .long, help: "NATS password.")
+    var password: String?
+
+    /// Who a command acts as when the dev server has auth: a tenant, or the executor.
+    enum Role {
+        case tenant(String)
+        case executor
+    }
+
     func resolvedURL() -> String {
         if let nats { return nats }
         if let env = ProcessInfo.processInfo.environment["SUNDIAL_NATS_URL"] { return env }
@@ -44,9 +56,29 @@ struct ConnectionOptions: ParsableArguments {
         return "nats://127.0.0.1:4222"
     }
 
-    func connect(name: String, sendAsap: Bool = true) async throws -> NATSConnection {
+    func connect(name: String, sendAsap: Bool = true, as role: Role? = nil) async throws -> NATSConnection {
         var options = NATSConnectionOptions(url: resolvedURL(), name: name)
         options.sendAsap = sendAsap
+        options.user = user
+        options.password = password
+        // With `sundial dev --tenant …` the credentials are in .sundial/dev.env: a tenant's
+        // user may only use its own subjects and inbox prefix; executors have their own user.
+        let saved = DevEnvironmentFile.read()
+        if user == nil, let role, let url = saved["SUNDIAL_NATS_URL"], url == resolvedURL() {
+            switch role {
+            case .tenant(let tenant):
+                if let secret = saved["SUNDIAL_DEV_TENANT_\(tenant.uppercased())_PASSWORD"] {
+                    options.user = "tenant-\(tenant)"
+                    options.password = secret
+                    options.inboxPrefix = "_INBOX_\(tenant)"
+                }
+            case .executor:
+                if let secret = saved["SUNDIAL_DEV_EXECUTOR_PASSWORD"] {
+                    options.user = "executor"
+                    options.password = secret
+                }
+            }
+        }
         return try await NATSConnection.connect(options, logger: CLILogger.shared)
     }
 }

@@ -52,7 +52,7 @@ struct TimersCommand: AsyncParsableCommand {
                 guard parts.count == 2 else { throw ValidationError("--label must be key=value: \(pair)") }
                 request.labels[String(parts[0])] = String(parts[1])
             }
-            let nats = try await connection.connect(name: "sundial-cli")
+            let nats = try await connection.connect(name: "sundial-cli", as: .tenant(tenant))
             let client = TimersClient(connection: nats, tenant: tenant)
             do {
                 let response = try await client.create(request)
@@ -75,7 +75,7 @@ struct TimersCommand: AsyncParsableCommand {
         @Flag(help: "Print the reply as protobuf JSON.") var json = false
 
         func run() async throws {
-            let nats = try await connection.connect(name: "sundial-cli")
+            let nats = try await connection.connect(name: "sundial-cli", as: .tenant(tenant))
             do {
                 let timer = try await TimersClient(connection: nats, tenant: tenant).get(id)
                 print(json ? try timer.jsonString() : TimerText.describe(timer, created: nil))

@@ -261,7 +261,7 @@ enum TimersCLIParsing {
     static func withClient(
         _ connection: ConnectionOptions, tenant: String, _ body: (TimersClient) async throws -> Void
     ) async throws {
-        let nats = try await connection.connect(name: "sundial-cli")
+        let nats = try await connection.connect(name: "sundial-cli", as: .tenant(tenant))
         do {
             try await body(TimersClient(connection: nats, tenant: tenant))
         } catch let error as SundialError {

@@ -18,7 +18,7 @@ struct WorkCommand: AsyncParsableCommand {
         @Option(help: "Stop after this many jobs (default: run until Ctrl-C).") var count: Int?
 
         func run() async throws {
-            let nats = try await connection.connect(name: "sundial-work-tail")
+            let nats = try await connection.connect(name: "sundial-work-tail", as: .executor)
             var options = SundialWorker.Options()
             options.durable = durable
             let worker = try await SundialWorker.connect(connection: nats, queue: queue, options: options)
