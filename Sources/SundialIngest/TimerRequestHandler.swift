@@ -176,19 +176,7 @@ public struct TimerRequestHandler: Sendable {
         if request.idempotencyKey.utf8.contains(0) {
             violations.append(("idempotency_key", "must not contain NUL characters"))
         }
-        if request.labels.count > config.maxLabels {
-            violations.append(("labels", "has \(request.labels.count) entries; the limit is \(config.maxLabels)"))
-        }
-        for (key, value) in request.labels.sorted(by: { $0.key < $1.key }) {
-            if key.isEmpty || key.utf8.count > config.maxLabelKeyBytes {
-                violations.append(("labels", "key \"\(key.prefix(80))\" must be 1–\(config.maxLabelKeyBytes) bytes"))
-            } else if value.utf8.count > config.maxLabelValueBytes {
-                violations.append(("labels[\(key)]", "value is longer than \(config.maxLabelValueBytes) bytes"))
-            } else if key.utf8.contains(0) || value.utf8.contains(0) {
-                // Postgres text/jsonb cannot hold NUL: reject here rather than fail the insert.
-                violations.append(("labels", "keys and values must not contain NUL characters"))
-            }
-        }
+        violations += labelViolations(request.labels)
         let priority: Sundial_V1_Priority
         switch request.priority {
         case .unspecified, .normal: priority = .normal
@@ -231,9 +219,7 @@ public struct TimerRequestHandler: Sendable {
             let summary = violations.map { "\($0.field): \($0.reason)" }.joined(separator: "; ")
             throw SundialError(.invalidArgument, summary, violations: violations)
         }
-        let labels = request.labels.isEmpty ? "{}" :
-            (try? JSONSerialization.data(withJSONObject: request.labels, options: [.sortedKeys]))
-                .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        let labels = Self.labelsJSON(request.labels)
         return CreatePlan(
             schedule: schedule, scheduleBytes: (try? schedule.proto.serializedBytes()) ?? [],
             kind: TimerMapping.kindName(schedule), firstFire: firstFire, priority: priority,

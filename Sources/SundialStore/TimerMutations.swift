@@ -101,33 +101,29 @@ extension TimerStore {
             if keepSchedule {
                 // Same schedule, new fields: the armed runs stay (same occurrences, same due
                 // times) at the new version; the caller republishes them.
-                let new = try rewrite(timer, timer.occurrence)
-                guard let row = try session.execute(
-                    TimerQueries.rewriteTimer,
-                    [
-                        .uuid(timer.id), .text(new.state.rawValue), .timestamp(new.nextFireAt), .timestamp(new.nextNominalAt),
-                        .int64(new.nextOccurrence), .bytes(new.schedule), .text(new.kind), .bytes(new.payload),
-                        .int(new.priority), .json(new.labelsJSON), .bool(new.recurring),
-                    ]
-                ).first else { throw Rollback(outcome: .notFound) }
-                return .applied(try StoredTimer(row: row), retired: [], armed: rearmed)
+                let updated = try Self.store(rewrite(timer, timer.occurrence), of: timer, session)
+                return .applied(updated, retired: [], armed: rearmed)
             }
             let inFlight = try session.execute(TimerQueries.inFlightRuns, [.uuid(timer.id)])[0]
             let highest = max(retired.map(\.occurrence).max() ?? -1, try inFlight.int64("max_occurrence") ?? -1)
-            let next = max(timer.occurrence, highest + 1)
-            let new = try rewrite(timer, next)
-            guard let row = try session.execute(
-                TimerQueries.rewriteTimer,
-                [
-                    .uuid(timer.id), .text(new.state.rawValue), .timestamp(new.nextFireAt), .timestamp(new.nextNominalAt),
-                    .int64(new.nextOccurrence), .bytes(new.schedule), .text(new.kind), .bytes(new.payload),
-                    .int(new.priority), .json(new.labelsJSON), .bool(new.recurring),
-                ]
-            ).first else { throw Rollback(outcome: .notFound) }
-            let updated = try StoredTimer(row: row)
+            let new = try rewrite(timer, max(timer.occurrence, highest + 1))
+            let updated = try Self.store(new, of: timer, session)
             if let run = new.armedRun { try Self.insertArmedRun(run, of: updated, session) }
             return .applied(updated, retired: retired, armed: new.armedRun.map { [$0] } ?? [])
         }
+    }
+
+    /// Writes a rewrite (bumping the version) and returns the updated row.
+    private static func store(_ new: TimerRewrite, of timer: StoredTimer, _ session: PostgresSession) throws -> StoredTimer {
+        guard let row = try session.execute(
+            TimerQueries.rewriteTimer,
+            [
+                .uuid(timer.id), .text(new.state.rawValue), .timestamp(new.nextFireAt), .timestamp(new.nextNominalAt),
+                .int64(new.nextOccurrence), .bytes(new.schedule), .text(new.kind), .bytes(new.payload),
+                .int(new.priority), .json(new.labelsJSON), .bool(new.recurring),
+            ]
+        ).first else { throw Rollback(outcome: .notFound) }
+        return try StoredTimer(row: row)
     }
 
     private func mutate(
