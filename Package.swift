@@ -47,6 +47,8 @@ let package = Package(
             name: "SundialProto",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "SundialSchedule"),
+        // Pure fair-share and token-bucket logic for the Governor and Dispatcher (issue 5).
+        .target(name: "SundialFairness", exclude: ["README.md"]),
         .target(
             name: "SundialContract",
             dependencies: [
@@ -127,11 +129,12 @@ let package = Package(
         .testTarget(
             name: "SundialScheduleTests",
             dependencies: ["SundialSchedule", "SundialProto", "SundialContract"]),
+        .testTarget(name: "SundialFairnessTests", dependencies: ["SundialFairness"]),
         .testTarget(
             name: "SundialUnitTests",
             dependencies: [
                 "SundialPlanner", "SundialDispatcher", "SundialIngest", "SundialContract",
-                "SundialNATS", "SundialThreads",
+                "SundialNATS", "SundialThreads", "SundialStore", "SundialSchedule", "SundialProto",
             ]),
         .testTarget(
             name: "SundialIntegrationTests",

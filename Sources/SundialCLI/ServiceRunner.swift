@@ -114,6 +114,9 @@ public enum ServiceRunner {
         var bulkOptions = NATSConnectionOptions(url: environment.natsURL, name: "sundial-bulk")
         bulkOptions.user = environment.natsUser
         bulkOptions.password = environment.natsPassword
+        // Shorter than the planner's lease TTL, so a NATS outage cannot hold the planning
+        // loop past its leases; what fails is rescued (planner) or redelivered (dispatcher).
+        bulkOptions.jetStreamRetryBudget = min(.seconds(10), environment.planner.leaseTTL / 2)
         let api = try await NATSConnection.connect(apiOptions, logger: logger)
         let bulk = try await NATSConnection.connect(bulkOptions, logger: logger)
 

@@ -61,6 +61,10 @@ struct ConnectionOptions: ParsableArguments {
         options.sendAsap = sendAsap
         options.user = user
         options.password = password
+        if let user, user.hasPrefix("tenant-") {
+            // Tenant users may only receive replies on their own inbox prefix.
+            options.inboxPrefix = "_INBOX_" + user.dropFirst("tenant-".count)
+        }
         // With `sundial dev --tenant …` the credentials are in .sundial/dev.env: a tenant's
         // user may only use its own subjects and inbox prefix; executors have their own user.
         let saved = DevEnvironmentFile.read()

@@ -113,6 +113,7 @@ enum TimerText {
         case .dead: return "dead"
         case .cancelled: return "cancelled"
         case .completed: return "completed"
+        case .waiting: return "waiting (for its parent timer's success)"
         default: return "unknown"
         }
     }

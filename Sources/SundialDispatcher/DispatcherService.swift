@@ -57,7 +57,8 @@ public final class DispatcherStats: Sendable {
             "undecodable": undecodable.load(ordering: .relaxed), "retried": retried.load(ordering: .relaxed),
             "succeeded": succeeded.load(ordering: .relaxed), "attempts_failed": attemptsFailed.load(ordering: .relaxed),
             "dead_lettered": deadLettered.load(ordering: .relaxed),
-            "average_fire_lag_ms": fired == 0 ? 0 : Double(fireLagMicros.load(ordering: .relaxed)) / Double(fired) / 1000,
+            "average_fire_lag_ms": dispatched.load(ordering: .relaxed) == 0
+                ? 0 : Double(fireLagMicros.load(ordering: .relaxed)) / Double(dispatched.load(ordering: .relaxed)) / 1000,
         ]
     }
 }

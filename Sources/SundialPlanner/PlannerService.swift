@@ -233,14 +233,17 @@ public final class PlannerService: Service, Sendable {
 }
 
 extension PlannerService {
-    /// Loads one due timer: see `TimerStore.LoadStep.loading`.
-    @Sendable static func loadStep(_ timer: StoredTimer) -> TimerStore.LoadStep {
+    /// Loads one due timer: see `TimerStore.LoadStep.loading`. A recurring timer gets every
+    /// occurrence due within the horizon (up to 1000 per load), so even a 1-second timer
+    /// stays ahead of its due times.
+    @Sendable static func loadStep(_ timer: StoredTimer, dueBefore: Date) -> TimerStore.LoadStep {
         let fireAt = timer.nextFireAt ?? Date()
         let current = OccurrenceStepper.Occurrence(
             number: timer.occurrence, nominal: timer.nextNominalAt ?? fireAt, fireAt: fireAt)
         let schedule = timer.recurring
             ? try? TimerSchedule(proto: Sundial_V1_Schedule(serializedBytes: timer.schedule)) : nil
-        return .loading(current, recurring: timer.recurring, schedule: schedule, timerID: timer.id)
+        return .loading(
+            current, recurring: timer.recurring, schedule: schedule, timerID: timer.id, through: dueBefore, limit: 1000)
     }
 }
 

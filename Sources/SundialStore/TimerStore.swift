@@ -343,33 +343,49 @@ public struct TimerStore: Sendable {
 
     /// What loading one due timer does: the run it arms and where its cursor moves.
     public struct LoadStep: Sendable {
-        public var run: ArmedRun
+        /// The runs to arm: the current occurrence, and for a recurring timer every following
+        /// one already due before the load's horizon (so a fast timer cannot fall behind).
+        public var runs: [ArmedRun]
         public var nextState: StoredTimerState
         public var nextFireAt: Date
         public var nextNominalAt: Date
         public var nextOccurrence: Int64
 
+        /// The first run (Ingest and updates load a single occurrence).
+        public var run: ArmedRun { runs[0] }
+
         /// Loading `current`: arms it and moves the cursor on — a recurring timer to its next
         /// occurrence (still `scheduled`, loaded again when that comes within the horizon), a
         /// one-shot to `armed`, a recurring timer without further occurrences to `completed`.
+        /// With `through`, also arms following occurrences due before it, up to `limit` runs.
         public static func loading(
-            _ current: OccurrenceStepper.Occurrence, recurring: Bool, schedule: TimerSchedule?, timerID: UUID
+            _ current: OccurrenceStepper.Occurrence, recurring: Bool, schedule: TimerSchedule?, timerID: UUID,
+            through horizon: Date? = nil, limit: Int = 1
         ) -> LoadStep {
-            let run = ArmedRun(occurrence: current.number, dueAt: current.fireAt)
-            if recurring, let schedule,
-                let next = OccurrenceStepper.following(schedule, timerID: TimerID.text(timerID), after: current)
-            {
+            var runs = [ArmedRun(occurrence: current.number, dueAt: current.fireAt)]
+            var last = current
+            guard recurring, let schedule else {
                 return LoadStep(
-                    run: run, nextState: .scheduled, nextFireAt: next.fireAt, nextNominalAt: next.nominal,
-                    nextOccurrence: next.number)
+                    runs: runs, nextState: recurring ? .completed : .armed, nextFireAt: current.fireAt,
+                    nextNominalAt: current.nominal, nextOccurrence: current.number + 1)
+            }
+            while let next = OccurrenceStepper.following(schedule, timerID: TimerID.text(timerID), after: last) {
+                guard runs.count < limit, let horizon, next.fireAt < horizon else {
+                    return LoadStep(
+                        runs: runs, nextState: .scheduled, nextFireAt: next.fireAt, nextNominalAt: next.nominal,
+                        nextOccurrence: next.number)
+                }
+                runs.append(ArmedRun(occurrence: next.number, dueAt: next.fireAt))
+                last = next
             }
             return LoadStep(
-                run: run, nextState: recurring ? .completed : .armed, nextFireAt: current.fireAt,
-                nextNominalAt: current.nominal, nextOccurrence: current.number + 1)
+                runs: runs, nextState: .completed, nextFireAt: last.fireAt, nextNominalAt: last.nominal,
+                nextOccurrence: last.number + 1)
         }
 
-        public init(run: ArmedRun, nextState: StoredTimerState, nextFireAt: Date, nextNominalAt: Date, nextOccurrence: Int64) {
-            self.run = run
+        public init(runs: [ArmedRun], nextState: StoredTimerState, nextFireAt: Date, nextNominalAt: Date, nextOccurrence: Int64) {
+            precondition(!runs.isEmpty)
+            self.runs = runs
             self.nextState = nextState
             self.nextFireAt = nextFireAt
             self.nextNominalAt = nextNominalAt
@@ -383,7 +399,7 @@ public struct TimerStore: Sendable {
     /// Returns nothing if the lease was lost (fencing).
     public func loadDue(
         lease: ShardLease, owner: String, dueBefore: Date, limit: Int,
-        step: @escaping @Sendable (StoredTimer) -> LoadStep
+        step: @escaping @Sendable (StoredTimer, _ dueBefore: Date) -> LoadStep
     ) async throws -> [FireRow] {
         try await pool.transaction { session in
             let timers = try session.execute(
@@ -391,14 +407,16 @@ public struct TimerStore: Sendable {
                 [.int(lease.shard), .timestamp(dueBefore), .int(limit), .text(owner), .int64(lease.epoch)]
             ).map(StoredTimer.init(row:))
             guard !timers.isEmpty else { return [] }
-            let steps = timers.map(step)
+            let steps = timers.map { step($0, dueBefore) }
+            // One row per run; a recurring timer may contribute several.
+            let runs = zip(timers, steps).flatMap { timer, step in step.runs.map { (timer, $0) } }
             try session.execute(
                 TimerQueries.insertArmedRuns,
                 [
-                    .uuidArray(timers.map(\.id)), .int64Array(steps.map(\.run.occurrence)),
-                    .intArray(steps.map(\.run.attempt)), .textArray(timers.map(\.tenant)),
-                    .int64Array(timers.map(\.version)), .timestampArray(steps.map(\.run.dueAt)),
-                    .intArray(timers.map(\.shard)),
+                    .uuidArray(runs.map(\.0.id)), .int64Array(runs.map(\.1.occurrence)),
+                    .intArray(runs.map(\.1.attempt)), .textArray(runs.map(\.0.tenant)),
+                    .int64Array(runs.map(\.0.version)), .timestampArray(runs.map(\.1.dueAt)),
+                    .intArray(runs.map(\.0.shard)),
                 ])
             try session.execute(
                 TimerQueries.advanceTimers,
@@ -407,10 +425,10 @@ public struct TimerStore: Sendable {
                     .timestampArray(steps.map(\.nextFireAt)), .timestampArray(steps.map(\.nextNominalAt)),
                     .int64Array(steps.map(\.nextOccurrence)),
                 ])
-            return zip(timers, steps).map { timer, step in
+            return runs.map { timer, run in
                 FireRow(
                     id: timer.id, tenant: timer.tenant, shard: timer.shard, version: timer.version,
-                    nextFireAt: step.run.dueAt, occurrence: step.run.occurrence, attempt: step.run.attempt,
+                    nextFireAt: run.dueAt, occurrence: run.occurrence, attempt: run.attempt,
                     queue: timer.queue, payload: timer.payload, priority: timer.priority)
             }
         }

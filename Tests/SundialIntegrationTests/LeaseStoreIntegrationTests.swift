@@ -196,10 +196,10 @@ private func insertDueTimer(_ pool: PostgresPool, id: UUID, shard: Int, due: Dat
 /// The planner's fenced claim of due timers (`TimerStore.loadDue`), loading each as a one-shot:
 /// one armed run for the current occurrence, the timer moved to `armed`.
 private func claim(_ timers: TimerStore, lease: ShardLease, owner: String, dueBefore: Date) async throws -> [FireRow] {
-    try await timers.loadDue(lease: lease, owner: owner, dueBefore: dueBefore, limit: 10) { timer in
+    try await timers.loadDue(lease: lease, owner: owner, dueBefore: dueBefore, limit: 10) { timer, _ in
         let due = timer.nextFireAt ?? Date()
         return TimerStore.LoadStep(
-            run: ArmedRun(occurrence: timer.occurrence, dueAt: due), nextState: .armed, nextFireAt: due,
+            runs: [ArmedRun(occurrence: timer.occurrence, dueAt: due)], nextState: .armed, nextFireAt: due,
             nextNominalAt: due, nextOccurrence: timer.occurrence + 1)
     }
 }

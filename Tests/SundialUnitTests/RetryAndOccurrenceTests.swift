@@ -2,6 +2,7 @@ import Foundation
 import SundialContract
 import SundialProto
 import SundialSchedule
+import SundialStore
 import Testing
 
 @Suite("Unit: retry backoff and occurrence stepping")
@@ -66,5 +67,37 @@ struct RetryAndOccurrenceTests {
         #expect(a.fireAt >= a.nominal && a.fireAt < a.nominal.addingTimeInterval(600))
         let next = try #require(OccurrenceStepper.following(schedule, timerID: "id-1", after: a))
         #expect(next.nominal == a.nominal.addingTimeInterval(3600))
+    }
+}
+
+@Suite("Unit: load step")
+struct LoadStepTests {
+    @Test("a fast recurring timer arms every occurrence within the horizon in one load, capped")
+    func armsAheadWithinHorizon() throws {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let schedule = TimerSchedule(.every(interval: .seconds(1), start: nil, end: nil))
+        let id = UUID()
+        let first = try #require(OccurrenceStepper.first(schedule, timerID: TimerID.text(id), createdAt: start))
+        let step = TimerStore.LoadStep.loading(
+            first, recurring: true, schedule: schedule, timerID: id, through: start.addingTimeInterval(30.5), limit: 1000)
+        #expect(step.runs.map(\.occurrence) == Array(0..<30))
+        #expect(step.nextState == .scheduled && step.nextOccurrence == 30)
+        #expect(step.nextFireAt == start.addingTimeInterval(31))
+        let capped = TimerStore.LoadStep.loading(
+            first, recurring: true, schedule: schedule, timerID: id, through: start.addingTimeInterval(300), limit: 10)
+        #expect(capped.runs.count == 10 && capped.nextOccurrence == 10)
+    }
+
+    @Test("the last occurrence completes the timer; a one-shot is armed")
+    func endsAndOneShots() throws {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let limited = TimerSchedule(.every(interval: .seconds(1), start: nil, end: nil), maxOccurrences: 3)
+        let id = UUID()
+        let first = try #require(OccurrenceStepper.first(limited, timerID: TimerID.text(id), createdAt: start))
+        let step = TimerStore.LoadStep.loading(
+            first, recurring: true, schedule: limited, timerID: id, through: start.addingTimeInterval(60), limit: 1000)
+        #expect(step.runs.count == 3 && step.nextState == .completed)
+        let oneShot = TimerStore.LoadStep.loading(first, recurring: false, schedule: nil, timerID: id)
+        #expect(oneShot.runs.count == 1 && oneShot.nextState == .armed && oneShot.nextOccurrence == 1)
     }
 }
