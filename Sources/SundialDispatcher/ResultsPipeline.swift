@@ -27,10 +27,34 @@ extension DispatcherService {
     }
 
     private func applyResults(_ batch: [JetStreamMessage], _ consumer: JetStreamPullConsumer) async {
-        // Up to 8 results at a time (one Postgres transaction each).
+        // Successes — nearly all results — in one set-wise transaction per batch.
+        var successes: [(JetStreamMessage, JobOutcome)] = []
+        var others: [JetStreamMessage] = []
+        for message in batch {
+            if let result = try? Sundial_V1_JobResult(serializedBytes: message.payload), result.success,
+                let id = TimerID.parse(result.timerID)
+            {
+                successes.append((message, JobOutcome(
+                    key: FireKey(id: id, occurrence: Int64(result.occurrence), attempt: Int(result.attempt)),
+                    success: true, error: nil, finishedAt: result.hasFinishedAt ? result.finishedAt.date : Date())))
+            } else {
+                others.append(message)
+            }
+        }
+        if !successes.isEmpty {
+            do {
+                let count = try await timers.applySuccesses(successes.map(\.1), childStart: Self.childStart)
+                stats.succeeded.add(count, ordering: .relaxed)
+                try? await consumer.ack(successes.map(\.0))
+            } catch {
+                logger.warning("applying \(successes.count) results failed; redelivering: \(error)")
+                try? await consumer.nak(successes.map(\.0), delay: config.retryDelay)
+            }
+        }
+        // Failures (retries, dead letters) one transaction each, up to 8 at a time.
         await withTaskGroup(of: Void.self) { group in
             var running = 0
-            for message in batch {
+            for message in others {
                 if running >= 8 {
                     await group.next()
                     running -= 1

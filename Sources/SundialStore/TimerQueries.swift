@@ -38,6 +38,28 @@ enum TimerQueries {
             RETURNING \(timerColumns)
             """)
 
+    /// The common create in one statement (one round trip, implicitly atomic): the timer and,
+    /// when $18 (occurrence) is not null, its first run armed at $19. Parameters $1–$17 as in
+    /// `insertTimer` minus after_timer_id ($17 here is `recurring`).
+    static let insertTimerWithRun = PostgresQuery(
+        name: "sundial_insert_timer_with_run",
+        sql: """
+            WITH t AS (
+                INSERT INTO timers (id, tenant, shard, state, kind, schedule, next_fire_at, next_nominal_at,
+                                    occurrence, queue, payload, priority, labels, retry_policy,
+                                    idempotency_key, request_hash, recurring)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17)
+                ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING \(timerColumns)
+            ), run AS (
+                INSERT INTO timer_runs (timer_id, occurrence, attempt, tenant, version, scheduled_at, shard,
+                                        outcome, armed_at)
+                SELECT id, $18::bigint, 1, tenant, version, $19::timestamptz, shard, 'armed', now()
+                FROM t WHERE $18::bigint IS NOT NULL
+            )
+            SELECT * FROM t
+            """)
+
     /// An armed run. $1 timer, $2 occurrence, $3 attempt, $4 tenant, $5 version,
     /// $6 scheduled_at, $7 shard.
     static let insertArmedRun = PostgresQuery(
@@ -230,6 +252,32 @@ enum TimerQueries {
             WHERE r.timer_id = $1 AND r.occurrence = $2 AND r.attempt = $3
             FOR UPDATE OF r, t
             """)
+
+    /// Successful results, set-wise: finishes the runs still awaiting a result and returns
+    /// their timers. Arrays: $1 ids, $2 occurrences, $3 attempts, $4 finished_at.
+    static let succeedRuns = PostgresQuery(
+        name: "sundial_succeed_runs",
+        sql: """
+            UPDATE timer_runs r SET outcome = 'succeeded', finished_at = f.finished_at
+            FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::timestamptz[])
+                AS f(id, occurrence, attempt, finished_at)
+            WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
+              AND r.outcome IN ('dispatched', 'dispatching')
+            RETURNING r.timer_id
+            """)
+
+    /// One-shot timers among $1 whose job succeeded.
+    static let settleSucceeded = PostgresQuery(
+        name: "sundial_settle_succeeded",
+        sql: """
+            UPDATE timers SET state = 'succeeded', updated_at = now()
+            WHERE id = ANY($1::uuid[]) AND NOT recurring
+            """)
+
+    /// Waiting children of any of the parents $1, locked for starting them.
+    static let selectWaitingChildrenOfAny = PostgresQuery(
+        name: "sundial_select_waiting_children_of_any",
+        sql: "SELECT \(timerColumns) FROM timers WHERE after_timer_id = ANY($1::uuid[]) AND state = 'waiting' FOR UPDATE")
 
     /// $1 timer, $2 occurrence, $3 attempt, $4 outcome, $5 error, $6 finished_at.
     static let finishRun = PostgresQuery(

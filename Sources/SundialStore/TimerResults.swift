@@ -104,6 +104,40 @@ extension TimerStore {
     }
 }
 
+extension TimerStore {
+    /// Applies successful results set-wise in one transaction (the common case on the hot
+    /// path): runs finished, one-shot timers settled, waiting children started. Results that
+    /// match no run awaiting one are ignored. Returns how many runs succeeded.
+    public func applySuccesses(
+        _ outcomes: [JobOutcome],
+        childStart: @escaping @Sendable (StoredTimer, _ parentSucceededAt: Date) -> (fireAt: Date, nominal: Date)?
+    ) async throws -> Int {
+        guard !outcomes.isEmpty else { return 0 }
+        return try await pool.transaction { session in
+            let succeeded = try session.execute(
+                TimerQueries.succeedRuns,
+                [
+                    .uuidArray(outcomes.map(\.key.id)), .int64Array(outcomes.map(\.key.occurrence)),
+                    .intArray(outcomes.map(\.key.attempt)), .timestampArray(outcomes.map(\.finishedAt)),
+                ]
+            ).map { try $0.uuid("timer_id")! }
+            guard !succeeded.isEmpty else { return 0 }
+            let parents = Array(Set(succeeded))
+            try session.execute(TimerQueries.settleSucceeded, [.uuidArray(parents)])
+            let finishedAt = Dictionary(outcomes.map { ($0.key.id, $0.finishedAt) }, uniquingKeysWith: max)
+            for child in try session.execute(TimerQueries.selectWaitingChildrenOfAny, [.uuidArray(parents)])
+                .map(StoredTimer.init(row:))
+            {
+                guard let parent = child.afterTimerID, let at = finishedAt[parent], let start = childStart(child, at) else {
+                    continue
+                }
+                try session.execute(TimerQueries.startChild, [.uuid(child.id), .timestamp(start.fireAt), .timestamp(start.nominal)])
+            }
+            return succeeded.count
+        }
+    }
+}
+
 extension StoredRun {
     init(row: PostgresRow) throws {
         occurrence = try row.int64("occurrence")!

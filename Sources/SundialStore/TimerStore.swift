@@ -247,7 +247,26 @@ public struct TimerStore: Sendable {
     /// transaction, durably (committed before this returns), honouring the per-tenant
     /// idempotency key.
     public func create(_ timer: NewTimer) async throws -> CreateOutcome {
-        try await pool.transaction { session in
+        if timer.afterTimerID == nil {
+            // The common case: one statement, one round trip.
+            let inserted = try await pool.withSession { session in
+                try session.execute(
+                    TimerQueries.insertTimerWithRun,
+                    [
+                        .uuid(timer.id), .text(timer.tenant), .int(timer.shard), .text(timer.state.rawValue),
+                        .text(timer.kind), .bytes(timer.schedule), .timestamp(timer.nextFireAt),
+                        .timestamp(timer.nextNominalAt), .int64(timer.occurrence), .text(timer.queue),
+                        .bytes(timer.payload), .int(timer.priority), .json(timer.labelsJSON),
+                        timer.retryPolicy.map { .bytes($0) } ?? .null,
+                        timer.idempotencyKey.map { .text($0) } ?? .null, .bytes(timer.requestHash),
+                        .bool(timer.recurring), timer.armedRun.map { .int64($0.occurrence) } ?? .null,
+                        timer.armedRun.map { .timestamp($0.dueAt) } ?? .null,
+                    ]
+                ).first.map(StoredTimer.init(row:))
+            }
+            if let inserted { return .created(inserted) }
+        }
+        return try await pool.transaction { session in
             var timer = timer
             if let parent = timer.afterTimerID {
                 guard let row = try session.execute(
