@@ -48,7 +48,7 @@ public enum FairShare {
 
         /// The whole demand is allocated.
         public var isSatisfied: Bool {
-            rate >= demand || demand - rate <= 1e-9 * max(1, demand)
+            rate >= demand || (demand.isFinite && demand - rate <= 1e-9 * max(1, demand))
         }
     }
 
@@ -160,7 +160,7 @@ public enum FairShare {
             }
             return Result(
                 capacity: cap, weights: weights, allocations: allocations, level: nil,
-                tierDefaultCeilings: Dictionary(uniqueKeysWithValues: Tier.allCases.map { ($0, .infinity) }))
+                tierDefaultCeilings: Dictionary(uniqueKeysWithValues: Tier.allCases.map { ($0, Double.infinity) }))
         }
 
         // A demand above the capacity behaves exactly like one equal to it (no allocation can

@@ -74,7 +74,7 @@ public struct TokenBucket<C: Clock>: Sendable where C.Duration == Duration {
     public func timeUntilAvailable(_ n: Int = 1, now: C.Instant) -> Duration {
         guard n > 0 else { return .zero }
         guard Double(n) <= burst + Self.epsilon else { return Self.never }
-        return wait(forDeficit: Double(n) - rawTokens(at: now))
+        return waitTime(forDeficit: Double(n) - rawTokens(at: now))
     }
 
     /// Takes `n` tokens now, going into debt if they are not there, and returns how long from
@@ -88,7 +88,7 @@ public struct TokenBucket<C: Clock>: Sendable where C.Duration == Duration {
     {
         guard n > 0 else { return .zero }
         refill(now)
-        let wait = wait(forDeficit: Double(n) - rawTokens(at: now))
+        let wait = waitTime(forDeficit: Double(n) - rawTokens(at: now))
         if wait == Self.never { return nil }
         if let maxWait, wait > maxWait { return nil }
         takenSinceAnchor += n
@@ -139,7 +139,7 @@ public struct TokenBucket<C: Clock>: Sendable where C.Duration == Duration {
         takenSinceAnchor = 0
     }
 
-    private func wait(forDeficit deficit: Double) -> Duration {
+    private func waitTime(forDeficit deficit: Double) -> Duration {
         guard deficit > Self.epsilon else { return .zero }
         guard rate > 0 else { return Self.never }
         let seconds = deficit / rate

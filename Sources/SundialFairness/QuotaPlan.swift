@@ -1,0 +1,241 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// Token-bucket parameters.
+public struct Quota: Sendable, Hashable, Codable {
+    /// Tokens (jobs) per second.
+    public var rate: Double
+    /// Bucket capacity.
+    public var burst: Double
+
+    public init(rate: Double, burst: Double) {
+        self.rate = rate
+        self.burst = burst
+    }
+}
+
+/// A tenant's entry in a `QuotaPlan`: its tier, its bucket, and (for visibility) the demand and
+/// fair-share allocation it was computed from.
+public struct TenantQuota: Sendable, Hashable, Codable {
+    public var tier: Tier
+    public var rate: Double
+    public var burst: Double
+    /// The demand the Governor saw (jobs/s).
+    public var demand: Double
+    /// Its max-min fair allocation (jobs/s); `rate < demand` means it is being throttled.
+    public var allocated: Double
+
+    public init(tier: Tier, rate: Double, burst: Double, demand: Double, allocated: Double) {
+        self.tier = tier
+        self.rate = rate
+        self.burst = burst
+        self.demand = demand
+        self.allocated = allocated
+    }
+
+    public var quota: Quota { Quota(rate: rate, burst: burst) }
+}
+
+/// How the Governor turns fair-share allocations into bucket parameters.
+public struct QuotaPolicy: Sendable, Hashable, Codable {
+    /// Which figure becomes the bucket rate.
+    public enum RateBasis: String, Sendable, Hashable, Codable {
+        /// The tenant's max-min ceiling (see `FairShare`): its allocation if it is throttled,
+        /// otherwise the most it could take without cutting anyone's fair share. Lets satisfied
+        /// tenants grow between two plans; throttles exactly the tenants that must be.
+        case ceiling
+        /// The allocation itself: a satisfied tenant is held to its measured demand until the
+        /// next plan (tighter, but a tenant whose demand rises waits a plan period).
+        case allocation
+    }
+
+    public var basis: RateBasis
+    /// burst = max(minBurst, rate × burstSeconds). Short, because a throttled tenant's burst
+    /// lands on the work stream at once, in front of everyone else's jobs.
+    public var burstSeconds: Double
+    public var minBurst: Double
+    /// No bucket rate below this (jobs/s): nobody is ever stopped outright.
+    public var minRate: Double
+    /// No bucket rate above this; keeps the plan finite (JSON has no ∞).
+    public var maxRate: Double
+    /// Fraction of the measured capacity that `QuotaPlan.compute` shares out. The rest is
+    /// headroom: if the buckets added up to exactly the capacity, any burst or estimation error
+    /// would leave a standing queue on the work stream that never drains, and every tenant's
+    /// jobs would wait behind it.
+    public var targetUtilisation: Double
+
+    public init(
+        basis: RateBasis = .ceiling, burstSeconds: Double = 0.25, minBurst: Double = 20,
+        minRate: Double = 1, maxRate: Double = 1e9, targetUtilisation: Double = 0.95
+    ) {
+        self.basis = basis
+        self.burstSeconds = burstSeconds
+        self.minBurst = minBurst
+        self.minRate = minRate
+        self.maxRate = maxRate
+        self.targetUtilisation = targetUtilisation
+    }
+
+    /// `targetUtilisation` within 0.01 … 1 (NaN: 1).
+    public var sanitisedUtilisation: Double {
+        targetUtilisation.isNaN ? 1 : min(max(targetUtilisation, 0.01), 1)
+    }
+
+    /// Bucket parameters for a rate under this policy.
+    public func quota(forRate rate: Double) -> Quota {
+        let maxRate = max(FairnessMath.nonNegative(self.maxRate, cap: 1e12), 1e-9)
+        let minRate = min(FairnessMath.nonNegative(self.minRate), maxRate)
+        let r = min(max(rate.isNaN ? 0 : rate, minRate), maxRate)
+        let burstSeconds = FairnessMath.nonNegative(self.burstSeconds, cap: 1e6)
+        let minBurst = max(FairnessMath.nonNegative(self.minBurst, cap: 1e12), 1)
+        return Quota(rate: r, burst: min(max(minBurst, r * burstSeconds), 1e12))
+    }
+}
+
+/// The quotas the Fairness-Governor publishes (as JSON, to a JetStream KV bucket) and the
+/// Dispatchers watch: a bucket per tenant it knows, a default per tier for tenants it does not,
+/// and the figures behind them for `sundial tenants quotas`.
+///
+/// All numbers are finite (JSON has no ∞ or NaN). Tier-keyed dictionaries encode as JSON objects
+/// keyed `"new"`, `"standard"`, `"bulk"`.
+public struct QuotaPlan: Sendable, Hashable, Codable {
+    /// Version of this JSON shape; readers reject versions they do not know.
+    public static let currentFormat = 1
+
+    public var format: Int
+    /// Increases with every plan a governor publishes (the KV revision orders them too; this
+    /// survives copying a plan elsewhere).
+    public var generation: UInt64
+    /// When it was computed: Unix time in milliseconds (wall clock of the governor).
+    public var issuedAtMillis: Int64
+    /// The capacity that was shared (jobs/s) — with `compute`, the measured capacity times
+    /// `policy.targetUtilisation`.
+    public var capacity: Double
+    public var weights: TierWeights
+    public var policy: QuotaPolicy
+    /// The fair-share water level (jobs/s per unit weight), absent when capacity was not short.
+    public var level: Double?
+    /// For tenants without an entry in `tenants`.
+    public var tierDefaults: [Tier: Quota]
+    public var tenants: [String: TenantQuota]
+    /// Demand and allocation per tier.
+    public var byTier: [Tier: FairShare.TierTotal]
+
+    public init(
+        generation: UInt64, issuedAtMillis: Int64, capacity: Double, weights: TierWeights,
+        policy: QuotaPolicy, level: Double?, tierDefaults: [Tier: Quota],
+        tenants: [String: TenantQuota], byTier: [Tier: FairShare.TierTotal]
+    ) {
+        self.format = Self.currentFormat
+        self.generation = generation
+        self.issuedAtMillis = issuedAtMillis
+        self.capacity = capacity
+        self.weights = weights
+        self.policy = policy
+        self.level = level
+        self.tierDefaults = tierDefaults
+        self.tenants = tenants
+        self.byTier = byTier
+    }
+
+    /// The plan for a fair-share result: per tenant, rate = its ceiling or allocation (per
+    /// `policy.basis`) within `minRate ... maxRate`, burst = max(minBurst, rate × burstSeconds);
+    /// per tier, the same for a tenant of that tier not yet seen (its default ceiling).
+    public static func make(
+        from share: FairShare.Result, policy: QuotaPolicy = QuotaPolicy(), generation: UInt64,
+        issuedAtMillis: Int64
+    ) -> QuotaPlan {
+        var tenants: [String: TenantQuota] = [:]
+        tenants.reserveCapacity(share.allocations.count)
+        for a in share.allocations {
+            let base = policy.basis == .ceiling ? a.ceiling : a.rate
+            let q = policy.quota(forRate: base)
+            tenants[a.id] = TenantQuota(
+                tier: a.tier, rate: q.rate, burst: q.burst, demand: finite(a.demand),
+                allocated: finite(a.rate))
+        }
+        var defaults: [Tier: Quota] = [:]
+        for tier in Tier.allCases {
+            defaults[tier] = policy.quota(forRate: share.tierDefaultCeilings[tier] ?? share.capacity)
+        }
+        var byTier: [Tier: FairShare.TierTotal] = [:]
+        for (tier, total) in share.byTier {
+            byTier[tier] = FairShare.TierTotal(
+                tenants: total.tenants, demand: finite(total.demand),
+                allocated: finite(total.allocated))
+        }
+        return QuotaPlan(
+            generation: generation, issuedAtMillis: issuedAtMillis, capacity: finite(share.capacity),
+            weights: share.weights, policy: policy, level: share.level.map(finite),
+            tierDefaults: defaults, tenants: tenants, byTier: byTier)
+    }
+
+    /// Shares `capacity × policy.targetUtilisation` among `demands` (`FairShare.allocate`) and
+    /// makes the plan — what the Governor does every period.
+    public static func compute(
+        capacity: Double, demands: [Demand], weights: TierWeights = .default,
+        policy: QuotaPolicy = QuotaPolicy(), generation: UInt64, issuedAtMillis: Int64
+    ) -> QuotaPlan {
+        let shared = (capacity.isNaN ? 0 : capacity) * policy.sanitisedUtilisation
+        let share = FairShare.allocate(capacity: shared, demands: demands, weights: weights)
+        return make(from: share, policy: policy, generation: generation, issuedAtMillis: issuedAtMillis)
+    }
+
+    /// The plan a dispatcher uses before it has seen any: no tenant entries, every tier at
+    /// `policy.maxRate` — nothing is throttled (the fair scheduler still interleaves tenants).
+    public static func unthrottled(policy: QuotaPolicy = QuotaPolicy()) -> QuotaPlan {
+        let q = policy.quota(forRate: .infinity)
+        return QuotaPlan(
+            generation: 0, issuedAtMillis: 0, capacity: q.rate, weights: .default, policy: policy,
+            level: nil, tierDefaults: Dictionary(uniqueKeysWithValues: Tier.allCases.map { ($0, q) }),
+            tenants: [:], byTier: [:])
+    }
+
+    /// The tier and bucket for `tenant`: its own entry, else the default of `fallbackTier` (the
+    /// tier the caller assumes for a tenant the governor has not seen), else `unthrottled`.
+    public func resolve(_ tenant: String, fallbackTier: Tier = .standard) -> (
+        tier: Tier, quota: Quota
+    ) {
+        if let t = tenants[tenant] { return (t.tier, t.quota) }
+        return (fallbackTier, tierDefaults[fallbackTier] ?? policy.quota(forRate: .infinity))
+    }
+
+    /// The same plan without the entries a dispatcher would reconstruct anyway: standard tenants
+    /// whose bucket is at least their tier default (they get the default — never more than their
+    /// own ceiling, so no less fair). Keeps the KV value small with many small tenants; throttled
+    /// tenants and every new or bulk tenant (their tier matters) stay.
+    public func compacted() -> QuotaPlan {
+        var copy = self
+        guard let standard = tierDefaults[.standard] else { return copy }
+        copy.tenants = tenants.filter { _, t in
+            !(t.tier == .standard && t.rate >= standard.rate && t.burst >= standard.burst)
+        }
+        return copy
+    }
+
+    /// JSON with sorted keys (stable bytes for the same plan).
+    public func jsonBytes() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array(try encoder.encode(self))
+    }
+
+    /// Decodes a plan published by `jsonBytes`. Throws on malformed JSON or an unknown format.
+    public init(jsonBytes: [UInt8]) throws {
+        let plan = try JSONDecoder().decode(QuotaPlan.self, from: Data(jsonBytes))
+        guard plan.format == Self.currentFormat else {
+            throw DecodingError.dataCorrupted(
+                DecodingError.Context(
+                    codingPath: [], debugDescription: "unknown QuotaPlan format \(plan.format)"))
+        }
+        self = plan
+    }
+}
+
+private func finite(_ x: Double) -> Double {
+    if x.isNaN { return 0 }
+    return min(max(x, -1e15), 1e15)
+}
