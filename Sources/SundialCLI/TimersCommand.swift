@@ -4,7 +4,7 @@ import SundialContract
 import SundialProto
 import SundialSchedule
 
-/// `sundial timers create|get`: the Timers API from the shell.
+/// `sundial timers create|get|update|cancel|list|history`: the Timers API from the shell.
 struct TimersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "timers", abstract: "Create and inspect timers.",

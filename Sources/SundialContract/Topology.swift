@@ -3,7 +3,7 @@ import SundialNATS
 /// The JetStream streams and consumers Sundial needs, created idempotently at startup by
 /// every service (whoever starts first wins; the rest are no-ops).
 public enum SundialTopology {
-    /// Stream holding scheduled messages (`sched.<shard>.<timer>`) and what they fire
+    /// Stream holding scheduled messages (`sched.<shard>.<timer>.<occurrence>.<attempt>`) and what they fire
     /// (`fired.<shard>`). Work-queue retention: a fired message is gone once the Dispatcher
     /// acks it. No max_age and file storage: an evicted schedule would be a lost timer.
     public static func fireStream(_ namespace: SundialNamespace, replicas: Int = 1) -> JetStreamStreamConfig {

@@ -5,7 +5,8 @@ import SundialNATS
 import SundialProto
 import SundialStore
 
-/// The Ingest service: answers `sundial.v1.<tenant>.Timers.Create|Get` in a queue group (so
+/// The Ingest service: answers `sundial.v1.<tenant>.Timers.<Method>` (Create, Get, Update, Cancel,
+/// List, History) in a queue group (so
 /// any number of instances share the load) and `$SRV.PING|INFO|STATS`.
 public final class IngestService: Service, Sendable {
     public let handler: TimerRequestHandler

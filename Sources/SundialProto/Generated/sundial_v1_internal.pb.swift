@@ -27,7 +27,8 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-/// The body of a JetStream scheduled message (subject sundial.sched.<shard>.<timer>) and so
+/// The body of a JetStream scheduled message (subject
+/// sundial.sched.<shard>.<timer>.<occurrence>.<attempt>) and so
 /// of the fired message the Dispatcher consumes (subject sundial.fired.<shard>).
 public nonisolated struct Sundial_V1_FireEnvelope: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
