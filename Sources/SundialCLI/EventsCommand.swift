@@ -22,7 +22,7 @@ struct EventsCommand: AsyncParsableCommand {
         func run() async throws {
             guard SubjectToken.isValidTenant(tenant) else { throw ValidationError("--tenant is not a valid tenant name") }
             let nats = try await connection.connect(name: "sundial-events-tail", as: .tenant(tenant))
-            let subscription = try nats.subscribe(subject: SundialNamespace.standard.event(tenant: tenant, kind: ">"))
+            let subscription = try await nats.subscribe(subject: SundialNamespace.standard.event(tenant: tenant, kind: ">"))
             print("waiting for events of tenant \(tenant)…")
             var seen = 0
             for await message in subscription {

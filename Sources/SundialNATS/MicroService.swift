@@ -104,14 +104,20 @@ public final class MicroService: Sendable {
     /// Serves until the task is cancelled; then stops taking requests and lets in-flight
     /// ones finish (graceful shutdown).
     public func run() async throws {
-        let endpointSubscriptions = try endpoints.map {
-            ($0, try connection.subscribe(subject: $0.subject, queue: $0.queueGroup))
+        var subscribed: [(MicroEndpoint, NATSSubscription)] = []
+        for endpoint in endpoints {
+            subscribed.append((endpoint, try await connection.subscribe(subject: endpoint.subject, queue: endpoint.queueGroup)))
         }
+        let endpointSubscriptions = subscribed
         var discoverySubjects: [String] = []
         for verb in ["PING", "INFO", "STATS"] {
             discoverySubjects += ["$SRV.\(verb)", "$SRV.\(verb).\(identity.name)", "$SRV.\(verb).\(identity.name).\(id)"]
         }
-        let discovery = try discoverySubjects.map { try connection.subscribe(subject: $0) }
+        var discoverySubscriptions: [NATSSubscription] = []
+        for subject in discoverySubjects {
+            discoverySubscriptions.append(try await connection.subscribe(subject: subject))
+        }
+        let discovery = discoverySubscriptions
         try await connection.flush()
         logger.info("service \(identity.name) \(id) serving \(endpoints.map(\.subject))")
 

@@ -168,9 +168,13 @@ public final class NATSConnection: @unchecked Sendable {
         let requests = RequestMux(prefix: prefix)
         self.requests = requests
         events.takeUnretainedValue().attach(requests)
-        inbox = try NATSSubscription.subscribe(
-            connection: handle, subject: prefix + "*", queue: nil,
-            sink: .requestReplies(requests))
+        let connection = CHandle(handle)
+        let inboxSubject = prefix + "*"
+        inbox = try await publisher.run {
+            try NATSSubscription.subscribe(
+                connection: connection.raw, subject: inboxSubject, queue: nil,
+                sink: .requestReplies(requests), thread: publisher)
+        }
         reaper = Task.detached {
             // Fails requests whose deadline passed; 20 ms granularity is ample for timeouts
             // measured in hundreds of milliseconds or more.
@@ -288,12 +292,16 @@ public final class NATSConnection: @unchecked Sendable {
     /// `bufferLimit` bounds the hand-off buffer; beyond it the newest messages are dropped,
     /// which is what NATS itself does to a slow consumer (requests then time out and retry).
     public func subscribe(subject: String, queue: String? = nil, bufferLimit: Int = 65_536)
-        throws -> NATSSubscription
+        async throws -> NATSSubscription
     {
         if isClosed { throw NATSError(kind: .closed, message: "connection closed") }
-        return try NATSSubscription.subscribe(
-            connection: handle, subject: subject, queue: queue,
-            sink: .stream(bufferLimit: bufferLimit))
+        let handle = CHandle(self.handle)
+        let thread = publisher
+        return try await publisher.run {
+            try NATSSubscription.subscribe(
+                connection: handle.raw, subject: subject, queue: queue,
+                sink: .stream(bufferLimit: bufferLimit), thread: thread)
+        }
     }
 
     /// Recent permission violations the server reported on this connection (newest last,

@@ -1,4 +1,5 @@
 import CNats
+import SundialThreads
 import Synchronization
 
 /// A core NATS subscription delivered as an `AsyncSequence` of copied messages.
@@ -15,10 +16,13 @@ public final class NATSSubscription: AsyncSequence, @unchecked Sendable {
     private let handle: OpaquePointer
     private let stream: AsyncStream<NATSMessage>
     private let sink: SubscriptionSink
+    private let thread: DedicatedThread
     public let subject: String
 
+    /// Must run on `thread` (the connection's): the SUB is written under cnats's connection
+    /// lock and may flush the socket.
     static func subscribe(
-        connection: OpaquePointer, subject: String, queue: String?, sink kind: SinkKind
+        connection: OpaquePointer, subject: String, queue: String?, sink kind: SinkKind, thread: DedicatedThread
     ) throws(NATSError) -> NATSSubscription {
         let sink: SubscriptionSink
         let stream: AsyncStream<NATSMessage>
@@ -49,24 +53,35 @@ public final class NATSSubscription: AsyncSequence, @unchecked Sendable {
         _ = natsSubscription_SetOnCompleteCB(sub, subscriptionComplete, closure)
         // cnats's own limits sit behind our hand-off; raise them so they never bind first.
         _ = natsSubscription_SetPendingLimits(sub, 1_000_000, 1 << 30)
-        return NATSSubscription(handle: sub, stream: stream, sink: sink, subject: subject)
+        return NATSSubscription(handle: sub, stream: stream, sink: sink, subject: subject, thread: thread)
     }
 
-    private init(handle: OpaquePointer, stream: AsyncStream<NATSMessage>, sink: SubscriptionSink, subject: String) {
+    private init(
+        handle: OpaquePointer, stream: AsyncStream<NATSMessage>, sink: SubscriptionSink, subject: String,
+        thread: DedicatedThread
+    ) {
         self.handle = handle
+        self.thread = thread
         self.stream = stream
         self.sink = sink
         self.subject = subject
     }
 
     deinit {
-        _ = natsSubscription_Unsubscribe(handle)
-        natsSubscription_Destroy(handle)
+        let handle = CHandle(handle)
+        let release: @Sendable () -> Void = {
+            _ = natsSubscription_Unsubscribe(handle.raw)
+            natsSubscription_Destroy(handle.raw)
+        }
+        // On the connection's thread, like every cnats call; inline only if it is gone.
+        if !thread.submit(release) { release() }
     }
 
-    /// Stops delivery; the sequence ends after buffered messages.
+    /// Stops delivery; the sequence ends after buffered messages. Callable from synchronous
+    /// code (cancellation handlers, `defer`): the UNSUB is handed to the connection's thread.
     public func unsubscribe() {
-        _ = natsSubscription_Unsubscribe(handle)
+        let handle = CHandle(handle)
+        thread.submit { _ = natsSubscription_Unsubscribe(handle.raw) }
         sink.continuation.finish()
     }
 

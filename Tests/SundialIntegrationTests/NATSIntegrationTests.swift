@@ -17,7 +17,7 @@ struct NATSIntegrationTests {
         let id = uniqueID()
         let publisher = try await connect(server, "hdr-pub-\(id)")
         let subscriber = try await connect(server, "hdr-sub-\(id)")
-        let subscription = try subscriber.subscribe(subject: "core.\(id).>")
+        let subscription = try await subscriber.subscribe(subject: "core.\(id).>")
         try await subscriber.flush()  // the SUB is registered before anything is published
         let (received, task) = collect(subscription)
 
@@ -76,8 +76,8 @@ struct NATSIntegrationTests {
         let publisher = try await connect(server, "qg-pub-\(id)")
         let memberA = try await connect(server, "qg-a-\(id)")
         let memberB = try await connect(server, "qg-b-\(id)")
-        let subA = try memberA.subscribe(subject: "qg.\(id).work", queue: "workers")
-        let subB = try memberB.subscribe(subject: "qg.\(id).work", queue: "workers")
+        let subA = try await memberA.subscribe(subject: "qg.\(id).work", queue: "workers")
+        let subB = try await memberB.subscribe(subject: "qg.\(id).work", queue: "workers")
         try await memberA.flush()
         try await memberB.flush()
         let (receivedA, _) = collect(subA)
@@ -109,7 +109,7 @@ struct NATSIntegrationTests {
         let id = uniqueID()
         let publisher = try await connect(server, "bl-pub-\(id)")
         let subscriber = try await connect(server, "bl-sub-\(id)")
-        let subscription = try subscriber.subscribe(subject: "bl.\(id)", bufferLimit: 10)
+        let subscription = try await subscriber.subscribe(subject: "bl.\(id)", bufferLimit: 10)
         try await subscriber.flush()
         // Nobody iterates yet: everything beyond 10 buffered messages must be dropped.
         try await publisher.publish(
@@ -162,7 +162,7 @@ struct NATSIntegrationTests {
         let id = uniqueID()
         let requester = try await connect(server, "rr-req-\(id)")
         let responder = try await connect(server, "rr-rsp-\(id)")
-        let subscription = try responder.subscribe(subject: "rr.\(id).>")
+        let subscription = try await responder.subscribe(subject: "rr.\(id).>")
         try await responder.flush()
         let held = ReceivedMessages()
         let echo = Task {
@@ -231,7 +231,7 @@ struct NATSIntegrationTests {
         let id = uniqueID()
         let requester = try await connect(server, "cr-req-\(id)")
         let responder = try await connect(server, "cr-rsp-\(id)")
-        let subscription = try responder.subscribe(subject: "cr.\(id).svc")
+        let subscription = try await responder.subscribe(subject: "cr.\(id).svc")
         try await responder.flush()
         let echo = Task {
             await withTaskGroup(of: Void.self) { group in
@@ -540,7 +540,7 @@ struct NATSIntegrationTests {
         // A core subscriber (no stream) receives the publish, so the server sends no
         // "no responders" and the publish waits for an ack that never comes.
         let observer = try await connect(server, "cj-obs-\(id)")
-        let subscription = try observer.subscribe(subject: "cj.\(id)")
+        let subscription = try await observer.subscribe(subject: "cj.\(id)")
         try await observer.flush()
         let (seen, _) = collect(subscription)
         let box = ResultBox<JetStreamPubAck>()
@@ -1032,10 +1032,10 @@ struct NATSIntegrationTests {
         let id = uniqueID()
         let connection = try await connect(server, "cl-\(id)")
         let silent = try await connect(server, "cl-silent-\(id)")
-        let sink = try silent.subscribe(subject: "close.\(id).>")
+        let sink = try await silent.subscribe(subject: "close.\(id).>")
         try await silent.flush()
         let (arrived, _) = collect(sink)
-        let ownSubscription = try connection.subscribe(subject: "own.\(id)")
+        let ownSubscription = try await connection.subscribe(subject: "own.\(id)")
         let (_, ownTask) = collect(ownSubscription)
 
         let pending = ResultBox<NATSMessage>()
@@ -1062,7 +1062,7 @@ struct NATSIntegrationTests {
         } catch let error as NATSError {
             #expect(error.kind == .closed)
         }
-        #expect(throws: NATSError.self) { _ = try connection.subscribe(subject: "close.\(id).s") }
+        await #expect(throws: NATSError.self) { _ = try await connection.subscribe(subject: "close.\(id).s") }
         await #expect(throws: NATSError.self) { try await connection.flush() }
         let jsAfterClose = try await outcome(within: .seconds(10), "JetStream publish after close returns") {
             try await connection.jetStream.publish(NATSOutgoingMessage(subject: "close.\(id).js", payload: [1]))

@@ -151,7 +151,7 @@ struct TenantAuthIntegrationTests {
             #expect(cancelled.timer.state == .cancelled)
 
             // Its own notifications are open to it.
-            let events = try acme.subscribe(subject: system.namespace.event(tenant: "acme", kind: ">"))
+            let events = try await acme.subscribe(subject: system.namespace.event(tenant: "acme", kind: ">"))
             defer { events.unsubscribe() }
             try await expectNoViolations(acme)
         }
@@ -224,12 +224,12 @@ struct TenantAuthIntegrationTests {
             var snoops: [NATSSubscription] = []
             defer { for snoop in snoops { snoop.unsubscribe() } }
             for (index, subject) in forbidden.enumerated() {
-                snoops.append(try acme.subscribe(subject: subject))
+                snoops.append(try await acme.subscribe(subject: subject))
                 try await expectViolation(acme, number: index + 1, "Subscription to \"\(subject)\"")
             }
 
             // Traffic on those subjects: globex's requests and replies, and a globex event.
-            let globexEvents = try globex.subscribe(subject: namespace.event(tenant: "globex", kind: ">"))
+            let globexEvents = try await globex.subscribe(subject: namespace.event(tenant: "globex", kind: ">"))
             defer { globexEvents.unsubscribe() }
             try await expectNoViolations(globex)
             let globexClient = TimersClient(connection: globex, tenant: "globex", namespace: namespace)
