@@ -60,12 +60,13 @@ extension DispatcherService {
                     running -= 1
                 }
                 running += 1
-                group.addTask { await self.applyResult(message, consumer) }
+                group.addTask { await self.applyFailure(message, consumer) }
             }
         }
     }
 
-    private func applyResult(_ message: JetStreamMessage, _ consumer: JetStreamPullConsumer) async {
+    /// A failure report (successes were applied set-wise) or an undecodable message.
+    private func applyFailure(_ message: JetStreamMessage, _ consumer: JetStreamPullConsumer) async {
         guard let result = try? Sundial_V1_JobResult(serializedBytes: message.payload),
             let id = TimerID.parse(result.timerID)
         else {
@@ -79,13 +80,12 @@ extension DispatcherService {
             finishedAt: result.hasFinishedAt ? result.finishedAt.date : Date())
         let effects: ResultEffects
         do {
-            effects = try await timers.applyResult(outcome, retryAt: Self.retryTime, childStart: Self.childStart)
+            effects = try await timers.applyFailure(outcome, retryAt: Self.retryTime)
         } catch {
             logger.warning("applying result of \(result.timerID) failed; redelivering: \(error)")
             try? await consumer.nak(message, delay: config.retryDelay)
             return
         }
-        if result.success && !effects.ignored { stats.succeeded.add(1, ordering: .relaxed) }
         if let retry = effects.retry {
             stats.attemptsFailed.add(1, ordering: .relaxed)
             // If this publish fails the retry run stays armed in Postgres: the Planner's

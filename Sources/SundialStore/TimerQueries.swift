@@ -303,11 +303,6 @@ enum TimerQueries {
         name: "sundial_note_timer_error",
         sql: "UPDATE timers SET last_error = $2, updated_at = now() WHERE id = $1 RETURNING \(timerColumns)")
 
-    /// Children waiting for parent $1, locked for starting or cancelling them.
-    static let selectWaitingChildren = PostgresQuery(
-        name: "sundial_select_waiting_children",
-        sql: "SELECT \(timerColumns) FROM timers WHERE after_timer_id = $1 AND state = 'waiting' FOR UPDATE")
-
     /// Starts a waiting child: $1 id, $2 next_fire_at, $3 next_nominal_at.
     static let startChild = PostgresQuery(
         name: "sundial_start_child",

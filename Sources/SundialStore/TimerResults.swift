@@ -22,21 +22,18 @@ public struct ResultEffects: Sendable {
     public var retry: FireRow?
     /// Tenant events to publish: (kind, timer, run).
     public var events: [(kind: String, timer: StoredTimer, run: StoredRun)] = []
-    /// Dependent timers started because this one succeeded.
-    public var startedChildren: Int = 0
     /// The result did not match a run awaiting one (a duplicate report): nothing changed.
     public var ignored = false
 }
 
 extension TimerStore {
-    /// Applies a result in one transaction: finishes the run; on failure arms the next attempt
-    /// (`retryAt` decides when, nil = no attempts left) or dead-letters the occurrence; settles
-    /// a one-shot timer; starts (success) or cancels (dead letter) waiting children, each
-    /// child's first fire computed by `childStart` from the moment the parent succeeded.
-    public func applyResult(
+    /// Applies a failure report in one transaction: finishes the run and arms the next
+    /// attempt (`retryAt` decides when, nil = no attempts left) or dead-letters the occurrence,
+    /// settling a one-shot timer and cancelling its waiting children. Successes go through
+    /// `applySuccesses`, set-wise.
+    public func applyFailure(
         _ outcome: JobOutcome,
-        retryAt: @escaping @Sendable (StoredTimer, _ failedAttempt: Int) -> Date?,
-        childStart: @escaping @Sendable (StoredTimer, _ parentSucceededAt: Date) -> (fireAt: Date, nominal: Date)?
+        retryAt: @escaping @Sendable (StoredTimer, _ failedAttempt: Int) -> Date?
     ) async throws -> ResultEffects {
         try await pool.transaction { session in
             var effects = ResultEffects()
@@ -57,20 +54,6 @@ extension TimerStore {
                         error.map { .text($0) } ?? .null, .timestamp(outcome.finishedAt),
                     ])
                 return try StoredRun(row: rows[0])
-            }
-
-            if outcome.success {
-                _ = try finished("succeeded", nil)
-                if !timer.recurring {
-                    _ = try session.execute(TimerQueries.settleTimer, [.uuid(timer.id), .text("succeeded"), .null, .null])
-                }
-                for child in try session.execute(TimerQueries.selectWaitingChildren, [.uuid(timer.id)]).map(StoredTimer.init(row:)) {
-                    if let start = childStart(child, outcome.finishedAt) {
-                        try session.execute(TimerQueries.startChild, [.uuid(child.id), .timestamp(start.fireAt), .timestamp(start.nominal)])
-                        effects.startedChildren += 1
-                    }
-                }
-                return effects
             }
 
             let error = String((outcome.error ?? "failed").prefix(2000))
