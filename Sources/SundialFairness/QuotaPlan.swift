@@ -123,11 +123,14 @@ public struct QuotaPlan: Sendable, Hashable, Codable {
     public var tenants: [String: TenantQuota]
     /// Demand and allocation per tier.
     public var byTier: [Tier: FairShare.TierTotal]
+    /// Live dispatchers when the plan was made (absent: 1). They share one consumer, so each
+    /// sees about 1/n of every tenant's fires and enforces 1/n of its bucket.
+    public var dispatchers: Int?
 
     public init(
         generation: UInt64, issuedAtMillis: Int64, capacity: Double, weights: TierWeights,
         policy: QuotaPolicy, level: Double?, tierDefaults: [Tier: Quota],
-        tenants: [String: TenantQuota], byTier: [Tier: FairShare.TierTotal]
+        tenants: [String: TenantQuota], byTier: [Tier: FairShare.TierTotal], dispatchers: Int? = nil
     ) {
         self.format = Self.currentFormat
         self.generation = generation
@@ -139,7 +142,11 @@ public struct QuotaPlan: Sendable, Hashable, Codable {
         self.tierDefaults = tierDefaults
         self.tenants = tenants
         self.byTier = byTier
+        self.dispatchers = dispatchers
     }
+
+    /// The share of each bucket one dispatcher enforces: 1 / live dispatchers.
+    public var dispatcherShare: Double { 1 / Double(max(1, dispatchers ?? 1)) }
 
     /// The plan for a fair-share result: per tenant, rate = its ceiling or allocation (per
     /// `policy.basis`) within `minRate ... maxRate`, burst = max(minBurst, rate × burstSeconds);

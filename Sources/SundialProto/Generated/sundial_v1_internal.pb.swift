@@ -107,6 +107,62 @@ public nonisolated struct Sundial_V1_JobResult: Sendable {
   fileprivate var _finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
+/// One tenant's line in a DemandReport.
+public nonisolated struct Sundial_V1_TenantDemand: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tenant: String = String()
+
+  /// Fires of this tenant that came due (first delivery) since the previous report.
+  public var due: UInt64 = 0
+
+  /// Its fires this dispatcher has deferred (over quota) and not yet seen again.
+  public var deferred: UInt64 = 0
+
+  /// Its jobs this dispatcher forwarded to the work stream since the previous report.
+  public var dispatched: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What each Dispatcher tells the Fairness-Governor every report interval (core NATS,
+/// subject sundial.fairness.demand): who came due, who is held back.
+public nonisolated struct Sundial_V1_DemandReport: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Stable for the life of a dispatcher process; the governor counts live dispatchers by it.
+  public var dispatcherID: String = String()
+
+  public var sentAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_sentAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_sentAt = newValue}
+  }
+  /// Returns true if `sentAt` has been explicitly set.
+  public var hasSentAt: Bool {self._sentAt != nil}
+  /// Clears the value of `sentAt`. Subsequent reads from it will return its default value.
+  public mutating func clearSentAt() {self._sentAt = nil}
+
+  /// The interval the counts cover, in milliseconds.
+  public var intervalMs: UInt32 = 0
+
+  public var tenants: [Sundial_V1_TenantDemand] = []
+
+  /// The generation of the quota plan the dispatcher is enforcing (0 = none yet).
+  public var planGeneration: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _sentAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "sundial.v1"
@@ -254,6 +310,105 @@ nonisolated extension Sundial_V1_JobResult: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.success != rhs.success {return false}
     if lhs.error != rhs.error {return false}
     if lhs._finishedAt != rhs._finishedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Sundial_V1_TenantDemand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TenantDemand"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{1}due\0\u{1}deferred\0\u{1}dispatched\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.tenant) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.due) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.deferred) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.dispatched) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tenant.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenant, fieldNumber: 1)
+    }
+    if self.due != 0 {
+      try visitor.visitSingularUInt64Field(value: self.due, fieldNumber: 2)
+    }
+    if self.deferred != 0 {
+      try visitor.visitSingularUInt64Field(value: self.deferred, fieldNumber: 3)
+    }
+    if self.dispatched != 0 {
+      try visitor.visitSingularUInt64Field(value: self.dispatched, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Sundial_V1_TenantDemand, rhs: Sundial_V1_TenantDemand) -> Bool {
+    if lhs.tenant != rhs.tenant {return false}
+    if lhs.due != rhs.due {return false}
+    if lhs.deferred != rhs.deferred {return false}
+    if lhs.dispatched != rhs.dispatched {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Sundial_V1_DemandReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DemandReport"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}dispatcher_id\0\u{3}sent_at\0\u{3}interval_ms\0\u{1}tenants\0\u{3}plan_generation\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.dispatcherID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._sentAt) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.intervalMs) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.tenants) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.planGeneration) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.dispatcherID.isEmpty {
+      try visitor.visitSingularStringField(value: self.dispatcherID, fieldNumber: 1)
+    }
+    try { if let v = self._sentAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.intervalMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.intervalMs, fieldNumber: 3)
+    }
+    if !self.tenants.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tenants, fieldNumber: 4)
+    }
+    if self.planGeneration != 0 {
+      try visitor.visitSingularUInt64Field(value: self.planGeneration, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Sundial_V1_DemandReport, rhs: Sundial_V1_DemandReport) -> Bool {
+    if lhs.dispatcherID != rhs.dispatcherID {return false}
+    if lhs._sentAt != rhs._sentAt {return false}
+    if lhs.intervalMs != rhs.intervalMs {return false}
+    if lhs.tenants != rhs.tenants {return false}
+    if lhs.planGeneration != rhs.planGeneration {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,114 @@
+/// Estimates the executors' capacity *C* (jobs/s) from the work stream, as the Governor samples it:
+/// the total consumed so far (for a work-queue stream, last sequence − messages left) and the
+/// backlog (messages left).
+///
+/// - While the executors are **saturated** — the backlog has stayed above `saturationBacklog`
+///   worth of their rate (and at least `minimumBacklog` jobs) for the whole measuring window —
+///   the consumption rate over that window *is* the capacity.
+/// - Otherwise the consumption rate is only a lower bound (they took all they were given). The
+///   estimate never drops below it, and while quotas are throttling someone it **probes**
+///   upwards (`probeGrowthPerSecond`, compounding), so that a throttled whale soon gets capacity
+///   that freed up; the probe stops as soon as a backlog shows the new limit.
+/// - Before the first saturation nothing is known: `estimate` is nil (or `initial`) and the plan
+///   throttles nobody. `fixed` replaces all of this with a configured figure.
+public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration {
+    public struct Configuration: Sendable, Hashable {
+        /// A configured capacity (jobs/s) instead of a measured one.
+        public var fixed: Double?
+        /// The estimate before the first measurement (nil: unknown, nobody is throttled).
+        public var initial: Double?
+        /// Backlog worth this much of the consumption rate means the executors are saturated…
+        public var saturationBacklog: Duration
+        /// …and at least this many jobs.
+        public var minimumBacklog: Int
+        /// Consumption is measured over this window.
+        public var window: Duration
+        /// Upward probe while throttling and not saturated (0.1 = +10 % per second).
+        public var probeGrowthPerSecond: Double
+        /// Lower bound of any estimate (jobs/s).
+        public var floor: Double
+
+        public init(
+            fixed: Double? = nil, initial: Double? = nil, saturationBacklog: Duration = .milliseconds(250),
+            minimumBacklog: Int = 20, window: Duration = .seconds(2), probeGrowthPerSecond: Double = 0.1,
+            floor: Double = 1
+        ) {
+            self.fixed = fixed
+            self.initial = initial
+            self.saturationBacklog = saturationBacklog
+            self.minimumBacklog = minimumBacklog
+            self.window = window
+            self.probeGrowthPerSecond = probeGrowthPerSecond
+            self.floor = floor
+        }
+    }
+
+    struct Sample: Sendable {
+        var at: C.Instant
+        var consumed: UInt64
+    }
+
+    public private(set) var configuration: Configuration
+    private var measured: Double?
+    private var samples = FIFO<Sample>()
+    private var busySince: C.Instant?
+    private var lastObserved: C.Instant?
+    /// Consumption rate over the last window (jobs/s), whatever the backlog.
+    public private(set) var consumptionRate: Double = 0
+    public private(set) var saturated = false
+    public private(set) var lastBacklog: UInt64 = 0
+
+    public init(configuration: Configuration = Configuration()) {
+        self.configuration = configuration
+        self.measured = configuration.initial.map { max($0, configuration.floor) }
+    }
+
+    /// The capacity to share, jobs/s (nil: unknown).
+    public var estimate: Double? { configuration.fixed ?? measured }
+
+    /// Seeds the estimate (e.g. from the last published plan after a restart) if none exists.
+    public mutating func seed(_ capacity: Double) {
+        guard measured == nil, capacity.isFinite, capacity > 0 else { return }
+        measured = max(capacity, configuration.floor)
+    }
+
+    /// One sample of the work stream. `throttling`: the current plan holds someone back.
+    public mutating func observe(consumedTotal: UInt64, backlog: UInt64, throttling: Bool, now: C.Instant) {
+        let c = configuration
+        if let last = samples.elements.last, consumedTotal < last.consumed {
+            samples = FIFO()  // the stream was recreated; start over
+            busySince = nil
+        }
+        samples.append(Sample(at: now, consumed: consumedTotal))
+        while let first = samples.first, samples.count > 2, first.at.duration(to: now) > c.window {
+            _ = samples.popFirst()
+        }
+        lastBacklog = backlog
+        if let first = samples.first, first.at < now {
+            let seconds = first.at.duration(to: now).fairnessSeconds
+            consumptionRate = Double(consumedTotal - first.consumed) / seconds
+        }
+        let threshold = max(Double(c.minimumBacklog), consumptionRate * c.saturationBacklog.fairnessSeconds)
+        let busy = Double(backlog) >= threshold
+        if busy {
+            if busySince == nil { busySince = now }
+        } else {
+            busySince = nil
+        }
+        let dt = lastObserved.map { $0 < now ? $0.duration(to: now).fairnessSeconds : 0 } ?? 0
+        lastObserved = now
+        // Saturated: busy for the whole window the rate was measured over.
+        if let since = busySince, let first = samples.first, since <= first.at, first.at < now {
+            saturated = true
+            measured = max(consumptionRate, c.floor)
+            return
+        }
+        saturated = false
+        guard var estimate = measured else { return }
+        estimate = max(estimate, consumptionRate)
+        if throttling, !busy, dt > 0 {
+            estimate *= FairnessMath.expo(max(0, c.probeGrowthPerSecond) * min(dt, 10))
+        }
+        measured = max(estimate, c.floor)
+    }
+}

@@ -1,0 +1,261 @@
+/// The Dispatcher's enforcement of a `QuotaPlan`, as a pure state machine over a clock.
+///
+/// For each fetched batch the Dispatcher asks `decide` which fires go out now and which are
+/// deferred, and for how long. Fires go through a `DeficitRoundRobin` keyed by tenant (weight:
+/// the tenant's tier weight; priority within a tenant; fires coming back from a deferral ahead of
+/// fresh ones) whose admission check is the tenant's `TokenBucket`. What the buckets refuse is
+/// **deferred**: the Dispatcher naks it with the returned delay, so the fire stays in JetStream
+/// (pending on the consumer) and comes back later — memory here is one small record per active
+/// tenant, never a queue of fires.
+///
+/// The delay smears an over-quota tenant's fires at its rate: a deferred fire waits for the next
+/// token plus one token interval per fire of that tenant already deferred and not yet back, so the
+/// deferred fires return in about the order and at about the rate the bucket will admit them.
+/// Nothing is reserved: a returning fire takes a token like any other (first in its tenant's
+/// line), so a quota that grows or shrinks in the meantime applies at once, and a fire that finds
+/// the bucket dry again is simply deferred again.
+///
+/// Guards: at most `maximumDeferred` fires deferred at once by this dispatcher (beyond that,
+/// fires are dispatched — degraded to FIFO, never stalled — since deferred fires count toward the
+/// consumer's `max_ack_pending`, and a full window would stop delivery for every tenant); no
+/// plan yet = unthrottled; `enforce = false` = plain FIFO (demand is still counted).
+public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
+    public struct Configuration: Sendable, Hashable {
+        /// `false`: plain FIFO — every fire is dispatched at once (demand is still reported).
+        public var enforce: Bool
+        /// Tier assumed for a tenant the plan does not list: most likely one that just started,
+        /// and the `new` default is the most generous, so a first timer is never held back.
+        public var unknownTenantTier: Tier
+        /// A deferred fire comes back no sooner than this.
+        public var minimumDeferral: Duration
+        /// …and no later than this (it is then re-queued behind its tenant's line again).
+        public var maximumDeferral: Duration
+        /// Most fires this dispatcher keeps deferred at once; keep well under the consumer's
+        /// `max_ack_pending` divided by the number of dispatchers.
+        public var maximumDeferred: Int
+        /// A tenant idle this long (bucket full, nothing deferred) is forgotten.
+        public var idleExpiry: Duration
+
+        public init(
+            enforce: Bool = true, unknownTenantTier: Tier = .new, minimumDeferral: Duration = .milliseconds(100),
+            maximumDeferral: Duration = .seconds(600), maximumDeferred: Int = 400_000,
+            idleExpiry: Duration = .seconds(300)
+        ) {
+            self.enforce = enforce
+            self.unknownTenantTier = unknownTenantTier
+            self.minimumDeferral = minimumDeferral
+            self.maximumDeferral = maximumDeferral
+            self.maximumDeferred = maximumDeferred
+            self.idleExpiry = idleExpiry
+        }
+    }
+
+    /// One fetched fire, as far as fairness is concerned.
+    public struct Candidate: Sendable, Hashable {
+        public var tenant: String
+        public var priority: JobPriority
+        /// Delivered before (JetStream delivery count > 1): back from a deferral (or from a
+        /// failed forward). Not counted as new demand; first in its tenant's line.
+        public var redelivered: Bool
+
+        public init(tenant: String, priority: JobPriority = .normal, redelivered: Bool = false) {
+            self.tenant = tenant
+            self.priority = priority
+            self.redelivered = redelivered
+        }
+    }
+
+    public enum Decision: Sendable, Hashable {
+        case dispatch
+        /// Nak with this delay.
+        case deferred(Duration)
+    }
+
+    /// One tenant's counts since the previous `takeReport`.
+    public struct TenantReport: Sendable, Hashable {
+        public var tenant: String
+        public var due: Int
+        public var deferred: Int
+        public var dispatched: Int
+    }
+
+    struct TenantState: Sendable {
+        var bucket: TokenBucket<C>
+        var tier: Tier
+        var planGeneration: UInt64
+        /// Deferred by this dispatcher and not seen again yet.
+        var deferred = 0
+        /// When the last of those is due back (plus grace, the count is reset then: its
+        /// redelivery may have gone to another dispatcher).
+        var deferredBackBy: C.Instant
+        var due = 0
+        var dispatched = 0
+        var lastActive: C.Instant
+    }
+
+    public struct TierCounters: Sendable, Hashable {
+        public var tenants = 0
+        public var deferredNow = 0
+        public var dispatchedTotal = 0
+        public var deferredTotal = 0
+    }
+
+    public private(set) var configuration: Configuration
+    public private(set) var plan: QuotaPlan
+    /// When the current plan was applied (nil: none yet, running unthrottled).
+    public private(set) var planAppliedAt: C.Instant?
+    private var tenants: [String: TenantState] = [:]
+    public private(set) var deferredNow = 0
+    /// Fires dispatched because `maximumDeferred` was reached (would have been deferred).
+    public private(set) var overflowDispatched = 0
+    private var dispatchedByTier: [Tier: Int] = [:]
+    private var deferredByTier: [Tier: Int] = [:]
+
+    public init(configuration: Configuration = Configuration()) {
+        self.configuration = configuration
+        self.plan = .unthrottled()
+    }
+
+    /// Switches to `plan` (ignored if older than the current one). Buckets keep the tokens they
+    /// have (clamped to the new burst), so a new plan never releases a burst.
+    public mutating func apply(_ plan: QuotaPlan, now: C.Instant) {
+        guard planAppliedAt == nil || plan.generation >= self.plan.generation else { return }
+        self.plan = plan
+        planAppliedAt = now
+        for (name, var state) in tenants {
+            let (tier, quota) = resolvedQuota(name)
+            state.tier = tier
+            state.bucket.reconfigure(rate: quota.rate, burst: quota.burst, now: now)
+            state.planGeneration = plan.generation
+            tenants[name] = state
+        }
+    }
+
+    public mutating func reconfigure(_ configuration: Configuration) {
+        self.configuration = configuration
+    }
+
+    /// The tier this dispatcher currently applies to `tenant`.
+    public func tier(of tenant: String) -> Tier {
+        tenants[tenant]?.tier ?? resolvedQuota(tenant).tier
+    }
+
+    /// Decides for each candidate (same order) whether to dispatch it now or defer it.
+    public mutating func decide(_ candidates: [Candidate], now: C.Instant) -> [Decision] {
+        var decisions = [Decision](repeating: .dispatch, count: candidates.count)
+        for candidate in candidates {
+            var state = self.state(for: candidate.tenant, now: now)
+            if candidate.redelivered {
+                if state.deferred > 0 {
+                    state.deferred -= 1
+                    deferredNow -= 1
+                }
+            } else {
+                state.due += 1
+            }
+            state.lastActive = now
+            tenants[candidate.tenant] = state
+        }
+        guard configuration.enforce else {
+            for candidate in candidates { countDispatch(candidate.tenant) }
+            return decisions
+        }
+
+        var scheduler = DeficitRoundRobin<String, Int>()
+        // Returning fires first: they are older than anything fresh of the same tenant.
+        for pass in [true, false] {
+            for (index, candidate) in candidates.enumerated() where candidate.redelivered == pass {
+                scheduler.enqueue(
+                    index, for: candidate.tenant, priority: candidate.priority,
+                    weight: plan.weights[tenants[candidate.tenant]!.tier])
+            }
+        }
+        let admitted = scheduler.dequeue(limit: candidates.count) { tenant, _ in
+            tenants[tenant]!.bucket.tryTake(now: now)
+        }
+        for (tenant, _) in admitted { countDispatch(tenant) }
+
+        for (tenant, index) in scheduler.removeAll() {
+            if deferredNow >= configuration.maximumDeferred {
+                overflowDispatched += 1
+                countDispatch(tenant)
+                continue
+            }
+            var state = tenants[tenant]!
+            let interval = 1 / max(state.bucket.rate, 1e-9)
+            let wait = state.bucket.timeUntilAvailable(now: now)
+                + Duration.seconds(min(Double(state.deferred) * interval, 1e9))
+            let delay = min(max(wait, configuration.minimumDeferral), configuration.maximumDeferral)
+            state.deferred += 1
+            state.deferredBackBy = max(state.deferredBackBy, now.advanced(by: delay))
+            tenants[tenant] = state
+            deferredNow += 1
+            deferredByTier[state.tier, default: 0] += 1
+            decisions[index] = .deferred(delay)
+        }
+        return decisions
+    }
+
+    /// Per tenant: fires that came due, are deferred now, and were dispatched since the last
+    /// report (tenants with nothing to say are left out). Resets the period counts, forgets idle
+    /// tenants and resets deferral counts whose fires must have come back elsewhere.
+    public mutating func takeReport(now: C.Instant, grace: Duration = .seconds(30)) -> [TenantReport] {
+        var lines: [TenantReport] = []
+        for (name, var state) in tenants {
+            if state.deferred > 0, now > state.deferredBackBy.advanced(by: grace) {
+                deferredNow -= state.deferred
+                state.deferred = 0
+            }
+            if state.due > 0 || state.deferred > 0 || state.dispatched > 0 {
+                lines.append(
+                    TenantReport(tenant: name, due: state.due, deferred: state.deferred, dispatched: state.dispatched))
+            }
+            state.due = 0
+            state.dispatched = 0
+            let idle = state.lastActive.duration(to: now) >= configuration.idleExpiry
+            if idle, state.deferred == 0, state.bucket.tokens(at: now) >= state.bucket.burst {
+                tenants[name] = nil
+            } else {
+                tenants[name] = state
+            }
+        }
+        return lines.sorted { $0.tenant < $1.tenant }
+    }
+
+    /// Active tenants, deferred fires and lifetime totals per tier (for `$SRV.STATS`).
+    public func tierCounters() -> [Tier: TierCounters] {
+        var out = Dictionary(uniqueKeysWithValues: Tier.allCases.map { ($0, TierCounters()) })
+        for state in tenants.values {
+            out[state.tier]!.tenants += 1
+            out[state.tier]!.deferredNow += state.deferred
+        }
+        for tier in Tier.allCases {
+            out[tier]!.dispatchedTotal = dispatchedByTier[tier] ?? 0
+            out[tier]!.deferredTotal = deferredByTier[tier] ?? 0
+        }
+        return out
+    }
+
+    public var activeTenants: Int { tenants.count }
+
+    private mutating func countDispatch(_ tenant: String) {
+        guard var state = tenants[tenant] else { return }
+        state.dispatched += 1
+        dispatchedByTier[state.tier, default: 0] += 1
+        tenants[tenant] = state
+    }
+
+    private func resolvedQuota(_ tenant: String) -> (tier: Tier, quota: Quota) {
+        let (tier, quota) = plan.resolve(tenant, fallbackTier: configuration.unknownTenantTier)
+        let share = plan.dispatcherShare
+        return (tier, Quota(rate: quota.rate * share, burst: max(1, quota.burst * share)))
+    }
+
+    private func state(for tenant: String, now: C.Instant) -> TenantState {
+        if let existing = tenants[tenant] { return existing }
+        let (tier, quota) = resolvedQuota(tenant)
+        return TenantState(
+            bucket: TokenBucket(rate: quota.rate, burst: quota.burst, now: now), tier: tier,
+            planGeneration: plan.generation, deferredBackBy: now, lastActive: now)
+    }
+}

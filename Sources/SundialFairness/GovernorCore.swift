@@ -1,0 +1,193 @@
+/// The Fairness-Governor's computation, pure and generic over a clock: demand reports from the
+/// dispatchers and samples of the work stream in, a `QuotaPlan` out (`plan(now:…)` every period).
+///
+/// - **Demand** of a tenant = its due rate (summed over the live dispatchers' latest reports,
+///   smoothed with time constant `demandWindow`) + its deferred backlog / `backlogDrainTime`.
+///   The due rate counts fires when they first come due, never when they are dispatched, so a
+///   throttled tenant's demand does not fall to its quota and drag the quota down with it.
+/// - **Tier** from `TierClassifier` (age, trial flag and pin from the caller's tenant profiles).
+/// - **Capacity** from `CapacityEstimator`.
+/// - **Dispatchers** alive = those heard from within `reportTTL`; the plan tells each to enforce
+///   its 1/n share of every bucket.
+public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
+    public struct Configuration: Sendable, Hashable {
+        public var weights: TierWeights
+        public var policy: QuotaPolicy
+        public var classifier: TierClassifier<C>.Configuration
+        public var capacity: CapacityEstimator<C>.Configuration
+        /// Time constant of the demand moving average (short: the plan must follow a flood).
+        public var demandWindow: Duration
+        /// A deferred backlog counts as this much extra demand: backlog / drain time.
+        public var backlogDrainTime: Duration
+        /// A dispatcher not heard from for this long is gone (its counts are dropped).
+        public var reportTTL: Duration
+        /// A tenant without demand for this long leaves the plan (and the classifier).
+        public var tenantIdleExpiry: Duration
+
+        public init(
+            weights: TierWeights = .default, policy: QuotaPolicy = QuotaPolicy(),
+            classifier: TierClassifier<C>.Configuration = .init(),
+            capacity: CapacityEstimator<C>.Configuration = .init(), demandWindow: Duration = .seconds(3),
+            backlogDrainTime: Duration = .seconds(10), reportTTL: Duration = .seconds(10),
+            tenantIdleExpiry: Duration = .seconds(600)
+        ) {
+            self.weights = weights
+            self.policy = policy
+            self.classifier = classifier
+            self.capacity = capacity
+            self.demandWindow = demandWindow
+            self.backlogDrainTime = backlogDrainTime
+            self.reportTTL = reportTTL
+            self.tenantIdleExpiry = tenantIdleExpiry
+        }
+    }
+
+    /// One dispatcher's report (see `DemandReport` on the wire).
+    public struct Report: Sendable, Hashable {
+        public var dispatcher: String
+        /// The period the counts cover.
+        public var interval: Duration
+        public var tenants: [FairnessGate<C>.TenantReport]
+
+        public init(dispatcher: String, interval: Duration, tenants: [FairnessGate<C>.TenantReport]) {
+            self.dispatcher = dispatcher
+            self.interval = interval
+            self.tenants = tenants
+        }
+    }
+
+    /// What the caller knows about a tenant (from the tenants table).
+    public struct TenantProfile: Sendable, Hashable {
+        public var age: Duration
+        public var trial: Bool
+        public var pinned: Tier?
+
+        public init(age: Duration, trial: Bool = false, pinned: Tier? = nil) {
+            self.age = age
+            self.trial = trial
+            self.pinned = pinned
+        }
+    }
+
+    struct DispatcherState: Sendable {
+        var heardAt: C.Instant
+        /// Per tenant: due rate in the latest report and deferred backlog.
+        var rates: [String: (due: Double, deferred: Int)]
+    }
+
+    struct DemandState: Sendable {
+        var rate: Double
+        var lastUpdate: C.Instant
+        var lastDemand: C.Instant
+    }
+
+    public private(set) var configuration: Configuration
+    public private(set) var classifier: TierClassifier<C>
+    public private(set) var capacity: CapacityEstimator<C>
+    private var dispatchers: [String: DispatcherState] = [:]
+    private var demand: [String: DemandState] = [:]
+    public private(set) var lastPlan: QuotaPlan?
+
+    public init(configuration: Configuration = Configuration()) {
+        self.configuration = configuration
+        self.classifier = TierClassifier(configuration: configuration.classifier)
+        self.capacity = CapacityEstimator(configuration: configuration.capacity)
+    }
+
+    /// Continues after `plan` (the one in KV when this governor took over): generations go on
+    /// from it and its measured capacity seeds the estimate.
+    public mutating func resume(from plan: QuotaPlan) {
+        if plan.generation > (lastPlan?.generation ?? 0) { lastPlan = plan }
+        let utilisation = plan.policy.sanitisedUtilisation
+        if plan.capacity < plan.policy.maxRate * 0.5 {
+            capacity.seed(plan.capacity / utilisation)
+        }
+    }
+
+    public mutating func ingest(_ report: Report, now: C.Instant) {
+        let seconds = max(report.interval.fairnessSeconds, 1e-3)
+        var rates: [String: (due: Double, deferred: Int)] = [:]
+        for line in report.tenants {
+            rates[line.tenant] = (Double(max(0, line.due)) / seconds, max(0, line.deferred))
+        }
+        dispatchers[report.dispatcher] = DispatcherState(heardAt: now, rates: rates)
+    }
+
+    /// A sample of the work stream (see `CapacityEstimator`).
+    public mutating func observeWork(consumedTotal: UInt64, backlog: UInt64, now: C.Instant) {
+        let throttling = lastPlan.map { plan in plan.tenants.values.contains { $0.allocated + 1e-9 < $0.demand } } ?? false
+        capacity.observe(consumedTotal: consumedTotal, backlog: backlog, throttling: throttling, now: now)
+    }
+
+    /// Dispatchers heard from within `reportTTL`.
+    public func liveDispatchers(now: C.Instant) -> Int {
+        dispatchers.values.filter { $0.heardAt.duration(to: now) <= configuration.reportTTL }.count
+    }
+
+    /// Tenants with current demand or deferred fires (the caller looks up their profiles).
+    public var activeTenants: [String] { Array(demand.keys).sorted() }
+
+    /// Computes the next plan. `profiles`: age/trial/pin per tenant; a tenant without one is
+    /// treated as brand new (age 0).
+    public mutating func plan(
+        now: C.Instant, profiles: [String: TenantProfile], issuedAtMillis: Int64
+    ) -> QuotaPlan {
+        let c = configuration
+        dispatchers = dispatchers.filter { $0.value.heardAt.duration(to: now) <= c.reportTTL }
+        var due: [String: Double] = [:]
+        var backlog: [String: Int] = [:]
+        for state in dispatchers.values {
+            for (tenant, r) in state.rates {
+                due[tenant, default: 0] += r.due
+                backlog[tenant, default: 0] += r.deferred
+            }
+        }
+        // Smooth the due rate of every tenant we know or just heard of.
+        for tenant in Set(due.keys).union(demand.keys) {
+            let sample = due[tenant] ?? 0
+            if var d = demand[tenant] {
+                let dt = d.lastUpdate < now ? d.lastUpdate.duration(to: now).fairnessSeconds : 0
+                let window = c.demandWindow.fairnessSeconds
+                let alpha = window <= 0 ? 1 : 1 - FairnessMath.expo(-dt / window)
+                d.rate += alpha * (sample - d.rate)
+                d.lastUpdate = now
+                if sample > 0 || (backlog[tenant] ?? 0) > 0 { d.lastDemand = now }
+                demand[tenant] = d
+            } else {
+                demand[tenant] = DemandState(rate: sample, lastUpdate: now, lastDemand: now)
+            }
+        }
+        for (tenant, d) in demand where d.lastDemand.duration(to: now) > c.tenantIdleExpiry {
+            demand[tenant] = nil
+            classifier.forget(tenant)
+        }
+
+        var demands: [Demand] = []
+        demands.reserveCapacity(demand.count)
+        let drain = max(c.backlogDrainTime.fairnessSeconds, 1e-3)
+        for (tenant, d) in demand {
+            let profile = profiles[tenant] ?? TenantProfile(age: .zero)
+            classifier.pin(tenant, to: profile.pinned)
+            let tier = classifier.observe(
+                tenant: tenant, dueRate: due[tenant] ?? 0, backlog: backlog[tenant] ?? 0, age: profile.age,
+                trial: profile.trial, now: now)
+            let rate = d.rate + Double(backlog[tenant] ?? 0) / drain
+            demands.append(Demand(id: tenant, tier: tier, rate: rate))
+        }
+        demands.sort { $0.id < $1.id }
+        let generation = (lastPlan?.generation ?? 0) + 1
+        var plan: QuotaPlan
+        if let capacity = capacity.estimate {
+            plan = QuotaPlan.compute(
+                capacity: capacity, demands: demands, weights: c.weights, policy: c.policy,
+                generation: generation, issuedAtMillis: issuedAtMillis)
+        } else {
+            // Capacity unknown: share "infinity" — tiers and demand are reported, nobody throttled.
+            let share = FairShare.allocate(capacity: c.policy.maxRate, demands: demands, weights: c.weights)
+            plan = QuotaPlan.make(from: share, policy: c.policy, generation: generation, issuedAtMillis: issuedAtMillis)
+        }
+        plan.dispatchers = max(1, liveDispatchers(now: now))
+        lastPlan = plan
+        return plan
+    }
+}

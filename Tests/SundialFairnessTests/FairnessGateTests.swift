@@ -1,0 +1,175 @@
+import Testing
+
+@testable import SundialFairness
+
+@Suite("FairnessGate: the Dispatcher's enforcement")
+struct FairnessGateTests {
+    typealias Gate = FairnessGate<ManualClock>
+
+    /// A plan throttling `whale` to `rate` jobs/s (bulk), everyone else unlisted.
+    static func plan(whaleRate: Double, burst: Double = 10, generation: UInt64 = 1, dispatchers: Int = 1) -> QuotaPlan {
+        var plan = QuotaPlan.unthrottled()
+        plan.generation = generation
+        plan.tenants["whale"] = TenantQuota(tier: .bulk, rate: whaleRate, burst: burst, demand: 1000, allocated: whaleRate)
+        plan.dispatchers = dispatchers
+        return plan
+    }
+
+    static func fires(_ tenant: String, _ n: Int, redelivered: Bool = false) -> [Gate.Candidate] {
+        Array(repeating: Gate.Candidate(tenant: tenant, redelivered: redelivered), count: n)
+    }
+
+    @Test func withoutAPlanNothingIsHeldBack() {
+        let clock = ManualClock()
+        var gate = Gate()
+        let decisions = gate.decide(Self.fires("whale", 5000), now: clock.now)
+        #expect(decisions.allSatisfy { $0 == .dispatch })
+    }
+
+    @Test func overQuotaFiresAreDeferredAndSmearedAtTheTenantsRate() {
+        let clock = ManualClock()
+        var gate = Gate()
+        gate.apply(Self.plan(whaleRate: 100, burst: 10), now: clock.now)
+        let decisions = gate.decide(Self.fires("whale", 210) + Self.fires("small", 3), now: clock.now)
+        let dispatched = decisions.filter { $0 == .dispatch }.count
+        #expect(dispatched == 10 + 3)  // the whale's burst, and every small fire
+        let delays = decisions.compactMap { d -> Double? in
+            if case .deferred(let delay) = d { return delay.seconds } else { return nil }
+        }
+        #expect(delays.count == 200)
+        // Successive deferred fires are 1/rate apart: the 200 are spread over ≈ 2 s.
+        #expect(delays == delays.sorted())
+        #expect(abs(delays.last! - 2.0) < 0.05)
+        #expect(abs((delays[101] - delays[100]) - 0.01) < 1e-6)
+        #expect(decisions.suffix(3).allSatisfy { $0 == .dispatch })
+    }
+
+    @Test func returningFiresGoFirstAndNeverCountAsNewDemand() {
+        let clock = ManualClock()
+        var gate = Gate()
+        gate.apply(Self.plan(whaleRate: 10, burst: 5), now: clock.now)
+        _ = gate.decide(Self.fires("whale", 25), now: clock.now)  // 5 out, 20 deferred
+        #expect(gate.deferredNow == 20)
+        clock.advance(by: .seconds(1))  // 10 tokens, capped to the burst of 5
+        let mixed = Self.fires("whale", 10) + Self.fires("whale", 8, redelivered: true)
+        let decisions = gate.decide(mixed, now: clock.now)
+        // The 5 tokens go to returning fires (the first 5 of them).
+        #expect(decisions[10..<15].allSatisfy { $0 == .dispatch })
+        #expect(decisions[0..<10].allSatisfy { $0 != .dispatch })
+        let report = gate.takeReport(now: clock.now)
+        #expect(report == [.init(tenant: "whale", due: 35, deferred: 20 - 8 + 13, dispatched: 10)])
+    }
+
+    @Test func aDispatcherEnforcesItsShareOfEachBucket() {
+        let clock = ManualClock()
+        var gate = Gate()
+        gate.apply(Self.plan(whaleRate: 100, burst: 40, dispatchers: 4), now: clock.now)
+        let decisions = gate.decide(Self.fires("whale", 100), now: clock.now)
+        #expect(decisions.filter { $0 == .dispatch }.count == 10)
+        guard case .deferred(let first) = decisions[10] else { Issue.record("not deferred"); return }
+        // Next token of a 25/s bucket in 40 ms.
+        #expect(abs(first.seconds - 0.1) < 1e-9)  // clamped up to minimumDeferral
+        guard case .deferred(let later) = decisions[99] else { Issue.record("not deferred"); return }
+        #expect(abs(later.seconds - (0.04 + 89 * 0.04)) < 1e-6)
+    }
+
+    @Test func overTheDeferralCapFiresAreDispatchedNotStalled() {
+        let clock = ManualClock()
+        var gate = Gate(configuration: .init(maximumDeferred: 50))
+        gate.apply(Self.plan(whaleRate: 1, burst: 1), now: clock.now)
+        let decisions = gate.decide(Self.fires("whale", 200), now: clock.now)
+        #expect(decisions.filter { $0 != .dispatch }.count == 50)
+        #expect(gate.overflowDispatched == 149)
+    }
+
+    @Test func fifoModeDispatchesEverythingButStillReportsDemand() {
+        let clock = ManualClock()
+        var gate = Gate(configuration: .init(enforce: false))
+        gate.apply(Self.plan(whaleRate: 1, burst: 1), now: clock.now)
+        #expect(gate.decide(Self.fires("whale", 500), now: clock.now).allSatisfy { $0 == .dispatch })
+        #expect(gate.takeReport(now: clock.now).first?.due == 500)
+    }
+
+    @Test func aNewPlanKeepsTokensAndAnOlderPlanIsIgnored() {
+        let clock = ManualClock()
+        var gate = Gate()
+        gate.apply(Self.plan(whaleRate: 10, burst: 100, generation: 5), now: clock.now)
+        _ = gate.decide(Self.fires("whale", 100), now: clock.now)  // bucket empty
+        gate.apply(Self.plan(whaleRate: 1000, burst: 1000, generation: 6), now: clock.now)
+        // No burst is released by the plan change.
+        #expect(gate.decide(Self.fires("whale", 1), now: clock.now) != [.dispatch])
+        gate.apply(Self.plan(whaleRate: 1, burst: 1, generation: 4), now: clock.now)
+        #expect(gate.plan.generation == 6)
+        clock.advance(by: .milliseconds(100))
+        #expect(gate.decide(Self.fires("whale", 100), now: clock.now).filter { $0 == .dispatch }.count == 100)
+    }
+
+    @Test func unknownTenantsGetTheNewTierDefault() {
+        let clock = ManualClock()
+        var gate = Gate()
+        var plan = Self.plan(whaleRate: 10)
+        plan.tierDefaults[.new] = Quota(rate: 50, burst: 20)
+        plan.tierDefaults[.standard] = Quota(rate: 5, burst: 2)
+        gate.apply(plan, now: clock.now)
+        #expect(gate.decide(Self.fires("fresh", 20), now: clock.now).allSatisfy { $0 == .dispatch })
+        #expect(gate.tier(of: "fresh") == .new)
+        #expect(gate.tier(of: "whale") == .bulk)
+    }
+
+    @Test func idleTenantsAreForgottenAndLostDeferralsExpire() {
+        let clock = ManualClock()
+        var gate = Gate(configuration: .init(idleExpiry: .seconds(60)))
+        gate.apply(Self.plan(whaleRate: 10, burst: 1), now: clock.now)
+        _ = gate.decide(Self.fires("whale", 11) + Self.fires("small", 1), now: clock.now)
+        #expect(gate.deferredNow == 10)
+        // The deferred fires went to another dispatcher: after they were due back (1 s) plus
+        // grace, the count is dropped; after the idle expiry the tenants are gone.
+        clock.advance(by: .seconds(40))
+        _ = gate.takeReport(now: clock.now)
+        #expect(gate.deferredNow == 0)
+        clock.advance(by: .seconds(30))
+        _ = gate.takeReport(now: clock.now)
+        #expect(gate.activeTenants == 0)
+    }
+
+    @Test func overManyBatchesTheWhaleGetsItsRateAndSmallTenantsEverything() {
+        // 10 ms batches for 20 s: whale offers 2000/s, 20 small tenants 1/s each; quota 300/s.
+        let clock = ManualClock()
+        var gate = Gate()
+        gate.apply(Self.plan(whaleRate: 300, burst: 30), now: clock.now)
+        var returning: [(at: Duration, count: Int)] = []
+        var whaleOut = 0
+        var smallOut = 0
+        var smallOffered = 0
+        for step in 0..<2000 {
+            let now = clock.now
+            var batch = Self.fires("whale", 20)
+            if step % 5 == 0 {
+                batch += (0..<4).map { _ in Gate.Candidate(tenant: "small-\((step / 5) % 20)") }
+                smallOffered += 4
+            }
+            let back = returning.filter { $0.at <= now.offset }.reduce(0) { sum, r in sum + r.count }
+            returning.removeAll { $0.at <= now.offset }
+            batch += Self.fires("whale", back, redelivered: true)
+            for (candidate, decision) in zip(batch, gate.decide(batch, now: now)) {
+                switch decision {
+                case .dispatch:
+                    if candidate.tenant == "whale" { whaleOut += 1 } else { smallOut += 1 }
+                case .deferred(let delay):
+                    returning.append((now.offset + delay, 1))
+                }
+            }
+            clock.advance(by: .milliseconds(10))
+        }
+        #expect(smallOut == smallOffered)
+        let rate = Double(whaleOut) / 20
+        #expect(abs(rate - 300) < 300 * 0.03, "whale rate \(rate)")
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let c = components
+        return Double(c.seconds) + Double(c.attoseconds) * 1e-18
+    }
+}
