@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "sundial-ingest", targets: ["sundial-ingest"]),
         .executable(name: "sundial-planner", targets: ["sundial-planner"]),
         .executable(name: "sundial-dispatcher", targets: ["sundial-dispatcher"]),
+        .executable(name: "sundial-governor", targets: ["sundial-governor"]),
         .library(name: "SundialExecutor", targets: ["SundialExecutor"]),
         .library(name: "SundialSchedule", targets: ["SundialSchedule"]),
     ],
@@ -77,7 +78,14 @@ let package = Package(
         .target(
             name: "SundialDispatcher",
             dependencies: [
-                "SundialContract", "SundialStore", "SundialNATS", "SundialProto",
+                "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialFairness",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "SundialGovernor",
+            dependencies: [
+                "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialFairness",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -104,8 +112,8 @@ let package = Package(
         .target(
             name: "SundialCLI",
             dependencies: [
-                "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialExecutor",
-                "SundialLocalCluster", "SundialBench", "SundialSchedule", "SundialProto",
+                "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor", "SundialExecutor",
+                "SundialFairness", "SundialLocalCluster", "SundialBench", "SundialSchedule", "SundialProto",
                 "SundialContract", "SundialNATS", "SundialStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -125,6 +133,9 @@ let package = Package(
         .executableTarget(
             name: "sundial-dispatcher", dependencies: ["SundialCLI"], path: "services/dispatcher",
             exclude: ["README.md"]),
+        .executableTarget(
+            name: "sundial-governor", dependencies: ["SundialCLI"], path: "services/governor",
+            exclude: ["README.md"]),
 
         .testTarget(
             name: "SundialScheduleTests",
@@ -139,8 +150,8 @@ let package = Package(
         .testTarget(
             name: "SundialIntegrationTests",
             dependencies: [
-                "SundialLocalCluster", "SundialIngest", "SundialPlanner", "SundialDispatcher",
-                "SundialExecutor", "SundialNATS", "SundialPostgres", "SundialStore", "SundialProto",
+                "SundialLocalCluster", "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor",
+                "SundialFairness", "SundialExecutor", "SundialNATS", "SundialPostgres", "SundialStore", "SundialProto",
                 "SundialContract", "SundialCLI",
             ]),
     ]

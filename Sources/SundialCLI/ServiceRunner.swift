@@ -3,6 +3,8 @@ import Logging
 import ServiceLifecycle
 import SundialContract
 import SundialDispatcher
+import SundialFairness
+import SundialGovernor
 import SundialIngest
 import SundialNATS
 import SundialPlanner
@@ -12,7 +14,7 @@ import SundialStore
 
 /// Which services one process runs.
 public enum SundialComponent: String, CaseIterable, Sendable {
-    case ingest, planner, dispatcher
+    case ingest, planner, dispatcher, governor
 }
 
 /// Everything a service process needs, read from the environment by executables only.
@@ -32,6 +34,7 @@ public struct ServiceEnvironment: Sendable {
     public var ingest = IngestConfig()
     public var planner = PlannerConfig()
     public var dispatcher = DispatcherConfig()
+    public var governor = GovernorConfig()
 
     public init() {}
 
@@ -45,6 +48,11 @@ public struct ServiceEnvironment: Sendable {
             guard let value = ScheduleDuration.parse(text) else {
                 throw SundialError.invalid(key, "is not a duration like 500ms, 10s, 5m: \(text)")
             }
+            return value
+        }
+        func number(_ key: String) throws -> Double? {
+            guard let text = env[key] else { return nil }
+            guard let value = Double(text), value.isFinite else { throw SundialError.invalid(key, "is not a number: \(text)") }
             return value
         }
         func integer(_ key: String) throws -> Int? {
@@ -84,6 +92,45 @@ public struct ServiceEnvironment: Sendable {
         if let value = try duration("SUNDIAL_PLANNER_RESCUE_GRACE") { result.planner.rescueGrace = value }
         if let value = try integer("SUNDIAL_DISPATCHER_PIPELINES") { result.dispatcher.pipelines = value }
         if let value = try integer("SUNDIAL_DISPATCHER_FETCH_BATCH") { result.dispatcher.fetchBatch = value }
+        if let value = env["SUNDIAL_DISPATCHER_FAIRNESS"] {
+            guard value == "on" || value == "off" else {
+                throw SundialError.invalid("SUNDIAL_DISPATCHER_FAIRNESS", "must be on or off")
+            }
+            result.dispatcher.fairness.enforce = value == "on"
+        }
+        if let value = try integer("SUNDIAL_DISPATCHER_MAX_DEFERRED") { result.dispatcher.fairness.maximumDeferred = value }
+        if let value = env["SUNDIAL_DISPATCHER_INSTANCE_ID"] { result.dispatcher.instanceID = value }
+        if let value = env["SUNDIAL_GOVERNOR_INSTANCE_ID"] { result.governor.instanceID = value }
+        if let value = try duration("SUNDIAL_GOVERNOR_PERIOD") { result.governor.period = value }
+        if let value = try duration("SUNDIAL_GOVERNOR_LEASE_TTL") { result.governor.leaseTTL = value }
+        if let value = try number("SUNDIAL_GOVERNOR_CAPACITY") { result.governor.core.capacity.fixed = value }
+        if let value = try number("SUNDIAL_GOVERNOR_TARGET_UTILISATION") { result.governor.core.policy.targetUtilisation = value }
+        if let value = try duration("SUNDIAL_GOVERNOR_NEW_TENANT_AGE") { result.governor.core.classifier.newTenantAge = value }
+        if let value = try number("SUNDIAL_GOVERNOR_BULK_RATE") {
+            result.governor.core.classifier.enterBulkRate = value
+            result.governor.core.classifier.exitBulkRate = value * 0.4
+        }
+        if let value = try integer("SUNDIAL_GOVERNOR_BULK_BACKLOG") {
+            result.governor.core.classifier.enterBulkBacklog = value
+            result.governor.core.classifier.exitBulkBacklog = value / 10
+        }
+        if let value = env["SUNDIAL_GOVERNOR_WEIGHTS"] {
+            // new:4,standard:2,bulk:1
+            var weights = TierWeights()
+            for part in value.split(separator: ",") {
+                let pair = part.split(separator: ":")
+                guard pair.count == 2, let tier = Tier(rawValue: String(pair[0])), let w = Double(pair[1]), w > 0 else {
+                    throw SundialError.invalid("SUNDIAL_GOVERNOR_WEIGHTS", "must look like new:4,standard:2,bulk:1")
+                }
+                switch tier {
+                case .new: weights.new = w
+                case .standard: weights.standard = w
+                case .bulk: weights.bulk = w
+                }
+            }
+            result.governor.core.weights = weights
+        }
+        result.governor.namespace = result.namespace
         result.ingest.namespace = result.namespace
         result.planner.namespace = result.namespace
         result.dispatcher.namespace = result.namespace
@@ -100,6 +147,7 @@ public enum ServiceRunner {
         try environment.ingest.validate()
         try environment.planner.validate()
         try environment.dispatcher.validate()
+        try environment.governor.validate()
         var pgConfig = try PostgresConfiguration(url: environment.postgresURL)
         pgConfig.searchPath = "\"\(environment.schema)\""
         pgConfig.applicationName = "sundial-" + components.map(\.rawValue).joined(separator: "+")
@@ -134,6 +182,10 @@ public enum ServiceRunner {
             case .dispatcher:
                 services.append(
                     try DispatcherService(config: environment.dispatcher, connection: bulk, timers: store, logger: logger))
+            case .governor:
+                services.append(
+                    try GovernorService(
+                        config: environment.governor, connection: bulk, tenants: TenantStore(pool: pool), logger: logger))
             }
         }
         let group = ServiceGroup(

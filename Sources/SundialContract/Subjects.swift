@@ -90,11 +90,23 @@ public struct SundialNamespace: Sendable, Hashable {
         "executor-" + queue.replacingOccurrences(of: ".", with: "_")
     }
 
+    // MARK: fairness (internal)
+
+    /// Dispatchers publish a `DemandReport` here every report interval (core NATS).
+    public var fairnessDemand: String { "\(subjectRoot).fairness.demand" }
+    /// The JetStream KV bucket holding the quota plan and the governor's leader lease.
+    public var quotasBucket: String { "\(streamPrefix)_QUOTAS" }
+    /// Key of the current `QuotaPlan` (JSON) in `quotasBucket`.
+    public static let quotaPlanKey = "plan"
+    /// Key of the governor leader lease in `quotasBucket`.
+    public static let governorLeaderKey = "leader"
+
     // MARK: service discovery names ($SRV.PING.<name>)
 
     public static let ingestServiceName = "sundial-ingest"
     public static let plannerServiceName = "sundial-planner"
     public static let dispatcherServiceName = "sundial-dispatcher"
+    public static let governorServiceName = "sundial-governor"
 }
 
 /// Methods of the `Timers` service.

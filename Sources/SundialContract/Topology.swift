@@ -50,7 +50,10 @@ public enum SundialTopology {
         return config
     }
 
-    public static func dispatcherConsumer(_ namespace: SundialNamespace, maxAckPending: Int = 20_000)
+    /// `max_ack_pending` is large because fires deferred by quota (nak'd with a delay) stay
+    /// pending until they come back; each dispatcher keeps its deferred fires below
+    /// `FairnessGate.Configuration.maximumDeferred` (400 000) so the window never fills.
+    public static func dispatcherConsumer(_ namespace: SundialNamespace, maxAckPending: Int = 1_000_000)
         -> JetStreamConsumerConfig
     {
         var config = JetStreamConsumerConfig(

@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import SundialContract
+import SundialFairness
 import SundialNATS
 import SundialProto
 import SundialSchedule
@@ -20,6 +21,14 @@ public struct DispatcherConfig: Sendable {
     public var fetchMaxWait: Duration = .seconds(1)
     /// Redelivery delay for a fire whose forward failed (JetStream or Postgres down).
     public var retryDelay: Duration = .seconds(2)
+    /// Quota enforcement (see `FairnessGate`); `fairness.enforce = false` is plain FIFO.
+    public var fairness = FairnessGate<ContinuousClock>.Configuration()
+    /// How often per-tenant demand is reported to the Fairness-Governor.
+    public var demandReportInterval: Duration = .seconds(1)
+    /// Re-read the quota plan this often even without a KV update (a missed update heals).
+    public var planRefresh: Duration = .seconds(5)
+    /// Names this dispatcher in demand reports (the governor counts live dispatchers by it).
+    public var instanceID: String = "dispatcher-\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
 
     public init() {}
 
@@ -28,6 +37,12 @@ public struct DispatcherConfig: Sendable {
         guard (1...5000).contains(fetchBatch) else { throw .invalid("dispatcher.fetch_batch", "must be in 1…5000") }
         guard fetchMaxWait >= .milliseconds(10) else {
             throw .invalid("dispatcher.fetch_max_wait", "must be at least 10ms")
+        }
+        guard demandReportInterval >= .milliseconds(50) else {
+            throw .invalid("dispatcher.demand_report_interval", "must be at least 50ms")
+        }
+        guard fairness.maximumDeferred >= 0, fairness.minimumDeferral <= fairness.maximumDeferral else {
+            throw .invalid("dispatcher.fairness", "needs maximum_deferred ≥ 0 and minimum ≤ maximum deferral")
         }
     }
 }
@@ -46,8 +61,22 @@ public final class DispatcherStats: Sendable {
     public let deadLettered = Atomic<Int>(0)
     /// Sum and count of fire lag (JetStream fire time − due time), for the average.
     public let fireLagMicros = Atomic<Int>(0)
+    /// Fires held back by quota (nak'd with a delay), counting each deferral.
+    public let deferred = Atomic<Int>(0)
+
+    /// Dispatch lag (forwarded − due) of recent jobs, per tier.
+    let lag = Mutex([Tier: LagWindow]())
 
     public init() {}
+
+    func recordLag(_ seconds: Double, tier: Tier) {
+        lag.withLock { $0[tier, default: LagWindow()].record(seconds) }
+    }
+
+    /// Recent dispatch-lag percentiles per tier, in milliseconds.
+    public func lagPercentiles() -> [Tier: LagWindow.Summary] {
+        lag.withLock { windows in windows.mapValues { $0.summary() } }
+    }
 
     var snapshot: [String: Any] {
         let fired = fired.load(ordering: .relaxed)
@@ -56,7 +85,7 @@ public final class DispatcherStats: Sendable {
             "stale_dropped": staleDropped.load(ordering: .relaxed),
             "undecodable": undecodable.load(ordering: .relaxed), "retried": retried.load(ordering: .relaxed),
             "succeeded": succeeded.load(ordering: .relaxed), "attempts_failed": attemptsFailed.load(ordering: .relaxed),
-            "dead_lettered": deadLettered.load(ordering: .relaxed),
+            "dead_lettered": deadLettered.load(ordering: .relaxed), "deferred": deferred.load(ordering: .relaxed),
             "average_fire_lag_ms": dispatched.load(ordering: .relaxed) == 0
                 ? 0 : Double(fireLagMicros.load(ordering: .relaxed)) / Double(dispatched.load(ordering: .relaxed)) / 1000,
         ]
@@ -69,6 +98,8 @@ public final class DispatcherStats: Sendable {
 public final class DispatcherService: Service, Sendable {
     public let config: DispatcherConfig
     public let stats = DispatcherStats()
+    /// Quota enforcement state; shared by the pipelines, held only for in-memory decisions.
+    let gate: Mutex<FairnessGate<ContinuousClock>>
     let connection: NATSConnection
     let timers: TimerStore
     let logger: Logger
@@ -79,7 +110,11 @@ public final class DispatcherService: Service, Sendable {
         self.connection = connection
         self.timers = timers
         self.logger = logger
+        self.gate = Mutex(FairnessGate(configuration: config.fairness))
     }
+
+    /// The quota plan in force (generation 0: none received yet).
+    public var currentPlan: QuotaPlan { gate.withLock { $0.plan } }
 
     public func run() async throws {
         let namespace = config.namespace
@@ -96,13 +131,22 @@ public final class DispatcherService: Service, Sendable {
             connection: connection, stream: namespace.resultsStream, durable: namespace.resultsDurable,
             filterSubject: namespace.resultsWildcard)
         let stats = self.stats
+        let bucket = try await KeyValueBucket.ensure(namespace.quotasBucket, connection: connection)
+        let planUpdates = try await connection.subscribe(subject: bucket.subject(of: SundialNamespace.quotaPlanKey))
         let micro = MicroService(
             identity: .init(
                 name: SundialNamespace.dispatcherServiceName, version: "0.1.0",
                 description: "Sundial dispatcher: fired timers to the work stream"),
-            connection: connection, endpoints: [], logger: logger, extraStats: { stats.snapshot })
+            connection: connection, endpoints: [], logger: logger, extraStats: { [self] in
+                var out = stats.snapshot
+                out["fairness"] = self.fairnessStats()
+                return out
+            })
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await micro.run() }
+            group.addTask { for await update in planUpdates { self.applyPlan(update.payload) } }
+            group.addTask { await self.refreshPlan(bucket) }
+            group.addTask { await self.reportDemand() }
             group.addTask {
                 // Graceful shutdown stops fetching; a batch in progress finishes and is acked.
                 await cancelWhenGracefulShutdown {
@@ -115,8 +159,80 @@ public final class DispatcherService: Service, Sendable {
                 }
             }
             try await group.next()
+            planUpdates.unsubscribe()
             group.cancelAll()
         }
+    }
+
+    // MARK: fairness
+
+    private func applyPlan(_ bytes: [UInt8]) {
+        guard let plan = try? QuotaPlan(jsonBytes: bytes) else {
+            logger.warning("ignoring an undecodable quota plan (\(bytes.count) bytes)")
+            return
+        }
+        gate.withLock { $0.apply(plan, now: .now) }
+    }
+
+    /// Reads the plan at start and every `planRefresh` (the subscription carries updates; this
+    /// heals missed ones). Keeps the last plan when the bucket is unreachable or empty.
+    private func refreshPlan(_ bucket: KeyValueBucket) async {
+        while !Task.isCancelled {
+            if let stored = try? await bucket.get(SundialNamespace.quotaPlanKey) { applyPlan(stored.value) }
+            try? await Task.sleep(for: config.planRefresh)
+        }
+    }
+
+    private func reportDemand() async {
+        var last = ContinuousClock.now
+        while !Task.isCancelled {
+            try? await Task.sleep(for: config.demandReportInterval)
+            let now = ContinuousClock.now
+            let (lines, generation) = gate.withLock { ($0.takeReport(now: now), $0.plan.generation) }
+            var report = Sundial_V1_DemandReport()
+            report.dispatcherID = config.instanceID
+            report.sentAt = .init(date: Date())
+            report.intervalMs = UInt32(clamping: last.duration(to: now).components.seconds * 1000
+                + last.duration(to: now).components.attoseconds / 1_000_000_000_000_000)
+            report.planGeneration = generation
+            report.tenants = lines.map {
+                var line = Sundial_V1_TenantDemand()
+                line.tenant = $0.tenant
+                line.due = UInt64($0.due)
+                line.deferred = UInt64($0.deferred)
+                line.dispatched = UInt64($0.dispatched)
+                return line
+            }
+            last = now
+            guard let bytes = try? report.serializedBytes() as [UInt8] else { continue }
+            try? await connection.publish(NATSOutgoingMessage(subject: config.namespace.fairnessDemand, payload: bytes))
+        }
+    }
+
+    func fairnessStats() -> [String: Any] {
+        let (plan, appliedAt, counters, deferred, overflow, active) = gate.withLock {
+            ($0.plan, $0.planAppliedAt, $0.tierCounters(), $0.deferredNow, $0.overflowDispatched, $0.activeTenants)
+        }
+        let lags = stats.lagPercentiles()
+        var tiers: [String: Any] = [:]
+        for tier in Tier.allCases {
+            let c = counters[tier] ?? .init()
+            var entry: [String: Any] = [
+                "tenants": c.tenants, "deferred_now": c.deferredNow, "dispatched_total": c.dispatchedTotal,
+                "deferred_total": c.deferredTotal,
+            ]
+            if let lag = lags[tier] {
+                entry["lag_ms"] = ["p50": lag.p50 * 1000, "p95": lag.p95 * 1000, "p99": lag.p99 * 1000,
+                                   "max": lag.max * 1000, "samples": lag.count]
+            }
+            tiers[tier.rawValue] = entry
+        }
+        return [
+            "enforce": config.fairness.enforce, "plan_generation": plan.generation,
+            "plan_age_seconds": appliedAt.map { Double($0.duration(to: .now).components.seconds) } ?? -1,
+            "plan_issued_at_ms": plan.issuedAtMillis, "dispatchers": plan.dispatchers ?? 1,
+            "active_tenants": active, "deferred_now": deferred, "overflow_dispatched": overflow, "tiers": tiers,
+        ]
     }
 
     private func pipeline(_ consumer: JetStreamPullConsumer) async {
@@ -167,6 +283,39 @@ public final class DispatcherService: Service, Sendable {
                     key: FireKey(id: id, occurrence: Int64(envelope.occurrence), attempt: Int(envelope.attempt)),
                     firedAt: firedAt))
         }
+        guard !fires.isEmpty else { return }
+
+        // Fairness: over-quota fires go back to JetStream with a delay (nak), smeared at their
+        // tenant's rate; they are not claimed, so nothing about the run changes.
+        let now0 = ContinuousClock.now
+        let (decisions, tiers) = gate.withLock { gate in
+            let decisions = gate.decide(
+                fires.map {
+                    FairnessGate.Candidate(
+                        tenant: $0.envelope.tenant, priority: jobPriority($0.envelope.priority),
+                        redelivered: ($0.message.metadata?.deliveries ?? 1) > 1)
+                }, now: now0)
+            return (decisions, fires.map { gate.tier(of: $0.envelope.tenant) })
+        }
+        var deferrals: [(message: JetStreamMessage, delay: Duration)] = []
+        var admitted: [Fire] = []
+        var tierOf: [FireKey: Tier] = [:]
+        for (index, fire) in fires.enumerated() {
+            switch decisions[index] {
+            case .dispatch:
+                admitted.append(fire)
+                tierOf[fire.key] = tiers[index]
+            case .deferred(let delay): deferrals.append((fire.message, delay))
+            }
+        }
+        if !deferrals.isEmpty {
+            stats.deferred.add(deferrals.count, ordering: .relaxed)
+            do { try await consumer.nak(deferrals) } catch {
+                // Not nak'd: they come back after ack_wait instead (later, never lost).
+                logger.warning("nak of \(deferrals.count) deferred fires failed: \(error)")
+            }
+        }
+        fires = admitted
         guard !fires.isEmpty else { return }
 
         // Compare-and-set in Postgres: only runs still armed at this version (or claimed by
@@ -220,6 +369,7 @@ public final class DispatcherService: Service, Sendable {
         for fire in forwarded {
             let lag = fire.firedAt.timeIntervalSince(fire.envelope.scheduledAt.date)
             stats.fireLagMicros.add(Int(max(0, lag) * 1e6), ordering: .relaxed)
+            stats.recordLag(now.timeIntervalSince(fire.envelope.scheduledAt.date), tier: tierOf[fire.key] ?? .standard)
         }
         stats.dispatched.add(forwarded.count, ordering: .relaxed)
         toAck += forwarded.map(\.message)
@@ -235,6 +385,14 @@ public final class DispatcherService: Service, Sendable {
     private func retryLater(_ messages: [JetStreamMessage], _ consumer: JetStreamPullConsumer) async {
         stats.retried.add(messages.count, ordering: .relaxed)
         try? await consumer.nak(messages, delay: config.retryDelay)
+    }
+
+    private func jobPriority(_ priority: Sundial_V1_Priority) -> JobPriority {
+        switch priority {
+        case .high: return .high
+        case .low: return .low
+        default: return .normal
+        }
     }
 
     private func rank(_ priority: Sundial_V1_Priority) -> Int {

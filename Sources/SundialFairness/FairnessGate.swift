@@ -77,6 +77,13 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         public var due: Int
         public var deferred: Int
         public var dispatched: Int
+
+        public init(tenant: String, due: Int, deferred: Int, dispatched: Int) {
+            self.tenant = tenant
+            self.due = due
+            self.deferred = deferred
+            self.dispatched = dispatched
+        }
     }
 
     struct TenantState: Sendable {
@@ -98,6 +105,8 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         public var deferredNow = 0
         public var dispatchedTotal = 0
         public var deferredTotal = 0
+
+        public init() {}
     }
 
     public private(set) var configuration: Configuration

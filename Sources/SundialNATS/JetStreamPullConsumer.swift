@@ -174,6 +174,15 @@ public final class JetStreamPullConsumer: @unchecked Sendable {
         try await reply(messages, body: Array(body.utf8))
     }
 
+    /// Asks for redelivery of each message after its own delay (one protocol message each).
+    public func nak(_ deferrals: [(message: JetStreamMessage, delay: Duration)]) async throws {
+        try await connection.publish(
+            batch: deferrals.filter { !$0.message.ackSubject.isEmpty }.map {
+                NATSOutgoingMessage(
+                    subject: $0.message.ackSubject, payload: Array("-NAK {\"delay\": \($0.delay.nanoseconds)}".utf8))
+            })
+    }
+
     public func nak(_ message: JetStreamMessage, delay: Duration? = nil) async throws {
         try await nak([message], delay: delay)
     }

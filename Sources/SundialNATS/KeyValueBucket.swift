@@ -31,6 +31,21 @@ public struct KeyValueBucket: Sendable {
         ).sequence
     }
 
+    /// Stores `value` only if the key's latest revision is `expectedRevision` (0: the key was
+    /// never written) — compare-and-set through `Nats-Expected-Last-Subject-Sequence`. Throws a
+    /// `.jetStream` error when another writer got there first.
+    @discardableResult
+    public func put(_ key: String, _ value: [UInt8], expectedRevision: UInt64) async throws -> UInt64 {
+        var headers = NATSHeaders()
+        headers["Nats-Expected-Last-Subject-Sequence"] = String(expectedRevision)
+        return try await connection.jetStream.publish(
+            NATSOutgoingMessage(subject: "$KV.\(name).\(key)", headers: headers, payload: value)
+        ).sequence
+    }
+
+    /// The subject a core subscriber watches to see every new value of `key` as it is written.
+    public func subject(of key: String) -> String { "$KV.\(name).\(key)" }
+
     /// The latest value, or nil if the key was never written or was deleted.
     public func get(_ key: String) async throws -> (value: [UInt8], revision: UInt64)? {
         guard let stored = try await connection.lastMessage(stream: streamName, subject: "$KV.\(name).\(key)")

@@ -1,0 +1,251 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import SundialContract
+import SundialFairness
+import SundialNATS
+import SundialProto
+import SundialStore
+
+/// Governor settings; defaults are production values (see services/governor/README.md).
+public struct GovernorConfig: Sendable {
+    public var namespace: SundialNamespace = .standard
+    /// Identifies this instance in the leader lease (default: host + pid + random).
+    public var instanceID: String = GovernorConfig.defaultInstanceID()
+    /// How often the leader computes and publishes a plan (and renews its lease).
+    public var period: Duration = .seconds(1)
+    /// Leader lease lifetime; a standby takes over within about this long after the leader dies.
+    public var leaseTTL: Duration = .seconds(5)
+    /// How long tenant profiles (age, trial, pin) are cached before re-reading Postgres.
+    public var profileRefresh: Duration = .seconds(30)
+    /// Tiers, weights, policy, capacity measurement (see `GovernorCore.Configuration`).
+    public var core = GovernorCore<ContinuousClock>.Configuration()
+
+    public init() {}
+
+    public static func defaultInstanceID() -> String {
+        "governor-\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+    }
+
+    public func validate() throws(SundialError) {
+        guard period >= .milliseconds(50), period <= .seconds(60) else {
+            throw .invalid("governor.period", "must be within 50ms…60s")
+        }
+        guard leaseTTL >= period * 2 else { throw .invalid("governor.lease_ttl", "must be at least twice the period") }
+        guard !instanceID.isEmpty else { throw .invalid("governor.instance_id", "must not be empty") }
+        let u = core.policy.targetUtilisation
+        guard u > 0, u <= 1 else { throw .invalid("governor.target_utilisation", "must be in (0, 1]") }
+        if let fixed = core.capacity.fixed, !(fixed > 0 && fixed.isFinite) {
+            throw .invalid("governor.capacity", "must be a positive number of jobs/s")
+        }
+        for tier in Tier.allCases where !(core.weights[tier] > 0) {
+            throw .invalid("governor.weight_\(tier)", "must be positive")
+        }
+    }
+}
+
+/// What `$SRV.STATS` shows, updated every period.
+public struct GovernorSnapshot: Sendable {
+    public var leader = false
+    public var leaderID: String?
+    public var plan: QuotaPlan?
+    public var planBytes = 0
+    public var capacityEstimate: Double?
+    public var consumptionRate: Double = 0
+    public var saturated = false
+    public var workBacklog: UInt64 = 0
+    public var reportsReceived = 0
+    public var reportsRejected = 0
+    public var publishFailures = 0
+}
+
+/// The Fairness-Governor: gathers demand reports from the Dispatchers and samples the work stream,
+/// and — while it holds the leader lease — computes a `QuotaPlan` every period and publishes it
+/// to the quotas KV bucket, where the Dispatchers watch it. A standby keeps listening and takes
+/// over when the lease expires; the plan in KV outlives any governor.
+public final class GovernorService: Service, Sendable {
+    public let config: GovernorConfig
+    let connection: NATSConnection
+    let tenants: TenantStore
+    let logger: Logger
+    private let core: Mutex<GovernorCore<ContinuousClock>>
+    private let state = Mutex(GovernorSnapshot())
+
+    public init(config: GovernorConfig, connection: NATSConnection, tenants: TenantStore, logger: Logger) throws {
+        try config.validate()
+        self.config = config
+        self.connection = connection
+        self.tenants = tenants
+        self.logger = logger
+        self.core = Mutex(GovernorCore(configuration: config.core))
+    }
+
+    public var snapshot: GovernorSnapshot { state.withLock { $0 } }
+
+    public func run() async throws {
+        let namespace = config.namespace
+        try await SundialTopology.ensure(connection, namespace: namespace)
+        let bucket = try await KeyValueBucket.ensure(namespace.quotasBucket, connection: connection)
+        let lease = GovernorLease(
+            bucket: bucket, key: SundialNamespace.governorLeaderKey, owner: config.instanceID, ttl: config.leaseTTL)
+        let reports = try await connection.subscribe(subject: namespace.fairnessDemand)
+        let micro = MicroService(
+            identity: .init(
+                name: SundialNamespace.governorServiceName, version: "0.1.0",
+                description: "Sundial fairness governor: per-tenant quotas from demand and capacity"),
+            connection: connection, endpoints: [], logger: logger, extraStats: { [self] in Self.stats(self.snapshot) })
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await micro.run() }
+            group.addTask {
+                for await message in reports { self.ingest(message) }
+            }
+            group.addTask {
+                await cancelWhenGracefulShutdown { await self.loop(bucket: bucket, lease: lease) }
+                await lease.release()
+                reports.unsubscribe()
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func ingest(_ message: NATSMessage) {
+        guard let report = try? Sundial_V1_DemandReport(serializedBytes: message.payload), !report.dispatcherID.isEmpty
+        else {
+            state.withLock { $0.reportsRejected += 1 }
+            return
+        }
+        let lines = report.tenants.map {
+            FairnessGate<ContinuousClock>.TenantReport(
+                tenant: $0.tenant, due: Int(clamping: $0.due), deferred: Int(clamping: $0.deferred),
+                dispatched: Int(clamping: $0.dispatched))
+        }
+        let interval = Duration.milliseconds(Int64(max(1, report.intervalMs)))
+        core.withLock {
+            $0.ingest(.init(dispatcher: report.dispatcherID, interval: interval, tenants: lines), now: .now)
+        }
+        state.withLock { $0.reportsReceived += 1 }
+    }
+
+    private func loop(bucket: KeyValueBucket, lease: GovernorLease) async {
+        var wasLeader = false
+        var profiles: [String: (row: TenantProfileRow, loadedAt: ContinuousClock.Instant)] = [:]
+        while !Task.isCancelled {
+            let started = ContinuousClock.now
+            await sampleWork()
+            let outcome = await lease.tick()
+            let leader = outcome == .leader
+            if leader != wasLeader {
+                logger.notice(leader ? "governor \(config.instanceID) is now the leader" : "governor \(config.instanceID) stands by")
+            }
+            if leader {
+                if !wasLeader { await resume(bucket) }
+                profiles = await refreshProfiles(profiles)
+                await publishPlan(bucket, profiles: profiles.mapValues(\.row))
+            }
+            wasLeader = leader
+            state.withLock {
+                $0.leader = leader
+                if case .follower(let who) = outcome { $0.leaderID = who } else { $0.leaderID = self.config.instanceID }
+            }
+            try? await Task.sleep(until: started.advanced(by: config.period), clock: .continuous)
+        }
+    }
+
+    /// Continues from the plan in KV (generation, capacity) when becoming leader.
+    private func resume(_ bucket: KeyValueBucket) async {
+        guard let stored = try? await bucket.get(SundialNamespace.quotaPlanKey),
+            let plan = try? QuotaPlan(jsonBytes: stored.value)
+        else { return }
+        core.withLock { $0.resume(from: plan) }
+        logger.info("resuming after quota plan generation \(plan.generation)")
+    }
+
+    private func sampleWork() async {
+        guard let info = try? await connection.streamInfo(config.namespace.workStream),
+            let streamState = info["state"] as? [String: Any],
+            let messages = (streamState["messages"] as? NSNumber)?.uint64Value,
+            let last = (streamState["last_seq"] as? NSNumber)?.uint64Value
+        else { return }
+        let consumed = last >= messages ? last - messages : 0
+        let estimator = core.withLock { core -> CapacityEstimator<ContinuousClock> in
+            core.observeWork(consumedTotal: consumed, backlog: messages, now: .now)
+            return core.capacity
+        }
+        state.withLock {
+            $0.capacityEstimate = estimator.estimate
+            $0.consumptionRate = estimator.consumptionRate
+            $0.saturated = estimator.saturated
+            $0.workBacklog = messages
+        }
+    }
+
+    private func refreshProfiles(_ cached: [String: (row: TenantProfileRow, loadedAt: ContinuousClock.Instant)]) async
+        -> [String: (row: TenantProfileRow, loadedAt: ContinuousClock.Instant)]
+    {
+        let now = ContinuousClock.now
+        let active = core.withLock { $0.activeTenants }
+        var result = cached.filter { active.contains($0.key) || $0.value.loadedAt.duration(to: now) < config.profileRefresh }
+        let stale = active.filter { name in result[name].map { $0.loadedAt.duration(to: now) >= config.profileRefresh } ?? true }
+        guard !stale.isEmpty else { return result }
+        do {
+            for chunk in stride(from: 0, to: stale.count, by: 1000).map({ Array(stale[$0..<min($0 + 1000, stale.count)]) }) {
+                for (name, row) in try await tenants.profiles(chunk) { result[name] = (row, now) }
+            }
+        } catch {
+            // Keep the cached profiles; unknown tenants count as new until Postgres answers.
+            logger.warning("loading tenant profiles failed: \(error)")
+        }
+        return result
+    }
+
+    private func publishPlan(_ bucket: KeyValueBucket, profiles: [String: TenantProfileRow]) async {
+        let wallNow = Date()
+        let profileMap = profiles.mapValues { row in
+            GovernorCore<ContinuousClock>.TenantProfile(
+                age: .seconds(max(0, wallNow.timeIntervalSince(row.firstSeenAt))), trial: row.trial,
+                pinned: row.pinnedTier.flatMap(Tier.init(rawValue:)))
+        }
+        let plan = core.withLock {
+            $0.plan(now: .now, profiles: profileMap, issuedAtMillis: Int64(wallNow.timeIntervalSince1970 * 1000))
+        }
+        do {
+            let bytes = try plan.compacted().jsonBytes()
+            try await bucket.put(SundialNamespace.quotaPlanKey, bytes)
+            state.withLock {
+                $0.plan = plan
+                $0.planBytes = bytes.count
+            }
+        } catch {
+            state.withLock { $0.publishFailures += 1 }
+            logger.warning("publishing quota plan \(plan.generation) failed: \(error)")
+        }
+    }
+
+    static func stats(_ s: GovernorSnapshot) -> [String: Any] {
+        var out: [String: Any] = [
+            "leader": s.leader, "leader_id": s.leaderID ?? "", "reports_received": s.reportsReceived,
+            "reports_rejected": s.reportsRejected, "publish_failures": s.publishFailures,
+            "capacity_estimate": s.capacityEstimate ?? 0, "capacity_known": s.capacityEstimate != nil,
+            "work_consumption_rate": s.consumptionRate, "work_saturated": s.saturated, "work_backlog": s.workBacklog,
+        ]
+        if let plan = s.plan {
+            out["plan_generation"] = plan.generation
+            out["plan_bytes"] = s.planBytes
+            out["plan_capacity"] = plan.capacity
+            out["dispatchers"] = plan.dispatchers ?? 1
+            out["tenants"] = plan.tenants.count
+            out["throttled_tenants"] = plan.tenants.values.filter { $0.allocated + 1e-9 < $0.demand }.count
+            var tiers: [String: Any] = [:]
+            for (tier, total) in plan.byTier {
+                tiers[tier.rawValue] = [
+                    "tenants": total.tenants, "demand": total.demand, "allocated": total.allocated,
+                    "default_rate": plan.tierDefaults[tier]?.rate ?? 0,
+                ]
+            }
+            out["tiers"] = tiers
+        }
+        return out
+    }
+}

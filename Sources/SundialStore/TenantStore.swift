@@ -1,0 +1,82 @@
+import Foundation
+import SundialPostgres
+
+/// What fairness knows about a tenant (table `tenants`, migration 0004).
+public struct TenantProfileRow: Sendable, Hashable {
+    public var tenant: String
+    public var firstSeenAt: Date
+    public var trial: Bool
+    /// "new" | "standard" | "bulk", or nil (observed).
+    public var pinnedTier: String?
+
+    init(row: PostgresRow) throws {
+        tenant = try row.string("tenant")!
+        firstSeenAt = try row.date("first_seen_at")!
+        trial = try row.bool("trial")!
+        pinnedTier = try row.string("pinned_tier")
+    }
+}
+
+/// Every SQL statement of the tenant store, named, in one place.
+enum TenantQueries {
+    /// $1 tenants (text[]). Registers unknown ones, dated by their oldest timer (ids are
+    /// UUIDv7, so the first id on `timers_tenant` is the oldest), and returns all of them.
+    static let registerAndLoad = PostgresQuery(
+        name: "sundial_tenants_register_load",
+        sql: """
+            WITH wanted AS (SELECT DISTINCT unnest($1::text[]) AS tenant),
+            added AS (
+                INSERT INTO tenants (tenant, first_seen_at)
+                SELECT w.tenant,
+                       coalesce((SELECT t.created_at FROM timers t WHERE t.tenant = w.tenant ORDER BY t.id LIMIT 1), now())
+                FROM wanted w
+                WHERE NOT EXISTS (SELECT 1 FROM tenants x WHERE x.tenant = w.tenant)
+                ON CONFLICT (tenant) DO NOTHING
+                RETURNING tenant, first_seen_at, trial, pinned_tier
+            )
+            SELECT tenant, first_seen_at, trial, pinned_tier FROM added
+            UNION ALL
+            SELECT x.tenant, x.first_seen_at, x.trial, x.pinned_tier FROM tenants x JOIN wanted w USING (tenant)
+            """)
+
+    /// $1 tenant, $2 trial (bool or NULL = keep), $3 pinned tier (text; '' = observed, NULL = keep).
+    static let setFlags = PostgresQuery(
+        name: "sundial_tenants_set_flags",
+        sql: """
+            INSERT INTO tenants (tenant, first_seen_at, trial, pinned_tier)
+            VALUES ($1, now(), coalesce($2::boolean, false), nullif($3, ''))
+            ON CONFLICT (tenant) DO UPDATE SET
+                trial = coalesce($2::boolean, tenants.trial),
+                pinned_tier = CASE WHEN $3 IS NULL THEN tenants.pinned_tier ELSE nullif($3, '') END,
+                updated_at = now()
+            RETURNING tenant, first_seen_at, trial, pinned_tier
+            """)
+}
+
+/// The `tenants` table: first-seen dates, trial flags and pinned tiers for the Governor.
+public struct TenantStore: Sendable {
+    public let pool: PostgresPool
+
+    public init(pool: PostgresPool) { self.pool = pool }
+
+    /// Profiles of `tenants`, registering the ones seen for the first time.
+    public func profiles(_ tenants: [String]) async throws -> [String: TenantProfileRow] {
+        guard !tenants.isEmpty else { return [:] }
+        let rows = try await pool.withSession { session in
+            try session.execute(TenantQueries.registerAndLoad, [.textArray(tenants)]).map(TenantProfileRow.init(row:))
+        }
+        return Dictionary(rows.map { ($0.tenant, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Sets a tenant's trial flag and/or pinned tier (`pinnedTier: ""` clears the pin;
+    /// nil leaves a value unchanged).
+    @discardableResult
+    public func setFlags(tenant: String, trial: Bool?, pinnedTier: String?) async throws -> TenantProfileRow {
+        try await pool.withSession { session in
+            try session.execute(
+                TenantQueries.setFlags,
+                [.text(tenant), .optional(trial.map(PostgresValue.bool)), .optional(pinnedTier.map(PostgresValue.text))]
+            ).map(TenantProfileRow.init(row:))
+        }[0]
+    }
+}

@@ -1,0 +1,4 @@
+import SundialCLI
+
+// Configuration comes from SUNDIAL_* environment variables; see README.md beside this file.
+await ServiceMain.run([.governor])
