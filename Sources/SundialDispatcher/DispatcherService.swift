@@ -116,6 +116,9 @@ public final class DispatcherService: Service, Sendable {
     /// The quota plan in force (generation 0: none received yet).
     public var currentPlan: QuotaPlan { gate.withLock { $0.plan } }
 
+    /// Fires deferred by this dispatcher and not yet back.
+    public var deferredNow: Int { gate.withLock { $0.deferredNow } }
+
     public func run() async throws {
         let namespace = config.namespace
         try await SundialTopology.ensure(connection, namespace: namespace)
@@ -209,7 +212,7 @@ public final class DispatcherService: Service, Sendable {
         }
     }
 
-    func fairnessStats() -> [String: Any] {
+    public func fairnessStats() -> [String: Any] {
         let (plan, appliedAt, counters, deferred, overflow, active) = gate.withLock {
             ($0.plan, $0.planAppliedAt, $0.tierCounters(), $0.deferredNow, $0.overflowDispatched, $0.activeTenants)
         }

@@ -95,9 +95,23 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
     }
 
     /// Continues after `plan` (the one in KV when this governor took over): generations go on
-    /// from it and its measured capacity seeds the estimate.
-    public mutating func resume(from plan: QuotaPlan) {
+    /// from it, its measured capacity seeds the estimate, and its tenants' demand and bulk tiers
+    /// seed this governor's state — so the first plan after a takeover does not let a whale run
+    /// free before the dispatchers' next reports arrive.
+    public mutating func resume(from plan: QuotaPlan, now: C.Instant) {
         if plan.generation > (lastPlan?.generation ?? 0) { lastPlan = plan }
+        for (tenant, quota) in plan.tenants {
+            if demand[tenant] == nil {
+                demand[tenant] = DemandState(rate: quota.demand, lastUpdate: now, lastDemand: now)
+            }
+            if quota.tier == .bulk, classifier.tier(of: tenant) != .bulk {
+                // Enter bulk as if its backlog had crossed the threshold; it leaves by the usual
+                // hysteresis once the reports show it calm.
+                classifier.observe(
+                    tenant: tenant, dueRate: 0, backlog: configuration.classifier.enterBulkBacklog,
+                    age: .seconds(Int64.max / 2), now: now)
+            }
+        }
         let utilisation = plan.policy.sanitisedUtilisation
         if plan.capacity < plan.policy.maxRate * 0.5 {
             capacity.seed(plan.capacity / utilisation)

@@ -158,7 +158,7 @@ public final class GovernorService: Service, Sendable {
         guard let stored = try? await bucket.get(SundialNamespace.quotaPlanKey),
             let plan = try? QuotaPlan(jsonBytes: stored.value)
         else { return }
-        core.withLock { $0.resume(from: plan) }
+        core.withLock { $0.resume(from: plan, now: .now) }
         logger.info("resuming after quota plan generation \(plan.generation)")
     }
 

@@ -121,12 +121,16 @@ struct GovernorCoreTests {
 
     @Test func aRestartedGovernorContinuesTheGenerationAndCapacity() {
         let clock = ManualClock()
-        var old = QuotaPlan.compute(capacity: 800, demands: [], generation: 41, issuedAtMillis: 0)
+        var old = QuotaPlan.compute(
+            capacity: 800, demands: [Demand(id: "whale", tier: .bulk, rate: 5000)], generation: 41, issuedAtMillis: 0)
         old.dispatchers = 1
         var core = Core()
-        core.resume(from: old)
+        core.resume(from: old, now: clock.now)
         #expect(abs((core.capacity.estimate ?? 0) - 800) < 1e-6)
-        let plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 0)
+        // Before any report: the whale is still bulk and still throttled to the capacity.
+        let plan = core.plan(now: clock.now, profiles: ["whale": .init(age: .seconds(1e6))], issuedAtMillis: 0)
         #expect(plan.generation == 42)
+        #expect(plan.tenants["whale"]?.tier == .bulk)
+        #expect(abs((plan.tenants["whale"]?.rate ?? 0) - 760) < 1)
     }
 }

@@ -3,6 +3,8 @@ import Logging
 import SundialContract
 import SundialDispatcher
 import SundialExecutor
+import SundialFairness
+import SundialGovernor
 import SundialIngest
 import SundialLocalCluster
 import SundialNATS
@@ -26,6 +28,7 @@ final class TestSystem: Sendable {
     let ingest: IngestService?
     let planner: PlannerService?
     let dispatcher: DispatcherService?
+    let governor: GovernorService?
     private let tasks: Mutex<[Task<Void, Never>]>
 
     struct Options {
@@ -40,6 +43,25 @@ final class TestSystem: Sendable {
         var natsPassword: String? = nil
         /// Nil: a fresh isolated namespace. A private server may use `.standard`.
         var namespace: SundialNamespace? = nil
+        /// Run a Fairness-Governor in-process with this config (its namespace is set for you).
+        var governor: GovernorConfig? = nil
+        /// The dispatcher enforces quotas (false: plain FIFO).
+        var fairness = true
+    }
+
+    /// Governor settings for tests: fast periods, the given fixed capacity.
+    static func governorConfig(capacity: Double?, bulkBacklog: Int = 300, newTenantAge: Duration = .seconds(3600))
+        -> GovernorConfig
+    {
+        var config = GovernorConfig()
+        config.period = .milliseconds(250)
+        config.leaseTTL = .seconds(1)
+        config.core.capacity.fixed = capacity
+        config.core.classifier.enterBulkBacklog = bulkBacklog
+        config.core.classifier.exitBulkBacklog = bulkBacklog / 10
+        config.core.classifier.newTenantAge = newTenantAge
+        config.core.reportTTL = .seconds(3)
+        return config
     }
 
     static func start(_ name: String, _ options: Options = Options()) async throws -> TestSystem {
@@ -71,6 +93,9 @@ final class TestSystem: Sendable {
         var dispatcherConfig = DispatcherConfig()
         dispatcherConfig.namespace = namespace
         dispatcherConfig.fetchMaxWait = .milliseconds(500)
+        dispatcherConfig.demandReportInterval = .milliseconds(250)
+        dispatcherConfig.planRefresh = .seconds(1)
+        dispatcherConfig.fairness.enforce = options.fairness
 
         let ingest = options.ingest
             ? try IngestService(config: ingestConfig, connection: api, store: store, logger: logger) : nil
@@ -80,10 +105,15 @@ final class TestSystem: Sendable {
             : nil
         let dispatcher = options.dispatcher
             ? try DispatcherService(config: dispatcherConfig, connection: bulk, timers: store, logger: logger) : nil
+        let governor = try options.governor.map { config in
+            var config = config
+            config.namespace = namespace
+            return try GovernorService(config: config, connection: bulk, tenants: TenantStore(pool: pool), logger: logger)
+        }
         let system = TestSystem(
             name: name, namespace: namespace, schema: schema, nats: nats, pool: pool, api: api, bulk: bulk,
-            store: store, ingest: ingest, planner: planner, dispatcher: dispatcher)
-        for service in [ingest as (any Sendable)?, planner, dispatcher].compactMap({ $0 }) {
+            store: store, ingest: ingest, planner: planner, dispatcher: dispatcher, governor: governor)
+        for service in [ingest as (any Sendable)?, planner, dispatcher, governor].compactMap({ $0 }) {
             system.launch(service)
         }
         if ingest != nil { try await system.waitForIngest() }
@@ -93,7 +123,7 @@ final class TestSystem: Sendable {
     private init(
         name: String, namespace: SundialNamespace, schema: String, nats: LocalNATSServer, pool: PostgresPool,
         api: NATSConnection, bulk: NATSConnection, store: TimerStore, ingest: IngestService?,
-        planner: PlannerService?, dispatcher: DispatcherService?
+        planner: PlannerService?, dispatcher: DispatcherService?, governor: GovernorService?
     ) {
         self.name = name
         self.namespace = namespace
@@ -106,7 +136,23 @@ final class TestSystem: Sendable {
         self.ingest = ingest
         self.planner = planner
         self.dispatcher = dispatcher
+        self.governor = governor
         tasks = Mutex([])
+    }
+
+    /// Starts one more governor in-process; cancelling the returned task stops it gracefully.
+    func startGovernor(_ config: GovernorConfig) throws -> (GovernorService, Task<Void, Never>) {
+        var config = config
+        config.namespace = namespace
+        let governor = try GovernorService(
+            config: config, connection: bulk, tenants: TenantStore(pool: pool), logger: TestNATS.logger)
+        let task = Task {
+            do { try await governor.run() } catch {
+                if !Task.isCancelled { TestNATS.logger.error("governor failed: \(error)") }
+            }
+        }
+        tasks.withLock { $0.append(task) }
+        return (governor, task)
     }
 
     private func launch(_ service: any Sendable) {
@@ -116,6 +162,7 @@ final class TestSystem: Sendable {
                 case let s as IngestService: try await s.run()
                 case let s as PlannerService: try await s.run()
                 case let s as DispatcherService: try await s.run()
+                case let s as GovernorService: try await s.run()
                 default: break
                 }
             } catch {
