@@ -102,7 +102,7 @@ let package = Package(
             name: "SundialBench",
             dependencies: [
                 "SundialContract", "SundialExecutor", "SundialNATS", "SundialProto",
-                "SundialStore", "SundialPostgres", "SundialSchedule",
+                "SundialStore", "SundialPostgres", "SundialSchedule", "SundialFairness",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/SundialBench"),

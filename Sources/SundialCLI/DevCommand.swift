@@ -64,6 +64,7 @@ struct DevCommand: AsyncParsableCommand {
                 saved["SUNDIAL_DEV_TENANT_\(tenant.uppercased())_PASSWORD"] = secret
             }
             saved["SUNDIAL_DEV_EXECUTOR_PASSWORD"] = executorPassword
+            saved["SUNDIAL_DEV_SERVICE_PASSWORD"] = servicePassword
             auth = NATSAuthConfig(
                 servicePassword: .literal(servicePassword!), executorPassword: .literal(executorPassword),
                 tenants: tenantSecrets)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SundialLocalCluster
 import Logging
 import SundialNATS
 
@@ -10,7 +11,7 @@ public struct SundialCommand: AsyncParsableCommand {
         abstract: "Durable timers and job scheduling on NATS JetStream and Postgres.",
         subcommands: [
             DevCommand.self, ServeCommand.self, TimersCommand.self, WorkCommand.self, EventsCommand.self,
-            ScheduleCommand.self,
+            ScheduleCommand.self, TenantsCommand.self,
             BenchCommand.self,
         ])
 
@@ -47,6 +48,8 @@ struct ConnectionOptions: ParsableArguments {
     enum Role {
         case tenant(String)
         case executor
+        /// Operator views (quotas): the service user.
+        case service
     }
 
     func resolvedURL() -> String {
@@ -79,6 +82,11 @@ struct ConnectionOptions: ParsableArguments {
             case .executor:
                 if let secret = saved["SUNDIAL_DEV_EXECUTOR_PASSWORD"] {
                     options.user = "executor"
+                    options.password = secret
+                }
+            case .service:
+                if let secret = saved["SUNDIAL_DEV_SERVICE_PASSWORD"] {
+                    options.user = NATSAuthConfig.serviceUser
                     options.password = secret
                 }
             }

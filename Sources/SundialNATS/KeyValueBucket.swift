@@ -9,6 +9,12 @@ public struct KeyValueBucket: Sendable {
 
     var streamName: String { "KV_\(name)" }
 
+    /// A handle on a bucket that exists (or will: reads of a missing bucket fail).
+    public init(name: String, connection: NATSConnection) {
+        self.name = name
+        self.connection = connection
+    }
+
     /// Creates the bucket if missing (or updates its config). Idempotent.
     public static func ensure(
         _ name: String, history: Int = 1, connection: NATSConnection, storage: JetStreamStreamConfig.Storage = .file

@@ -1,0 +1,263 @@
+import Foundation
+import SundialContract
+import SundialExecutor
+import SundialFairness
+import SundialNATS
+import SundialProto
+import Synchronization
+
+/// The fairness scenario (issue 5) against one running Sundial: executors capped at `capacity`
+/// jobs/s; one whale with `whaleTimers` due within `window`; `standardTenants` established tenants
+/// with a few timers each spread over the same window; `newTenants` tenants that first appear during
+/// the flood and create 10–30 s delays throughout it. Measures lag per tenant class, the whale's
+/// share of the capacity the others leave, and lost/duplicate jobs.
+public struct WhaleBenchmark: Sendable {
+    public struct Parameters: Sendable, Codable {
+        public var capacity = 800.0
+        public var whaleTimers = 200_000
+        public var window: Double = 60
+        public var standardTenants = 500
+        public var standardTimersEach = 4
+        public var newTenants = 50
+        public var newTimersEach = 6
+        /// Seconds between the start and the first due time: enough to create everything.
+        public var lead: Double = 240
+        public var createConcurrency = 64
+        /// Give up waiting for stragglers this long after the whale would have drained.
+        public var drainSlack: Double = 120
+        public init() {}
+    }
+
+    public struct ModeReport: Sendable, Codable {
+        public var mode: String
+        public var created: Int
+        public var createErrors: Int
+        public var createSeconds: Double
+        /// Seconds the flood started after the last whale create (negative: creation overran).
+        public var creationMargin: Double
+        public var lagSeconds: [String: SpineBenchmark.Percentiles]
+        public var jobs: [String: Int]
+        public var lost: Int
+        public var duplicates: Int
+        /// Whale jobs ÷ (capacity × busy period − other jobs), busy period = first due → last whale job.
+        public var whaleShareOfLeftover: Double
+        public var busySeconds: Double
+        public var executorRate: Double
+        /// The governor's view at the end (fairness mode): tier of the whale, tenants per tier.
+        public var whaleTier: String?
+        public var planGeneration: UInt64?
+        public var planCapacity: Double?
+    }
+
+    enum Kind: String, CaseIterable { case whale = "bulk (whale)", standard, new }
+
+    final class Ledger: Sendable {
+        struct State {
+            var expected: [String: Kind] = [:]
+            var receipts: [String: Int] = [:]
+            var lags: [Kind: [Double]] = [:]
+            var lastWhaleAt: Date?
+            var received = 0
+            var createErrors = 0
+            var firstError: String?
+        }
+        let state = Mutex(State())
+    }
+
+    public let parameters: Parameters
+    public let namespace: SundialNamespace
+
+    public init(_ parameters: Parameters, namespace: SundialNamespace = .standard) {
+        self.parameters = parameters
+        self.namespace = namespace
+    }
+
+    public func run(natsURL: String, mode: String, progress: @escaping @Sendable (String) -> Void) async throws
+        -> ModeReport
+    {
+        let p = parameters
+        var options = NATSConnectionOptions(url: natsURL, name: "whale-bench-client")
+        options.sendAsap = true
+        let clientConnection = try await NATSConnection.connect(options, logger: BenchLogger.logger)
+        var executorOptions = NATSConnectionOptions(url: natsURL, name: "whale-bench-executor")
+        executorOptions.sendAsap = false
+        let executorConnection = try await NATSConnection.connect(executorOptions, logger: BenchLogger.logger)
+        var workerOptions = SundialWorker.Options()
+        workerOptions.namespace = namespace
+        workerOptions.maxAckPending = 20_000
+        let queue = "whale-bench"
+        let worker = try await SundialWorker.connect(connection: executorConnection, queue: queue, options: workerOptions)
+        let ledger = Ledger()
+        let stop = Atomic<Bool>(false)
+
+        // Executors capped at `capacity` jobs/s: fetch at most 1/20 s of work at a time, pace.
+        let executor = Task {
+            let perFetch = max(1, Int(p.capacity / 20))
+            var nextSlot = ContinuousClock.now
+            while !stop.load(ordering: .relaxed) {
+                guard let jobs = try? await worker.next(max: perFetch, maxWait: .milliseconds(100)), !jobs.isEmpty
+                else { continue }
+                let now = Date()
+                ledger.state.withLock { s in
+                    for job in jobs {
+                        s.receipts[job.timerID, default: 0] += 1
+                        s.received += 1
+                        guard s.receipts[job.timerID] == 1, let kind = s.expected[job.timerID] else { continue }
+                        s.lags[kind, default: []].append(now.timeIntervalSince(job.scheduledAt))
+                        if kind == .whale { s.lastWhaleAt = now }
+                    }
+                }
+                try? await worker.complete(jobs)
+                nextSlot = max(nextSlot, ContinuousClock.now - .milliseconds(100)) + .seconds(Double(jobs.count) / p.capacity)
+                try? await Task.sleep(until: nextSlot, clock: .continuous)
+            }
+        }
+
+        let start = Date()
+        let floodAt = start.addingTimeInterval(p.lead)
+        func create(_ tenant: String, _ kind: Kind, due: Date) async {
+            let client = TimersClient(connection: clientConnection, tenant: tenant, namespace: namespace, timeout: .seconds(30))
+            var request = Sundial_V1_CreateTimerRequest()
+            request.queue = queue
+            request.payload = Data("x".utf8)
+            let delay = max(0.05, due.timeIntervalSinceNow)
+            request.schedule.delay.duration = Google_Protobuf_Duration(
+                seconds: Int64(delay.rounded(.down)), nanos: Int32((delay - delay.rounded(.down)) * 1e9))
+            do {
+                let response = try await client.create(request)
+                ledger.state.withLock { $0.expected[response.timer.id] = kind }
+            } catch {
+                ledger.state.withLock { s in
+                    s.createErrors += 1
+                    if s.firstError == nil { s.firstError = "\(error)" }
+                }
+            }
+        }
+        /// Runs `count` creates `concurrency` at a time.
+        func createMany(_ count: Int, _ make: @escaping @Sendable (Int) -> (String, Kind, Date)) async {
+            await withTaskGroup(of: Void.self) { group in
+                for lane in 0..<p.createConcurrency {
+                    group.addTask {
+                        for index in stride(from: lane, to: count, by: p.createConcurrency) {
+                            let (tenant, kind, due) = make(index)
+                            await create(tenant, kind, due: due)
+                            if index > 0, index % 20_000 == 0 { progress("  \(index) created") }
+                        }
+                    }
+                }
+            }
+        }
+
+        progress("[\(mode)] creating \(p.standardTenants)×\(p.standardTimersEach) standard timers, then \(p.whaleTimers) whale timers, all due in a \(Int(p.window)) s window starting in \(Int(p.lead)) s")
+        let window = p.window
+        await createMany(p.standardTenants * p.standardTimersEach) { i in
+            ("std\(i % p.standardTenants)", .standard, floodAt.addingTimeInterval(Double.random(in: 0..<window)))
+        }
+        await createMany(p.whaleTimers) { _ in ("whale", .whale, floodAt.addingTimeInterval(Double.random(in: 0..<window))) }
+        let createSeconds = Date().timeIntervalSince(start)
+        let margin = floodAt.timeIntervalSinceNow
+        progress(String(format: "[\(mode)] created in %.0f s; flood starts in %.0f s", createSeconds, margin))
+
+        // New tenants appear from 10 s before the flood to its end, each trying 10–30 s delays.
+        let newStart = floodAt.addingTimeInterval(-10)
+        if newStart > Date() { try await Task.sleep(for: .seconds(newStart.timeIntervalSinceNow)) }
+        let newTotal = p.newTenants * p.newTimersEach
+        let span = window + 10
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<newTotal {
+                let at = newStart.addingTimeInterval(span * Double(index) / Double(max(1, newTotal)))
+                if at > Date() { try? await Task.sleep(for: .seconds(at.timeIntervalSinceNow)) }
+                group.addTask {
+                    await create("new\(index % p.newTenants)", .new, due: Date().addingTimeInterval(Double.random(in: 10...30)))
+                }
+            }
+        }
+        progress("[\(mode)] flood under way; waiting for every job")
+
+        let expectedTotal = ledger.state.withLock { $0.expected.count }
+        let drainBy = floodAt.addingTimeInterval(window + Double(p.whaleTimers) / p.capacity * 1.2 + p.drainSlack)
+        var lastReport = Date()
+        while Date() < drainBy {
+            let got = ledger.state.withLock { s in s.expected.keys.filter { s.receipts[$0] != nil }.count }
+            if got >= expectedTotal { break }
+            if Date().timeIntervalSince(lastReport) >= 20 {
+                progress("[\(mode)]   \(got)/\(expectedTotal) jobs received")
+                lastReport = Date()
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        try await Task.sleep(for: .seconds(2))  // late duplicates
+        stop.store(true, ordering: .relaxed)
+        await executor.value
+
+        var whaleTier: String?
+        var generation: UInt64?
+        var planCapacity: Double?
+        if let stored = try? await KeyValueBucket(name: namespace.quotasBucket, connection: clientConnection)
+            .get(SundialNamespace.quotaPlanKey), let plan = try? QuotaPlan(jsonBytes: stored.value)
+        {
+            whaleTier = plan.tenants["whale"]?.tier.rawValue
+            generation = plan.generation
+            planCapacity = plan.capacity
+        }
+        await clientConnection.close()
+        await executorConnection.close()
+
+        let s = ledger.state.withLock { $0 }
+        if let e = s.firstError { progress("[\(mode)] first create error: \(e)") }
+        let receivedUnique = s.expected.keys.filter { s.receipts[$0] != nil }.count
+        let duplicates = s.receipts.values.reduce(0) { $0 + max(0, $1 - 1) }
+        let busy = max(1, (s.lastWhaleAt ?? Date()).timeIntervalSince(floodAt))
+        let whaleJobs = s.lags[.whale]?.count ?? 0
+        let others = (s.lags[.standard]?.count ?? 0) + (s.lags[.new]?.count ?? 0)
+        var lags: [String: SpineBenchmark.Percentiles] = [:]
+        var jobs: [String: Int] = [:]
+        for kind in Kind.allCases {
+            lags[kind.rawValue] = SpineBenchmark.Percentiles(s.lags[kind] ?? [])
+            jobs[kind.rawValue] = s.lags[kind]?.count ?? 0
+        }
+        return ModeReport(
+            mode: mode, created: s.expected.count, createErrors: s.createErrors, createSeconds: createSeconds,
+            creationMargin: margin, lagSeconds: lags, jobs: jobs, lost: s.expected.count - receivedUnique,
+            duplicates: duplicates,
+            whaleShareOfLeftover: Double(whaleJobs) / max(1, p.capacity * busy - Double(others)), busySeconds: busy,
+            executorRate: Double(s.received) / busy, whaleTier: whaleTier, planGeneration: generation,
+            planCapacity: planCapacity)
+    }
+
+    /// Both modes side by side.
+    public static func table(_ reports: [ModeReport], parameters p: Parameters) -> String {
+        var lines: [String] = []
+        lines.append(
+            "whale benchmark: capacity \(Int(p.capacity)) jobs/s; whale \(p.whaleTimers) timers due within \(Int(p.window)) s; "
+                + "\(p.standardTenants) standard tenants × \(p.standardTimersEach); \(p.newTenants) new tenants × \(p.newTimersEach) (10–30 s delays)")
+        lines.append(
+            "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB; all components on this box")
+        let header = "".padding(toLength: 34, withPad: " ", startingAt: 0)
+            + reports.map { $0.mode.padding(toLength: 30, withPad: " ", startingAt: 0) }.joined()
+        lines.append(header)
+        func row(_ label: String, _ value: (ModeReport) -> String) {
+            lines.append(
+                label.padding(toLength: 34, withPad: " ", startingAt: 0)
+                    + reports.map { value($0).padding(toLength: 30, withPad: " ", startingAt: 0) }.joined())
+        }
+        for kind in Kind.allCases {
+            row("lag \(kind.rawValue) p50/p95/p99/max s") { r in
+                guard let l = r.lagSeconds[kind.rawValue] else { return "—" }
+                return String(format: "%.2f / %.2f / %.2f / %.1f", l.p50, l.p95, l.p99, l.max)
+            }
+        }
+        row("jobs whale / standard / new") { r in
+            "\(r.jobs[Kind.whale.rawValue] ?? 0) / \(r.jobs[Kind.standard.rawValue] ?? 0) / \(r.jobs[Kind.new.rawValue] ?? 0)"
+        }
+        row("whale share of leftover capacity") { String(format: "%.1f %%", $0.whaleShareOfLeftover * 100) }
+        row("busy period (flood → last whale)") { String(format: "%.0f s (%.0f jobs/s)", $0.busySeconds, $0.executorRate) }
+        row("lost / duplicates") { "\($0.lost) / \($0.duplicates)" }
+        row("created (errors), create time") { String(format: "%d (%d), %.0f s", $0.created, $0.createErrors, $0.createSeconds) }
+        row("flood began after creation by") { String(format: "%.0f s", $0.creationMargin) }
+        row("governor: whale tier, plan gen") { r in
+            r.planGeneration.map { "\(r.whaleTier ?? "—"), \($0), C≈\(Int(r.planCapacity ?? 0))" } ?? "no governor (FIFO)"
+        }
+        return lines.joined(separator: "\n")
+    }
+}
