@@ -25,6 +25,10 @@ public struct DispatcherConfig: Sendable {
     public var fairness = FairnessGate<ContinuousClock>.Configuration()
     /// How often per-tenant demand is reported to the Fairness-Governor.
     public var demandReportInterval: Duration = .seconds(1)
+    /// A deferral that brings a fire back later than this after its due time is recorded in
+    /// Postgres (the run's `armed_at`), so the planner's rescue pass (grace 60 s) does not
+    /// republish it meanwhile. Shorter deferrals cost no database write.
+    public var recordDeferralsBeyond: Duration = .seconds(30)
     /// Re-read the quota plan this often even without a KV update (a missed update heals).
     public var planRefresh: Duration = .seconds(5)
     /// Names this dispatcher in demand reports (the governor counts live dispatchers by it).
@@ -232,7 +236,8 @@ public final class DispatcherService: Service, Sendable {
         }
         return [
             "enforce": config.fairness.enforce, "plan_generation": plan.generation,
-            "plan_age_seconds": appliedAt.map { Double($0.duration(to: .now).components.seconds) } ?? -1,
+            "plan_age_seconds": plan.issuedAtMillis == 0 ? -1 : (Date().timeIntervalSince1970 * 1000 - Double(plan.issuedAtMillis)) / 1000,
+            "plan_applied": appliedAt != nil,
             "plan_issued_at_ms": plan.issuedAtMillis, "dispatchers": plan.dispatchers ?? 1,
             "active_tenants": active, "deferred_now": deferred, "overflow_dispatched": overflow, "tiers": tiers,
         ]
@@ -301,6 +306,9 @@ public final class DispatcherService: Service, Sendable {
             return (decisions, fires.map { gate.tier(of: $0.envelope.tenant) })
         }
         var deferrals: [(message: JetStreamMessage, delay: Duration)] = []
+        var recorded: [(key: FireKey, until: Date)] = []
+        let wallNow = Date()
+        let recordBeyond = config.recordDeferralsBeyond.seconds
         var admitted: [Fire] = []
         var tierOf: [FireKey: Tier] = [:]
         for (index, fire) in fires.enumerated() {
@@ -308,7 +316,19 @@ public final class DispatcherService: Service, Sendable {
             case .dispatch:
                 admitted.append(fire)
                 tierOf[fire.key] = tiers[index]
-            case .deferred(let delay): deferrals.append((fire.message, delay))
+            case .deferred(let delay):
+                deferrals.append((fire.message, delay))
+                let back = wallNow.addingTimeInterval(delay.seconds)
+                if back.timeIntervalSince(fire.envelope.scheduledAt.date) > recordBeyond {
+                    // Slack past the return, for redelivery and processing.
+                    recorded.append((fire.key, back.addingTimeInterval(recordBeyond)))
+                }
+            }
+        }
+        if !recorded.isEmpty {
+            do { try await timers.recordDeferrals(recorded) } catch {
+                // Worst case the rescue pass republishes some: the claim still drops duplicates.
+                logger.warning("recording \(recorded.count) deferrals failed: \(error)")
             }
         }
         if !deferrals.isEmpty {

@@ -19,6 +19,9 @@ public struct GovernorConfig: Sendable {
     public var leaseTTL: Duration = .seconds(5)
     /// How long tenant profiles (age, trial, pin) are cached before re-reading Postgres.
     public var profileRefresh: Duration = .seconds(30)
+    /// Plans listing more tenants than this are published compacted (satisfied standard
+    /// tenants left out; dispatchers then treat them as `new`, which only loosens their bucket).
+    public var compactAbove = 5000
     /// Tiers, weights, policy, capacity measurement (see `GovernorCore.Configuration`).
     public var core = GovernorCore<ContinuousClock>.Configuration()
 
@@ -211,7 +214,8 @@ public final class GovernorService: Service, Sendable {
             $0.plan(now: .now, profiles: profileMap, issuedAtMillis: Int64(wallNow.timeIntervalSince1970 * 1000))
         }
         do {
-            let bytes = try plan.compacted().jsonBytes()
+            // Compact only when large: a dispatcher resolves an unlisted tenant as `new`.
+            let bytes = try (plan.tenants.count > config.compactAbove ? plan.compacted() : plan).jsonBytes()
             try await bucket.put(SundialNamespace.quotaPlanKey, bytes)
             state.withLock {
                 $0.plan = plan

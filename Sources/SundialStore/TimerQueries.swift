@@ -209,6 +209,18 @@ enum TimerQueries {
 
     /// Records forwarded jobs and updates their timers. Arrays: $1 ids, $2 occurrences,
     /// $3 attempts, $4 dispatched_at.
+    /// $1 ids, $2 occurrences, $3 attempts, $4 until. A fire deferred by quota is back in
+    /// JetStream until `until`: moving `armed_at` there keeps the rescue pass (which republishes
+    /// runs armed long ago and still not dispatched) from republishing it meanwhile.
+    static let recordDeferrals = PostgresQuery(
+        name: "sundial_record_deferrals",
+        sql: """
+            UPDATE timer_runs r SET armed_at = f.until
+            FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::timestamptz[]) AS f(id, occurrence, attempt, until)
+            WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
+              AND r.outcome = 'armed' AND r.armed_at < f.until
+            """)
+
     static let markDispatched = PostgresQuery(
         name: "sundial_mark_dispatched",
         sql: """

@@ -504,4 +504,18 @@ public struct TimerStore: Sendable {
                 ])
         }
     }
+
+    /// Records that these runs' fires were deferred by quota until the given instants (see
+    /// `TimerQueries.recordDeferrals`).
+    public func recordDeferrals(_ deferrals: [(key: FireKey, until: Date)]) async throws {
+        guard !deferrals.isEmpty else { return }
+        try await pool.withSession { session in
+            try session.execute(
+                TimerQueries.recordDeferrals,
+                [
+                    .uuidArray(deferrals.map(\.key.id)), .int64Array(deferrals.map(\.key.occurrence)),
+                    .intArray(deferrals.map(\.key.attempt)), .timestampArray(deferrals.map(\.until)),
+                ])
+        }
+    }
 }
