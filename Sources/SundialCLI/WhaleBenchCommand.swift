@@ -9,6 +9,7 @@ import SundialIngest
 import SundialLocalCluster
 import SundialNATS
 import SundialPlanner
+import ServiceLifecycle
 import SundialPostgres
 import SundialStore
 
@@ -95,7 +96,7 @@ struct WhaleBench: AsyncParsableCommand {
         // Scaled for a benchmark: standard tenants exist from the start (≈ lead seconds before
         // the flood), new ones first appear during it.
         governorConfig.core.classifier.newTenantAge = .seconds(Int64(max(30, p.lead / 2)))
-        var services: [any Sendable] = [
+        var services: [any Service] = [
             try IngestService(config: IngestConfig(), connection: api, store: store, logger: logger),
             try PlannerService(
                 config: PlannerConfig(), connection: bulk, timers: store, leases: LeaseStore(pool: pool), logger: logger),
@@ -107,15 +108,7 @@ struct WhaleBench: AsyncParsableCommand {
         }
         let tasks = services.map { service in
             Task {
-                do {
-                    switch service {
-                    case let s as IngestService: try await s.run()
-                    case let s as PlannerService: try await s.run()
-                    case let s as DispatcherService: try await s.run()
-                    case let s as GovernorService: try await s.run()
-                    default: break
-                    }
-                } catch {
+                do { try await service.run() } catch {
                     if !Task.isCancelled { logger.error("service failed: \(error)") }
                 }
             }

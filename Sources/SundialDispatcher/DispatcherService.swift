@@ -301,7 +301,8 @@ public final class DispatcherService: Service, Sendable {
                 fires.map {
                     FairnessGate.Candidate(
                         tenant: $0.envelope.tenant, priority: jobPriority($0.envelope.priority),
-                        redelivered: ($0.message.metadata?.deliveries ?? 1) > 1)
+                        redelivered: ($0.message.metadata?.deliveries ?? 1) > 1,
+                        dueSecond: $0.envelope.scheduledAt.seconds)
                 }, now: now0)
             return (decisions, fires.map { gate.tier(of: $0.envelope.tenant) })
         }

@@ -8,12 +8,14 @@
 /// (pending on the consumer) and comes back later — memory here is one small record per active
 /// tenant, never a queue of fires.
 ///
-/// The delay smears an over-quota tenant's fires at its rate: a deferred fire waits for the next
-/// token plus one token interval per fire of that tenant already deferred and not yet back, so the
-/// deferred fires return in about the order and at about the rate the bucket will admit them.
-/// Nothing is reserved: a returning fire takes a token like any other (first in its tenant's
-/// line), so a quota that grows or shrinks in the meantime applies at once, and a fire that finds
-/// the bucket dry again is simply deferred again.
+/// The delay smears an over-quota tenant's fires at its rate, in the order they came due: each
+/// tenant's deferred fires form a line ordered by due time (a count per due second), and a
+/// deferred fire waits for the next token plus one token interval per fire ahead of it in that
+/// line. Nothing is reserved: a returning fire takes a token like any other (first in its
+/// tenant's turn), so a quota that shrinks applies at once, and a fire that finds the bucket dry
+/// is placed in the line again — at its due-time position, so it is not overtaken by younger
+/// fires. Delays are capped at `maximumDeferral` (60 s) so that a quota that grows applies within
+/// that time too: fires further back than the cap return and are placed again, nearer the front.
 ///
 /// Guards: at most `maximumDeferred` fires deferred at once by this dispatcher (beyond that,
 /// fires are dispatched — degraded to FIFO, never stalled — since deferred fires count toward the
@@ -28,7 +30,9 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         public var unknownTenantTier: Tier
         /// A deferred fire comes back no sooner than this.
         public var minimumDeferral: Duration
-        /// …and no later than this (it is then re-queued behind its tenant's line again).
+        /// …and no later than this (it is then placed in its tenant's line again): bounds how
+        /// long a raised quota takes to reach fires already deferred, at the cost of re-deferring
+        /// the fires further back than this once per interval.
         public var maximumDeferral: Duration
         /// Most fires this dispatcher keeps deferred at once; keep well under the consumer's
         /// `max_ack_pending` divided by the number of dispatchers.
@@ -38,7 +42,7 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
 
         public init(
             enforce: Bool = true, unknownTenantTier: Tier = .new, minimumDeferral: Duration = .milliseconds(100),
-            maximumDeferral: Duration = .seconds(600), maximumDeferred: Int = 400_000,
+            maximumDeferral: Duration = .seconds(60), maximumDeferred: Int = 400_000,
             idleExpiry: Duration = .seconds(300)
         ) {
             self.enforce = enforce
@@ -57,11 +61,14 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         /// Delivered before (JetStream delivery count > 1): back from a deferral (or from a
         /// failed forward). Not counted as new demand; first in its tenant's line.
         public var redelivered: Bool
+        /// When the fire was due (Unix seconds): its place in the tenant's line of deferred fires.
+        public var dueSecond: Int64
 
-        public init(tenant: String, priority: JobPriority = .normal, redelivered: Bool = false) {
+        public init(tenant: String, priority: JobPriority = .normal, redelivered: Bool = false, dueSecond: Int64 = 0) {
             self.tenant = tenant
             self.priority = priority
             self.redelivered = redelivered
+            self.dueSecond = dueSecond
         }
     }
 
@@ -90,8 +97,10 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         var bucket: TokenBucket<C>
         var tier: Tier
         var planGeneration: UInt64
-        /// Deferred by this dispatcher and not seen again yet.
+        /// Deferred by this dispatcher and not seen again yet…
         var deferred = 0
+        /// …counted per due second (the line's order).
+        var deferredByDue: [Int64: Int] = [:]
         /// When the last of those is due back (plus grace, the count is reset then: its
         /// redelivery may have gone to another dispatcher).
         var deferredBackBy: C.Instant
@@ -155,7 +164,8 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         for candidate in candidates {
             var state = self.state(for: candidate.tenant, now: now)
             if candidate.redelivered {
-                if state.deferred > 0 {
+                if let n = state.deferredByDue[candidate.dueSecond], n > 0 {
+                    state.deferredByDue[candidate.dueSecond] = n > 1 ? n - 1 : nil
                     state.deferred -= 1
                     deferredNow -= 1
                 }
@@ -171,36 +181,58 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         }
 
         var scheduler = DeficitRoundRobin<String, Int>()
-        // Returning fires first: they are older than anything fresh of the same tenant.
-        for pass in [true, false] {
-            for (index, candidate) in candidates.enumerated() where candidate.redelivered == pass {
-                scheduler.enqueue(
-                    index, for: candidate.tenant, priority: candidate.priority,
-                    weight: plan.weights[tenants[candidate.tenant]!.tier])
-            }
+        // Returning fires first, oldest first: they are older than anything fresh of the tenant.
+        let order = candidates.indices.sorted {
+            (candidates[$0].redelivered ? 0 : 1, candidates[$0].dueSecond, $0)
+                < (candidates[$1].redelivered ? 0 : 1, candidates[$1].dueSecond, $1)
+        }
+        for index in order {
+            let candidate = candidates[index]
+            scheduler.enqueue(
+                index, for: candidate.tenant, priority: candidate.priority,
+                weight: plan.weights[tenants[candidate.tenant]!.tier])
         }
         let admitted = scheduler.dequeue(limit: candidates.count) { tenant, _ in
             tenants[tenant]!.bucket.tryTake(now: now)
         }
         for (tenant, _) in admitted { countDispatch(tenant) }
 
+        var refused: [String: [Int]] = [:]
         for (tenant, index) in scheduler.removeAll() {
             if deferredNow >= configuration.maximumDeferred {
                 overflowDispatched += 1
                 countDispatch(tenant)
                 continue
             }
+            refused[tenant, default: []].append(index)
+            deferredNow += 1
+        }
+        for (tenant, indices) in refused {
             var state = tenants[tenant]!
             let interval = 1 / max(state.bucket.rate, 1e-9)
-            let wait = state.bucket.timeUntilAvailable(now: now)
-                + Duration.seconds(min(Double(state.deferred) * interval, 1e9))
-            let delay = min(max(wait, configuration.minimumDeferral), configuration.maximumDeferral)
-            state.deferred += 1
-            state.deferredBackBy = max(state.deferredBackBy, now.advanced(by: delay))
+            let firstToken = state.bucket.timeUntilAvailable(now: now)
+            // Walk the line (due seconds ascending) alongside this batch's refused fires sorted
+            // by due time: position = fires already deferred that came due no later + the ones
+            // of this batch placed before it.
+            let line = state.deferredByDue.sorted { $0.key < $1.key }
+            var cursor = 0
+            var ahead = 0
+            let sorted = indices.sorted { (candidates[$0].dueSecond, $0) < (candidates[$1].dueSecond, $1) }
+            for (placed, index) in sorted.enumerated() {
+                let due = candidates[index].dueSecond
+                while cursor < line.count, line[cursor].key <= due {
+                    ahead += line[cursor].value
+                    cursor += 1
+                }
+                let wait = firstToken + Duration.seconds(min(Double(ahead + placed) * interval, 1e9))
+                let delay = min(max(wait, configuration.minimumDeferral), configuration.maximumDeferral)
+                state.deferredBackBy = max(state.deferredBackBy, now.advanced(by: delay))
+                decisions[index] = .deferred(delay)
+            }
+            for index in indices { state.deferredByDue[candidates[index].dueSecond, default: 0] += 1 }
+            state.deferred += indices.count
+            deferredByTier[state.tier, default: 0] += indices.count
             tenants[tenant] = state
-            deferredNow += 1
-            deferredByTier[state.tier, default: 0] += 1
-            decisions[index] = .deferred(delay)
         }
         return decisions
     }
@@ -214,6 +246,7 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
             if state.deferred > 0, now > state.deferredBackBy.advanced(by: grace) {
                 deferredNow -= state.deferred
                 state.deferred = 0
+                state.deferredByDue = [:]
             }
             if state.due > 0 || state.deferred > 0 || state.dispatched > 0 {
                 lines.append(

@@ -19,6 +19,13 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         public var demandWindow: Duration
         /// A deferred backlog counts as this much extra demand: backlog / drain time.
         public var backlogDrainTime: Duration
+        /// A standing work backlog is drained within about this long: the capacity shared is
+        /// reduced by backlog / this (never below `minimumShare` of it). Without it, the 5 %
+        /// headroom alone would take a minute to drain an overshoot, and every tenant's jobs would
+        /// wait behind it.
+        public var workBacklogDrainTime: Duration
+        /// The least fraction of the capacity shared while draining a backlog.
+        public var minimumShare: Double
         /// A dispatcher not heard from for this long is gone (its counts are dropped).
         public var reportTTL: Duration
         /// A tenant without demand for this long leaves the plan (and the classifier).
@@ -28,7 +35,8 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             weights: TierWeights = .default, policy: QuotaPolicy = QuotaPolicy(),
             classifier: TierClassifier<C>.Configuration = .init(),
             capacity: CapacityEstimator<C>.Configuration = .init(), demandWindow: Duration = .seconds(3),
-            backlogDrainTime: Duration = .seconds(10), reportTTL: Duration = .seconds(10),
+            backlogDrainTime: Duration = .seconds(10), workBacklogDrainTime: Duration = .seconds(2),
+            minimumShare: Double = 0.25, reportTTL: Duration = .seconds(10),
             tenantIdleExpiry: Duration = .seconds(600)
         ) {
             self.weights = weights
@@ -37,6 +45,8 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             self.capacity = capacity
             self.demandWindow = demandWindow
             self.backlogDrainTime = backlogDrainTime
+            self.workBacklogDrainTime = workBacklogDrainTime
+            self.minimumShare = minimumShare
             self.reportTTL = reportTTL
             self.tenantIdleExpiry = tenantIdleExpiry
         }
@@ -114,6 +124,7 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         }
         let utilisation = plan.policy.sanitisedUtilisation
         if plan.capacity < plan.policy.maxRate * 0.5 {
+            // A plan made while draining a backlog understates it; the next saturation corrects.
             capacity.seed(plan.capacity / utilisation)
         }
     }
@@ -191,9 +202,11 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         demands.sort { $0.id < $1.id }
         let generation = (lastPlan?.generation ?? 0) + 1
         var plan: QuotaPlan
-        if let capacity = capacity.estimate {
+        if let measured = capacity.estimate {
+            let drain = capacity.excessBacklog / max(c.workBacklogDrainTime.fairnessSeconds, 0.1)
+            let shared = max(measured * min(max(c.minimumShare, 0), 1), measured - drain)
             plan = QuotaPlan.compute(
-                capacity: capacity, demands: demands, weights: c.weights, policy: c.policy,
+                capacity: shared, demands: demands, weights: c.weights, policy: c.policy,
                 generation: generation, issuedAtMillis: issuedAtMillis)
         } else {
             // Capacity unknown: share "infinity" — tiers and demand are reported, nobody throttled.

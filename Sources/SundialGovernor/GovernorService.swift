@@ -227,7 +227,7 @@ public final class GovernorService: Service, Sendable {
         }
     }
 
-    static func stats(_ s: GovernorSnapshot) -> [String: Any] {
+    public static func stats(_ s: GovernorSnapshot) -> [String: Any] {
         var out: [String: Any] = [
             "leader": s.leader, "leader_id": s.leaderID ?? "", "reports_received": s.reportsReceived,
             "reports_rejected": s.reportsRejected, "publish_failures": s.publishFailures,

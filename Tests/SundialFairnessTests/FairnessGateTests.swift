@@ -73,6 +73,34 @@ struct FairnessGateTests {
         #expect(abs(later.seconds - (0.04 + 89 * 0.04)) < 1e-6)
     }
 
+    @Test func aReturningFireKeepsItsPlaceByDueTimeAndDelaysAreCapped() {
+        let clock = ManualClock()
+        var gate = Gate()
+        gate.apply(Self.plan(whaleRate: 10, burst: 1), now: clock.now)
+        // 1 000 fires due at second 100, then 1 000 due at second 200: 1 dispatched, the rest
+        // in line; everything beyond 60 s of the line (600 fires at 10/s) is capped at 60 s.
+        let early = (0..<1000).map { _ in Gate.Candidate(tenant: "whale", dueSecond: 100) }
+        let late = (0..<1000).map { _ in Gate.Candidate(tenant: "whale", dueSecond: 200) }
+        let first = gate.decide(early + late, now: clock.now)
+        let delays = first.compactMap { d -> Double? in
+            if case .deferred(let delay) = d { return delay.seconds } else { return nil }
+        }
+        #expect(delays.count == 1999)
+        #expect(delays.max()! <= 60)
+        #expect(delays.filter { $0 > 59.95 }.count == 1999 - 599)
+        // A capped early fire comes back after 60 s while the quota doubled: it is placed among
+        // the early fires still waiting (not behind the 1 000 late ones), at the new rate.
+        clock.advance(by: .seconds(60))
+        var raised = Self.plan(whaleRate: 20, burst: 1, generation: 2)
+        raised.tenants["whale"]!.allocated = 20
+        gate.apply(raised, now: clock.now)
+        _ = gate.decide([Gate.Candidate(tenant: "whale", redelivered: true, dueSecond: 100)], now: clock.now)  // takes the token
+        let back = gate.decide([Gate.Candidate(tenant: "whale", redelivered: true, dueSecond: 100)], now: clock.now)
+        guard case .deferred(let again) = back[0] else { Issue.record("not deferred"); return }
+        // 999 − 2 early fires ahead (all still outstanding in this simulation) at 20/s ≈ 49.9 s.
+        #expect(abs(again.seconds - (0.05 + 997 * 0.05)) < 0.01)
+    }
+
     @Test func overTheDeferralCapFiresAreDispatchedNotStalled() {
         let clock = ManualClock()
         var gate = Gate(configuration: .init(maximumDeferred: 50))

@@ -134,3 +134,25 @@ struct GovernorCoreTests {
         #expect(abs((plan.tenants["whale"]?.rate ?? 0) - 760) < 1)
     }
 }
+
+@Suite("GovernorCore: draining a standing work backlog")
+struct GovernorBacklogTests {
+    typealias Core = GovernorCore<ManualClock>
+
+    @Test func aStandingBacklogShrinksTheSharedCapacityUntilDrained() {
+        let clock = ManualClock()
+        var core = Core(configuration: .init(capacity: .init(fixed: 1000)))
+        let whale = FairnessGate<ManualClock>.TenantReport(tenant: "whale", due: 5000, deferred: 50_000, dispatched: 0)
+        core.ingest(.init(dispatcher: "d", interval: .seconds(1), tenants: [whale]), now: clock.now)
+        core.observeWork(consumedTotal: 0, backlog: 0, now: clock.now)
+        clock.advance(by: .seconds(1))
+        core.observeWork(consumedTotal: 1000, backlog: 1250, now: clock.now)  // 1 s of work queued
+        var plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 0)
+        // threshold = ¼ s of the 1 000/s consumption = 250; excess 1 000 → share 1 000 − 500.
+        #expect(abs(plan.capacity - 500 * 0.95) < 1)
+        clock.advance(by: .seconds(1))
+        core.observeWork(consumedTotal: 2000, backlog: 100, now: clock.now)
+        plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 0)
+        #expect(abs(plan.capacity - 950) < 1)
+    }
+}

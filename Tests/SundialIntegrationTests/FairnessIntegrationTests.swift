@@ -1,4 +1,5 @@
 import Foundation
+@testable import SundialCLI
 import SundialContract
 import SundialExecutor
 import SundialFairness
@@ -114,6 +115,9 @@ struct FairnessIntegrationTests {
                 _ = try await newcomer.create(.delay(.seconds(2), queue: "q"))
                 try await Task.sleep(for: .seconds(1))
             }
+            // Mid-flood views (the whale is throttled now; at the end it has drained).
+            let planDuringFlood = system.dispatcher!.currentPlan
+            let governorDuringFlood = system.governor.map { GovernorService.stats($0.snapshot) }
             try await eventually("all jobs arrive", timeout: .seconds(60)) { executor.count() >= whaleCount + 10 }
             await executor.stop()
 
@@ -133,7 +137,17 @@ struct FairnessIntegrationTests {
                 #expect(plan.tenants["whale"]?.tier == .bulk)
                 #expect(system.dispatcher!.stats.deferred.load(ordering: .relaxed) > 0)
                 let stats = system.dispatcher!.fairnessStats()
-                #expect((stats["tiers"] as? [String: Any])?["bulk"] != nil)
+                let bulk = (stats["tiers"] as? [String: Any])?["bulk"] as? [String: Any]
+                #expect((bulk?["deferred_total"] as? Int ?? 0) > 0)
+                #expect((bulk?["lag_ms"] as? [String: Any])?["p95"] != nil)
+                // What `sundial tenants quotas` prints for this plan.
+                let text = TenantsCommand.Quotas.render(planDuringFlood, revision: 1, lags: nil, limit: 10, only: nil)
+                #expect(text.contains("whale"))
+                #expect(text.contains("throttled"))
+                // The governor's $SRV.STATS data.
+                #expect(governorDuringFlood?["leader"] as? Bool == true)
+                #expect((governorDuringFlood?["throttled_tenants"] as? Int ?? 0) >= 1)
+                #expect(planDuringFlood.tenants["whale"].map { $0.allocated < $0.demand } == true)
             } else {
                 // Plain FIFO: the shop's jobs wait behind the whale's backlog.
                 #expect((shopLags.min() ?? 0) > 4, "FIFO standard lags \(shopLags)")

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import SundialContract
 import SundialDispatcher
 import SundialExecutor
@@ -113,7 +114,7 @@ final class TestSystem: Sendable {
         let system = TestSystem(
             name: name, namespace: namespace, schema: schema, nats: nats, pool: pool, api: api, bulk: bulk,
             store: store, ingest: ingest, planner: planner, dispatcher: dispatcher, governor: governor)
-        for service in [ingest as (any Sendable)?, planner, dispatcher, governor].compactMap({ $0 }) {
+        for service in [ingest as (any Service)?, planner, dispatcher, governor].compactMap({ $0 }) {
             system.launch(service)
         }
         if ingest != nil { try await system.waitForIngest() }
@@ -146,30 +147,18 @@ final class TestSystem: Sendable {
         config.namespace = namespace
         let governor = try GovernorService(
             config: config, connection: bulk, tenants: TenantStore(pool: pool), logger: TestNATS.logger)
-        let task = Task {
-            do { try await governor.run() } catch {
-                if !Task.isCancelled { TestNATS.logger.error("governor failed: \(error)") }
-            }
-        }
-        tasks.withLock { $0.append(task) }
-        return (governor, task)
+        return (governor, launch(governor))
     }
 
-    private func launch(_ service: any Sendable) {
+    @discardableResult
+    private func launch(_ service: any Service) -> Task<Void, Never> {
         let task = Task {
-            do {
-                switch service {
-                case let s as IngestService: try await s.run()
-                case let s as PlannerService: try await s.run()
-                case let s as DispatcherService: try await s.run()
-                case let s as GovernorService: try await s.run()
-                default: break
-                }
-            } catch {
+            do { try await service.run() } catch {
                 if !Task.isCancelled { TestNATS.logger.error("service failed: \(error)") }
             }
         }
         tasks.withLock { $0.append(task) }
+        return task
     }
 
     /// Ingest subscribes asynchronously: wait until it answers on this system's own subjects
