@@ -3,8 +3,8 @@
 /// backlog (messages left).
 ///
 /// - While the executors are **saturated** — the backlog has stayed above `saturationBacklog`
-///   worth of their rate (and at least `minimumBacklog` jobs) for the whole measuring window —
-///   the consumption rate over that window *is* the capacity.
+///   worth of their rate (and at least `minimumBacklog` jobs) at two samples or more — the
+///   consumption rate since the first of them (within `window`) *is* the capacity.
 /// - Otherwise the consumption rate is only a lower bound (they took all they were given). The
 ///   estimate never drops below it, and while quotas are throttling someone it **probes**
 ///   upwards (`probeGrowthPerSecond`, compounding), so that a throttled whale soon gets capacity
@@ -51,7 +51,8 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
     public private(set) var configuration: Configuration
     private var measured: Double?
     private var samples = FIFO<Sample>()
-    private var busySince: C.Instant?
+    /// The sample at which the backlog last rose above the threshold.
+    private var busyAnchor: Sample?
     private var lastObserved: C.Instant?
     /// Consumption rate over the last window (jobs/s), whatever the backlog.
     public private(set) var consumptionRate: Double = 0
@@ -84,7 +85,7 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
         let c = configuration
         if let last = samples.elements.last, consumedTotal < last.consumed {
             samples = FIFO()  // the stream was recreated; start over
-            busySince = nil
+            busyAnchor = nil
         }
         samples.append(Sample(at: now, consumed: consumedTotal))
         while let first = samples.first, samples.count > 2, first.at.duration(to: now) > c.window {
@@ -98,16 +99,18 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
         let threshold = max(Double(c.minimumBacklog), consumptionRate * c.saturationBacklog.fairnessSeconds)
         let busy = Double(backlog) >= threshold
         if busy {
-            if busySince == nil { busySince = now }
+            if busyAnchor == nil { busyAnchor = Sample(at: now, consumed: consumedTotal) }
         } else {
-            busySince = nil
+            busyAnchor = nil
         }
         let dt = lastObserved.map { $0 < now ? $0.duration(to: now).fairnessSeconds : 0 } ?? 0
         lastObserved = now
-        // Saturated: busy for the whole window the rate was measured over.
-        if let since = busySince, let first = samples.first, since <= first.at, first.at < now {
+        // Saturated: busy at two samples or more — the consumption since the first of them
+        // (within the window) is what the executors can do.
+        if let anchor = busyAnchor, anchor.at < now {
+            let from = samples.first.map { $0.at > anchor.at ? $0 : anchor } ?? anchor
             saturated = true
-            measured = max(consumptionRate, c.floor)
+            measured = max(Double(consumedTotal - from.consumed) / from.at.duration(to: now).fairnessSeconds, c.floor)
             return
         }
         saturated = false
