@@ -23,15 +23,17 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
         public var minimumBacklog: Int
         /// Consumption is measured over this window.
         public var window: Duration
-        /// Upward probe while throttling and not saturated (0.1 = +10 % per second).
+        /// Upward probe while throttling and the backlog is low (0.05 = +5 % per second).
         public var probeGrowthPerSecond: Double
+        /// Time constant smoothing successive saturated measurements.
+        public var smoothing: Duration
         /// Lower bound of any estimate (jobs/s).
         public var floor: Double
 
         public init(
             fixed: Double? = nil, initial: Double? = nil, saturationBacklog: Duration = .milliseconds(250),
-            minimumBacklog: Int = 20, window: Duration = .seconds(2), probeGrowthPerSecond: Double = 0.1,
-            floor: Double = 1
+            minimumBacklog: Int = 20, window: Duration = .seconds(2), probeGrowthPerSecond: Double = 0.05,
+            smoothing: Duration = .seconds(3), floor: Double = 1
         ) {
             self.fixed = fixed
             self.initial = initial
@@ -39,6 +41,7 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
             self.minimumBacklog = minimumBacklog
             self.window = window
             self.probeGrowthPerSecond = probeGrowthPerSecond
+            self.smoothing = smoothing
             self.floor = floor
         }
     }
@@ -51,6 +54,7 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
     public private(set) var configuration: Configuration
     private var measured: Double?
     private var samples = FIFO<Sample>()
+    private var wasSaturated = false
     /// The sample at which the backlog last rose above the threshold.
     private var busyAnchor: Sample?
     private var lastObserved: C.Instant?
@@ -109,14 +113,24 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
         // (within the window) is what the executors can do.
         if let anchor = busyAnchor, anchor.at < now {
             let from = samples.first.map { $0.at > anchor.at ? $0 : anchor } ?? anchor
+            let busyRate = max(Double(consumedTotal - from.consumed) / from.at.duration(to: now).fairnessSeconds, c.floor)
             saturated = true
-            measured = max(Double(consumedTotal - from.consumed) / from.at.duration(to: now).fairnessSeconds, c.floor)
+            // Smoothed: one second of consumption is noisy, and an estimate above the true
+            // capacity leaves a standing backlog that every tenant waits behind.
+            if let previous = measured, wasSaturated {
+                let alpha = 1 - FairnessMath.expo(-dt / max(c.smoothing.fairnessSeconds, 1e-3))
+                measured = previous + alpha * (busyRate - previous)
+            } else {
+                measured = busyRate
+            }
+            wasSaturated = true
             return
         }
+        wasSaturated = false
         saturated = false
         guard var estimate = measured else { return }
         estimate = max(estimate, consumptionRate)
-        if throttling, !busy, dt > 0 {
+        if throttling, Double(backlog) < threshold / 2, dt > 0 {
             estimate *= FairnessMath.expo(max(0, c.probeGrowthPerSecond) * min(dt, 10))
         }
         measured = max(estimate, c.floor)
