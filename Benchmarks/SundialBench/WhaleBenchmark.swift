@@ -47,6 +47,9 @@ public struct WhaleBenchmark: Sendable {
         public var whaleTier: String?
         public var planGeneration: UInt64?
         public var planCapacity: Double?
+        /// Standard and new tenants' lag p95 (s) per 10 s of due time from the flood's start
+        /// (key: slice start in seconds; negative = before the flood).
+        public var smallTenantLagP95BySlice: [Int: Double]?
     }
 
     enum Kind: String, CaseIterable { case whale = "bulk (whale)", standard, new }
@@ -57,6 +60,8 @@ public struct WhaleBenchmark: Sendable {
             var receipts: [String: Int] = [:]
             var lags: [Kind: [Double]] = [:]
             var lastWhaleAt: Date?
+            /// (seconds from the flood start to the due time, lag) of standard and new jobs.
+            var smallByDue: [(Double, Double)] = []
             var received = 0
             var createErrors = 0
             var firstError: String?
@@ -89,6 +94,8 @@ public struct WhaleBenchmark: Sendable {
         let worker = try await SundialWorker.connect(connection: executorConnection, queue: queue, options: workerOptions)
         let ledger = Ledger()
         let stop = Atomic<Bool>(false)
+        let start = Date()
+        let floodAt = start.addingTimeInterval(p.lead)
 
         // Executors capped at `capacity` jobs/s: fetch at most 1/20 s of work at a time, pace.
         let executor = Task {
@@ -104,7 +111,11 @@ public struct WhaleBenchmark: Sendable {
                         s.received += 1
                         guard s.receipts[job.timerID] == 1, let kind = s.expected[job.timerID] else { continue }
                         s.lags[kind, default: []].append(now.timeIntervalSince(job.scheduledAt))
-                        if kind == .whale { s.lastWhaleAt = now }
+                        if kind == .whale {
+                            s.lastWhaleAt = now
+                        } else {
+                            s.smallByDue.append((job.scheduledAt.timeIntervalSince(floodAt), now.timeIntervalSince(job.scheduledAt)))
+                        }
                     }
                 }
                 try? await worker.complete(jobs)
@@ -113,8 +124,6 @@ public struct WhaleBenchmark: Sendable {
             }
         }
 
-        let start = Date()
-        let floodAt = start.addingTimeInterval(p.lead)
         func create(_ tenant: String, _ kind: Kind, due: Date) async {
             let client = TimersClient(connection: clientConnection, tenant: tenant, namespace: namespace, timeout: .seconds(30))
             var request = Sundial_V1_CreateTimerRequest()
@@ -216,13 +225,16 @@ public struct WhaleBenchmark: Sendable {
             lags[kind.rawValue] = SpineBenchmark.Percentiles(s.lags[kind] ?? [])
             jobs[kind.rawValue] = s.lags[kind]?.count ?? 0
         }
+        var slices: [Int: [Double]] = [:]
+        for (due, lag) in s.smallByDue { slices[Int((due / 10).rounded(.down)) * 10, default: []].append(lag) }
         return ModeReport(
             mode: mode, created: s.expected.count, createErrors: s.createErrors, createSeconds: createSeconds,
             creationMargin: margin, lagSeconds: lags, jobs: jobs, lost: s.expected.count - receivedUnique,
             duplicates: duplicates,
             whaleShareOfLeftover: Double(whaleJobs) / max(1, p.capacity * busy - Double(others)), busySeconds: busy,
             executorRate: Double(s.received) / busy, whaleTier: whaleTier, planGeneration: generation,
-            planCapacity: planCapacity)
+            planCapacity: planCapacity,
+            smallTenantLagP95BySlice: slices.mapValues { SpineBenchmark.Percentiles($0).p95 })
     }
 
     /// Both modes side by side.
@@ -267,6 +279,12 @@ public struct WhaleBenchmark: Sendable {
         row("flood began after creation by") { String(format: "%.0f s", $0.creationMargin) }
         row("governor: whale tier, plan gen") { r in
             r.planGeneration.map { "\(r.whaleTier ?? "—"), \($0), C≈\(Int(r.planCapacity ?? 0))" } ?? "no governor (FIFO)"
+        }
+        for r in reports {
+            guard let slices = r.smallTenantLagP95BySlice, !slices.isEmpty else { continue }
+            lines.append(
+                "\(r.mode): standard+new lag p95 by due time (s from flood start): "
+                    + slices.keys.sorted().map { String(format: "%d…%d: %.1f", $0, $0 + 10, slices[$0]!) }.joined(separator: " · "))
         }
         return lines.joined(separator: "\n")
     }

@@ -1,20 +1,20 @@
 import ArgumentParser
 import Foundation
 
-/// `sundial serve ingest planner dispatcher`: run services against existing NATS/Postgres,
+/// `sundial serve ingest planner dispatcher governor`: run services against existing NATS/Postgres,
 /// configured by `SUNDIAL_*` environment variables (see services/*/README.md).
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve", abstract: "Run Sundial services against existing NATS and Postgres.")
 
-    @Argument(help: "Services to run: ingest, planner, dispatcher (default: all).")
+    @Argument(help: "Services to run: ingest, planner, dispatcher, governor (default: all).")
     var components: [String] = []
 
     func run() async throws {
         var chosen: [SundialComponent] = []
         for name in components {
             guard let component = SundialComponent(rawValue: name) else {
-                throw ValidationError("unknown service \(name); expected ingest, planner or dispatcher")
+                throw ValidationError("unknown service \(name); expected ingest, planner, dispatcher or governor")
             }
             chosen.append(component)
         }

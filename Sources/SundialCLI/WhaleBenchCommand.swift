@@ -3,15 +3,8 @@ import Foundation
 import Logging
 import SundialBench
 import SundialContract
-import SundialDispatcher
-import SundialGovernor
-import SundialIngest
 import SundialLocalCluster
 import SundialNATS
-import SundialPlanner
-import ServiceLifecycle
-import SundialPostgres
-import SundialStore
 
 /// `sundial bench whale`: the fairness scenario, run twice on a private Sundial each time —
 /// fairness on (governor + enforcing dispatcher) and off (plain FIFO) — and printed side by side.
@@ -63,8 +56,9 @@ struct WhaleBench: AsyncParsableCommand {
         print("report written to \(url.path)")
     }
 
-    /// One mode on a fresh private stack: nats-server + Postgres under `dataRoot/mode`, services
-    /// in-process (ingest, planner, dispatcher; the governor only with fairness).
+    /// One mode on a fresh private stack: nats-server + Postgres under `dataRoot/mode`, and the
+    /// services as one `sundial serve` child process (the governor only with fairness), as in a
+    /// deployment: the benchmark's client and capped executors run in this process, apart.
     static func runMode(
         _ mode: String, parameters p: WhaleBenchmark.Parameters, dataRoot: URL, logger: Logger
     ) async throws -> WhaleBenchmark.ModeReport {
@@ -74,50 +68,41 @@ struct WhaleBench: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         let postgres = try await LocalPostgresServer.start(
             dataDirectory: root.appendingPathComponent("postgres"), port: nil, fsync: true, logger: logger)
+        defer { postgres.stopBlocking() }
         let natsBinary = try LocalNATSServer.locateBinary(from: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
         let nats = try await LocalNATSServer.start(
             binary: natsBinary, storeDirectory: root.appendingPathComponent("nats"), port: nil, auth: nil, logger: logger)
-        defer {
-            postgres.stopBlocking()
-        }
-        var pgConfig = try PostgresConfiguration(url: postgres.url)
-        pgConfig.searchPath = "\"sundial\""
-        let pool = PostgresPool(configuration: pgConfig, size: 8, logger: logger)
-        try await SundialDatabase.migrate(pool, schema: "sundial")
-        var apiOptions = NATSConnectionOptions(url: nats.url, name: "sundial-api")
-        apiOptions.sendAsap = true
-        let api = try await NATSConnection.connect(apiOptions, logger: logger)
-        let bulk = try await NATSConnection.connect(NATSConnectionOptions(url: nats.url, name: "sundial-bulk"), logger: logger)
-        let store = TimerStore(pool: pool)
 
-        var dispatcherConfig = DispatcherConfig()
-        dispatcherConfig.fairness.enforce = fair
-        var governorConfig = GovernorConfig()
+        var env = ProcessInfo.processInfo.environment
+        env["SUNDIAL_NATS_URL"] = nats.url
+        env["SUNDIAL_POSTGRES_URL"] = postgres.url
+        env["SUNDIAL_POSTGRES_SCHEMA"] = "sundial"
+        env["SUNDIAL_LOG_LEVEL"] = "warning"
+        env["SUNDIAL_DISPATCHER_FAIRNESS"] = fair ? "on" : "off"
         // Scaled for a benchmark: standard tenants exist from the start (≈ lead seconds before
         // the flood), new ones first appear during it.
-        governorConfig.core.classifier.newTenantAge = .seconds(Int64(max(30, p.lead / 2)))
-        var services: [any Service] = [
-            try IngestService(config: IngestConfig(), connection: api, store: store, logger: logger),
-            try PlannerService(
-                config: PlannerConfig(), connection: bulk, timers: store, leases: LeaseStore(pool: pool), logger: logger),
-            try DispatcherService(config: dispatcherConfig, connection: bulk, timers: store, logger: logger),
-        ]
-        if fair {
-            services.append(
-                try GovernorService(config: governorConfig, connection: bulk, tenants: TenantStore(pool: pool), logger: logger))
-        }
-        let tasks = services.map { service in
-            Task {
-                do { try await service.run() } catch {
-                    if !Task.isCancelled { logger.error("service failed: \(error)") }
-                }
-            }
-        }
+        env["SUNDIAL_GOVERNOR_NEW_TENANT_AGE"] = "\(Int(max(30, p.lead / 2)))s"
+        let components = ["ingest", "planner", "dispatcher"] + (fair ? ["governor"] : [])
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        let log = root.appendingPathComponent("services.log").path
+        let services = try ChildProcess.spawn(
+            executable: executable, arguments: ["serve"] + components, environment: env, output: .file(log))
+
         // Ingest subscribes asynchronously; wait until it answers.
-        let probe = TimersClient(connection: api, tenant: "probe", namespace: .standard, timeout: .seconds(1))
-        for _ in 0..<100 {
-            if (try? await probe.raw(.get, [])) != nil { break }
-            try await Task.sleep(for: .milliseconds(100))
+        let probeConnection = try await NATSConnection.connect(
+            NATSConnectionOptions(url: nats.url, name: "whale-bench-probe"), logger: logger)
+        let probe = TimersClient(connection: probeConnection, tenant: "probe", namespace: .standard, timeout: .seconds(1))
+        var ready = false
+        for _ in 0..<300 where !ready {
+            ready = (try? await probe.raw(.get, [])) != nil
+            if !ready { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        await probeConnection.close()
+        guard ready else {
+            services.signal(SIGKILL)
+            _ = await services.waitForExit()
+            await nats.stop()
+            throw ValidationError("services did not start; see \(log)")
         }
         let report: WhaleBenchmark.ModeReport
         do {
@@ -125,14 +110,13 @@ struct WhaleBench: AsyncParsableCommand {
                 print($0)
             }
         } catch {
-            for task in tasks { task.cancel() }
+            services.signal(SIGKILL)
+            _ = await services.waitForExit()
+            await nats.stop()
             throw error
         }
-        for task in tasks { task.cancel() }
-        for task in tasks { await task.value }
-        await api.close()
-        await bulk.close()
-        await pool.close()
+        services.signal(SIGTERM)
+        _ = await services.waitForExit()
         await nats.stop()
         return report
     }

@@ -24,7 +24,7 @@ public struct DispatcherConfig: Sendable {
     /// Quota enforcement (see `FairnessGate`); `fairness.enforce = false` is plain FIFO.
     public var fairness = FairnessGate<ContinuousClock>.Configuration()
     /// How often per-tenant demand is reported to the Fairness-Governor.
-    public var demandReportInterval: Duration = .seconds(1)
+    public var demandReportInterval: Duration = .milliseconds(500)
     /// A deferral that brings a fire back later than this after its due time is recorded in
     /// Postgres (the run's `armed_at`), so the planner's rescue pass (grace 60 s) does not
     /// republish it meanwhile. Shorter deferrals cost no database write.
@@ -267,13 +267,14 @@ public final class DispatcherService: Service, Sendable {
         var id: UUID
         var key: FireKey
         var firedAt: Date
+        /// The tier fairness applied (for per-tier lag).
+        var tier: Tier = .standard
     }
 
     /// One batch: check Postgres, forward the live ones, record, ack.
     func process(_ batch: [JetStreamMessage], _ consumer: JetStreamPullConsumer) async {
         stats.fired.add(batch.count, ordering: .relaxed)
         var fires: [Fire] = []
-        var toAck: [JetStreamMessage] = []
         for message in batch {
             guard let envelope = try? Sundial_V1_FireEnvelope(serializedBytes: message.payload),
                 let id = TimerID.parse(envelope.timerID)
@@ -311,12 +312,12 @@ public final class DispatcherService: Service, Sendable {
         let wallNow = Date()
         let recordBeyond = config.recordDeferralsBeyond.seconds
         var admitted: [Fire] = []
-        var tierOf: [FireKey: Tier] = [:]
         for (index, fire) in fires.enumerated() {
             switch decisions[index] {
             case .dispatch:
+                var fire = fire
+                fire.tier = tiers[index]
                 admitted.append(fire)
-                tierOf[fire.key] = tiers[index]
             case .deferred(let delay):
                 deferrals.append((fire.message, delay))
                 let back = wallNow.addingTimeInterval(delay.seconds)
@@ -326,12 +327,6 @@ public final class DispatcherService: Service, Sendable {
                 }
             }
         }
-        if !recorded.isEmpty {
-            do { try await timers.recordDeferrals(recorded) } catch {
-                // Worst case the rescue pass republishes some: the claim still drops duplicates.
-                logger.warning("recording \(recorded.count) deferrals failed: \(error)")
-            }
-        }
         if !deferrals.isEmpty {
             stats.deferred.add(deferrals.count, ordering: .relaxed)
             do { try await consumer.nak(deferrals) } catch {
@@ -339,8 +334,20 @@ public final class DispatcherService: Service, Sendable {
                 logger.warning("nak of \(deferrals.count) deferred fires failed: \(error)")
             }
         }
-        fires = admitted
+        await dispatch(admitted, consumer)
+        // Recorded after the admitted fires are through: they should not wait for it.
+        if !recorded.isEmpty {
+            do { try await timers.recordDeferrals(recorded) } catch {
+                // Worst case the rescue pass republishes some: the claim still drops duplicates.
+                logger.warning("recording \(recorded.count) deferrals failed: \(error)")
+            }
+        }
+    }
+
+    /// Claim in Postgres, forward the live ones, record, ack.
+    private func dispatch(_ fires: [Fire], _ consumer: JetStreamPullConsumer) async {
         guard !fires.isEmpty else { return }
+        var toAck: [JetStreamMessage] = []
 
         // Compare-and-set in Postgres: only runs still armed at this version (or claimed by
         // a dispatcher that died mid-batch) may go out. Cancelled, superseded and already
@@ -393,7 +400,7 @@ public final class DispatcherService: Service, Sendable {
         for fire in forwarded {
             let lag = fire.firedAt.timeIntervalSince(fire.envelope.scheduledAt.date)
             stats.fireLagMicros.add(Int(max(0, lag) * 1e6), ordering: .relaxed)
-            stats.recordLag(now.timeIntervalSince(fire.envelope.scheduledAt.date), tier: tierOf[fire.key] ?? .standard)
+            stats.recordLag(now.timeIntervalSince(fire.envelope.scheduledAt.date), tier: fire.tier)
         }
         stats.dispatched.add(forwarded.count, ordering: .relaxed)
         toAck += forwarded.map(\.message)

@@ -14,7 +14,7 @@ public struct GovernorConfig: Sendable {
     /// Identifies this instance in the leader lease (default: host + pid + random).
     public var instanceID: String = GovernorConfig.defaultInstanceID()
     /// How often the leader computes and publishes a plan (and renews its lease).
-    public var period: Duration = .seconds(1)
+    public var period: Duration = .milliseconds(500)
     /// Leader lease lifetime; a standby takes over within about this long after the leader dies.
     public var leaseTTL: Duration = .seconds(5)
     /// How long tenant profiles (age, trial, pin) are cached before re-reading Postgres.

@@ -148,7 +148,8 @@ struct GovernorBacklogTests {
         clock.advance(by: .seconds(1))
         core.observeWork(consumedTotal: 1000, backlog: 1250, now: clock.now)  // 1 s of work queued
         var plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 0)
-        // threshold = ¼ s of the 1 000/s consumption = 250; excess 1 000 → share 1 000 − 500.
+        // threshold = ¼ s of the 1 000/s consumption = 250; excess 1 000 → drained within 2 s:
+        // share 1 000 − 500.
         #expect(abs(plan.capacity - 500 * 0.95) < 1)
         clock.advance(by: .seconds(1))
         core.observeWork(consumedTotal: 2000, backlog: 100, now: clock.now)
