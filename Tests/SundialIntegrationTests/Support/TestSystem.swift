@@ -97,6 +97,8 @@ final class TestSystem: Sendable {
         dispatcherConfig.demandReportInterval = .milliseconds(250)
         dispatcherConfig.planRefresh = .seconds(1)
         dispatcherConfig.fairness.enforce = options.fairness
+        // Below the tests' 5 s rescue grace, so deferred fires are not rescued meanwhile.
+        dispatcherConfig.recordDeferralsBeyond = .seconds(2)
 
         let ingest = options.ingest
             ? try IngestService(config: ingestConfig, connection: api, store: store, logger: logger) : nil
