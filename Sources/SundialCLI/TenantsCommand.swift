@@ -69,8 +69,11 @@ struct TenantsCommand: AsyncParsableCommand {
             lines.append(
                 "plan generation \(plan.generation) (KV revision \(revision)), issued \(String(format: "%.1f", age)) s ago"
                     + (age > 10 ? "  — STALE: is a governor running?" : ""))
+            let capacity = plan.capacity >= 1e8
+                ? "capacity unknown (executors not saturated yet: nobody throttled), "
+                : "capacity shared \(f(plan.capacity)) jobs/s (\(Int(plan.policy.targetUtilisation * 100)) % of measured), "
             lines.append(
-                "capacity shared \(f(plan.capacity)) jobs/s (\(Int(plan.policy.targetUtilisation * 100)) % of measured), "
+                capacity
                     + "level \(plan.level.map(f) ?? "— (nobody throttled)"), dispatchers \(plan.dispatchers ?? 1), "
                     + "weights new \(f(plan.weights.new)) / standard \(f(plan.weights.standard)) / bulk \(f(plan.weights.bulk))")
             lines.append("")
