@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "SundialGovernor",
             dependencies: [
-                "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialFairness",
+                "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialFairness", "SundialSchedule",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -150,7 +150,7 @@ public struct SpineBenchmark: Sendable {
                     let sent = clock.now
                     do {
                         let response = try await client.create(request)
-                        let latency = (clock.now - sent).inSeconds * 1000
+                        let latency = (clock.now - sent).seconds * 1000
                         ledger.state.withLock { state in
                             state.due[response.timer.id] = response.timer.nextFireAt.date
                             state.createLatencies.append(latency)
@@ -165,12 +165,12 @@ public struct SpineBenchmark: Sendable {
                 if index > 0 && index % 10_000 == 0 { progress("  \(index) created") }
             }
         }
-        let createSeconds = (clock.now - start).inSeconds
+        let createSeconds = (clock.now - start).seconds
         let lastDue = ledger.state.withLock { $0.due.values.max() } ?? Date()
         progress(String(format: "created in %.1f s; waiting for the last due time (%@) plus up to %@ of drain", createSeconds, RFC3339.format(lastDue), "\(p.drainTimeout)"))
 
         // Wait until every created timer was received, or the drain deadline passed.
-        let drainDeadline = lastDue.addingTimeInterval(p.drainTimeout.inSeconds)
+        let drainDeadline = lastDue.addingTimeInterval(p.drainTimeout.seconds)
         while Date() < drainDeadline {
             let missing = ledger.state.withLock { state in state.due.keys.filter { state.receipts[$0] == nil }.count }
             if missing == 0 && Date() > lastDue { break }
@@ -228,10 +228,6 @@ extension SpineBenchmark.Report {
         }
         return lines.joined(separator: "\n")
     }
-}
-
-extension Duration {
-    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 enum BenchLogger {

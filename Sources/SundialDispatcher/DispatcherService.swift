@@ -199,8 +199,7 @@ public final class DispatcherService: Service, Sendable {
             var report = Sundial_V1_DemandReport()
             report.dispatcherID = config.instanceID
             report.sentAt = .init(date: Date())
-            report.intervalMs = UInt32(clamping: last.duration(to: now).components.seconds * 1000
-                + last.duration(to: now).components.attoseconds / 1_000_000_000_000_000)
+            report.intervalMs = UInt32(clamping: last.duration(to: now).wholeMilliseconds)
             report.planGeneration = generation
             report.tenants = lines.map {
                 var line = Sundial_V1_TenantDemand()

@@ -35,11 +35,3 @@ public struct LagWindow: Sendable {
         return Summary(count: sorted.count, p50: rank(0.5), p95: rank(0.95), p99: rank(0.99), max: sorted.last!)
     }
 }
-
-extension Duration {
-    /// Seconds as a `TimeInterval`.
-    var seconds: Double {
-        let c = components
-        return Double(c.seconds) + Double(c.attoseconds) * 1e-18
-    }
-}

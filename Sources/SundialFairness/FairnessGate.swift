@@ -96,7 +96,6 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     struct TenantState: Sendable {
         var bucket: TokenBucket<C>
         var tier: Tier
-        var planGeneration: UInt64
         /// Deferred by this dispatcher and not seen again yet…
         var deferred = 0
         /// …counted per due second (the line's order).
@@ -144,13 +143,8 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
             let (tier, quota) = resolvedQuota(name)
             state.tier = tier
             state.bucket.reconfigure(rate: quota.rate, burst: quota.burst, now: now)
-            state.planGeneration = plan.generation
             tenants[name] = state
         }
-    }
-
-    public mutating func reconfigure(_ configuration: Configuration) {
-        self.configuration = configuration
     }
 
     /// The tier this dispatcher currently applies to `tenant`.
@@ -298,6 +292,6 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         let (tier, quota) = resolvedQuota(tenant)
         return TenantState(
             bucket: TokenBucket(rate: quota.rate, burst: quota.burst, now: now), tier: tier,
-            planGeneration: plan.generation, deferredBackBy: now, lastActive: now)
+            deferredBackBy: now, lastActive: now)
     }
 }

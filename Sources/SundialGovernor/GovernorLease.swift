@@ -1,5 +1,6 @@
 import Foundation
 import SundialNATS
+import SundialSchedule
 
 /// The governor leader lease: one key in the quotas KV bucket holding `{owner, expiresAtMillis}`,
 /// taken and renewed with compare-and-set on the key's revision. Whoever holds an unexpired lease
@@ -54,11 +55,4 @@ struct GovernorLease: Sendable {
     }
 
     static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) }
-}
-
-extension Duration {
-    var wholeMilliseconds: Int64 {
-        let c = components
-        return c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000
-    }
 }

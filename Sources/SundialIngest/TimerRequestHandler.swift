@@ -297,9 +297,3 @@ enum RequestFingerprint {
         return withUnsafeBytes(of: (low.bigEndian, high.bigEndian)) { Array($0) }
     }
 }
-
-extension Duration {
-    var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-}

@@ -168,7 +168,7 @@ public final class PlannerService: Service, Sendable {
             await republish(lease)
         case .claim(let lease):
             do {
-                let due = Date().addingTimeInterval(config.horizon.timeInterval)
+                let due = Date().addingTimeInterval(config.horizon.seconds)
                 let rows = try await timers.loadDue(
                     lease: lease, owner: config.instanceID, dueBefore: due, limit: config.claimBatchSize,
                     step: Self.loadStep)
@@ -181,7 +181,7 @@ public final class PlannerService: Service, Sendable {
             }
         case .rescue(let lease):
             do {
-                let overdue = Date().addingTimeInterval(-config.rescueGrace.timeInterval)
+                let overdue = Date().addingTimeInterval(-config.rescueGrace.seconds)
                 let rows = try await timers.rescueOverdue(shard: lease.shard, overdueBefore: overdue, limit: 1000)
                 if !rows.isEmpty {
                     logger.warning("rescuing \(rows.count) overdue armed timers on shard \(lease.shard)")
@@ -252,11 +252,5 @@ extension FireRow {
         ScheduledFire(
             tenant: tenant, timerID: id, shard: shard, version: version, dueAt: nextFireAt,
             occurrence: occurrence, attempt: attempt, queue: queue, payload: payload, priority: priority)
-    }
-}
-
-extension Duration {
-    var timeInterval: TimeInterval {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

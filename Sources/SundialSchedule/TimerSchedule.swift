@@ -131,14 +131,17 @@ public enum TimeZoneName {
     }
 }
 
+/// The one place Sundial's modules convert a `Duration` (the fairness core, which has no
+/// dependencies, keeps its own `fairnessSeconds`).
 extension Duration {
     /// Seconds as a Double (attosecond precision is irrelevant here).
-    var seconds: Double {
+    public var seconds: Double {
         let c = components
         return Double(c.seconds) + Double(c.attoseconds) / 1e18
     }
 
-    var wholeMilliseconds: Int64 {
+    /// Whole milliseconds, rounded toward zero.
+    public var wholeMilliseconds: Int64 {
         let c = components
         return c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000
     }

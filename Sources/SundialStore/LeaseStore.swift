@@ -59,9 +59,3 @@ public struct LeaseStore: Sendable {
         }
     }
 }
-
-extension Duration {
-    var wholeMilliseconds: Int64 {
-        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
-    }
-}

@@ -34,7 +34,7 @@ struct FairnessGateTests {
         let dispatched = decisions.filter { $0 == .dispatch }.count
         #expect(dispatched == 10 + 3)  // the whale's burst, and every small fire
         let delays = decisions.compactMap { d -> Double? in
-            if case .deferred(let delay) = d { return delay.seconds } else { return nil }
+            if case .deferred(let delay) = d { return delay.inSeconds } else { return nil }
         }
         #expect(delays.count == 200)
         // Successive deferred fires are 1/rate apart: the 200 are spread over ≈ 2 s.
@@ -68,9 +68,9 @@ struct FairnessGateTests {
         #expect(decisions.filter { $0 == .dispatch }.count == 10)
         guard case .deferred(let first) = decisions[10] else { Issue.record("not deferred"); return }
         // Next token of a 25/s bucket in 40 ms.
-        #expect(abs(first.seconds - 0.1) < 1e-9)  // clamped up to minimumDeferral
+        #expect(abs(first.inSeconds - 0.1) < 1e-9)  // clamped up to minimumDeferral
         guard case .deferred(let later) = decisions[99] else { Issue.record("not deferred"); return }
-        #expect(abs(later.seconds - (0.04 + 89 * 0.04)) < 1e-6)
+        #expect(abs(later.inSeconds - (0.04 + 89 * 0.04)) < 1e-6)
     }
 
     @Test func aReturningFireKeepsItsPlaceByDueTimeAndDelaysAreCapped() {
@@ -83,7 +83,7 @@ struct FairnessGateTests {
         let late = (0..<1000).map { _ in Gate.Candidate(tenant: "whale", dueSecond: 200) }
         let first = gate.decide(early + late, now: clock.now)
         let delays = first.compactMap { d -> Double? in
-            if case .deferred(let delay) = d { return delay.seconds } else { return nil }
+            if case .deferred(let delay) = d { return delay.inSeconds } else { return nil }
         }
         #expect(delays.count == 1999)
         #expect(delays.max()! <= 60)
@@ -98,7 +98,7 @@ struct FairnessGateTests {
         let back = gate.decide([Gate.Candidate(tenant: "whale", redelivered: true, dueSecond: 100)], now: clock.now)
         guard case .deferred(let again) = back[0] else { Issue.record("not deferred"); return }
         // 999 − 2 early fires ahead (all still outstanding in this simulation) at 20/s ≈ 49.9 s.
-        #expect(abs(again.seconds - (0.05 + 997 * 0.05)) < 0.01)
+        #expect(abs(again.inSeconds - (0.05 + 997 * 0.05)) < 0.01)
     }
 
     @Test func overTheDeferralCapFiresAreDispatchedNotStalled() {
@@ -192,12 +192,5 @@ struct FairnessGateTests {
         #expect(smallOut == smallOffered)
         let rate = Double(whaleOut) / 20
         #expect(abs(rate - 300) < 300 * 0.03, "whale rate \(rate)")
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        let c = components
-        return Double(c.seconds) + Double(c.attoseconds) * 1e-18
     }
 }
