@@ -45,57 +45,60 @@ public struct JetStreamMessage: Sendable {
     public var metadata: JetStreamMessageMetadata?
 }
 
-/// A durable pull consumer bound through cnats (`js_PullSubscribe`). Fetches run on the
-/// consumer's own dedicated thread (they long-poll); acks are core publishes.
+/// A durable pull consumer. Fetches are our own pull requests
+/// (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>`) answered on a core synchronous subscription
+/// to this consumer's inbox, not cnats's `natsSubscription_Fetch`: in cnats 3.4.1 that function
+/// writes past its result array when more than half a batch is left over from an earlier fetch
+/// (nats.c PR #749, fixed in 3.9) — deliveries that arrive after a fetch returned, which a busy
+/// dispatcher sees — and it lets an earlier request's "408" end a later fetch. Here every
+/// request has its own reply subject (`<inbox>.<n>`), so a status is matched to its request and
+/// stale ones are ignored, and deliveries that arrive late are simply the next fetch's first.
+/// Fetches run on the consumer's own dedicated thread (they long-poll); acks are core publishes.
 public final class JetStreamPullConsumer: @unchecked Sendable {
-    // @unchecked: `subscription` is a thread-safe cnats handle used only on `thread`
-    // for fetches and destroyed in deinit.
-    private let subscription: OpaquePointer
+    // @unchecked: `puller` (and the cnats subscription in it) is used only on `thread`, and
+    // destroyed in deinit.
+    private let puller: Puller
     private let thread: DedicatedThread
     public let connection: NATSConnection
     public let stream: String
     public let durable: String
 
-    /// Binds to an existing durable consumer (create it with `ensureConsumer` first).
+    /// Binds to an existing durable consumer (create it with `ensureConsumer` first); throws if
+    /// it does not exist or filters another subject.
     public static func bind(
         connection: NATSConnection, stream: String, durable: String, filterSubject: String
     ) async throws -> JetStreamPullConsumer {
-        let thread = DedicatedThread(name: "fetch-\(durable)")
-        let js = CHandle(connection.jetStream.rawHandle)
-        do {
-            let sub = try await thread.run { () throws -> CHandle in
-                var options = jsSubOptions()
-                jsSubOptions_Init(&options)
-                var sub: OpaquePointer? = nil
-                var errCode = jsErrCode(rawValue: 0)
-                let status = stream.withCString { streamName in
-                    durable.withCString { durableName in
-                        options.Stream = streamName
-                        options.Consumer = durableName
-                        return js_PullSubscribe(&sub, js.raw, filterSubject, durableName, nil, &options, &errCode)
-                    }
-                }
-                guard status == NATS_OK, let sub else {
-                    var error = NATSError(status: status, context: "pull subscribe \(stream)/\(durable)")
-                    if errCode.rawValue != 0 { error.jetStreamErrorCode = Int(errCode.rawValue) }
-                    throw error
-                }
-                return CHandle(sub)
+        let info = try await connection.consumerInfo(stream: stream, durable: durable)
+        if let config = info["config"] as? [String: Any] {
+            let filters = (config["filter_subjects"] as? [String] ?? []) + [config["filter_subject"] as? String].compactMap { $0 }
+            if !filters.isEmpty, !filters.contains(filterSubject) {
+                throw NATSError(
+                    kind: .client, message: "consumer \(stream)/\(durable) filters \(filters), not \(filterSubject)")
             }
-            return JetStreamPullConsumer(
-                subscription: sub.raw, thread: thread, connection: connection, stream: stream,
-                durable: durable)
-        } catch {
-            thread.shutdown()
-            throw error
         }
+        let inbox = connection.requests.prefix + "pull\(UInt64.random(in: 1...UInt64.max))"
+        let nc = CHandle(connection.handle)
+        // Subscribed on the connection's thread (the SUB goes out under cnats's connection lock,
+        // ahead of any pull request this consumer publishes).
+        let sub = try await connection.publisher.run { () throws -> CHandle in
+            var sub: OpaquePointer? = nil
+            let status = natsConnection_SubscribeSync(&sub, nc.raw, inbox + ".*")
+            guard status == NATS_OK, let sub else {
+                throw NATSError(status: status, context: "pull inbox for \(stream)/\(durable)")
+            }
+            return CHandle(sub)
+        }
+        return JetStreamPullConsumer(
+            puller: Puller(
+                subscription: sub.raw, connection: nc.raw, inbox: inbox,
+                requestSubject: "$JS.API.CONSUMER.MSG.NEXT.\(stream).\(durable)", name: "\(stream)/\(durable)"),
+            thread: DedicatedThread(name: "fetch-\(durable)"), connection: connection, stream: stream, durable: durable)
     }
 
     private init(
-        subscription: OpaquePointer, thread: DedicatedThread, connection: NATSConnection,
-        stream: String, durable: String
+        puller: Puller, thread: DedicatedThread, connection: NATSConnection, stream: String, durable: String
     ) {
-        self.subscription = subscription
+        self.puller = puller
         self.thread = thread
         self.connection = connection
         self.stream = stream
@@ -103,50 +106,18 @@ public final class JetStreamPullConsumer: @unchecked Sendable {
     }
 
     deinit {
-        natsSubscription_Destroy(subscription)
+        _ = natsSubscription_Unsubscribe(puller.subscription)
+        natsSubscription_Destroy(puller.subscription)
         thread.shutdown()
     }
 
-    /// Fetches up to `batch` messages, returning as soon as some are available and the
-    /// server has no more, or after `maxWait` with none (then `[]`).
+    /// Fetches up to `batch` messages: what is available now, or — when nothing is — the first
+    /// ones to arrive within `maxWait` (then `[]`).
     public func fetch(batch: Int, maxWait: Duration) async throws -> [JetStreamMessage] {
-        let sub = CHandle(subscription)
-        let deadline = ContinuousClock.now + maxWait
+        let puller = self.puller
         return try await thread.run { () throws -> [JetStreamMessage] in
-            // cnats's fetches share one reply subject, and a pull request expires on the server
-            // just before the client gives up: its "408 Request Timeout" can arrive after that
-            // fetch returned and end the *next* one at once with nothing. An empty timeout well
-            // before our deadline is such a stale status: fetch again for the time left.
-            while true {
-                let timeout = max((deadline - ContinuousClock.now).milliseconds, 1)
-                if let messages = try self.fetchOnce(sub, batch: batch, timeout: timeout) { return messages }
-                if deadline - ContinuousClock.now < .milliseconds(20) { return [] }
-            }
+            try puller.fetch(batch: max(1, batch), until: ContinuousClock.now + maxWait)
         }
-    }
-
-    /// One cnats fetch; nil for a timeout with no messages.
-    private func fetchOnce(_ sub: CHandle, batch: Int, timeout: Int64) throws -> [JetStreamMessage]? {
-        var list = natsMsgList()
-        var errCode = jsErrCode(rawValue: 0)
-        let status = natsSubscription_Fetch(&list, sub.raw, Int32(batch), timeout, &errCode)
-        defer { natsMsgList_Destroy(&list) }
-        if status == NATS_TIMEOUT && list.Count == 0 { return nil }
-        guard status == NATS_OK || list.Count > 0 else {
-            throw NATSError(status: status, context: "fetch \(durable)")
-        }
-        var messages: [JetStreamMessage] = []
-        messages.reserveCapacity(Int(list.Count))
-        for index in 0..<Int(list.Count) {
-            guard let msg = list.Msgs[index] else { continue }
-            let copied = NATSMessage(copying: msg)
-            let ack = copied.replySubject ?? ""
-            messages.append(
-                JetStreamMessage(
-                    subject: copied.subject, headers: copied.headers, payload: copied.payload,
-                    ackSubject: ack, metadata: JetStreamMessageMetadata(ackSubject: ack)))
-        }
-        return messages
     }
 
     /// Batches as an async sequence: each `next()` fetches; empty polls are skipped. Ends when
@@ -254,5 +225,158 @@ public final class JetStreamPullConsumer: @unchecked Sendable {
         public func makeAsyncIterator() -> AsyncIterator {
             AsyncIterator(batches: Batches.AsyncIterator(consumer: consumer, size: prefetch, maxWait: maxWait))
         }
+    }
+}
+
+/// The fetch protocol on one inbox; used only on its consumer's thread.
+final class Puller: @unchecked Sendable {
+    let subscription: OpaquePointer
+    private let connection: OpaquePointer
+    private let inbox: String
+    private let requestSubject: String
+    private let name: String
+    private var nextRequest: UInt64 = 0
+    /// The long-poll request still open at the server: its reply subject, how many it may
+    /// still deliver, when the server expires it.
+    private var open: (reply: String, remaining: Int, expires: ContinuousClock.Instant)?
+
+    init(subscription: OpaquePointer, connection: OpaquePointer, inbox: String, requestSubject: String, name: String) {
+        self.subscription = subscription
+        self.connection = connection
+        self.inbox = inbox
+        self.requestSubject = requestSubject
+        self.name = name
+    }
+
+    private enum Received {
+        case message(JetStreamMessage)
+        /// A status (404, 408, 409, 100…) for the request answered on `reply`.
+        case status(reply: String, code: Int, description: String)
+    }
+
+    func fetch(batch: Int, until deadline: ContinuousClock.Instant) throws(NATSError) -> [JetStreamMessage] {
+        var out: [JetStreamMessage] = []
+        // Deliveries already here (an open request's, or late ones) come first.
+        try drain(into: &out, limit: batch)
+        if out.count >= batch { return out }
+        if let open, ContinuousClock.now >= open.expires { self.open = nil }
+        if open == nil {
+            // What is available now: the server answers a no-wait request with up to `n`
+            // messages, then "408" if it could not fill it, or "404" if it had none.
+            let reply = try send(batch: batch - out.count, expires: nil)
+            available: while out.count < batch {
+                guard let received = try next(until: deadline) else { return out }
+                switch received {
+                case .message(let message): out.append(message)
+                case .status(let from, let code, let description):
+                    guard from == reply, code != 100 else { continue }  // stale, or a heartbeat
+                    if !out.isEmpty || code == 408 { return out }
+                    if code == 404 { break available }
+                    throw failure(code, description)
+                }
+            }
+            if !out.isEmpty { return out }
+        }
+        // Nothing available: long-poll, one request open at a time, renewed when it expires
+        // before our deadline. It may outlive this fetch (its deliveries are then the next
+        // fetch's first).
+        while out.isEmpty {
+            if let open, ContinuousClock.now >= open.expires + .milliseconds(100) {
+                self.open = nil  // its "408" was lost (a reconnect): the server has let it go
+            }
+            if open == nil {
+                let wait = deadline - ContinuousClock.now
+                guard wait >= .milliseconds(20) else { return out }
+                // Expire on the server a little before we give up, so its "408" is usually in.
+                let expires = wait - .milliseconds(10)
+                let reply = try send(batch: batch, expires: expires)
+                open = (reply, batch, ContinuousClock.now + expires)
+            }
+            let wakeUp = min(deadline, (open?.expires ?? deadline) + .milliseconds(100))
+            guard let received = try next(until: wakeUp) else {
+                if ContinuousClock.now >= deadline { return out }
+                continue
+            }
+            switch received {
+            case .message(let message):
+                out.append(message)
+                countDelivery()
+            case .status(let from, let code, let description):
+                guard from == open?.reply, code != 100 else { continue }
+                open = nil
+                if code != 408 && code != 404 { throw failure(code, description) }
+            }
+        }
+        // The first delivery is in: take whatever else is already queued, and go.
+        try drain(into: &out, limit: batch)
+        return out
+    }
+
+    /// 503: no responders (no such stream or consumer, or JetStream unavailable); 409: the
+    /// consumer was deleted, or too many requests wait on it.
+    private func failure(_ code: Int, _ description: String) -> NATSError {
+        code == 503
+            ? NATSError(kind: .noResponders, message: "fetch \(name): no responders")
+            : NATSError(kind: .jetStream, status: Int32(code), message: "fetch \(name): \(code) \(description)")
+    }
+
+    private func countDelivery() {
+        guard var current = open else { return }
+        current.remaining -= 1
+        open = current.remaining > 0 ? current : nil
+    }
+
+    /// Takes what is queued on the inbox without waiting (statuses of the open request close it).
+    private func drain(into out: inout [JetStreamMessage], limit: Int) throws(NATSError) {
+        while out.count < limit, let received = try next(until: nil) {
+            switch received {
+            case .message(let message):
+                out.append(message)
+                countDelivery()
+            case .status(let from, let code, _):
+                if from == open?.reply, code != 100 { open = nil }
+            }
+        }
+    }
+
+    private func send(batch: Int, expires: Duration?) throws(NATSError) -> String {
+        nextRequest += 1
+        let reply = "\(inbox).\(nextRequest)"
+        let body = expires.map { "{\"batch\":\(batch),\"expires\":\($0.nanoseconds)}" } ?? "{\"batch\":\(batch),\"no_wait\":true}"
+        let status = body.withCString { bytes in
+            natsConnection_PublishRequest(connection, requestSubject, reply, bytes, Int32(strlen(bytes)))
+        }
+        try check(status, "pull request \(name)")
+        return reply
+    }
+
+    /// The next message on the inbox: waits until `deadline` (nil: not at all); nil when none.
+    private func next(until deadline: ContinuousClock.Instant?) throws(NATSError) -> Received? {
+        var timeout: Int64 = 0
+        if let deadline {
+            timeout = (deadline - ContinuousClock.now).milliseconds
+            if timeout <= 0 { timeout = 0 }
+        }
+        var msg: OpaquePointer? = nil
+        let status = natsSubscription_NextMsg(&msg, subscription, timeout)
+        if status == NATS_TIMEOUT { return nil }
+        guard status == NATS_OK, let msg else { throw NATSError(status: status, context: "fetch \(name)") }
+        defer { natsMsg_Destroy(msg) }
+        if natsMsg_GetDataLength(msg) == 0 {
+            var value: UnsafePointer<CChar>? = nil
+            if natsMsgHeader_Get(msg, "Status", &value) == NATS_OK, let value {
+                var description: UnsafePointer<CChar>? = nil
+                _ = natsMsgHeader_Get(msg, "Description", &description)
+                return .status(
+                    reply: String(cString: natsMsg_GetSubject(msg)), code: Int(String(cString: value)) ?? 0,
+                    description: description.map { String(cString: $0) } ?? "")
+            }
+        }
+        let copied = NATSMessage(copying: msg)
+        let ack = copied.replySubject ?? ""
+        return .message(
+            JetStreamMessage(
+                subject: copied.subject, headers: copied.headers, payload: copied.payload, ackSubject: ack,
+                metadata: JetStreamMessageMetadata(ackSubject: ack)))
     }
 }
