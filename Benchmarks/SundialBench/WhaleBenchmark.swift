@@ -25,6 +25,8 @@ public struct WhaleBenchmark: Sendable {
         public var createConcurrency = 64
         /// Give up waiting for stragglers this long after the whale would have drained.
         public var drainSlack: Double = 120
+        /// Seconds between two timeline samples.
+        public var timelineStep: Double = 5
         public init() {}
     }
 
@@ -50,6 +52,24 @@ public struct WhaleBenchmark: Sendable {
         /// Standard and new tenants' lag p95 (s) per 10 s of due time from the flood's start
         /// (key: slice start in seconds; negative = before the flood).
         public var smallTenantLagP95BySlice: [Int: Double]?
+        /// Samples every `timelineStep` seconds from the flood's start: where the time went.
+        public var timeline: [TimelinePoint]?
+    }
+
+    /// One sample of the system during the flood.
+    public struct TimelinePoint: Sendable, Codable {
+        /// Seconds since the flood started.
+        public var t: Double
+        /// Jobs received so far: all, and the whale's.
+        public var received: Int
+        public var whaleReceived: Int
+        /// Messages left on the work stream (queued + in flight at the executors).
+        public var workBacklog: Int?
+        /// Fires delivered to the dispatchers and not yet acked (deferred ones included).
+        public var fireAckPending: Int?
+        /// The quota plan in force: capacity shared, the whale's bucket rate.
+        public var planCapacity: Double?
+        public var whaleRate: Double?
     }
 
     enum Kind: String, CaseIterable { case whale = "bulk (whale)", standard, new }
@@ -67,6 +87,8 @@ public struct WhaleBenchmark: Sendable {
             var firstError: String?
         }
         let state = Mutex(State())
+        /// Set when the run is over: the executors and the timeline sampler stop.
+        let done = Atomic<Bool>(false)
     }
 
     public let parameters: Parameters
@@ -93,7 +115,6 @@ public struct WhaleBenchmark: Sendable {
         let queue = "whale-bench"
         let worker = try await SundialWorker.connect(connection: executorConnection, queue: queue, options: workerOptions)
         let ledger = Ledger()
-        let stop = Atomic<Bool>(false)
         let start = Date()
         let floodAt = start.addingTimeInterval(p.lead)
 
@@ -101,7 +122,7 @@ public struct WhaleBenchmark: Sendable {
         let executor = Task {
             let perFetch = max(1, Int(p.capacity / 20))
             var nextSlot = ContinuousClock.now
-            while !stop.load(ordering: .relaxed) {
+            while !ledger.done.load(ordering: .relaxed) {
                 guard let jobs = try? await worker.next(max: perFetch, maxWait: .milliseconds(100)), !jobs.isEmpty
                 else { continue }
                 let now = Date()
@@ -182,6 +203,7 @@ public struct WhaleBenchmark: Sendable {
             }
         }
         progress("[\(mode)] flood under way; waiting for every job")
+        let timeline = Task { await sampleTimeline(connection: clientConnection, ledger: ledger, floodAt: floodAt) }
 
         let expectedTotal = ledger.state.withLock { $0.expected.count }
         let drainBy = floodAt.addingTimeInterval(window + Double(p.whaleTimers) / p.capacity * 1.2 + p.drainSlack)
@@ -204,8 +226,9 @@ public struct WhaleBenchmark: Sendable {
             try await Task.sleep(for: .milliseconds(500))
         }
         try await Task.sleep(for: .seconds(2))  // late duplicates
-        stop.store(true, ordering: .relaxed)
+        ledger.done.store(true, ordering: .relaxed)
         await executor.value
+        let points = await timeline.value
 
         var whaleTier: String?
         var generation: UInt64?
@@ -242,7 +265,38 @@ public struct WhaleBenchmark: Sendable {
             whaleShareOfLeftover: Double(whaleJobs) / max(1, p.capacity * busy - Double(others)), busySeconds: busy,
             executorRate: Double(s.received) / busy, whaleTier: whaleTier, planGeneration: generation,
             planCapacity: planCapacity,
-            smallTenantLagP95BySlice: slices.mapValues { SpineBenchmark.Percentiles($0).p95 })
+            smallTenantLagP95BySlice: slices.mapValues { SpineBenchmark.Percentiles($0).p95 }, timeline: points)
+    }
+
+    /// Samples the work stream, the dispatcher consumer and the quota plan every
+    /// `timelineStep` seconds until the run is done.
+    func sampleTimeline(connection: NATSConnection, ledger: Ledger, floodAt: Date) async
+        -> [TimelinePoint]
+    {
+        var points: [TimelinePoint] = []
+        let plans = KeyValueBucket(name: namespace.quotasBucket, connection: connection)
+        var next = floodAt
+        while !ledger.done.load(ordering: .relaxed) {
+            if next > Date() { try? await Task.sleep(for: .seconds(min(next.timeIntervalSinceNow, 1))) }
+            if next > Date() { continue }
+            next = next.addingTimeInterval(parameters.timelineStep)
+            let (received, whale) = ledger.state.withLock { ($0.received, $0.lags[.whale]?.count ?? 0) }
+            var point = TimelinePoint(t: Date().timeIntervalSince(floodAt), received: received, whaleReceived: whale)
+            if let info = try? await connection.streamInfo(namespace.workStream),
+                let state = info["state"] as? [String: Any]
+            {
+                point.workBacklog = (state["messages"] as? NSNumber)?.intValue
+            }
+            if let info = try? await connection.consumerInfo(stream: namespace.fireStream, durable: namespace.dispatcherDurable) {
+                point.fireAckPending = (info["num_ack_pending"] as? NSNumber)?.intValue
+            }
+            if let stored = try? await plans.get(SundialNamespace.quotaPlanKey), let plan = try? QuotaPlan(jsonBytes: stored.value) {
+                point.planCapacity = plan.capacity
+                point.whaleRate = plan.tenants["whale"]?.rate
+            }
+            points.append(point)
+        }
+        return points
     }
 
     /// Both modes side by side.
@@ -293,6 +347,21 @@ public struct WhaleBenchmark: Sendable {
             lines.append(
                 "\(r.mode): standard+new lag p95 by due time (s from flood start): "
                     + slices.keys.sorted().map { String(format: "%d…%d: %.1f", $0, $0 + 10, slices[$0]!) }.joined(separator: " · "))
+        }
+        for r in reports {
+            guard let timeline = r.timeline, timeline.count > 1 else { continue }
+            lines.append("\(r.mode): timeline (t s: whale jobs/s since previous · work backlog · fires pending · plan C / whale rate)")
+            var row: [String] = []
+            for (previous, point) in zip(timeline, timeline.dropFirst()) {
+                let rate = Double(point.whaleReceived - previous.whaleReceived) / max(point.t - previous.t, 1e-3)
+                let plan = point.planCapacity.map { c in String(format: "%.0f/%.0f", c, point.whaleRate ?? 0) } ?? "—"
+                row.append(String(format: "%4.0f: %4.0f · %5d · %6d · %@", point.t, rate, point.workBacklog ?? -1, point.fireAckPending ?? -1, plan))
+                if row.count == 3 {
+                    lines.append("  " + row.joined(separator: "   "))
+                    row = []
+                }
+            }
+            if !row.isEmpty { lines.append("  " + row.joined(separator: "   ")) }
         }
         return lines.joined(separator: "\n")
     }

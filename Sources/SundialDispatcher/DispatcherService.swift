@@ -317,9 +317,11 @@ public final class DispatcherService: Service, Sendable {
                 var fire = fire
                 fire.tier = tiers[index]
                 admitted.append(fire)
-            case .deferred(let delay):
+            case .deferred(let delay, let lineWait):
                 deferrals.append((fire.message, delay))
-                let back = wallNow.addingTimeInterval(delay.seconds)
+                // Recorded for the whole expected wait, not just this nak's delay: re-deferrals
+                // of the same fire then find `armed_at` far enough ahead and write nothing.
+                let back = wallNow.addingTimeInterval(lineWait.seconds)
                 if back.timeIntervalSince(fire.envelope.scheduledAt.date) > recordBeyond {
                     // Slack past the return, for redelivery and processing.
                     recorded.append((fire.key, back.addingTimeInterval(recordBeyond)))

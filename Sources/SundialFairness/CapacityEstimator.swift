@@ -6,11 +6,15 @@
 ///   worth of their rate (and at least `minimumBacklog` jobs) at two samples or more — the
 ///   consumption rate since the first of them (within `window`) *is* the capacity.
 /// - Otherwise the consumption rate is only a lower bound (they took all they were given). The
-///   estimate never drops below it, and while quotas are throttling someone it **probes**
-///   upwards (`probeGrowthPerSecond`, compounding), so that a throttled whale soon gets capacity
-///   that freed up; the probe stops as soon as a backlog shows the new limit.
+///   estimate never drops below it. The upward search for capacity that freed up is the
+///   Governor's: it shares a little more than the estimate while the backlog is below its
+///   target (`GovernorCore.sharedCapacity`). `probeGrowthPerSecond` can add a compounding
+///   probe on top (off by default).
 /// - Before the first saturation nothing is known: `estimate` is nil (or `initial`) and the plan
-///   throttles nobody. `fixed` replaces all of this with a configured figure.
+///   throttles nobody. A backlog `overload` times the threshold at a single sample (a flood on
+///   an idle system) is taken as saturation at once, measured at the recent consumption rate:
+///   that errs low, and the next samples correct it, but it stops the flood a period earlier.
+///   `fixed` replaces all of this with a configured figure.
 public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration {
     public struct Configuration: Sendable, Hashable {
         /// A configured capacity (jobs/s) instead of a measured one.
@@ -25,15 +29,18 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
         public var window: Duration
         /// Upward probe while throttling and the backlog is low (0.05 = +5 % per second).
         public var probeGrowthPerSecond: Double
+        /// With no estimate yet, a backlog this many times the threshold at one sample counts
+        /// as saturation.
+        public var overload: Double
         /// Time constant smoothing successive saturated measurements.
         public var smoothing: Duration
         /// Lower bound of any estimate (jobs/s).
         public var floor: Double
 
         public init(
-            fixed: Double? = nil, initial: Double? = nil, saturationBacklog: Duration = .milliseconds(250),
-            minimumBacklog: Int = 20, window: Duration = .seconds(2), probeGrowthPerSecond: Double = 0.05,
-            smoothing: Duration = .seconds(3), floor: Double = 1
+            fixed: Double? = nil, initial: Double? = nil, saturationBacklog: Duration = .milliseconds(100),
+            minimumBacklog: Int = 20, window: Duration = .seconds(2), probeGrowthPerSecond: Double = 0,
+            overload: Double = 4, smoothing: Duration = .seconds(3), floor: Double = 1
         ) {
             self.fixed = fixed
             self.initial = initial
@@ -41,6 +48,7 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
             self.minimumBacklog = minimumBacklog
             self.window = window
             self.probeGrowthPerSecond = probeGrowthPerSecond
+            self.overload = overload
             self.smoothing = smoothing
             self.floor = floor
         }
@@ -128,6 +136,13 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
         }
         wasSaturated = false
         saturated = false
+        if measured == nil, busy, Double(backlog) >= max(c.overload, 1) * threshold, consumptionRate > 0 {
+            // Overloaded at first sight (see the type's notes). `wasSaturated` stays false, so
+            // the next saturated sample replaces this figure instead of smoothing from it.
+            saturated = true
+            measured = max(consumptionRate, c.floor)
+            return
+        }
         guard var estimate = measured else { return }
         estimate = max(estimate, consumptionRate)
         if throttling, Double(backlog) < threshold / 2, dt > 0 {

@@ -14,8 +14,16 @@
 /// line. Nothing is reserved: a returning fire takes a token like any other (first in its
 /// tenant's turn), so a quota that shrinks applies at once, and a fire that finds the bucket dry
 /// is placed in the line again — at its due-time position, so it is not overtaken by younger
-/// fires. Delays are capped at `maximumDeferral` (60 s) so that a quota that grows applies within
-/// that time too: fires further back than the cap return and are placed again, nearer the front.
+/// fires. A quota that grows must reach fires already deferred, so a wait longer than
+/// `maximumDeferral` (60 s) is cut to the larger of that and half the wait: the fire returns and
+/// is placed again, nearer the front. Halving (rather than returning every 60 s) keeps the
+/// re-deferrals of a long line logarithmic in its length — each one costs the nak, a redelivery
+/// and the JetStream consumer's bookkeeping. The full wait is reported too (`lineWait`), so the
+/// caller can record once how long the fire will be away.
+///
+/// Buckets hold at least what accrues between two decisions (`burstCover` × the smoothed gap
+/// between `decide` calls): while a batch is being processed no fire can take a token, and a
+/// bucket smaller than one cycle's tokens would throw away part of a throttled tenant's quota.
 ///
 /// Guards: at most `maximumDeferred` fires deferred at once by this dispatcher (beyond that,
 /// fires are dispatched — degraded to FIFO, never stalled — since deferred fires count toward the
@@ -30,20 +38,24 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         public var unknownTenantTier: Tier
         /// A deferred fire comes back no sooner than this.
         public var minimumDeferral: Duration
-        /// …and no later than this (it is then placed in its tenant's line again): bounds how
-        /// long a raised quota takes to reach fires already deferred, at the cost of re-deferring
-        /// the fires further back than this once per interval.
+        /// A longer wait is cut to the larger of this and half the wait (the fire is then placed
+        /// in its tenant's line again): bounds how long a raised quota takes to reach fires
+        /// already deferred, at the cost of a few re-deferrals for fires far back in a long line.
         public var maximumDeferral: Duration
         /// Most fires this dispatcher keeps deferred at once; keep well under the consumer's
         /// `max_ack_pending` divided by the number of dispatchers.
         public var maximumDeferred: Int
         /// A tenant idle this long (bucket full, nothing deferred) is forgotten.
         public var idleExpiry: Duration
+        /// Buckets hold at least this many gaps between two `decide` calls worth of tokens (the
+        /// gap smoothed; at most `maximumBurstCover`), so a slow batch does not waste quota.
+        public var burstCover: Double
+        public var maximumBurstCover: Duration
 
         public init(
             enforce: Bool = true, unknownTenantTier: Tier = .new, minimumDeferral: Duration = .milliseconds(100),
             maximumDeferral: Duration = .seconds(60), maximumDeferred: Int = 400_000,
-            idleExpiry: Duration = .seconds(300)
+            idleExpiry: Duration = .seconds(300), burstCover: Double = 2, maximumBurstCover: Duration = .seconds(1)
         ) {
             self.enforce = enforce
             self.unknownTenantTier = unknownTenantTier
@@ -51,6 +63,8 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
             self.maximumDeferral = maximumDeferral
             self.maximumDeferred = maximumDeferred
             self.idleExpiry = idleExpiry
+            self.burstCover = burstCover
+            self.maximumBurstCover = maximumBurstCover
         }
     }
 
@@ -74,8 +88,9 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
 
     public enum Decision: Sendable, Hashable {
         case dispatch
-        /// Nak with this delay.
-        case deferred(Duration)
+        /// Nak with this delay. `lineWait`: when the fire's turn is expected, uncapped (≥ the
+        /// delay): how long it will stay away, through any re-deferrals, if the quota holds.
+        case deferred(Duration, lineWait: Duration)
     }
 
     /// One tenant's counts since the previous `takeReport`.
@@ -127,6 +142,9 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     public private(set) var overflowDispatched = 0
     private var dispatchedByTier: [Tier: Int] = [:]
     private var deferredByTier: [Tier: Int] = [:]
+    /// Smoothed gap between two `decide` calls (seconds) and when the last one was.
+    public private(set) var decisionGap: Double = 0
+    private var lastDecision: C.Instant?
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -173,6 +191,8 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
             for candidate in candidates { countDispatch(candidate.tenant) }
             return decisions
         }
+        observeDecisionGap(now: now)
+        for tenant in Set(candidates.map(\.tenant)) { fitBurst(tenant, now: now) }
 
         var scheduler = DeficitRoundRobin<String, Int>()
         // Returning fires first, oldest first: they are older than anything fresh of the tenant.
@@ -218,10 +238,12 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
                     ahead += line[cursor].value
                     cursor += 1
                 }
-                let wait = firstToken + Duration.seconds(min(Double(ahead + placed) * interval, 1e9))
-                let delay = min(max(wait, configuration.minimumDeferral), configuration.maximumDeferral)
+                let wait = max(
+                    firstToken + Duration.seconds(min(Double(ahead + placed) * interval, 1e9)),
+                    configuration.minimumDeferral)
+                let delay = wait <= configuration.maximumDeferral ? wait : max(configuration.maximumDeferral, wait / 2)
                 state.deferredBackBy = max(state.deferredBackBy, now.advanced(by: delay))
-                decisions[index] = .deferred(delay)
+                decisions[index] = .deferred(delay, lineWait: wait)
             }
             for index in indices { state.deferredByDue[candidates[index].dueSecond, default: 0] += 1 }
             state.deferred += indices.count
@@ -273,6 +295,27 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     }
 
     public var activeTenants: Int { tenants.count }
+
+    /// Smooths the gap between decisions (time constant ≈ 8 calls), ignoring idle pauses
+    /// longer than the cover's cap: those are not batch processing time.
+    private mutating func observeDecisionGap(now: C.Instant) {
+        defer { lastDecision = now }
+        guard let last = lastDecision, last < now else { return }
+        let gap = last.duration(to: now).fairnessSeconds
+        guard gap <= configuration.maximumBurstCover.fairnessSeconds else { return }
+        decisionGap += (gap - decisionGap) / 8
+    }
+
+    /// The tenant's bucket burst: the plan's, or one cover of decision gaps if larger.
+    private mutating func fitBurst(_ tenant: String, now: C.Instant) {
+        guard var state = tenants[tenant] else { return }
+        let cover = min(
+            max(configuration.burstCover, 0) * decisionGap, configuration.maximumBurstCover.fairnessSeconds)
+        let burst = max(resolvedQuota(tenant).quota.burst, state.bucket.rate * cover)
+        guard abs(burst - state.bucket.burst) > 0.1 * state.bucket.burst else { return }
+        state.bucket.reconfigure(rate: state.bucket.rate, burst: burst, now: now)
+        tenants[tenant] = state
+    }
 
     private mutating func countDispatch(_ tenant: String) {
         guard var state = tenants[tenant] else { return }

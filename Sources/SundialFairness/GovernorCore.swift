@@ -19,13 +19,20 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         public var demandWindow: Duration
         /// A deferred backlog counts as this much extra demand: backlog / drain time.
         public var backlogDrainTime: Duration
-        /// A standing work backlog is drained within about this long: the capacity shared is
-        /// reduced by backlog / this (never below `minimumShare` of it). Without it, the 5 %
-        /// headroom alone would take a minute to drain an overshoot, and every tenant's jobs would
-        /// wait behind it.
+        /// The work stream's backlog is steered towards this much of the capacity: a short
+        /// standing queue keeps the executors busy (work-conserving — a throttled whale gets
+        /// all the capacity the others leave) while every tenant's job waits at most this long
+        /// behind it.
+        public var targetWorkBacklog: Duration
+        /// …within about this long: the capacity shared is the estimate + (target − backlog) /
+        /// this. Above the target it drains a standing queue (an overshoot, a cold start);
+        /// below it, it is the upward probe that finds capacity that freed up.
         public var workBacklogDrainTime: Duration
         /// The least fraction of the capacity shared while draining a backlog.
         public var minimumShare: Double
+        /// The most the correction adds to the estimate while the backlog is below target
+        /// (0.2: 20 %).
+        public var maximumBoost: Double
         /// A dispatcher not heard from for this long is gone (its counts are dropped).
         public var reportTTL: Duration
         /// A tenant without demand for this long leaves the plan (and the classifier).
@@ -35,9 +42,9 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             weights: TierWeights = .default, policy: QuotaPolicy = QuotaPolicy(),
             classifier: TierClassifier<C>.Configuration = .init(),
             capacity: CapacityEstimator<C>.Configuration = .init(), demandWindow: Duration = .seconds(3),
-            backlogDrainTime: Duration = .seconds(10), workBacklogDrainTime: Duration = .seconds(2),
-            minimumShare: Double = 0.25, reportTTL: Duration = .seconds(10),
-            tenantIdleExpiry: Duration = .seconds(600)
+            backlogDrainTime: Duration = .seconds(10), targetWorkBacklog: Duration = .milliseconds(200),
+            workBacklogDrainTime: Duration = .seconds(2), minimumShare: Double = 0.25, maximumBoost: Double = 0.2,
+            reportTTL: Duration = .seconds(10), tenantIdleExpiry: Duration = .seconds(600)
         ) {
             self.weights = weights
             self.policy = policy
@@ -45,8 +52,10 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             self.capacity = capacity
             self.demandWindow = demandWindow
             self.backlogDrainTime = backlogDrainTime
+            self.targetWorkBacklog = targetWorkBacklog
             self.workBacklogDrainTime = workBacklogDrainTime
             self.minimumShare = minimumShare
+            self.maximumBoost = maximumBoost
             self.reportTTL = reportTTL
             self.tenantIdleExpiry = tenantIdleExpiry
         }
@@ -203,8 +212,7 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         let generation = (lastPlan?.generation ?? 0) + 1
         var plan: QuotaPlan
         if let measured = capacity.estimate {
-            let drain = capacity.excessBacklog / max(c.workBacklogDrainTime.fairnessSeconds, 0.1)
-            let shared = max(measured * min(max(c.minimumShare, 0), 1), measured - drain)
+            let shared = sharedCapacity(measured)
             plan = QuotaPlan.compute(
                 capacity: shared, demands: demands, weights: c.weights, policy: c.policy,
                 generation: generation, issuedAtMillis: issuedAtMillis)
@@ -216,5 +224,17 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         plan.dispatchers = max(1, liveDispatchers(now: now))
         lastPlan = plan
         return plan
+    }
+
+    /// The capacity to share: the estimate, corrected so the work backlog moves towards
+    /// `targetWorkBacklog` within `workBacklogDrainTime` (within `minimumShare` … 1 +
+    /// `maximumBoost` of the estimate).
+    public func sharedCapacity(_ measured: Double) -> Double {
+        let c = configuration
+        let target = max(Double(capacity.configuration.minimumBacklog), measured * c.targetWorkBacklog.fairnessSeconds)
+        let correction = (target - Double(capacity.lastBacklog)) / max(c.workBacklogDrainTime.fairnessSeconds, 0.1)
+        let low = measured * min(max(c.minimumShare, 0), 1)
+        let high = measured * (1 + max(c.maximumBoost, 0))
+        return min(max(measured + correction, low), high)
     }
 }

@@ -61,15 +61,15 @@ public struct QuotaPolicy: Sendable, Hashable, Codable {
     public var minRate: Double
     /// No bucket rate above this; keeps the plan finite (JSON has no ∞).
     public var maxRate: Double
-    /// Fraction of the measured capacity that `QuotaPlan.compute` shares out. The rest is
-    /// headroom: if the buckets added up to exactly the capacity, any burst or estimation error
-    /// would leave a standing queue on the work stream that never drains, and every tenant's
-    /// jobs would wait behind it.
+    /// Fraction of the capacity handed to it that `QuotaPlan.compute` shares out. 1 by
+    /// default: the Governor already steers the work backlog to a short target (see
+    /// `GovernorCore.Configuration.targetWorkBacklog`), which absorbs bursts and estimation
+    /// errors without idling executors; a fixed headroom on top would only starve a whale.
     public var targetUtilisation: Double
 
     public init(
         basis: RateBasis = .ceiling, burstSeconds: Double = 0.25, minBurst: Double = 20,
-        minRate: Double = 1, maxRate: Double = 1e9, targetUtilisation: Double = 0.95
+        minRate: Double = 1, maxRate: Double = 1e9, targetUtilisation: Double = 1
     ) {
         self.basis = basis
         self.burstSeconds = burstSeconds

@@ -212,13 +212,15 @@ enum TimerQueries {
     /// $1 ids, $2 occurrences, $3 attempts, $4 until. A fire deferred by quota is back in
     /// JetStream until `until`: moving `armed_at` there keeps the rescue pass (which republishes
     /// runs armed long ago and still not dispatched) from republishing it meanwhile.
+    /// Only moves `armed_at` forward, and not for less than 10 s: callers leave more slack than
+    /// that, and a fire re-deferred in its line must not cost a write each time.
     static let recordDeferrals = PostgresQuery(
         name: "sundial_record_deferrals",
         sql: """
             UPDATE timer_runs r SET armed_at = f.until
             FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::timestamptz[]) AS f(id, occurrence, attempt, until)
             WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
-              AND r.outcome = 'armed' AND r.armed_at < f.until
+              AND r.outcome = 'armed' AND r.armed_at < f.until - interval '10 seconds'
             """)
 
     static let markDispatched = PostgresQuery(

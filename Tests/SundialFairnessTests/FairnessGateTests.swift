@@ -34,7 +34,7 @@ struct FairnessGateTests {
         let dispatched = decisions.filter { $0 == .dispatch }.count
         #expect(dispatched == 10 + 3)  // the whale's burst, and every small fire
         let delays = decisions.compactMap { d -> Double? in
-            if case .deferred(let delay) = d { return delay.inSeconds } else { return nil }
+            if case .deferred(let delay, _) = d { return delay.inSeconds } else { return nil }
         }
         #expect(delays.count == 200)
         // Successive deferred fires are 1/rate apart: the 200 are spread over ≈ 2 s.
@@ -66,10 +66,10 @@ struct FairnessGateTests {
         gate.apply(Self.plan(whaleRate: 100, burst: 40, dispatchers: 4), now: clock.now)
         let decisions = gate.decide(Self.fires("whale", 100), now: clock.now)
         #expect(decisions.filter { $0 == .dispatch }.count == 10)
-        guard case .deferred(let first) = decisions[10] else { Issue.record("not deferred"); return }
+        guard case .deferred(let first, _) = decisions[10] else { Issue.record("not deferred"); return }
         // Next token of a 25/s bucket in 40 ms.
         #expect(abs(first.inSeconds - 0.1) < 1e-9)  // clamped up to minimumDeferral
-        guard case .deferred(let later) = decisions[99] else { Issue.record("not deferred"); return }
+        guard case .deferred(let later, _) = decisions[99] else { Issue.record("not deferred"); return }
         #expect(abs(later.inSeconds - (0.04 + 89 * 0.04)) < 1e-6)
     }
 
@@ -78,16 +78,18 @@ struct FairnessGateTests {
         var gate = Gate()
         gate.apply(Self.plan(whaleRate: 10, burst: 1), now: clock.now)
         // 1 000 fires due at second 100, then 1 000 due at second 200: 1 dispatched, the rest
-        // in line; everything beyond 60 s of the line (600 fires at 10/s) is capped at 60 s.
+        // in line at 0.1 s per fire. A wait beyond 60 s is cut to max(60 s, half of it).
         let early = (0..<1000).map { _ in Gate.Candidate(tenant: "whale", dueSecond: 100) }
         let late = (0..<1000).map { _ in Gate.Candidate(tenant: "whale", dueSecond: 200) }
         let first = gate.decide(early + late, now: clock.now)
-        let delays = first.compactMap { d -> Double? in
-            if case .deferred(let delay) = d { return delay.inSeconds } else { return nil }
+        let deferred = first.compactMap { d -> (delay: Double, wait: Double)? in
+            if case .deferred(let delay, let wait) = d { return (delay.inSeconds, wait.inSeconds) } else { return nil }
         }
-        #expect(delays.count == 1999)
-        #expect(delays.max()! <= 60)
-        #expect(delays.filter { $0 > 59.95 }.count == 1999 - 599)
+        #expect(deferred.count == 1999)
+        #expect(deferred.allSatisfy { abs($0.delay - ($0.wait <= 60 ? $0.wait : max(60, $0.wait / 2))) < 1e-6 })
+        #expect(abs(deferred.map(\.wait).max()! - 199.9) < 0.01)  // the last fire: 1 998 ahead of it
+        #expect(abs(deferred.map(\.delay).max()! - 99.95) < 0.01)
+        #expect(deferred.filter { abs($0.delay - 60) < 0.05 }.count > 590)
         // A capped early fire comes back after 60 s while the quota doubled: it is placed among
         // the early fires still waiting (not behind the 1 000 late ones), at the new rate.
         clock.advance(by: .seconds(60))
@@ -96,7 +98,7 @@ struct FairnessGateTests {
         gate.apply(raised, now: clock.now)
         _ = gate.decide([Gate.Candidate(tenant: "whale", redelivered: true, dueSecond: 100)], now: clock.now)  // takes the token
         let back = gate.decide([Gate.Candidate(tenant: "whale", redelivered: true, dueSecond: 100)], now: clock.now)
-        guard case .deferred(let again) = back[0] else { Issue.record("not deferred"); return }
+        guard case .deferred(let again, _) = back[0] else { Issue.record("not deferred"); return }
         // 999 − 2 early fires ahead (all still outstanding in this simulation) at 20/s ≈ 49.9 s.
         #expect(abs(again.inSeconds - (0.05 + 997 * 0.05)) < 0.01)
     }
@@ -183,7 +185,7 @@ struct FairnessGateTests {
                 switch decision {
                 case .dispatch:
                     if candidate.tenant == "whale" { whaleOut += 1 } else { smallOut += 1 }
-                case .deferred(let delay):
+                case .deferred(let delay, _):
                     returning.append((now.offset + delay, 1))
                 }
             }

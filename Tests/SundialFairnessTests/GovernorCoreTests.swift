@@ -37,9 +37,9 @@ struct CapacityEstimatorTests {
         #expect(abs((e.estimate ?? 0) - 500) < 10)
     }
 
-    @Test func whileThrottlingItProbesUpToFreedCapacityAndSettlesThere() {
+    @Test func whileThrottlingTheOptionalProbeFindsFreedCapacityAndSettlesThere() {
         let clock = ManualClock()
-        var e = Estimator(configuration: .init(initial: 400))
+        var e = Estimator(configuration: .init(initial: 400, probeGrowthPerSecond: 0.05))
         var backlog = 0.0
         var consumed = 0.0
         // A governor sending 95 % of the estimate to executors that can do 800/s.
@@ -47,6 +47,29 @@ struct CapacityEstimatorTests {
         let estimate = e.estimate ?? 0
         #expect(estimate > 760 && estimate < 900, "estimate \(estimate)")
         #expect(backlog < 400, "standing backlog \(backlog)")
+    }
+
+    @Test func aFloodOnAnIdleSystemIsSaturationAtFirstSight() {
+        let clock = ManualClock()
+        var e = Estimator()
+        var backlog = 0.0
+        var consumed = 0.0
+        Self.run(&e, clock: clock, capacity: 500, offered: { _ in 100 }, seconds: 4, throttling: false, backlog: &backlog, consumed: &consumed)
+        #expect(e.estimate == nil)
+        // One sample into a flood of 5 000/s: 1 125 queued, far above the threshold.
+        Self.run(&e, clock: clock, capacity: 500, offered: { _ in 5000 }, seconds: 0, throttling: false, backlog: &backlog, consumed: &consumed)
+        backlog += 5000 * 0.25
+        let done = min(backlog, 500 * 0.25)
+        backlog -= done
+        consumed += done
+        clock.advance(by: .milliseconds(250))
+        e.observe(consumedTotal: UInt64(consumed), backlog: UInt64(backlog), throttling: false, now: clock.now)
+        #expect(e.saturated)
+        let first = e.estimate ?? 0
+        #expect(first > 0 && first <= 500)  // errs low: the window still holds the quiet seconds
+        // The next saturated samples replace it with the executors' real rate.
+        Self.run(&e, clock: clock, capacity: 500, offered: { _ in 5000 }, seconds: 1, throttling: false, backlog: &backlog, consumed: &consumed)
+        #expect(abs((e.estimate ?? 0) - 500) < 10)
     }
 
     @Test func aFixedCapacityWins() {
@@ -72,8 +95,10 @@ struct GovernorCoreTests {
         let clock = ManualClock()
         var core = Core(configuration: .init(capacity: .init(fixed: 1000)))
         var plan: QuotaPlan!
-        for _ in 0..<10 {
+        for second in 0..<10 {
             clock.advance(by: .seconds(1))
+            // The work backlog sits at its target (200 ms of 1 000/s): no correction.
+            core.observeWork(consumedTotal: UInt64(second * 1000), backlog: 200, now: clock.now)
             core.ingest(
                 Self.report("d1", [
                     Line(tenant: "whale", due: 3000, deferred: 20_000, dispatched: 900),
@@ -89,7 +114,7 @@ struct GovernorCoreTests {
         #expect(plan.tenants["whale"]?.tier == .bulk)
         #expect(plan.tenants["shop"]?.tier == .standard)
         let whale = plan.tenants["whale"]!
-        #expect(abs(whale.rate - (950 - plan.tenants["shop"]!.allocated)) < 1)
+        #expect(abs(whale.rate - (1000 - plan.tenants["shop"]!.allocated)) < 1)
         #expect(whale.demand > 3000 + 1900)  // due rate + backlog / 10 s
         #expect(plan.tenants["shop"]!.rate > 100)  // its ceiling: room to grow
     }
@@ -127,11 +152,14 @@ struct GovernorCoreTests {
         var core = Core()
         core.resume(from: old, now: clock.now)
         #expect(abs((core.capacity.estimate ?? 0) - 800) < 1e-6)
-        // Before any report: the whale is still bulk and still throttled to the capacity.
+        // Before any report: the whale is still bulk and still throttled to about the capacity
+        // (plus the correction for a work backlog not seen yet: at most `maximumBoost`).
         let plan = core.plan(now: clock.now, profiles: ["whale": .init(age: .seconds(1e6))], issuedAtMillis: 0)
         #expect(plan.generation == 42)
         #expect(plan.tenants["whale"]?.tier == .bulk)
-        #expect(abs((plan.tenants["whale"]?.rate ?? 0) - 760) < 1)
+        let rate = plan.tenants["whale"]?.rate ?? 0
+        #expect(abs(rate - core.sharedCapacity(800)) < 1)
+        #expect(rate >= 800 && rate <= 800 * 1.2)
     }
 }
 
@@ -148,12 +176,40 @@ struct GovernorBacklogTests {
         clock.advance(by: .seconds(1))
         core.observeWork(consumedTotal: 1000, backlog: 1250, now: clock.now)  // 1 s of work queued
         var plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 0)
-        // threshold = ¼ s of the 1 000/s consumption = 250; excess 1 000 → drained within 2 s:
-        // share 1 000 − 500.
-        #expect(abs(plan.capacity - 500 * 0.95) < 1)
+        // Target = 200 ms of 1 000/s = 200 queued; 1 050 too many → drained within 2 s:
+        // share 1 000 − 525.
+        #expect(abs(plan.capacity - 475) < 1)
         clock.advance(by: .seconds(1))
         core.observeWork(consumedTotal: 2000, backlog: 100, now: clock.now)
         plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 0)
-        #expect(abs(plan.capacity - 950) < 1)
+        // Below target: a little more than the capacity, so the queue refills.
+        #expect(abs(plan.capacity - 1050) < 1)
+    }
+
+    /// Closed loop: executors that can do 800/s, a governor that starts from an estimate of
+    /// 400 and offers `sharedCapacity` of its estimate. It must find the capacity, keep the
+    /// executors busy (work-conserving) and hold the queue near its short target.
+    @Test func theSharedCapacityFindsFreedCapacityAndHoldsAShortQueue() {
+        let clock = ManualClock()
+        var core = Core(configuration: .init(capacity: .init(initial: 400)))
+        var backlog = 0.0
+        var consumed = 0.0
+        var consumedAt20 = 0.0
+        var worst = 0.0
+        for step in 0..<(30 * 4) {
+            let offered = core.sharedCapacity(core.capacity.estimate ?? 0)
+            backlog += offered * 0.25
+            let done = min(backlog, 800 * 0.25)
+            backlog -= done
+            consumed += done
+            clock.advance(by: .milliseconds(250))
+            core.observeWork(consumedTotal: UInt64(consumed), backlog: UInt64(backlog), now: clock.now)
+            if step == 79 { consumedAt20 = consumed }
+            if step >= 80 { worst = max(worst, backlog) }
+        }
+        let estimate = core.capacity.estimate ?? 0
+        #expect(estimate > 760 && estimate < 840, "estimate \(estimate)")
+        #expect(consumed - consumedAt20 >= 0.98 * 800 * 10, "executors idle in the last 10 s")
+        #expect(worst <= 2 * 160, "queue up to \(worst) jobs; target 160")
     }
 }
