@@ -275,7 +275,7 @@ public struct WhaleBenchmark: Sendable {
     {
         var points: [TimelinePoint] = []
         let plans = KeyValueBucket(name: namespace.quotasBucket, connection: connection)
-        var next = floodAt
+        var next = max(floodAt, Date())
         while !ledger.done.load(ordering: .relaxed) {
             if next > Date() { try? await Task.sleep(for: .seconds(min(next.timeIntervalSinceNow, 1))) }
             if next > Date() { continue }

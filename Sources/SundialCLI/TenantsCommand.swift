@@ -71,7 +71,8 @@ struct TenantsCommand: AsyncParsableCommand {
                     + (age > 10 ? "  — STALE: is a governor running?" : ""))
             let capacity = plan.capacity >= 1e8
                 ? "capacity unknown (executors not saturated yet: nobody throttled), "
-                : "capacity shared \(f(plan.capacity)) jobs/s (\(Int(plan.policy.targetUtilisation * 100)) % of measured), "
+                : "capacity shared \(f(plan.capacity)) jobs/s"
+                    + (plan.capacityEstimate.map { " (estimate \(f($0)), work backlog \(plan.workBacklog ?? 0))" } ?? "") + ", "
             lines.append(
                 capacity
                     + "level \(plan.level.map(f) ?? "— (nobody throttled)"), dispatchers \(plan.dispatchers ?? 1), "

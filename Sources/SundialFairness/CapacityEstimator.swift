@@ -32,7 +32,11 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
         /// With no estimate yet, a backlog this many times the threshold at one sample counts
         /// as saturation.
         public var overload: Double
-        /// Time constant smoothing successive saturated measurements.
+        /// The estimate is the median of the saturated measurements within this window: one
+        /// sample's consumption is noisy both ways — executors that catch up after a pause read
+        /// high, moments they idled between dispatcher batches read low — and an estimate that
+        /// follows either leaves a standing backlog or starves a throttled tenant. The median
+        /// ignores both and still follows a real change within half the window.
         public var smoothing: Duration
         /// Lower bound of any estimate (jobs/s).
         public var floor: Double
@@ -40,7 +44,7 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
         public init(
             fixed: Double? = nil, initial: Double? = nil, saturationBacklog: Duration = .milliseconds(100),
             minimumBacklog: Int = 20, window: Duration = .seconds(2), probeGrowthPerSecond: Double = 0,
-            overload: Double = 4, smoothing: Duration = .seconds(3), floor: Double = 1
+            overload: Double = 4, smoothing: Duration = .seconds(10), floor: Double = 1
         ) {
             self.fixed = fixed
             self.initial = initial
@@ -62,7 +66,12 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
     public private(set) var configuration: Configuration
     private var measured: Double?
     private var samples = FIFO<Sample>()
-    private var wasSaturated = false
+    struct RateSample: Sendable {
+        var at: C.Instant
+        var rate: Double
+    }
+    /// Saturated measurements within `smoothing`, oldest first.
+    private var saturatedRates = FIFO<RateSample>()
     /// The sample at which the backlog last rose above the threshold.
     private var busyAnchor: Sample?
     private var lastObserved: C.Instant?
@@ -123,22 +132,19 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
             let from = samples.first.map { $0.at > anchor.at ? $0 : anchor } ?? anchor
             let busyRate = max(Double(consumedTotal - from.consumed) / from.at.duration(to: now).fairnessSeconds, c.floor)
             saturated = true
-            // Smoothed: one second of consumption is noisy, and an estimate above the true
-            // capacity leaves a standing backlog that every tenant waits behind.
-            if let previous = measured, wasSaturated {
-                let alpha = 1 - FairnessMath.expo(-dt / max(c.smoothing.fairnessSeconds, 1e-3))
-                measured = previous + alpha * (busyRate - previous)
-            } else {
-                measured = busyRate
+            saturatedRates.append(RateSample(at: now, rate: busyRate))
+            while let first = saturatedRates.first, saturatedRates.count > 1, first.at.duration(to: now) > c.smoothing {
+                _ = saturatedRates.popFirst()
             }
-            wasSaturated = true
+            let rates = saturatedRates.elements.map(\.rate).sorted()
+            measured = rates.count % 2 == 1
+                ? rates[rates.count / 2] : (rates[rates.count / 2 - 1] + rates[rates.count / 2]) / 2
             return
         }
-        wasSaturated = false
         saturated = false
         if measured == nil, busy, Double(backlog) >= max(c.overload, 1) * threshold, consumptionRate > 0 {
-            // Overloaded at first sight (see the type's notes). `wasSaturated` stays false, so
-            // the next saturated sample replaces this figure instead of smoothing from it.
+            // Overloaded at first sight (see the type's notes). Not kept among the saturated
+            // measurements: the next one replaces it.
             saturated = true
             measured = max(consumptionRate, c.floor)
             return

@@ -131,10 +131,12 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
                     age: .seconds(Int64.max / 2), now: now)
             }
         }
-        let utilisation = plan.policy.sanitisedUtilisation
-        if plan.capacity < plan.policy.maxRate * 0.5 {
-            // A plan made while draining a backlog understates it; the next saturation corrects.
-            capacity.seed(plan.capacity / utilisation)
+        if let estimate = plan.capacityEstimate {
+            capacity.seed(estimate)
+        } else if plan.capacity < plan.policy.maxRate * 0.5 {
+            // An older plan: only the capacity shared (maybe while draining a backlog, so an
+            // understatement; the next saturation corrects it).
+            capacity.seed(plan.capacity / plan.policy.sanitisedUtilisation)
         }
     }
 
@@ -216,6 +218,8 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             plan = QuotaPlan.compute(
                 capacity: shared, demands: demands, weights: c.weights, policy: c.policy,
                 generation: generation, issuedAtMillis: issuedAtMillis)
+            plan.capacityEstimate = measured
+            plan.workBacklog = Int(clamping: capacity.lastBacklog)
         } else {
             // Capacity unknown: share "infinity" — tiers and demand are reported, nobody throttled.
             let share = FairShare.allocate(capacity: c.policy.maxRate, demands: demands, weights: c.weights)

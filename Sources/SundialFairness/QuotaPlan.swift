@@ -126,6 +126,11 @@ public struct QuotaPlan: Sendable, Hashable, Codable {
     /// Live dispatchers when the plan was made (absent: 1). They share one consumer, so each
     /// sees about 1/n of every tenant's fires and enforces 1/n of its bucket.
     public var dispatchers: Int?
+    /// The executors' capacity as estimated (jobs/s) and the work backlog (jobs) the Governor
+    /// corrected it by to get `capacity` (see `GovernorCore.sharedCapacity`); absent when
+    /// unknown or in plans from older governors.
+    public var capacityEstimate: Double?
+    public var workBacklog: Int?
 
     public init(
         generation: UInt64, issuedAtMillis: Int64, capacity: Double, weights: TierWeights,

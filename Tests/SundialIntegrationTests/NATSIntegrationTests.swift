@@ -731,6 +731,42 @@ struct NATSIntegrationTests {
         await connection.close()
     }
 
+    /// cnats 3.4.1's `natsSubscription_Fetch` wrote past its array when a fetch started with
+    /// more than half a batch left over from an earlier one (nats.c #749) — this pattern: a
+    /// long poll for 200 that returns at the first delivery, and small fetches after it.
+    @Test("deliveries left over from an earlier long poll are returned by later fetches, each exactly once")
+    func fetchLeftovers() async throws {
+        let server = try await TestNATS.server()
+        let id = uniqueID()
+        let connection = try await connect(server, "lo-\(id)")
+        let (stream, consumer) = try await pullSetup(connection, id)
+        let total = 600
+        let publisher = Task {
+            try await Task.sleep(for: .milliseconds(300))  // the long poll below is waiting by then
+            _ = await connection.jetStream.publish(
+                batch: (0..<total).map { NATSOutgoingMessage(subject: "pull.\(id).m", payload: Array(String($0).utf8)) })
+        }
+        var seen: [Int: Int] = [:]
+        var fetches = 0
+        let first = try await consumer.fetch(batch: 200, maxWait: .seconds(5))
+        #expect(!first.isEmpty)
+        var batch = first
+        let deadline = ContinuousClock.now + .seconds(20)
+        while seen.count < total, ContinuousClock.now < deadline {
+            for message in batch { seen[Int(String(decoding: message.payload, as: UTF8.self))!, default: 0] += 1 }
+            try await consumer.ack(batch)
+            fetches += 1
+            // Small batches with short waits: each starts with whatever the long poll left.
+            batch = try await consumer.fetch(batch: fetches % 3 == 0 ? 3 : 17, maxWait: .milliseconds(fetches % 2 == 0 ? 5 : 40))
+        }
+        for message in batch { seen[Int(String(decoding: message.payload, as: UTF8.self))!, default: 0] += 1 }
+        _ = try await publisher.value
+        #expect(seen.count == total)
+        #expect(seen.values.allSatisfy { $0 == 1 }, "duplicates: \(seen.filter { $0.value > 1 }.count)")
+        try await connection.deleteStream(stream)
+        await connection.close()
+    }
+
     @Test("ack removes the message; metadata names stream, consumer and sequences")
     func ackAndMetadata() async throws {
         let server = try await TestNATS.server()
