@@ -308,12 +308,12 @@ public struct WhaleBenchmark: Sendable {
         lines.append(
             "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB; all components on this box")
         let header = "".padding(toLength: 34, withPad: " ", startingAt: 0)
-            + reports.map { $0.mode.padding(toLength: 30, withPad: " ", startingAt: 0) }.joined()
+            + reports.map { $0.mode.padding(toLength: 36, withPad: " ", startingAt: 0) }.joined()
         lines.append(header)
         func row(_ label: String, _ value: (ModeReport) -> String) {
             lines.append(
                 label.padding(toLength: 34, withPad: " ", startingAt: 0)
-                    + reports.map { value($0).padding(toLength: 30, withPad: " ", startingAt: 0) }.joined())
+                    + reports.map { value($0).padding(toLength: 36, withPad: " ", startingAt: 0) }.joined())
         }
         for kind in Kind.allCases {
             row("lag \(kind.rawValue) p50/p95/p99/max s") { r in

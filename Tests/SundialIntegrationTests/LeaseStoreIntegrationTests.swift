@@ -89,6 +89,39 @@ struct LeaseStoreIntegrationTests {
         await pool.close()
     }
 
+    /// The dispatcher records a deferred fire's expected return (`recordDeferrals`) so the
+    /// planner's rescue pass leaves it alone; re-deferrals in its line must not cost a write
+    /// each, so the record only moves `armed_at` forward, and by 10 s or more.
+    @Test("deferral records keep an armed run out of the rescue pass; they only move armed_at forward by ≥ 10 s")
+    func deferralRecordsGuardTheRescuePass() async throws {
+        let (pool, leases, timers) = try await openStore("defer")
+        let held = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 64)
+        let timerID = UUID()
+        let shard = ShardMap.shard(of: timerID)
+        try await insertDueTimer(pool, id: timerID, shard: shard, due: Date().addingTimeInterval(-120))
+        let lease = try #require(held.first { $0.shard == shard })
+        let armed = try #require(try await claim(timers, lease: lease, owner: "A", dueBefore: Date()).first)
+        let key = FireKey(id: armed.id, occurrence: armed.occurrence, attempt: armed.attempt)
+        let now = Date()
+
+        // Deferred until now + 120 s: a rescue pass looking for runs armed before now + 100 s
+        // (i.e. overdue by its grace) skips it.
+        try await timers.recordDeferrals([(key, now.addingTimeInterval(120))])
+        #expect(try await timers.rescueOverdue(shard: shard, overdueBefore: now.addingTimeInterval(100), limit: 10).isEmpty)
+        // Re-deferred 5 s later than recorded: no write (within the 10 s the record allows).
+        try await timers.recordDeferrals([(key, now.addingTimeInterval(125))])
+        // Earlier than recorded: never moves armed_at back.
+        try await timers.recordDeferrals([(key, now.addingTimeInterval(30))])
+        #expect(try await timers.rescueOverdue(shard: shard, overdueBefore: now.addingTimeInterval(100), limit: 10).isEmpty)
+        // So armed_at is still now + 120 s: a pass at now + 122 s finds it (and re-arms it).
+        let rescued = try await timers.rescueOverdue(shard: shard, overdueBefore: now.addingTimeInterval(122), limit: 10)
+        #expect(rescued.map(\.id) == [timerID])
+        // The rescue re-armed it at the database's now; a record 200 s ahead moves it again.
+        try await timers.recordDeferrals([(key, now.addingTimeInterval(200))])
+        #expect(try await timers.rescueOverdue(shard: shard, overdueBefore: now.addingTimeInterval(190), limit: 10).isEmpty)
+        await pool.close()
+    }
+
     @Test("a holder whose lease lapsed claims nothing, even if nobody else took the shard")
     func expiredLeaseClaimsNothing() async throws {
         let (pool, leases, timers) = try await openStore("lapsed")
