@@ -7,12 +7,12 @@ struct CapacityEstimatorTests {
     typealias Estimator = CapacityEstimator<ManualClock>
 
     /// Drives an estimator against simulated executors of `capacity` jobs/s fed `offered` jobs/s,
-    /// sampling every 250 ms for `seconds`. Returns the estimator.
+    /// sampling every 250 ms for `seconds` (or for `samples` samples). Returns the estimator.
     static func run(
         _ estimator: inout Estimator, clock: ManualClock, capacity: Double, offered: (Double?) -> Double,
-        seconds: Int, throttling: Bool, backlog: inout Double, consumed: inout Double
+        seconds: Int = 0, samples: Int? = nil, throttling: Bool, backlog: inout Double, consumed: inout Double
     ) {
-        for _ in 0..<(seconds * 4) {
+        for _ in 0..<(samples ?? seconds * 4) {
             let dt = 0.25
             backlog += offered(estimator.estimate) * dt
             let done = min(backlog, capacity * dt)
@@ -57,13 +57,7 @@ struct CapacityEstimatorTests {
         Self.run(&e, clock: clock, capacity: 500, offered: { _ in 100 }, seconds: 4, throttling: false, backlog: &backlog, consumed: &consumed)
         #expect(e.estimate == nil)
         // One sample into a flood of 5 000/s: 1 125 queued, far above the threshold.
-        Self.run(&e, clock: clock, capacity: 500, offered: { _ in 5000 }, seconds: 0, throttling: false, backlog: &backlog, consumed: &consumed)
-        backlog += 5000 * 0.25
-        let done = min(backlog, 500 * 0.25)
-        backlog -= done
-        consumed += done
-        clock.advance(by: .milliseconds(250))
-        e.observe(consumedTotal: UInt64(consumed), backlog: UInt64(backlog), throttling: false, now: clock.now)
+        Self.run(&e, clock: clock, capacity: 500, offered: { _ in 5000 }, samples: 1, throttling: false, backlog: &backlog, consumed: &consumed)
         #expect(e.saturated)
         let first = e.estimate ?? 0
         #expect(first > 0 && first <= 500)  // errs low: the window still holds the quiet seconds
