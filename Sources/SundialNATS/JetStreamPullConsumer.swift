@@ -55,8 +55,7 @@ public struct JetStreamMessage: Sendable {
 /// stale ones are ignored, and deliveries that arrive late are simply the next fetch's first.
 /// Fetches run on the consumer's own dedicated thread (they long-poll); acks are core publishes.
 public final class JetStreamPullConsumer: @unchecked Sendable {
-    // @unchecked: `puller` (and the cnats subscription in it) is used only on `thread`, and
-    // destroyed in deinit.
+    // @unchecked: `puller` (and the cnats subscription it owns) is used only on `thread`.
     private let puller: Puller
     private let thread: DedicatedThread
     public let connection: NATSConnection
@@ -90,7 +89,7 @@ public final class JetStreamPullConsumer: @unchecked Sendable {
         }
         return JetStreamPullConsumer(
             puller: Puller(
-                subscription: sub.raw, connection: nc.raw, inbox: inbox,
+                subscription: sub.raw, connection: connection, inbox: inbox,
                 requestSubject: "$JS.API.CONSUMER.MSG.NEXT.\(stream).\(durable)", name: "\(stream)/\(durable)"),
             thread: DedicatedThread(name: "fetch-\(durable)"), connection: connection, stream: stream, durable: durable)
     }
@@ -106,8 +105,6 @@ public final class JetStreamPullConsumer: @unchecked Sendable {
     }
 
     deinit {
-        _ = natsSubscription_Unsubscribe(puller.subscription)
-        natsSubscription_Destroy(puller.subscription)
         thread.shutdown()
     }
 
@@ -231,7 +228,9 @@ public final class JetStreamPullConsumer: @unchecked Sendable {
 /// The fetch protocol on one inbox; used only on its consumer's thread.
 final class Puller: @unchecked Sendable {
     let subscription: OpaquePointer
-    private let connection: OpaquePointer
+    /// Held so the connection outlives the subscription (destroyed with this object).
+    private let owner: NATSConnection
+    private var connection: OpaquePointer { owner.handle }
     private let inbox: String
     private let requestSubject: String
     private let name: String
@@ -240,12 +239,18 @@ final class Puller: @unchecked Sendable {
     /// still deliver, when the server expires it.
     private var open: (reply: String, remaining: Int, expires: ContinuousClock.Instant)?
 
-    init(subscription: OpaquePointer, connection: OpaquePointer, inbox: String, requestSubject: String, name: String) {
+    init(subscription: OpaquePointer, connection: NATSConnection, inbox: String, requestSubject: String, name: String) {
         self.subscription = subscription
-        self.connection = connection
+        self.owner = connection
         self.inbox = inbox
         self.requestSubject = requestSubject
         self.name = name
+    }
+
+    /// The subscription goes with the last reference — a fetch in flight holds one.
+    deinit {
+        _ = natsSubscription_Unsubscribe(subscription)
+        natsSubscription_Destroy(subscription)
     }
 
     private enum Received {
