@@ -88,13 +88,6 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
     /// The capacity to share, jobs/s (nil: unknown).
     public var estimate: Double? { configuration.fixed ?? measured }
 
-    /// The work backlog beyond what counts as normal in-flight work (jobs): a standing queue
-    /// that every tenant's jobs wait behind. The Governor shares less until it is drained.
-    public var excessBacklog: Double {
-        let threshold = max(Double(configuration.minimumBacklog), consumptionRate * configuration.saturationBacklog.fairnessSeconds)
-        return max(0, Double(lastBacklog) - threshold)
-    }
-
     /// Seeds the estimate (e.g. from the last published plan after a restart) if none exists.
     public mutating func seed(_ capacity: Double) {
         guard measured == nil, capacity.isFinite, capacity > 0 else { return }

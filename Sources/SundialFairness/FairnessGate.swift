@@ -160,7 +160,7 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         for (name, var state) in tenants {
             let (tier, quota) = resolvedQuota(name)
             state.tier = tier
-            state.bucket.reconfigure(rate: quota.rate, burst: quota.burst, now: now)
+            state.bucket.reconfigure(rate: quota.rate, burst: coveredBurst(quota), now: now)
             tenants[name] = state
         }
     }
@@ -306,12 +306,17 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         decisionGap += (gap - decisionGap) / 8
     }
 
-    /// The tenant's bucket burst: the plan's, or one cover of decision gaps if larger.
-    private mutating func fitBurst(_ tenant: String, now: C.Instant) {
-        guard var state = tenants[tenant] else { return }
+    /// A bucket's burst: the plan's, or what accrues over `burstCover` decision gaps if larger.
+    private func coveredBurst(_ quota: Quota) -> Double {
         let cover = min(
             max(configuration.burstCover, 0) * decisionGap, configuration.maximumBurstCover.fairnessSeconds)
-        let burst = max(resolvedQuota(tenant).quota.burst, state.bucket.rate * cover)
+        return max(quota.burst, quota.rate * cover)
+    }
+
+    /// Follows the decision gap: refits the tenant's burst when it is off by more than 10 %.
+    private mutating func fitBurst(_ tenant: String, now: C.Instant) {
+        guard var state = tenants[tenant] else { return }
+        let burst = coveredBurst(resolvedQuota(tenant).quota)
         guard abs(burst - state.bucket.burst) > 0.1 * state.bucket.burst else { return }
         state.bucket.reconfigure(rate: state.bucket.rate, burst: burst, now: now)
         tenants[tenant] = state
@@ -334,7 +339,7 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         if let existing = tenants[tenant] { return existing }
         let (tier, quota) = resolvedQuota(tenant)
         return TenantState(
-            bucket: TokenBucket(rate: quota.rate, burst: quota.burst, now: now), tier: tier,
+            bucket: TokenBucket(rate: quota.rate, burst: coveredBurst(quota), now: now), tier: tier,
             deferredBackBy: now, lastActive: now)
     }
 }

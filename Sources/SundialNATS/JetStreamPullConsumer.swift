@@ -249,8 +249,7 @@ final class Puller: @unchecked Sendable {
 
     /// The subscription goes with the last reference — a fetch in flight holds one.
     deinit {
-        _ = natsSubscription_Unsubscribe(subscription)
-        natsSubscription_Destroy(subscription)
+        releaseSubscription(subscription, on: owner.publisher)
     }
 
     private enum Received {

@@ -68,13 +68,7 @@ public final class NATSSubscription: AsyncSequence, @unchecked Sendable {
     }
 
     deinit {
-        let handle = CHandle(handle)
-        let release: @Sendable () -> Void = {
-            _ = natsSubscription_Unsubscribe(handle.raw)
-            natsSubscription_Destroy(handle.raw)
-        }
-        // On the connection's thread, like every cnats call; inline only if it is gone.
-        if !thread.submit(release) { release() }
+        releaseSubscription(handle, on: thread)
     }
 
     /// Stops delivery; the sequence ends after buffered messages. Callable from synchronous
@@ -121,4 +115,16 @@ private let subscriptionComplete: natsOnCompleteCB = { closure in
     guard let closure else { return }
     let sink = Unmanaged<SubscriptionSink>.fromOpaque(closure).takeRetainedValue()
     sink.continuation.finish()
+}
+
+/// Unsubscribes and destroys a cnats subscription on the connection's thread, like every cnats
+/// call that writes to the socket (deinit may run on Swift's cooperative pool); inline only if
+/// that thread is gone.
+func releaseSubscription(_ subscription: OpaquePointer, on thread: DedicatedThread) {
+    let handle = CHandle(subscription)
+    let release: @Sendable () -> Void = {
+        _ = natsSubscription_Unsubscribe(handle.raw)
+        natsSubscription_Destroy(handle.raw)
+    }
+    if !thread.submit(release) { release() }
 }
