@@ -78,7 +78,7 @@ let package = Package(
         .target(
             name: "SundialDispatcher",
             dependencies: [
-                "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialFairness",
+                "SundialContract", "SundialStore", "SundialPostgres", "SundialNATS", "SundialProto", "SundialFairness",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

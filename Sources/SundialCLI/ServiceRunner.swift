@@ -29,6 +29,7 @@ public struct ServiceEnvironment: Sendable {
     /// Postgres schema holding Sundial's tables (created and migrated at startup).
     public var schema = "sundial"
     public var namespace = SundialNamespace.standard
+    public var streamLimits = StreamLimits()
     public var postgresPoolSize = 8
     public var logLevel = Logger.Level.info
     public var ingest = IngestConfig()
@@ -79,6 +80,15 @@ public struct ServiceEnvironment: Sendable {
             }
             result.logLevel = parsed
         }
+        if let value = try integer("SUNDIAL_WORK_MAX_PER_QUEUE") { result.streamLimits.workPerQueue = value }
+        if let value = try integer("SUNDIAL_WORK_MAX_BYTES") { result.streamLimits.workBytes = value }
+        if let value = try integer("SUNDIAL_RESULTS_MAX_PER_TENANT") { result.streamLimits.resultsPerTenant = value }
+        if let value = try integer("SUNDIAL_RESULTS_MAX_BYTES") { result.streamLimits.resultsBytes = value }
+        if let value = try integer("SUNDIAL_EVENTS_MAX_PER_SUBJECT") { result.streamLimits.eventsPerSubject = value }
+        if let value = try integer("SUNDIAL_EVENTS_MAX_BYTES") { result.streamLimits.eventsBytes = value }
+        if let value = try duration("SUNDIAL_EVENTS_MAX_AGE") { result.streamLimits.eventsMaxAge = value }
+        if let value = try integer("SUNDIAL_POISON_MAX_BYTES") { result.streamLimits.poisonBytes = value }
+        if let value = try integer("SUNDIAL_DISPATCHER_POISON_AFTER") { result.dispatcher.poisonAfterDeliveries = value }
         if let horizon = try duration("SUNDIAL_HORIZON") {
             result.ingest.horizon = horizon
             result.planner.horizon = horizon
@@ -131,6 +141,10 @@ public struct ServiceEnvironment: Sendable {
             result.governor.core.weights = weights
         }
         result.governor.namespace = result.namespace
+        result.governor.streamLimits = result.streamLimits
+        result.ingest.streamLimits = result.streamLimits
+        result.planner.streamLimits = result.streamLimits
+        result.dispatcher.streamLimits = result.streamLimits
         result.ingest.namespace = result.namespace
         result.planner.namespace = result.namespace
         result.dispatcher.namespace = result.namespace

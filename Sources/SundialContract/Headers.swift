@@ -16,6 +16,12 @@ public enum SundialHeader {
     /// RFC 3339 time the Dispatcher forwarded the job.
     public static let dispatchedAt = "Sundial-Dispatched-At"
 
+    // On messages kept in the poison stream (`<prefix>_POISON`).
+    /// Why the message was not processed.
+    public static let poisonReason = "Sundial-Poison-Reason"
+    /// The subject it arrived on.
+    public static let poisonSubject = "Sundial-Poison-Subject"
+
     // NATS / JetStream.
     /// Dedupe id; for jobs: `<timer>:<occurrence>:<attempt>`.
     public static let natsMessageID = "Nats-Msg-Id"
@@ -28,4 +34,15 @@ public enum SundialHeader {
     // NATS micro error convention.
     public static let serviceError = "Nats-Service-Error"
     public static let serviceErrorCode = "Nats-Service-Error-Code"
+}
+
+/// Kinds of tenant notification events (`sundial.v1.<tenant>.events.<kind>`).
+public enum TimerEventKind {
+    /// An attempt failed and a retry is armed.
+    public static let attemptFailed = "attempt_failed"
+    /// No attempts left: the occurrence is dead-lettered.
+    public static let deadLetter = "dead_letter"
+    /// An executor's result was refused (out-of-range fields, another tenant, undecodable);
+    /// the reason is in `run.error`. The run it named is unchanged.
+    public static let resultRejected = "result_rejected"
 }

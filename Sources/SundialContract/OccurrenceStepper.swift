@@ -59,20 +59,30 @@ public struct RetryBackoff: Sendable, Hashable {
         self.maximum = maximum
     }
 
-    /// The policy a timer asked for, with defaults for unset fields.
+    /// The longest backoff a policy may ask for (Ingest refuses more). Stored policies are
+    /// clamped to it too, so the arithmetic below can never overflow.
+    public static let longestBackoff: Duration = .seconds(7 * 86_400)
+    /// Most attempts a policy may ask for (Ingest refuses more).
+    public static let mostAttempts = 100
+
+    /// The policy a timer asked for, with defaults for unset fields; out-of-range values
+    /// (stored before validation existed, or written by hand) are clamped.
     public init(_ policy: Sundial_V1_RetryPolicy?) {
         var backoff = RetryBackoff.defaultPolicy
         if let policy {
-            if policy.maxAttempts > 0 { backoff.maxAttempts = Int(policy.maxAttempts) }
-            if policy.hasInitialBackoff, policy.initialBackoff.seconds > 0 || policy.initialBackoff.nanos > 0 {
-                backoff.initial = .seconds(policy.initialBackoff.seconds) + .nanoseconds(Int64(policy.initialBackoff.nanos))
-            }
-            if policy.hasMaxBackoff, policy.maxBackoff.seconds > 0 || policy.maxBackoff.nanos > 0 {
-                backoff.maximum = .seconds(policy.maxBackoff.seconds) + .nanoseconds(Int64(policy.maxBackoff.nanos))
-            }
+            if policy.maxAttempts > 0 { backoff.maxAttempts = Int(min(policy.maxAttempts, UInt32(Self.mostAttempts))) }
+            if policy.hasInitialBackoff, let initial = Self.duration(policy.initialBackoff) { backoff.initial = initial }
+            if policy.hasMaxBackoff, let maximum = Self.duration(policy.maxBackoff) { backoff.maximum = maximum }
         }
         backoff.maximum = max(backoff.maximum, backoff.initial)
         self = backoff
+    }
+
+    /// A positive protobuf duration, clamped to `longestBackoff`; nil when not positive.
+    static func duration(_ value: Google_Protobuf_Duration) -> Duration? {
+        guard value.seconds > 0 || (value.seconds == 0 && value.nanos > 0) else { return nil }
+        if value.seconds >= Self.longestBackoff.components.seconds { return Self.longestBackoff }
+        return .seconds(value.seconds) + .nanoseconds(Int64(min(max(value.nanos, 0), 999_999_999)))
     }
 
     /// Whether `failedAttempt` (1-based) may be followed by another.

@@ -75,9 +75,22 @@ public struct SundialNamespace: Sendable, Hashable {
     public func results(tenant: String) -> String { "\(subjectRoot).results.\(tenant)" }
     public var resultsWildcard: String { "\(subjectRoot).results.>" }
     public var resultsDurable: String { "results" }
+    /// The tenant token of a results subject, if it is one and the token is a valid tenant.
+    public func tenant(fromResultsSubject subject: String) -> String? {
+        let prefix = "\(subjectRoot).results."
+        guard subject.hasPrefix(prefix) else { return nil }
+        let tenant = String(subject.dropFirst(prefix.count))
+        return SubjectToken.isValidTenant(tenant) ? tenant : nil
+    }
     /// Tenant notifications are kept in `<prefix>_EVENTS` so subscribers can catch up.
     public var eventsStream: String { "\(streamPrefix)_EVENTS" }
     public var eventsWildcard: String { "\(subjectRoot).v1.*.events.>" }
+
+    /// Messages a service refused to process, kept with their reason (`<root>.poison.<source>`,
+    /// source `results` or `fired`), in a bounded limits stream for operators.
+    public var poisonStream: String { "\(streamPrefix)_POISON" }
+    public func poison(source: String) -> String { "\(subjectRoot).poison.\(source)" }
+    public var poisonWildcard: String { "\(subjectRoot).poison.>" }
 
     // MARK: the work stream (executors)
 

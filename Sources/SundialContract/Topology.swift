@@ -1,5 +1,43 @@
 import SundialNATS
 
+/// Bounds of the streams Sundial creates (docs/limits.md). Each is chosen so that reaching
+/// it hurts only its owner: the work stream refuses a full *queue* (its fires wait in
+/// Sundial, deferred and counted) while other queues go on; the results stream refuses a
+/// full *tenant's* results subject (the executor's publish fails and it retries).
+public struct StreamLimits: Sendable, Hashable {
+    /// Jobs waiting in one queue (`sundial.work.<queue>`).
+    public var workPerQueue: Int = 1_000_000
+    /// The whole work stream; file bytes are reserved against the server's `max_file_store`.
+    public var workBytes: Int = 4 << 30
+    /// Unapplied results of one tenant (`sundial.results.<tenant>`).
+    public var resultsPerTenant: Int = 100_000
+    public var resultsBytes: Int = 512 << 20
+    /// One result message: a JobResult with at most 2,000 bytes of error text is far smaller.
+    public var resultMessageBytes: Int = 64 << 10
+    /// Events per (tenant, kind) subject; the oldest go first.
+    public var eventsPerSubject: Int = 100_000
+    public var eventsBytes: Int = 1 << 30
+    public var eventsMaxAge: Duration = .seconds(7 * 86_400)
+    /// Messages refused by a service (bad results, bad fires), kept for operators.
+    public var poisonBytes: Int = 256 << 20
+    public var poisonMaxAge: Duration = .seconds(7 * 86_400)
+
+    public init() {}
+
+    public func validate() throws(SundialError) {
+        guard workPerQueue > 0, resultsPerTenant > 0, eventsPerSubject > 0 else {
+            throw .invalid("streams", "per-queue, per-tenant and per-subject limits must be positive")
+        }
+        guard workBytes >= 1 << 20, resultsBytes >= 1 << 20, eventsBytes >= 1 << 20, poisonBytes >= 1 << 20 else {
+            throw .invalid("streams", "byte limits must be at least 1 MiB")
+        }
+        guard resultMessageBytes >= 1024 else { throw .invalid("streams.result_message_bytes", "must be at least 1 KiB") }
+        guard eventsMaxAge >= .seconds(60), poisonMaxAge >= .seconds(60) else {
+            throw .invalid("streams", "max ages must be at least 60s")
+        }
+    }
+}
+
 /// The JetStream streams and consumers Sundial needs, created idempotently at startup by
 /// every service (whoever starts first wins; the rest are no-ops).
 public enum SundialTopology {
@@ -17,28 +55,59 @@ public enum SundialTopology {
 
     /// The work stream executors consume. Work-queue retention (a job leaves when acked);
     /// a 10-minute dedupe window catches a re-forward of the same (timer, occurrence,
-    /// attempt) after a Dispatcher crash between forward and ack.
-    public static func workStream(_ namespace: SundialNamespace, replicas: Int = 1) -> JetStreamStreamConfig {
+    /// attempt) after a Dispatcher crash between forward and ack. A queue at its bound
+    /// refuses new jobs (discard new, per subject) without touching other queues.
+    public static func workStream(
+        _ namespace: SundialNamespace, limits: StreamLimits = StreamLimits(), replicas: Int = 1
+    ) -> JetStreamStreamConfig {
         var config = JetStreamStreamConfig(name: namespace.workStream, subjects: [namespace.workWildcard])
         config.retention = .workqueue
         config.duplicateWindow = .seconds(600)
         config.replicas = replicas
+        config.discard = .new
+        config.discardNewPerSubject = true
+        config.maxMessagesPerSubject = limits.workPerQueue
+        config.maxBytes = limits.workBytes
         return config
     }
 
-    /// Job outcomes from executors; work-queue retention, consumed by the Dispatchers.
-    public static func resultsStream(_ namespace: SundialNamespace, replicas: Int = 1) -> JetStreamStreamConfig {
+    /// Job outcomes from executors; work-queue retention, consumed by the Dispatchers. A
+    /// tenant at its bound gets a publish error on its own subject only.
+    public static func resultsStream(
+        _ namespace: SundialNamespace, limits: StreamLimits = StreamLimits(), replicas: Int = 1
+    ) -> JetStreamStreamConfig {
         var config = JetStreamStreamConfig(name: namespace.resultsStream, subjects: [namespace.resultsWildcard])
         config.retention = .workqueue
         config.duplicateWindow = .seconds(600)
         config.replicas = replicas
+        config.discard = .new
+        config.discardNewPerSubject = true
+        config.maxMessagesPerSubject = limits.resultsPerTenant
+        config.maxBytes = limits.resultsBytes
+        config.maxMessageSize = limits.resultMessageBytes
         return config
     }
 
-    /// Tenant notifications (dead letters, failed attempts), kept 7 days for subscribers.
-    public static func eventsStream(_ namespace: SundialNamespace, replicas: Int = 1) -> JetStreamStreamConfig {
+    /// Tenant notifications (dead letters, failed attempts, rejected results), kept for
+    /// subscribers; per (tenant, kind) the oldest go first.
+    public static func eventsStream(
+        _ namespace: SundialNamespace, limits: StreamLimits = StreamLimits(), replicas: Int = 1
+    ) -> JetStreamStreamConfig {
         var config = JetStreamStreamConfig(name: namespace.eventsStream, subjects: [namespace.eventsWildcard])
-        config.maxAge = .seconds(7 * 86_400)
+        config.maxAge = limits.eventsMaxAge
+        config.maxMessagesPerSubject = limits.eventsPerSubject
+        config.maxBytes = limits.eventsBytes
+        config.replicas = replicas
+        return config
+    }
+
+    /// Messages a service refused (see `SundialNamespace.poisonStream`).
+    public static func poisonStream(
+        _ namespace: SundialNamespace, limits: StreamLimits = StreamLimits(), replicas: Int = 1
+    ) -> JetStreamStreamConfig {
+        var config = JetStreamStreamConfig(name: namespace.poisonStream, subjects: [namespace.poisonWildcard])
+        config.maxAge = limits.poisonMaxAge
+        config.maxBytes = limits.poisonBytes
         config.replicas = replicas
         return config
     }
@@ -65,11 +134,14 @@ public enum SundialTopology {
     }
 
     /// Creates or updates the streams and the dispatchers' consumers.
-    public static func ensure(_ connection: NATSConnection, namespace: SundialNamespace) async throws {
+    public static func ensure(
+        _ connection: NATSConnection, namespace: SundialNamespace, limits: StreamLimits = StreamLimits()
+    ) async throws {
         try await connection.ensureStream(fireStream(namespace))
-        try await connection.ensureStream(workStream(namespace))
-        try await connection.ensureStream(resultsStream(namespace))
-        try await connection.ensureStream(eventsStream(namespace))
+        try await connection.ensureStream(workStream(namespace, limits: limits))
+        try await connection.ensureStream(resultsStream(namespace, limits: limits))
+        try await connection.ensureStream(eventsStream(namespace, limits: limits))
+        try await connection.ensureStream(poisonStream(namespace, limits: limits))
         try await connection.ensureConsumer(stream: namespace.fireStream, dispatcherConsumer(namespace))
         try await connection.ensureConsumer(stream: namespace.resultsStream, resultsConsumer(namespace))
     }

@@ -12,6 +12,8 @@ import SundialStore
 /// Dispatcher settings; defaults are production values (see services/dispatcher/README.md).
 public struct DispatcherConfig: Sendable {
     public var namespace: SundialNamespace = .standard
+    /// Stream bounds, applied when this service creates or updates the streams at startup.
+    public var streamLimits = StreamLimits()
     /// Concurrent fetch→forward→ack pipelines per instance (each with its own pull inbox), so
     /// database and JetStream round-trips overlap, and a fire waits less for a free pipeline.
     public var pipelines: Int = 3
@@ -24,6 +26,9 @@ public struct DispatcherConfig: Sendable {
     public var fetchMaxWait: Duration = .seconds(1)
     /// Redelivery delay for a fire whose forward failed (JetStream or Postgres down).
     public var retryDelay: Duration = .seconds(2)
+    /// Redelivery delay for a fire whose queue is at its backlog bound
+    /// (`StreamLimits.workPerQueue`): it waits in Sundial, and other queues go on.
+    public var queueFullDelay: Duration = .seconds(5)
     /// Quota enforcement (see `FairnessGate`); `fairness.enforce = false` is plain FIFO.
     public var fairness = FairnessGate<ContinuousClock>.Configuration()
     /// How often per-tenant demand is reported to the Fairness-Governor.
@@ -32,6 +37,9 @@ public struct DispatcherConfig: Sendable {
     /// Postgres (the run's `armed_at`), so the planner's rescue pass (grace 60 s) does not
     /// republish it meanwhile. Shorter deferrals cost no database write.
     public var recordDeferralsBeyond: Duration = .seconds(30)
+    /// A fire or result that fails with anything but the database being away is retried
+    /// this many deliveries, then kept on the poison subject and terminated.
+    public var poisonAfterDeliveries: Int = 5
     /// Re-read the quota plan this often even without a KV update (a missed update heals).
     public var planRefresh: Duration = .seconds(5)
     /// Names this dispatcher in demand reports (the governor counts live dispatchers by it).
@@ -40,6 +48,7 @@ public struct DispatcherConfig: Sendable {
     public init() {}
 
     public func validate() throws(SundialError) {
+        try streamLimits.validate()
         guard (1...16).contains(pipelines) else { throw .invalid("dispatcher.pipelines", "must be in 1…16") }
         guard (1...5000).contains(fetchBatch) else { throw .invalid("dispatcher.fetch_batch", "must be in 1…5000") }
         guard fetchMaxWait >= .milliseconds(10) else {
@@ -47,6 +56,12 @@ public struct DispatcherConfig: Sendable {
         }
         guard demandReportInterval >= .milliseconds(50) else {
             throw .invalid("dispatcher.demand_report_interval", "must be at least 50ms")
+        }
+        guard queueFullDelay >= .milliseconds(100), queueFullDelay <= .seconds(300) else {
+            throw .invalid("dispatcher.queue_full_delay", "must be within 100ms…300s")
+        }
+        guard (1...1000).contains(poisonAfterDeliveries) else {
+            throw .invalid("dispatcher.poison_after_deliveries", "must be in 1…1000")
         }
         guard fairness.maximumDeferred >= 0, fairness.minimumDeferral <= fairness.maximumDeferral else {
             throw .invalid("dispatcher.fairness", "needs maximum_deferred ≥ 0 and minimum ≤ maximum deferral")
@@ -74,7 +89,34 @@ public final class DispatcherStats: Sendable {
     /// Dispatch lag (forwarded − due) of recent jobs, per tier.
     let lag = Mutex([Tier: LagWindow]())
 
+    /// Rarer events, counted by name.
+    public enum Event: String, Sendable, CaseIterable {
+        /// A result or fire kept on the poison subject after repeated failures to apply it.
+        case resultPoisoned = "results_poisoned"
+        case firePoisoned = "fires_poisoned"
+        /// A result's `finished_at` was missing or beyond the accepted clock skew.
+        case resultFinishedAtReplaced = "results_finished_at_replaced"
+        /// Fires dropped because the claim matched a newer version of the same run.
+        case supersededDropped = "superseded_dropped"
+        /// Fires held back because their queue's backlog was at its bound (per return).
+        case queueFullDeferred = "queue_full_deferred"
+    }
+    let events = Mutex([String: Int]())
+    /// Refused results by reason (`JobResultRejection.kind`).
+    let rejections = Mutex([String: Int]())
+
     public init() {}
+
+    func count(_ event: Event, _ n: Int = 1) {
+        events.withLock { $0[event.rawValue, default: 0] += n }
+    }
+
+    func countRejection(_ kind: String) {
+        rejections.withLock { $0[kind, default: 0] += 1 }
+    }
+
+    public func count(of event: Event) -> Int { events.withLock { $0[event.rawValue] ?? 0 } }
+    public var resultsRejected: [String: Int] { rejections.withLock { $0 } }
 
     func recordLag(_ seconds: Double, tier: Tier) {
         lag.withLock { $0[tier, default: LagWindow()].record(seconds) }
@@ -87,7 +129,7 @@ public final class DispatcherStats: Sendable {
 
     var snapshot: [String: Any] {
         let fired = fired.load(ordering: .relaxed)
-        return [
+        var out: [String: Any] = [
             "fired": fired, "dispatched": dispatched.load(ordering: .relaxed),
             "stale_dropped": staleDropped.load(ordering: .relaxed),
             "undecodable": undecodable.load(ordering: .relaxed), "retried": retried.load(ordering: .relaxed),
@@ -95,7 +137,11 @@ public final class DispatcherStats: Sendable {
             "dead_lettered": deadLettered.load(ordering: .relaxed), "deferred": deferred.load(ordering: .relaxed),
             "average_fire_lag_ms": dispatched.load(ordering: .relaxed) == 0
                 ? 0 : Double(fireLagMicros.load(ordering: .relaxed)) / Double(dispatched.load(ordering: .relaxed)) / 1000,
+            "results_rejected": resultsRejected,
         ]
+        let events = events.withLock { $0 }
+        for event in Event.allCases { out[event.rawValue] = events[event.rawValue] ?? 0 }
+        return out
     }
 }
 
@@ -128,7 +174,7 @@ public final class DispatcherService: Service, Sendable {
 
     public func run() async throws {
         let namespace = config.namespace
-        try await SundialTopology.ensure(connection, namespace: namespace)
+        try await SundialTopology.ensure(connection, namespace: namespace, limits: config.streamLimits)
         var bound: [JetStreamPullConsumer] = []
         for _ in 0..<config.pipelines {
             bound.append(
@@ -268,6 +314,8 @@ public final class DispatcherService: Service, Sendable {
         var envelope: Sundial_V1_FireEnvelope
         var id: UUID
         var key: FireKey
+        /// The timer version the fire was scheduled under; only the claimed version goes out.
+        var version: Int64
         var firedAt: Date
         /// The tier fairness applied (for per-tier lag).
         var tier: Tier = .standard
@@ -279,19 +327,22 @@ public final class DispatcherService: Service, Sendable {
         var fires: [Fire] = []
         for message in batch {
             guard let envelope = try? Sundial_V1_FireEnvelope(serializedBytes: message.payload),
-                let id = TimerID.parse(envelope.timerID)
+                let id = TimerID.parse(envelope.timerID),
+                let occurrence = Int64(exactly: envelope.occurrence),
+                (1...JobResultParser.maximumAttempt).contains(envelope.attempt),
+                let version = Int64(exactly: envelope.version)
             else {
-                // Poison: never redeliver, but make it visible.
+                // Poison: never redeliver, but keep it visible.
                 stats.undecodable.add(1, ordering: .relaxed)
-                logger.error("undecodable fired message on \(message.subject); terminating it")
-                try? await consumer.term(message)
+                logger.error("undecodable or out-of-range fired message on \(message.subject); poisoned")
+                await poison(message, reason: "undecodable or out-of-range FireEnvelope", consumer)
                 continue
             }
             let firedAt = message.metadata.map { Date(timeIntervalSince1970: Double($0.timestampNanos) / 1e9) } ?? Date()
             fires.append(
                 Fire(
                     message: message, envelope: envelope, id: id,
-                    key: FireKey(id: id, occurrence: Int64(envelope.occurrence), attempt: Int(envelope.attempt)),
+                    key: FireKey(id: id, occurrence: occurrence, attempt: Int(envelope.attempt)), version: version,
                     firedAt: firedAt))
         }
         guard !fires.isEmpty else { return }
@@ -356,22 +407,25 @@ public final class DispatcherService: Service, Sendable {
         // Compare-and-set in Postgres: only runs still armed at this version (or claimed by
         // a dispatcher that died mid-batch) may go out. Cancelled, superseded and already
         // dispatched runs are not claimed: their fires are acked and dropped.
-        let claimed: Set<FireKey>
+        let claimed: [FireKey: Int64]
         do {
             claimed = try await timers.claimForDispatch(
-                fires.map { FiredRun(key: $0.key, version: Int64($0.envelope.version), firedAt: $0.firedAt) })
+                fires.map { FiredRun(key: $0.key, version: $0.version, firedAt: $0.firedAt) })
         } catch {
             logger.warning("dispatch claim failed; redelivering \(fires.count) fires: \(error)")
             await retryLater(fires.map(\.message), consumer)
             return
         }
+        // Only the fire of the version the claim matched goes out: after an update, the old
+        // version's fire (same run key) can sit in the same batch, before the new one.
         var live: [Fire] = []
         var seen = Set<FireKey>()
         for fire in fires {
-            if claimed.contains(fire.key), seen.insert(fire.key).inserted {
+            if claimed[fire.key] == fire.version, seen.insert(fire.key).inserted {
                 live.append(fire)
             } else {
                 stats.staleDropped.add(1, ordering: .relaxed)
+                if let current = claimed[fire.key], current != fire.version { stats.count(.supersededDropped) }
                 toAck.append(fire.message)
             }
         }
@@ -384,13 +438,25 @@ public final class DispatcherService: Service, Sendable {
         let results = await connection.jetStream.publish(batch: live.map { job(for: $0, dispatchedAt: now) })
         var forwarded: [Fire] = []
         var failed: [JetStreamMessage] = []
+        var queueFull: [JetStreamMessage] = []
+        var fullQueues = Set<String>()
         for (fire, result) in zip(live, results) {
             switch result {
             case .success: forwarded.append(fire)
+            case .failure(let error) where error.isStreamLimitReached:
+                // Its queue is at its backlog bound: the fire waits here (the run stays
+                // claimed, `dispatching`, and is claimed again when it returns).
+                queueFull.append(fire.message)
+                fullQueues.insert(fire.envelope.queue)
             case .failure(let error):
                 logger.warning("forward of timer \(fire.envelope.timerID) failed: \(error)")
                 failed.append(fire.message)
             }
+        }
+        if !queueFull.isEmpty {
+            stats.count(.queueFullDeferred, queueFull.count)
+            logger.notice("\(queueFull.count) fires wait: queue backlog at its bound (\(fullQueues.sorted().prefix(5)))")
+            try? await consumer.nak(queueFull, delay: config.queueFullDelay)
         }
         do {
             try await timers.markDispatched(forwarded.map(\.key), at: now)

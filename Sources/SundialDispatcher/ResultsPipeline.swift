@@ -1,5 +1,6 @@
 import Foundation
 import SundialContract
+import SundialPostgres
 import SundialNATS
 import SundialProto
 import SundialSchedule
@@ -27,63 +28,146 @@ extension DispatcherService {
     }
 
     private func applyResults(_ batch: [JetStreamMessage], _ consumer: JetStreamPullConsumer) async {
-        // Successes — nearly all results — in one set-wise transaction per batch.
+        // Every result is parsed with checks first; a refused one is terminated on its own
+        // and never holds back the rest of the batch.
+        let receivedAt = Date()
         var successes: [(JetStreamMessage, JobOutcome)] = []
-        var others: [JetStreamMessage] = []
+        var failures: [(JetStreamMessage, JobOutcome)] = []
         for message in batch {
-            if let result = try? Sundial_V1_JobResult(serializedBytes: message.payload), result.success,
-                let id = TimerID.parse(result.timerID)
-            {
-                successes.append((message, JobOutcome(
-                    key: FireKey(id: id, occurrence: Int64(result.occurrence), attempt: Int(result.attempt)),
-                    success: true, error: nil, finishedAt: result.hasFinishedAt ? result.finishedAt.date : Date())))
-            } else {
-                others.append(message)
+            let tenant = config.namespace.tenant(fromResultsSubject: message.subject)
+            switch JobResultParser.parse(message.payload, subjectTenant: tenant, receivedAt: receivedAt) {
+            case .failure(let rejection):
+                await rejectResult(message, rejection, tenant: tenant, consumer)
+            case .success(let parsed):
+                if parsed.finishedAtReplaced { stats.count(.resultFinishedAtReplaced) }
+                if parsed.outcome.success {
+                    successes.append((message, parsed.outcome))
+                } else {
+                    failures.append((message, parsed.outcome))
+                }
             }
         }
+        // Successes — nearly all results — in one set-wise transaction per batch.
         if !successes.isEmpty {
             do {
                 let count = try await timers.applySuccesses(successes.map(\.1), childStart: Self.childStart)
                 stats.succeeded.add(count, ordering: .relaxed)
                 try? await consumer.ack(successes.map(\.0))
-            } catch {
+            } catch let error as PostgresError where error.isConnectionFailure {
                 logger.warning("applying \(successes.count) results failed; redelivering: \(error)")
                 try? await consumer.nak(successes.map(\.0), delay: config.retryDelay)
+            } catch {
+                // Not the database being away: find the result that cannot be applied by
+                // applying each alone, so the others go through.
+                logger.warning("applying \(successes.count) results set-wise failed; one by one: \(error)")
+                for (message, outcome) in successes {
+                    do {
+                        stats.succeeded.add(
+                            try await timers.applySuccesses([outcome], childStart: Self.childStart), ordering: .relaxed)
+                        try? await consumer.ack(message)
+                    } catch {
+                        await resultNotApplied(message, error, consumer)
+                    }
+                }
             }
         }
         // Failures (retries, dead letters) one transaction each, up to 8 at a time.
         await withTaskGroup(of: Void.self) { group in
             var running = 0
-            for message in others {
+            for (message, outcome) in failures {
                 if running >= 8 {
                     await group.next()
                     running -= 1
                 }
                 running += 1
-                group.addTask { await self.applyFailure(message, consumer) }
+                group.addTask { await self.applyFailure(message, outcome, consumer) }
             }
         }
     }
 
-    /// A failure report (successes were applied set-wise) or an undecodable message.
-    private func applyFailure(_ message: JetStreamMessage, _ consumer: JetStreamPullConsumer) async {
-        guard let result = try? Sundial_V1_JobResult(serializedBytes: message.payload),
-            let id = TimerID.parse(result.timerID)
-        else {
-            logger.error("undecodable job result on \(message.subject); terminating it")
-            try? await consumer.term(message)
-            return
+    /// A result that could not be applied: the database being away is waited out (nak with
+    /// a delay, never poisoned); any other error is retried a few times, then poisoned.
+    private func resultNotApplied(_ message: JetStreamMessage, _ error: any Error, _ consumer: JetStreamPullConsumer)
+        async
+    {
+        let deliveries = message.metadata?.deliveries ?? 1
+        if let pg = error as? PostgresError, pg.isConnectionFailure {
+            logger.warning("applying a result on \(message.subject) failed; redelivering: \(error)")
+            try? await consumer.nak(message, delay: config.retryDelay)
+        } else if deliveries >= UInt64(config.poisonAfterDeliveries) {
+            stats.count(.resultPoisoned)
+            logger.error("a result on \(message.subject) failed \(deliveries) times; poisoned: \(error)")
+            await poison(message, reason: "could not be applied after \(deliveries) deliveries: \(error)", consumer)
+        } else {
+            logger.warning("applying a result on \(message.subject) failed (delivery \(deliveries)): \(error)")
+            try? await consumer.nak(message, delay: config.retryDelay * Int(min(deliveries, 30)))
         }
-        let outcome = JobOutcome(
-            key: FireKey(id: id, occurrence: Int64(result.occurrence), attempt: Int(result.attempt)),
-            success: result.success, error: result.error.isEmpty ? nil : result.error,
-            finishedAt: result.hasFinishedAt ? result.finishedAt.date : Date())
+    }
+
+    /// Terminates a refused result: counted, logged, kept on the poison subject with its
+    /// reason, and reported to the tenant as a `result_rejected` event.
+    private func rejectResult(
+        _ message: JetStreamMessage, _ rejection: JobResultRejection, tenant: String?, _ consumer: JetStreamPullConsumer
+    ) async {
+        stats.countRejection(rejection.kind)
+        logger.error("rejected a job result on \(message.subject.prefix(200)): \(rejection.reason)")
+        if let tenant {
+            var event = Sundial_V1_TimerEvent()
+            event.kind = TimerEventKind.resultRejected
+            event.run.error = rejection.reason
+            event.run.outcome = "rejected"
+            if let result = try? Sundial_V1_JobResult(serializedBytes: message.payload) {
+                if TimerID.parse(result.timerID) != nil { event.timer.id = result.timerID }
+                event.run.occurrence = result.occurrence
+                event.run.attempt = result.attempt
+            }
+            event.timer.tenant = tenant
+            event.at = Google_Protobuf_Timestamp(date: Date())
+            var headers = NATSHeaders()
+            if let sequence = message.metadata?.streamSequence {
+                headers[SundialHeader.natsMessageID] = "result-rejected:\(config.namespace.resultsStream):\(sequence)"
+            }
+            if let body = try? event.serializedBytes() as [UInt8],
+                case .failure(let error) = await connection.jetStream.publish(batch: [
+                    NATSOutgoingMessage(
+                        subject: config.namespace.event(tenant: tenant, kind: TimerEventKind.resultRejected),
+                        headers: headers, payload: body)
+                ])[0]
+            {
+                logger.warning("publishing a result_rejected event for \(tenant) failed: \(error)")
+            }
+        }
+        await poison(message, reason: rejection.reason, consumer)
+    }
+
+    /// Keeps a message we will not process on `<root>.poison.<source>` (stream
+    /// `<prefix>_POISON`, bounded) with its reason, then terminates it.
+    func poison(_ message: JetStreamMessage, reason: String, _ consumer: JetStreamPullConsumer) async {
+        var headers = NATSHeaders()
+        headers[SundialHeader.poisonReason] = HeaderValue.sanitized(reason)
+        headers[SundialHeader.poisonSubject] = HeaderValue.sanitized(message.subject)
+        if let metadata = message.metadata {
+            headers[SundialHeader.natsMessageID] = "poison:\(metadata.stream):\(metadata.streamSequence)"
+        }
+        let source = message.subject.hasPrefix(config.namespace.subjectRoot + ".results.") ? "results" : "fired"
+        let published = await connection.jetStream.publish(batch: [
+            NATSOutgoingMessage(subject: config.namespace.poison(source: source), headers: headers, payload: message.payload)
+        ])[0]
+        if case .failure(let error) = published {
+            logger.warning("keeping a poison message failed (terminated anyway): \(error)")
+        }
+        try? await consumer.term(message)
+    }
+
+    /// A failure report, parsed (successes were applied set-wise).
+    private func applyFailure(_ message: JetStreamMessage, _ outcome: JobOutcome, _ consumer: JetStreamPullConsumer)
+        async
+    {
         let effects: ResultEffects
         do {
             effects = try await timers.applyFailure(outcome, retryAt: Self.retryTime)
         } catch {
-            logger.warning("applying result of \(result.timerID) failed; redelivering: \(error)")
-            try? await consumer.nak(message, delay: config.retryDelay)
+            await resultNotApplied(message, error, consumer)
             return
         }
         if let retry = effects.retry {
@@ -101,7 +185,7 @@ extension DispatcherService {
             }
         }
         for event in effects.events {
-            if event.kind == "dead_letter" { stats.deadLettered.add(1, ordering: .relaxed) }
+            if event.kind == TimerEventKind.deadLetter { stats.deadLettered.add(1, ordering: .relaxed) }
             var proto = Sundial_V1_TimerEvent()
             proto.kind = event.kind
             proto.timer = TimerMapping.proto(event.timer)

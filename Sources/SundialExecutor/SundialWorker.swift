@@ -72,7 +72,7 @@ public final class SundialWorker: Sendable {
             throw SundialError.invalid("queue", "must be 1–128 characters of [A-Za-z0-9_-], optionally dot-separated")
         }
         let namespace = options.namespace
-        try await connection.ensureStream(SundialTopology.workStream(namespace))
+        try await connection.createStreamIfAbsent(SundialTopology.workStream(namespace))
         let durable = options.durable ?? namespace.executorDurable(queue: queue)
         var config = JetStreamConsumerConfig(durableName: durable, filterSubjects: [namespace.work(queue: queue)])
         config.ackWait = options.ackWait

@@ -11,6 +11,8 @@ import SundialStore
 /// Governor settings; defaults are production values (see services/governor/README.md).
 public struct GovernorConfig: Sendable {
     public var namespace: SundialNamespace = .standard
+    /// Stream bounds, applied when this service creates or updates the streams at startup.
+    public var streamLimits = StreamLimits()
     /// Identifies this instance in the leader lease (default: host + pid + random).
     public var instanceID: String = GovernorConfig.defaultInstanceID()
     /// How often the leader computes and publishes a plan (and renews its lease).
@@ -32,6 +34,7 @@ public struct GovernorConfig: Sendable {
     }
 
     public func validate() throws(SundialError) {
+        try streamLimits.validate()
         guard period >= .milliseconds(50), period <= .seconds(60) else {
             throw .invalid("governor.period", "must be within 50ms…60s")
         }
@@ -88,7 +91,7 @@ public final class GovernorService: Service, Sendable {
 
     public func run() async throws {
         let namespace = config.namespace
-        try await SundialTopology.ensure(connection, namespace: namespace)
+        try await SundialTopology.ensure(connection, namespace: namespace, limits: config.streamLimits)
         let bucket = try await KeyValueBucket.ensure(namespace.quotasBucket, connection: connection)
         let lease = GovernorLease(
             bucket: bucket, key: SundialNamespace.governorLeaderKey, owner: config.instanceID, ttl: config.leaseTTL)

@@ -5,6 +5,8 @@ import SundialContract
 public struct IngestConfig: Sendable {
     /// Subjects and stream names (the wire contract's by default).
     public var namespace: SundialNamespace = .standard
+    /// Stream bounds, applied when this service creates or updates the streams at startup.
+    public var streamLimits = StreamLimits()
     /// Timers due within this window are published to JetStream by Ingest at create time,
     /// so a 10-second delay does not wait for a planner tick. Must equal the Planner's horizon.
     public var horizon: Duration = .seconds(300)
@@ -14,6 +16,9 @@ public struct IngestConfig: Sendable {
     public var maxLabels: Int = 32
     public var maxLabelKeyBytes: Int = 64
     public var maxLabelValueBytes: Int = 256
+    /// A List page ends early rather than build a reply larger than this (NATS's default
+    /// max_payload is 1 MiB; a larger reply is never delivered).
+    public var maxReplyBytes: Int = 900 * 1024
     /// Requests handled concurrently per endpoint per instance.
     public var maxConcurrentRequests: Int = 128
     /// Furthest accepted due time (guards against absurd schedules).
@@ -22,9 +27,13 @@ public struct IngestConfig: Sendable {
     public init() {}
 
     public func validate() throws(SundialError) {
+        try streamLimits.validate()
         guard horizon >= .seconds(1) else { throw .invalid("ingest.horizon", "must be at least 1s") }
         guard maxPayloadBytes > 0, maxPayloadBytes <= 8 << 20 else {
             throw .invalid("ingest.max_payload_bytes", "must be in 1…8 MiB (the NATS max_payload)")
+        }
+        guard maxReplyBytes >= maxPayloadBytes + 4096 else {
+            throw .invalid("ingest.max_reply_bytes", "must exceed max_payload_bytes by at least 4 KiB")
         }
         guard maxConcurrentRequests > 0 else {
             throw .invalid("ingest.max_concurrent_requests", "must be positive")

@@ -23,7 +23,7 @@ public final class IngestService: Service, Sendable {
 
     public func run() async throws {
         let namespace = handler.config.namespace
-        try await SundialTopology.ensure(connection, namespace: namespace)
+        try await SundialTopology.ensure(connection, namespace: namespace, limits: handler.config.streamLimits)
         let handler = self.handler
         let service = MicroService(
             identity: .init(

@@ -163,9 +163,22 @@ extension TimerRequestHandler {
         } catch {
             throw storeFailure(error, "list")
         }
+        // A page ends early when its reply would outgrow `maxReplyBytes` (payloads are up to
+        // 256 KiB each; NATS refuses messages over its max_payload, and then no reply arrives).
         var response = Sundial_V1_ListTimersResponse()
-        response.timers = page.map(TimerMapping.proto)
-        if page.count == pageSize, let last = page.last { response.nextPageToken = PageToken.encode(last.id) }
+        var bytes = 0
+        var last: StoredTimer?
+        for stored in page {
+            let timer = TimerMapping.proto(stored)
+            let size = (try? timer.serializedBytes() as [UInt8])?.count ?? 0
+            if !response.timers.isEmpty, bytes + size + 16 > config.maxReplyBytes { break }
+            bytes += size + 16
+            response.timers.append(timer)
+            last = stored
+        }
+        if let last, response.timers.count < page.count || page.count == pageSize {
+            response.nextPageToken = PageToken.encode(last.id)
+        }
         return response
     }
 

@@ -188,9 +188,16 @@ public struct TimerRequestHandler: Sendable {
         }
         if request.hasRetryPolicy {
             let policy = request.retryPolicy
-            if policy.maxAttempts > 100 { violations.append(("retry_policy.max_attempts", "must be at most 100")) }
-            if policy.initialBackoff.seconds < 0 || policy.maxBackoff.seconds < 0 {
-                violations.append(("retry_policy", "backoffs must not be negative"))
+            if policy.maxAttempts > RetryBackoff.mostAttempts {
+                violations.append(("retry_policy.max_attempts", "must be at most \(RetryBackoff.mostAttempts)"))
+            }
+            let longest = RetryBackoff.longestBackoff.components.seconds
+            for (field, value) in [("initial_backoff", policy.initialBackoff), ("max_backoff", policy.maxBackoff)] {
+                if value.seconds < 0 || value.nanos < 0 || value.nanos > 999_999_999 {
+                    violations.append(("retry_policy.\(field)", "must be a non-negative duration"))
+                } else if value.seconds > longest || (value.seconds == longest && value.nanos > 0) {
+                    violations.append(("retry_policy.\(field)", "must be at most \(longest / 86_400) days"))
+                }
             }
         }
 

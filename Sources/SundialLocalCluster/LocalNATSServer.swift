@@ -11,6 +11,9 @@ public final class LocalNATSServer: Sendable {
     public let binary: URL
     /// Users and permissions (tenant isolation); nil: no authentication (dev default).
     public let auth: NATSAuthConfig?
+    /// JetStream `max_file_store`. Streams reserve their `max_bytes` against it (accounting,
+    /// not disk): a test server holding many namespaces needs a large value.
+    public let maxFileStore: String
     private let process: Mutex<ChildProcess?>
     private let logger: Logger
 
@@ -39,19 +42,23 @@ public final class LocalNATSServer: Sendable {
     /// Starts the server and returns once it logs "Server is ready". With `auth`, clients
     /// must log in as one of its users and get that user's permissions.
     public static func start(
-        binary: URL, storeDirectory: URL, port: Int? = nil, auth: NATSAuthConfig? = nil, logger: Logger
+        binary: URL, storeDirectory: URL, port: Int? = nil, auth: NATSAuthConfig? = nil,
+        maxFileStore: String = "20GB", logger: Logger
     ) async throws -> LocalNATSServer {
         try auth?.validate()
         try FileManager.default.createDirectory(at: storeDirectory, withIntermediateDirectories: true)
         let server = LocalNATSServer(
             binary: binary, storeDirectory: storeDirectory, port: try port ?? FreePort.allocate(),
-            auth: auth, logger: logger)
+            auth: auth, maxFileStore: maxFileStore, logger: logger)
         try await server.launch()
         return server
     }
 
-    private init(binary: URL, storeDirectory: URL, port: Int, auth: NATSAuthConfig?, logger: Logger) {
+    private init(
+        binary: URL, storeDirectory: URL, port: Int, auth: NATSAuthConfig?, maxFileStore: String, logger: Logger
+    ) {
         self.binary = binary
+        self.maxFileStore = maxFileStore
         self.storeDirectory = storeDirectory
         self.port = port
         self.auth = auth
@@ -73,7 +80,7 @@ public final class LocalNATSServer: Sendable {
             jetstream {
               store_dir: "\(storeDirectory.appendingPathComponent("jetstream").path)"
               max_memory_store: 1GB
-              max_file_store: 20GB
+              max_file_store: \(maxFileStore)
             }
             max_payload: 8MB
             """

@@ -177,6 +177,14 @@ public final class JetStreamContext: @unchecked Sendable {
 }
 
 extension NATSError {
+    /// The stream refused the message at one of its limits (messages per subject, messages,
+    /// bytes, with discard new): resending succeeds once consumers make room.
+    public var isStreamLimitReached: Bool {
+        guard kind == .jetStream else { return false }
+        let text = message.lowercased()
+        return text.contains("maximum messages") || text.contains("maximum bytes")
+    }
+
     /// Failures where resending the same message is safe and may succeed.
     public var isRetryable: Bool {
         switch kind {

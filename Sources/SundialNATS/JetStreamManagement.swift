@@ -19,6 +19,17 @@ public struct JetStreamStreamConfig: Sendable {
     public var allowRollup: Bool = false
     public var allowDirect: Bool = false
     public var maxMessagesPerSubject: Int = -1
+    /// -1 = unlimited. File-storage bytes are reserved against the server's `max_file_store`.
+    public var maxMessages: Int = -1
+    public var maxBytes: Int = -1
+    /// Largest message accepted (-1 = the server's `max_payload`).
+    public var maxMessageSize: Int = -1
+    /// `.new` refuses publishes at a limit (the publisher gets an error and keeps the message);
+    /// `.old` evicts the oldest.
+    public enum Discard: String, Sendable { case old, new }
+    public var discard: Discard = .old
+    /// With `.new` and `maxMessagesPerSubject`: only the full subject refuses, others go on.
+    public var discardNewPerSubject: Bool = false
     public var denyDelete: Bool = false
 
     public init(name: String, subjects: [String]) {
@@ -31,9 +42,11 @@ public struct JetStreamStreamConfig: Sendable {
             "name": name, "subjects": subjects, "retention": retention.rawValue,
             "storage": storage.rawValue, "max_age": maxAge.nanoseconds,
             "duplicate_window": duplicateWindow.nanoseconds, "num_replicas": replicas,
-            "max_msgs_per_subject": maxMessagesPerSubject, "discard": "old",
+            "max_msgs_per_subject": maxMessagesPerSubject, "discard": discard.rawValue,
+            "max_msgs": maxMessages, "max_bytes": maxBytes, "max_msg_size": maxMessageSize,
             "allow_direct": allowDirect, "deny_delete": denyDelete,
         ]
+        if discardNewPerSubject { object["discard_new_per_subject"] = true }
         if allowMessageSchedules { object["allow_msg_schedules"] = true }
         if allowRollup || allowMessageSchedules { object["allow_rollup_hdrs"] = true }
         return object
@@ -107,6 +120,16 @@ extension NATSConnection {
         } catch let error as NATSError where error.jetStreamErrorCode == 10058 {
             // 10058: name in use with a different config → update in place.
             try await jetStreamAPI("STREAM.UPDATE.\(config.name)", json: config.json)
+        }
+    }
+
+    /// Creates the stream if there is none by that name; an existing one is left as it is
+    /// (for clients such as executors, which must not overwrite the operator's limits).
+    public func createStreamIfAbsent(_ config: JetStreamStreamConfig) async throws {
+        do {
+            try await jetStreamAPI("STREAM.CREATE.\(config.name)", json: config.json)
+        } catch let error as NATSError where error.jetStreamErrorCode == 10058 {
+            return
         }
     }
 

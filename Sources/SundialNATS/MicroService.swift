@@ -163,12 +163,7 @@ public final class MicroService: Sendable {
             }
         } catch {
             failure = error
-            var headers = NATSHeaders()
-            headers["Nats-Service-Error"] = error.description
-            headers["Nats-Service-Error-Code"] = String(error.code)
-            reply = message.replySubject.map {
-                NATSOutgoingMessage(subject: $0, headers: headers, payload: error.body)
-            }
+            reply = message.replySubject.map { Self.errorReply(to: $0, error) }
         }
         let elapsed = (ContinuousClock.now - start).nanoseconds
         stats.withLock { stats in
@@ -183,9 +178,22 @@ public final class MicroService: Sendable {
             do {
                 try await connection.publish(reply)
             } catch {
-                logger.warning("reply on \(endpoint.subject) failed: \(error)")
+                // Too large for max_payload, or refused: the caller still gets an answer.
+                logger.warning("reply on \(endpoint.subject) failed: \(error); answering 500")
+                let fallback = Self.errorReply(
+                    to: reply.subject, MicroServiceError(code: 500, description: "the reply could not be sent"))
+                try? await connection.publish(fallback)
             }
         }
+    }
+
+    /// Error text often echoes the request: it is sanitised so it cannot break or bloat the
+    /// header block; the body carries the detail.
+    static func errorReply(to subject: String, _ error: MicroServiceError) -> NATSOutgoingMessage {
+        var headers = NATSHeaders()
+        headers["Nats-Service-Error"] = HeaderValue.sanitized(error.description)
+        headers["Nats-Service-Error-Code"] = String(error.code)
+        return NATSOutgoingMessage(subject: subject, headers: headers, payload: error.body)
     }
 
     private func answerDiscovery(_ message: NATSMessage) async {

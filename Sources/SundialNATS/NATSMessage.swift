@@ -44,6 +44,26 @@ public struct NATSHeaders: Sendable, Hashable, Sequence, ExpressibleByDictionary
     }
 }
 
+/// Header values built from text we do not control (error messages that echo a request,
+/// subjects): control characters would break the header block, and length is bounded.
+public enum HeaderValue {
+    public static let maximumBytes = 1024
+
+    public static func sanitized(_ text: String, maximumBytes: Int = HeaderValue.maximumBytes) -> String {
+        var out = String.UnicodeScalarView()
+        var bytes = 0
+        for scalar in text.unicodeScalars {
+            let printable = scalar.value >= 0x20 && scalar.value != 0x7F
+            let replacement: Unicode.Scalar = printable ? scalar : " "
+            let size = String(replacement).utf8.count
+            if bytes + size > maximumBytes { break }
+            out.append(replacement)
+            bytes += size
+        }
+        return String(out)
+    }
+}
+
 /// A received message, copied out of cnats so no C pointer outlives the callback.
 public struct NATSMessage: Sendable {
     public var subject: String

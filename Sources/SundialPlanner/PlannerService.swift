@@ -11,6 +11,8 @@ import SundialStore
 /// Planner settings; defaults are production values (see services/planner/README.md).
 public struct PlannerConfig: Sendable {
     public var namespace: SundialNamespace = .standard
+    /// Stream bounds, applied when this service creates or updates the streams at startup.
+    public var streamLimits = StreamLimits()
     /// Unique per process; the lease owner name.
     public var instanceID: String = "planner-\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     /// Timers due within this window are loaded into JetStream. Same value as Ingest's.
@@ -32,6 +34,7 @@ public struct PlannerConfig: Sendable {
     public init() {}
 
     public func validate() throws(SundialError) {
+        try streamLimits.validate()
         guard horizon >= .seconds(1) else { throw .invalid("planner.horizon", "must be at least 1s") }
         guard claimInterval >= .milliseconds(10), claimInterval < horizon else {
             throw .invalid("planner.claim_interval", "must be ≥ 10ms and shorter than the horizon")
@@ -90,7 +93,7 @@ public final class PlannerService: Service, Sendable {
     }
 
     public func run() async throws {
-        try await SundialTopology.ensure(connection, namespace: config.namespace)
+        try await SundialTopology.ensure(connection, namespace: config.namespace, limits: config.streamLimits)
         let stats = self.stats
         let micro = MicroService(
             identity: .init(

@@ -204,7 +204,7 @@ enum TimerQueries {
                 AS f(id, occurrence, attempt, version, fired_at)
             WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
               AND r.version = f.version AND r.outcome IN ('armed', 'dispatching')
-            RETURNING r.timer_id, r.occurrence, r.attempt
+            RETURNING r.timer_id, r.occurrence, r.attempt, r.version
             """)
 
     /// Records forwarded jobs and updates their timers. Arrays: $1 ids, $2 occurrences,

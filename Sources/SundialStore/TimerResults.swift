@@ -1,4 +1,5 @@
 import Foundation
+import SundialContract
 import SundialPostgres
 
 /// An executor's report on one job.
@@ -71,7 +72,7 @@ extension TimerStore {
                     id: current.id, tenant: current.tenant, shard: current.shard, version: current.version,
                     nextFireAt: retryTime, occurrence: next.occurrence, attempt: next.attempt, queue: current.queue,
                     payload: current.payload, priority: current.priority)
-                effects.events.append(("attempt_failed", current, run))
+                effects.events.append((TimerEventKind.attemptFailed, current, run))
             } else {
                 let run = try finished("dead", error)
                 let settled = timer.recurring
@@ -80,7 +81,7 @@ extension TimerStore {
                 if !timer.recurring {
                     try session.execute(TimerQueries.cancelWaitingChildren, [.uuid(timer.id)])
                 }
-                effects.events.append(("dead_letter", try StoredTimer(row: settled), run))
+                effects.events.append((TimerEventKind.deadLetter, try StoredTimer(row: settled), run))
             }
             return effects
         }

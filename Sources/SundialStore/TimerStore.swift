@@ -474,8 +474,10 @@ public struct TimerStore: Sendable {
     // MARK: dispatcher
 
     /// Compare-and-set claim of fired runs; returns the keys this caller may forward.
-    public func claimForDispatch(_ runs: [FiredRun]) async throws -> Set<FireKey> {
-        guard !runs.isEmpty else { return [] }
+    /// Claims fired runs still armed at the fired version; returns each claimed run's key with
+    /// the version that matched.
+    public func claimForDispatch(_ runs: [FiredRun]) async throws -> [FireKey: Int64] {
+        guard !runs.isEmpty else { return [:] }
         return try await pool.withSession { session in
             let rows = try session.execute(
                 TimerQueries.claimForDispatch,
@@ -484,10 +486,12 @@ public struct TimerStore: Sendable {
                     .intArray(runs.map(\.key.attempt)), .int64Array(runs.map(\.version)),
                     .timestampArray(runs.map(\.firedAt)),
                 ])
-            var claimed = Set<FireKey>()
+            var claimed: [FireKey: Int64] = [:]
             for row in rows {
-                claimed.insert(
-                    FireKey(id: try row.uuid("timer_id")!, occurrence: try row.int64("occurrence")!, attempt: try row.int("attempt")!))
+                guard let id = try row.uuid("timer_id"), let occurrence = try row.int64("occurrence"),
+                    let attempt = try row.int("attempt"), let version = try row.int64("version")
+                else { throw PostgresError(kind: .query, message: "claim returned a row with NULL key columns") }
+                claimed[FireKey(id: id, occurrence: occurrence, attempt: attempt)] = version
             }
             return claimed
         }

@@ -15,6 +15,10 @@ enum TestNATS {
         return logger
     }()
 
+    /// Every test namespace creates bounded streams, and JetStream reserves their byte limits
+    /// against `max_file_store` (accounting only): room for many namespaces on one server.
+    static let maxFileStore = "1TB"
+
     /// The package root, found from this file's path.
     static var packageRoot: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -35,7 +39,7 @@ enum TestNATS {
     static func privateServer() async throws -> LocalNATSServer {
         let binary = try LocalNATSServer.locateBinary(from: packageRoot)
         let root = try TestPostgres.temporaryDirectory("nats")
-        let server = try await LocalNATSServer.start(binary: binary, storeDirectory: root, logger: logger)
+        let server = try await LocalNATSServer.start(binary: binary, storeDirectory: root, maxFileStore: Self.maxFileStore, logger: logger)
         registerForExit(server)
         return server
     }
@@ -44,7 +48,8 @@ enum TestNATS {
     static func privateAuthServer(_ auth: NATSAuthConfig) async throws -> LocalNATSServer {
         let binary = try LocalNATSServer.locateBinary(from: packageRoot)
         let root = try TestPostgres.temporaryDirectory("nats-auth")
-        let server = try await LocalNATSServer.start(binary: binary, storeDirectory: root, auth: auth, logger: logger)
+        let server = try await LocalNATSServer.start(
+            binary: binary, storeDirectory: root, auth: auth, maxFileStore: Self.maxFileStore, logger: logger)
         registerForExit(server)
         return server
     }

@@ -48,6 +48,7 @@ final class TestSystem: Sendable {
         var governor: GovernorConfig? = nil
         /// The dispatcher enforces quotas (false: plain FIFO).
         var fairness = true
+        var streamLimits = StreamLimits()
     }
 
     /// Governor settings for tests: fast periods, the given fixed capacity.
@@ -77,15 +78,17 @@ final class TestSystem: Sendable {
             nats, name: "\(name)-api", user: options.natsUser, password: options.natsPassword)
         let bulk = try await TestNATS.connect(
             nats, name: "\(name)-bulk", sendAsap: false, user: options.natsUser, password: options.natsPassword)
-        try await SundialTopology.ensure(api, namespace: namespace)
+        try await SundialTopology.ensure(api, namespace: namespace, limits: options.streamLimits)
         let store = TimerStore(pool: pool)
         let logger = TestNATS.logger
 
         var ingestConfig = IngestConfig()
         ingestConfig.namespace = namespace
+        ingestConfig.streamLimits = options.streamLimits
         ingestConfig.horizon = options.horizon
         var plannerConfig = PlannerConfig()
         plannerConfig.namespace = namespace
+        plannerConfig.streamLimits = options.streamLimits
         plannerConfig.horizon = options.horizon
         plannerConfig.claimInterval = .milliseconds(200)
         plannerConfig.leaseTTL = options.leaseTTL
@@ -93,6 +96,8 @@ final class TestSystem: Sendable {
         plannerConfig.rescueInterval = .seconds(1)
         var dispatcherConfig = DispatcherConfig()
         dispatcherConfig.namespace = namespace
+        dispatcherConfig.streamLimits = options.streamLimits
+        dispatcherConfig.queueFullDelay = .seconds(1)
         dispatcherConfig.fetchMaxWait = .milliseconds(500)
         dispatcherConfig.demandReportInterval = .milliseconds(250)
         dispatcherConfig.planRefresh = .seconds(1)
@@ -111,6 +116,7 @@ final class TestSystem: Sendable {
         let governor = try options.governor.map { config in
             var config = config
             config.namespace = namespace
+            config.streamLimits = options.streamLimits
             return try GovernorService(config: config, connection: bulk, tenants: TenantStore(pool: pool), logger: logger)
         }
         let system = TestSystem(
@@ -150,6 +156,18 @@ final class TestSystem: Sendable {
         let governor = try GovernorService(
             config: config, connection: bulk, tenants: TenantStore(pool: pool), logger: TestNATS.logger)
         return (governor, launch(governor))
+    }
+
+    /// Starts a dispatcher in-process (for systems started with `dispatcher = false`).
+    func startDispatcher(fetchBatch: Int = 250, pipelines: Int = 1) throws -> (DispatcherService, Task<Void, Never>) {
+        var config = DispatcherConfig()
+        config.namespace = namespace
+        config.fetchBatch = fetchBatch
+        config.pipelines = pipelines
+        config.fetchMaxWait = .milliseconds(500)
+        config.fairness.enforce = false
+        let dispatcher = try DispatcherService(config: config, connection: bulk, timers: store, logger: TestNATS.logger)
+        return (dispatcher, launch(dispatcher))
     }
 
     @discardableResult

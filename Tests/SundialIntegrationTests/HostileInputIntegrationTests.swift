@@ -1,0 +1,220 @@
+import Foundation
+import SundialContract
+import SundialDispatcher
+import SundialExecutor
+import SundialNATS
+import SundialProto
+import SundialStore
+import Testing
+
+/// What tenants' executors and clients send is untrusted (issue 17): out-of-range results,
+/// stale fires after an acknowledged update, requests whose replies would not fit.
+@Suite("Integration: hostile input", .serialized)
+struct HostileInputIntegrationTests {
+    /// Fired messages waiting for the dispatchers' consumer.
+    static func firesPending(_ system: TestSystem) async throws -> Int {
+        let info = try await system.api.consumerInfo(
+            stream: system.namespace.fireStream, durable: system.namespace.dispatcherDurable)
+        return (info["num_pending"] as? NSNumber)?.intValue ?? 0
+    }
+
+    static func publishResult(_ system: TestSystem, tenant: String, _ payload: [UInt8]) async throws {
+        _ = try await system.api.jetStream.publish(
+            NATSOutgoingMessage(subject: system.namespace.results(tenant: tenant), payload: payload))
+    }
+
+    @Test("out-of-range and foreign results are rejected, kept as poison and reported; the pipeline goes on")
+    func hostileResults() async throws {
+        try await withTestSystem("hostile-results") { system in
+            let dispatcher = try #require(system.dispatcher)
+            let events = try await system.api.subscribe(
+                subject: system.namespace.event(tenant: "acme", kind: TimerEventKind.resultRejected))
+            let worker = try await system.worker(queue: "hostile")
+            let created = try await system.client(tenant: "acme").create(.delay(.milliseconds(300), queue: "hostile"))
+            // Taken but not completed: this test reports its result by hand.
+            var taken: [SundialJob] = []
+            let deadline = ContinuousClock.now + .seconds(10)
+            while taken.isEmpty, ContinuousClock.now < deadline { taken = try await worker.next(max: 1) }
+            let job = try #require(taken.first)
+
+            func result(_ edit: (inout Sundial_V1_JobResult) -> Void) throws -> [UInt8] {
+                var result = Sundial_V1_JobResult()
+                result.tenant = "acme"
+                result.timerID = created.timer.id
+                result.occurrence = UInt64(job.occurrence)
+                result.attempt = 1
+                result.success = true
+                edit(&result)
+                return try result.serializedBytes()
+            }
+            // Each of these once trapped a dispatcher or jammed the results consumer.
+            try await Self.publishResult(system, tenant: "acme", try result { $0.occurrence = UInt64.max })
+            try await Self.publishResult(system, tenant: "acme", try result { $0.occurrence = UInt64(Int64.max) + 1 })
+            try await Self.publishResult(system, tenant: "acme", try result { $0.attempt = UInt32.max })
+            try await Self.publishResult(system, tenant: "acme", try result { $0.attempt = 0 })
+            try await Self.publishResult(system, tenant: "acme", try result { $0.tenant = "globex" })
+            try await Self.publishResult(system, tenant: "acme", try result { $0.timerID = "not-a-timer" })
+            try await Self.publishResult(system, tenant: "acme", [0xFF, 0xFF, 0xFF, 0x0F, 0x01])
+            // A real job's success with an absurd finished_at: applied, with the receive time.
+            try await Self.publishResult(
+                system, tenant: "acme",
+                try result {
+                    $0.finishedAt = .init(seconds: Int64.max / 2, nanos: 0)
+                })
+
+            try await eventually("the real result is applied") {
+                try await system.client(tenant: "acme").get(created.timer.id).state == .succeeded
+            }
+            try await eventually("seven results rejected") {
+                dispatcher.stats.resultsRejected.values.reduce(0, +) == 7
+            }
+            let rejected = dispatcher.stats.resultsRejected
+            print("hostile results: rejected \(rejected.sorted { $0.key < $1.key })")
+            #expect(rejected["occurrence_out_of_range"] == 2)
+            #expect(rejected["attempt_out_of_range"] == 2)
+            #expect(rejected["tenant_mismatch"] == 1)
+            #expect(rejected["invalid_timer_id"] == 1)
+            #expect(rejected["undecodable"] == 1)
+            #expect(dispatcher.stats.count(of: .resultFinishedAtReplaced) == 1)
+            let runs = try await system.store.runs(timerID: try #require(TimerID.parse(created.timer.id)))
+            let finished = try #require(runs.first?.finishedAt)
+            #expect(abs(finished.timeIntervalSinceNow) < 120)
+
+            // Kept on the poison stream with a reason, and told to the tenant.
+            try await eventually("poison kept") {
+                try await system.api.streamMessageCount(system.namespace.poisonStream) == 7
+            }
+            let kept = try #require(
+                try await system.api.lastMessage(
+                    stream: system.namespace.poisonStream, subject: system.namespace.poison(source: "results")))
+            #expect(kept.rawHeaders.contains(SundialHeader.poisonReason))
+            var seen = 0
+            var iterator = events.makeAsyncIterator()
+            while seen < 7, let message = await iterator.next() {
+                let event = try Sundial_V1_TimerEvent(serializedBytes: message.payload)
+                #expect(event.kind == TimerEventKind.resultRejected)
+                #expect(!event.run.error.isEmpty)
+                seen += 1
+            }
+            #expect(seen == 7)  // the undecodable one too: its subject names the tenant
+            try await eventually("results consumer drained") {
+                let info = try await system.api.consumerInfo(
+                    stream: system.namespace.resultsStream, durable: system.namespace.resultsDurable)
+                return (info["num_ack_pending"] as? NSNumber)?.intValue == 0
+                    && (info["num_pending"] as? NSNumber)?.intValue == 0
+            }
+
+            // Still applying results: a second timer completes normally.
+            let secondWorker = try await system.worker(queue: "hostile2")
+            let second = try await system.client(tenant: "acme").create(.delay(.milliseconds(200), queue: "hostile2"))
+            let secondJob = try #require(try await collectJobs(secondWorker, count: 1, timeout: .seconds(10)).first?.0)
+            #expect(secondJob.timerID == second.timer.id)
+            try await eventually("second succeeded") {
+                try await system.client(tenant: "acme").get(second.timer.id).state == .succeeded
+            }
+        }
+    }
+
+    @Test("an acknowledged payload update is what runs, with both fires in one batch or in two", arguments: [250, 1])
+    func updateAfterFireRunsNewPayload(fetchBatch: Int) async throws {
+        var options = TestSystem.Options()
+        options.dispatcher = false
+        try await withTestSystem("stale-\(fetchBatch)", options) { system in
+            let client = system.client(tenant: "acme")
+            let worker = try await system.worker(queue: "stale")
+            let created = try await client.create(.delay(.milliseconds(200), queue: "stale", payload: "old"))
+            // The old version fires while no dispatcher runs…
+            try await eventually("old version fired") { try await Self.firesPending(system) == 1 }
+            // …then a payload-only update is acknowledged and its re-versioned schedule fires too.
+            var update = Sundial_V1_UpdateTimerRequest()
+            update.timerID = created.timer.id
+            update.updatePayload = true
+            update.payload = Data("new".utf8)
+            let updated = try await client.update(update)
+            #expect(updated.version > created.timer.version)
+            try await eventually("new version fired") { try await Self.firesPending(system) == 2 }
+
+            let (dispatcher, _) = try system.startDispatcher(fetchBatch: fetchBatch)
+            let jobs = try await collectJobs(worker, count: 2, timeout: .seconds(4))
+            #expect(jobs.map { String(decoding: $0.0.payload, as: UTF8.self) } == ["new"])
+            #expect(jobs.first?.0.version == updated.version)
+            try await eventually("both fires handled") { try await Self.firesPending(system) == 0 }
+            #expect(dispatcher.stats.count(of: .supersededDropped) + dispatcher.stats.staleDropped.load(ordering: .relaxed) >= 1)
+        }
+    }
+
+    @Test("an acknowledged cancel after the fire means no dispatch")
+    func cancelAfterFireRunsNothing() async throws {
+        var options = TestSystem.Options()
+        options.dispatcher = false
+        try await withTestSystem("stale-cancel", options) { system in
+            let client = system.client(tenant: "acme")
+            let worker = try await system.worker(queue: "stale")
+            let created = try await client.create(.delay(.milliseconds(200), queue: "stale", payload: "x"))
+            try await eventually("fired") { try await Self.firesPending(system) == 1 }
+            _ = try await client.cancel(created.timer.id)
+            _ = try system.startDispatcher()
+            try await eventually("fire handled") { try await Self.firesPending(system) == 0 }
+            #expect(try await collectJobs(worker, count: 1, timeout: .seconds(2)).isEmpty)
+        }
+    }
+
+    @Test("a List page whose reply would outgrow max_payload ends early with a next-page token")
+    func listReplyFitsMaxPayload() async throws {
+        var options = TestSystem.Options()
+        options.planner = false
+        options.dispatcher = false
+        try await withTestSystem("big-list", options) { system in
+            let client = system.client(tenant: "acme")
+            let payload = String(repeating: "p", count: 200 * 1024)
+            for _ in 0..<12 {
+                _ = try await client.create(.delay(.seconds(3600), queue: "big", payload: payload))
+            }
+            var request = Sundial_V1_ListTimersRequest()
+            request.pageSize = 50
+            var seen = 0
+            var pages = 0
+            while pages < 20 {
+                let reply = try await system.api.request(
+                    subject: system.namespace.request(tenant: "acme", method: .list),
+                    payload: try request.serializedBytes(), timeout: .seconds(10))
+                #expect(reply.headers[SundialHeader.serviceErrorCode] == nil)
+                #expect(reply.payload.count <= 1024 * 1024)
+                let page = try Sundial_V1_ListTimersResponse(serializedBytes: reply.payload)
+                seen += page.timers.count
+                pages += 1
+                if page.nextPageToken.isEmpty { break }
+                request.pageToken = page.nextPageToken
+            }
+            print("big list: 12 timers of 200 KiB in \(pages) pages")
+            #expect(seen == 12)
+            #expect(pages >= 3)
+        }
+    }
+
+    @Test("error text that echoes control characters and megabytes still answers with sane headers")
+    func errorHeadersAreSanitised() async throws {
+        var options = TestSystem.Options()
+        options.planner = false
+        options.dispatcher = false
+        try await withTestSystem("headers", options) { system in
+            var get = Sundial_V1_GetTimerRequest()
+            get.timerID = "x\r\nX-Injected: 1\r\n" + String(repeating: "y", count: 2 << 20)
+            let bodies: [(TimersMethod, [UInt8])] = [
+                (.get, try get.serializedBytes()),
+                (.cancel, (0..<(1_800_000)).map { UInt8(truncatingIfNeeded: $0 &* 31) }),
+                (.list, Array(repeating: 0xFF, count: 16)),
+                (.history, [0x0A, 0x10] + Array(repeating: 0x41, count: 16)),
+            ]
+            for (method, body) in bodies {
+                let reply = try await system.api.request(
+                    subject: system.namespace.request(tenant: "acme", method: method), payload: body,
+                    timeout: .seconds(10))
+                #expect(reply.headers["X-Injected"] == nil)
+                let code = reply.headers[SundialHeader.serviceErrorCode]
+                #expect(code == "400" || code == "404", "\(method): \(code ?? "no code")")
+                #expect((reply.headers[SundialHeader.serviceError]?.utf8.count ?? 0) <= HeaderValue.maximumBytes)
+            }
+        }
+    }
+}
