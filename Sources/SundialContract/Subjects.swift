@@ -98,9 +98,20 @@ public struct SundialNamespace: Sendable, Hashable {
     /// `sundial.work.<queue>`
     public func work(queue: String) -> String { "\(subjectRoot).work.\(queue)" }
     public var workWildcard: String { "\(subjectRoot).work.>" }
-    /// Default durable consumer name for a queue's executors (no dots allowed in names).
+    /// Default durable consumer name for a queue's executors. Consumer names allow no dots:
+    /// a queue without dots keeps its name (`executor-<queue>`); a dotted one gets another
+    /// prefix and a hash of the exact name (`executor_<queue, dots as _>_<fnv64 hex>`), so
+    /// `a.b` and `a_b` (or `a.b_c` and `a_b.c`) never share a consumer.
     public func executorDurable(queue: String) -> String {
-        "executor-" + queue.replacingOccurrences(of: ".", with: "_")
+        guard queue.contains(".") else { return "executor-" + queue }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in queue.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return "executor_" + queue.replacingOccurrences(of: ".", with: "_") + "_"
+            + String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     // MARK: fairness (internal)

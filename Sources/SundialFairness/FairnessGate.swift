@@ -42,9 +42,14 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         /// in its tenant's line again): bounds how long a raised quota takes to reach fires
         /// already deferred, at the cost of a few re-deferrals for fires far back in a long line.
         public var maximumDeferral: Duration
-        /// Most fires this dispatcher keeps deferred at once; keep well under the consumer's
-        /// `max_ack_pending` divided by the number of dispatchers.
+        /// Most fires this dispatcher keeps deferred at once. The limit in force is also at
+        /// most `windowShare` of the consumer's window divided by the plan's dispatchers
+        /// (`deferralLimit`), so any number of dispatchers together never fill it.
         public var maximumDeferred: Int
+        /// The fire consumer's `max_ack_pending`, and the part of it all dispatchers' deferred
+        /// fires may take together (the rest is for fires in flight).
+        public var consumerWindow: Int = 1_000_000
+        public var windowShare: Double = 0.8
         /// A tenant idle this long (bucket full, nothing deferred) is forgotten.
         public var idleExpiry: Duration
         /// Buckets hold at least this many gaps between two `decide` calls worth of tokens (the
@@ -151,10 +156,11 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         self.plan = .unthrottled()
     }
 
-    /// Switches to `plan` (ignored if older than the current one). Buckets keep the tokens they
-    /// have (clamped to the new burst), so a new plan never releases a burst.
+    /// Switches to `plan` (ignored if older than the current one by (epoch, generation), so a
+    /// new governor leader's plans win even when its generations restart). Buckets keep the
+    /// tokens they have (clamped to the new burst), so a new plan never releases a burst.
     public mutating func apply(_ plan: QuotaPlan, now: C.Instant) {
-        guard planAppliedAt == nil || plan.generation >= self.plan.generation else { return }
+        guard planAppliedAt == nil || !self.plan.isNewer(than: plan) else { return }
         self.plan = plan
         planAppliedAt = now
         for (name, var state) in tenants {
@@ -163,6 +169,14 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
             state.bucket.reconfigure(rate: quota.rate, burst: coveredBurst(quota), now: now)
             tenants[name] = state
         }
+    }
+
+    /// Most fires this dispatcher may keep deferred under the plan in force: its share of the
+    /// consumer's window, and never more than `maximumDeferred`.
+    public var deferralLimit: Int {
+        let share = Double(max(0, configuration.consumerWindow)) * min(max(configuration.windowShare, 0), 1)
+            * plan.dispatcherShare
+        return max(0, min(configuration.maximumDeferred, Int(share)))
     }
 
     /// The tier this dispatcher currently applies to `tenant`.
@@ -213,7 +227,7 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
 
         var refused: [String: [Int]] = [:]
         for (tenant, index) in scheduler.removeAll() {
-            if deferredNow >= configuration.maximumDeferred {
+            if deferredNow >= deferralLimit {
                 overflowDispatched += 1
                 countDispatch(tenant)
                 continue

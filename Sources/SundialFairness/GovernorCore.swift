@@ -117,6 +117,10 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
     /// from it, its measured capacity seeds the estimate, and its tenants' demand and bulk tiers
     /// seed this governor's state — so the first plan after a takeover does not let a whale run
     /// free before the dispatchers' next reports arrive.
+    /// The leadership term this core issues plans under (see `QuotaPlan.epoch`); set when
+    /// its governor takes the lease.
+    public var epoch: UInt64 = 0
+
     public mutating func resume(from plan: QuotaPlan, now: C.Instant) {
         if plan.generation > (lastPlan?.generation ?? 0) { lastPlan = plan }
         for (tenant, quota) in plan.tenants {
@@ -226,6 +230,7 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             plan = QuotaPlan.make(from: share, policy: c.policy, generation: generation, issuedAtMillis: issuedAtMillis)
         }
         plan.dispatchers = max(1, liveDispatchers(now: now))
+        plan.epoch = epoch
         lastPlan = plan
         return plan
     }

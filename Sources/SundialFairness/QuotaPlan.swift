@@ -109,6 +109,10 @@ public struct QuotaPlan: Sendable, Hashable, Codable {
     /// Increases with every plan a governor publishes (the KV revision orders them too; this
     /// survives copying a plan elsewhere).
     public var generation: UInt64
+    /// The leadership term that issued it: the KV revision at which its governor took the
+    /// lease, so a new leader outranks the old one even when its generations restart (it could
+    /// not read the stored plan). Absent in plans from older governors (= 0).
+    public var epoch: UInt64?
     /// When it was computed: Unix time in milliseconds (wall clock of the governor).
     public var issuedAtMillis: Int64
     /// The capacity that was shared (jobs/s) — with `compute`, the measured capacity times
@@ -148,6 +152,11 @@ public struct QuotaPlan: Sendable, Hashable, Codable {
         self.tenants = tenants
         self.byTier = byTier
         self.dispatchers = dispatchers
+    }
+
+    /// Plans are ordered by (epoch, generation).
+    public func isNewer(than other: QuotaPlan) -> Bool {
+        ((epoch ?? 0), generation) > ((other.epoch ?? 0), other.generation)
     }
 
     /// The share of each bucket one dispatcher enforces: 1 / live dispatchers.
@@ -242,6 +251,14 @@ public struct QuotaPlan: Sendable, Hashable, Codable {
             throw DecodingError.dataCorrupted(
                 DecodingError.Context(
                     codingPath: [], debugDescription: "unknown QuotaPlan format \(plan.format)"))
+        }
+        // A KV entry is untrusted like any message: rates and bursts must be usable numbers.
+        let quotas = plan.tierDefaults.values.map { ($0.rate, $0.burst) } + plan.tenants.values.map { ($0.rate, $0.burst) }
+        guard plan.capacity.isFinite, quotas.allSatisfy({ $0.0.isFinite && $0.0 >= 0 && $0.1.isFinite && $0.1 >= 0 }),
+            (plan.dispatchers ?? 1) >= 1
+        else {
+            throw DecodingError.dataCorrupted(
+                DecodingError.Context(codingPath: [], debugDescription: "QuotaPlan with a negative or non-finite quota"))
         }
         self = plan
     }

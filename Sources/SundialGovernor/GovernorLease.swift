@@ -19,7 +19,8 @@ struct GovernorLease: Sendable {
     let ttl: Duration
 
     enum Outcome: Sendable, Equatable {
-        case leader
+        /// Holds the lease; `revision` is the KV revision of this renewal.
+        case leader(revision: UInt64)
         /// Someone else holds it (nil: unknown, e.g. NATS unreachable).
         case follower(String?)
     }
@@ -38,8 +39,8 @@ struct GovernorLease: Sendable {
                 }
             }
             let record = Record(owner: owner, expiresAtMillis: Self.millis(now) + ttl.wholeMilliseconds)
-            try await bucket.put(key, Array(try JSONEncoder().encode(record)), expectedRevision: expected)
-            return .leader
+            let revision = try await bucket.put(key, Array(try JSONEncoder().encode(record)), expectedRevision: expected)
+            return .leader(revision: revision)
         } catch {
             return .follower(nil)
         }

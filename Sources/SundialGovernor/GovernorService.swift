@@ -141,7 +141,13 @@ public final class GovernorService: Service, Sendable {
             let started = ContinuousClock.now
             await sampleWork()
             let outcome = await lease.tick()
-            let leader = outcome == .leader
+            var leader = false
+            if case .leader(let revision) = outcome {
+                leader = true
+                // A new term: its plans outrank every earlier leader's, also if the stored
+                // plan cannot be read and generations restart.
+                if !wasLeader { core.withLock { $0.epoch = revision } }
+            }
             if leader != wasLeader {
                 logger.notice(leader ? "governor \(config.instanceID) is now the leader" : "governor \(config.instanceID) stands by")
             }

@@ -10,8 +10,12 @@ public struct IngestConfig: Sendable {
     /// Timers due within this window are published to JetStream by Ingest at create time,
     /// so a 10-second delay does not wait for a planner tick. Must equal the Planner's horizon.
     public var horizon: Duration = .seconds(300)
-    /// Largest accepted payload. Bigger data goes by reference (a URL or object key).
+    /// Largest accepted payload. Bigger data goes by reference (a URL or object key). With
+    /// `envelopeAllowance` it must fit the NATS server's `max_payload` (checked at startup):
+    /// the payload travels inside a fire envelope and then a job with headers.
     public var maxPayloadBytes: Int = 256 * 1024
+    /// Room kept beside the payload for the fire envelope's fields and the job's headers.
+    public static let envelopeAllowance = 8 * 1024
     public var maxIdempotencyKeyBytes: Int = 256
     public var maxLabels: Int = 32
     public var maxLabelKeyBytes: Int = 64

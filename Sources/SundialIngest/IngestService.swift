@@ -23,6 +23,14 @@ public final class IngestService: Service, Sendable {
 
     public func run() async throws {
         let namespace = handler.config.namespace
+        // A payload just under the limit must still fit once wrapped (fire envelope, job
+        // headers); otherwise its fire could never be published and would be retried forever.
+        let serverMax = connection.serverMaxPayload
+        if serverMax > 0, handler.config.maxPayloadBytes + IngestConfig.envelopeAllowance > serverMax {
+            throw SundialError.invalid(
+                "ingest.max_payload_bytes",
+                "\(handler.config.maxPayloadBytes) B plus \(IngestConfig.envelopeAllowance) B for the envelope exceeds the NATS server's max_payload (\(serverMax) B)")
+        }
         try await SundialTopology.ensure(connection, namespace: namespace, limits: handler.config.streamLimits)
         let handler = self.handler
         let service = MicroService(

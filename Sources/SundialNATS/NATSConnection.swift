@@ -314,6 +314,11 @@ public final class NATSConnection: @unchecked Sendable {
         events.takeUnretainedValue().violations.withLock { $0 }
     }
 
+    /// The largest message the connected server accepts (its `max_payload`), in bytes.
+    public var serverMaxPayload: Int {
+        Int(natsConnection_GetMaxPayload(handle))
+    }
+
     /// The URL of the server currently connected to.
     public var connectedURL: String {
         var buffer = [CChar](repeating: 0, count: 256)

@@ -148,9 +148,10 @@ enum TimerQueries {
         sql: """
             UPDATE timers t
             SET state = f.state, next_fire_at = f.next_fire_at, next_nominal_at = f.next_nominal_at,
-                occurrence = f.occurrence, updated_at = now()
-            FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bigint[])
-                AS f(id, state, next_fire_at, next_nominal_at, occurrence)
+                occurrence = f.occurrence, updated_at = now(),
+                last_error = CASE WHEN f.error = '' THEN t.last_error ELSE f.error END
+            FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bigint[], $6::text[])
+                AS f(id, state, next_fire_at, next_nominal_at, occurrence, error)
             WHERE t.id = f.id
             """)
 
@@ -339,7 +340,12 @@ enum TimerQueries {
     /// the child is inserted. $1 tenant, $2 id.
     static let selectParentForChild = PostgresQuery(
         name: "sundial_select_parent_for_child",
-        sql: "SELECT state FROM timers WHERE tenant = $1 AND id = $2 FOR SHARE")
+        sql: """
+            SELECT t.state, EXISTS (
+                SELECT 1 FROM timer_runs r WHERE r.timer_id = t.id AND r.outcome = 'succeeded'
+            ) AS has_succeeded
+            FROM timers t WHERE t.tenant = $1 AND t.id = $2 FOR SHARE OF t
+            """)
 
     // MARK: update / cancel
 

@@ -273,10 +273,15 @@ public struct TimerStore: Sendable {
                     TimerQueries.selectParentForChild, [.text(timer.tenant), .uuid(parent)]
                 ).first, let parentState = StoredTimerState(rawValue: try row.string("state") ?? "")
                 else { return .parentNotFound }
+                // A finished recurring parent (`completed`) counts as succeeded when any of
+                // its occurrences did; otherwise the child could never start and is refused.
+                let hasSucceeded = try row.bool("has_succeeded") ?? false
                 switch parentState {
                 case .dead, .cancelled:
                     return .parentEnded(parentState)
-                case .succeeded:
+                case .completed where !hasSucceeded:
+                    return .parentEnded(parentState)
+                case .succeeded, .completed:
                     if let started = timer.startedCursor {
                         timer.state = .scheduled
                         timer.nextFireAt = started.fireAt
@@ -369,6 +374,9 @@ public struct TimerStore: Sendable {
         public var nextFireAt: Date
         public var nextNominalAt: Date
         public var nextOccurrence: Int64
+        /// Set when the timer cannot go on (its stored schedule no longer evaluates, e.g. a
+        /// time zone that fails to load): it ends `dead` with this as `last_error`.
+        public var failure: String?
 
         /// The first run (Ingest and updates load a single occurrence).
         public var run: ArmedRun { runs[0] }
@@ -383,6 +391,15 @@ public struct TimerStore: Sendable {
         ) -> LoadStep {
             var runs = [ArmedRun(occurrence: current.number, dueAt: current.fireAt)]
             var last = current
+            if recurring, schedule == nil {
+                // The current occurrence was computed while the schedule still evaluated: it
+                // runs; nothing after it can be computed, and the timer says why.
+                var step = LoadStep(
+                    runs: runs, nextState: .dead, nextFireAt: current.fireAt, nextNominalAt: current.nominal,
+                    nextOccurrence: current.number + 1)
+                step.failure = "the schedule can no longer be evaluated (time zone or rule failed to load); no further occurrences"
+                return step
+            }
             guard recurring, let schedule else {
                 return LoadStep(
                     runs: runs, nextState: recurring ? .completed : .armed, nextFireAt: current.fireAt,
@@ -442,7 +459,7 @@ public struct TimerStore: Sendable {
                 [
                     .uuidArray(timers.map(\.id)), .textArray(steps.map(\.nextState.rawValue)),
                     .timestampArray(steps.map(\.nextFireAt)), .timestampArray(steps.map(\.nextNominalAt)),
-                    .int64Array(steps.map(\.nextOccurrence)),
+                    .int64Array(steps.map(\.nextOccurrence)), .textArray(steps.map { $0.failure ?? "" }),
                 ])
             return runs.map { timer, run in
                 FireRow(

@@ -134,6 +134,59 @@ struct FairnessGateTests {
         #expect(gate.decide(Self.fires("whale", 100), now: clock.now).filter { $0 == .dispatch }.count == 100)
     }
 
+    @Test func aNewLeadersPlansWinAlsoWhenItsGenerationsRestart() {
+        let clock = ManualClock()
+        var gate = Gate()
+        var old = Self.plan(whaleRate: 10, generation: 500)
+        old.epoch = 7
+        gate.apply(old, now: clock.now)
+        // The new leader could not read the stored plan: generation 1, but a later term.
+        var successor = Self.plan(whaleRate: 20, generation: 1)
+        successor.epoch = 9
+        gate.apply(successor, now: clock.now)
+        #expect(gate.plan.epoch == 9 && gate.plan.generation == 1)
+        // A late plan of the old term is ignored, whatever its generation.
+        var late = Self.plan(whaleRate: 30, generation: 501)
+        late.epoch = 7
+        gate.apply(late, now: clock.now)
+        #expect(gate.plan.epoch == 9 && gate.plan.generation == 1)
+        // Plans without an epoch (older governors) rank below any term.
+        gate.apply(Self.plan(whaleRate: 40, generation: 10_000), now: clock.now)
+        #expect(gate.plan.epoch == 9)
+        var next = successor
+        next.generation = 2
+        gate.apply(next, now: clock.now)
+        #expect(gate.plan.generation == 2)
+    }
+
+    @Test func fourDispatchersTogetherNeverFillTheConsumersWindow() {
+        let clock = ManualClock()
+        var config = Gate.Configuration()
+        config.consumerWindow = 10_000
+        config.maximumDeferred = 4_000  // alone, four of these could take 16,000 > 10,000
+        var gates = (0..<4).map { _ in Gate(configuration: config) }
+        var deferredTotal = 0
+        for index in gates.indices {
+            gates[index].apply(Self.plan(whaleRate: 1, burst: 1, dispatchers: 4), now: clock.now)
+            #expect(gates[index].deferralLimit == 2_000)
+            _ = gates[index].decide(Self.fires("whale", 5_000), now: clock.now)
+            deferredTotal += gates[index].deferredNow
+            #expect(gates[index].overflowDispatched > 0)
+        }
+        #expect(deferredTotal <= 8_000)
+        #expect(deferredTotal < config.consumerWindow)
+    }
+
+    @Test func implausiblePlansFromKVAreRefused() throws {
+        var plan = Self.plan(whaleRate: 10)
+        plan.tenants["whale"]?.rate = -5
+        #expect(throws: (any Error).self) { try QuotaPlan(jsonBytes: plan.jsonBytes()) }
+        var zero = Self.plan(whaleRate: 10)
+        zero.dispatchers = 0
+        #expect(throws: (any Error).self) { try QuotaPlan(jsonBytes: zero.jsonBytes()) }
+        #expect(try QuotaPlan(jsonBytes: Self.plan(whaleRate: 10).jsonBytes()) == Self.plan(whaleRate: 10))
+    }
+
     @Test func unknownTenantsGetTheNewTierDefault() {
         let clock = ManualClock()
         var gate = Gate()

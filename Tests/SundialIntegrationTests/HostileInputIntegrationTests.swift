@@ -2,7 +2,10 @@ import Foundation
 import SundialContract
 import SundialDispatcher
 import SundialExecutor
+import SundialFairness
+import SundialIngest
 import SundialNATS
+import SundialPostgres
 import SundialProto
 import SundialStore
 import Testing
@@ -214,6 +217,115 @@ struct HostileInputIntegrationTests {
                 let code = reply.headers[SundialHeader.serviceErrorCode]
                 #expect(code == "400" || code == "404", "\(method): \(code ?? "no code")")
                 #expect((reply.headers[SundialHeader.serviceError]?.utf8.count ?? 0) <= HeaderValue.maximumBytes)
+            }
+        }
+    }
+
+    @Test("a governor that cannot read the stored plan still outranks the old leader's generations")
+    func governorFailoverEpochs() async throws {
+        try await withTestSystem("epochs") { system in
+            let dispatcher = try #require(system.dispatcher)
+            let bucket = try await KeyValueBucket.ensure(system.namespace.quotasBucket, connection: system.api)
+            var old = QuotaPlan.unthrottled()
+            old.generation = 1_000_000
+            old.issuedAtMillis = 1
+            _ = try await bucket.put(SundialNamespace.quotaPlanKey, try old.jsonBytes())
+            try await eventually("the old leader's plan applies") { dispatcher.currentPlan.generation == 1_000_000 }
+            // The stored plan becomes unreadable; a new governor starts its generations over.
+            _ = try await bucket.put(SundialNamespace.quotaPlanKey, Array("not a plan".utf8))
+            let (governor, _) = try system.startGovernor(TestSystem.governorConfig(capacity: 1000))
+            try await eventually("the new leader's plan applies") {
+                dispatcher.currentPlan.epoch != nil && dispatcher.currentPlan.generation < 1_000_000
+            }
+            #expect(governor.snapshot.leader)
+            print("epochs: dispatcher follows epoch \(dispatcher.currentPlan.epoch ?? 0) generation \(dispatcher.currentPlan.generation)")
+        }
+    }
+
+    @Test("a child of a finished recurring parent starts at once if any occurrence succeeded, else is refused")
+    func childOfFinishedRecurringParent() async throws {
+        try await withTestSystem("finished-parent") { system in
+            let client = system.client(tenant: "acme")
+            let good = try await system.worker(queue: "good")
+            let bad = try await system.worker(queue: "bad")
+            func recurring(_ queue: String) -> Sundial_V1_CreateTimerRequest {
+                var request = Sundial_V1_CreateTimerRequest()
+                request.queue = queue
+                request.schedule.every.interval = .init(seconds: 1)
+                request.schedule.end.maxOccurrences = 2
+                request.retryPolicy.maxAttempts = 1
+                return request
+            }
+            let succeeding = try await client.create(recurring("good"))
+            let failing = try await client.create(recurring("bad"))
+            var goodJobs = 0
+            var badJobs = 0
+            let deadline = ContinuousClock.now + .seconds(20)
+            while goodJobs + badJobs < 4, ContinuousClock.now < deadline {
+                for job in try await good.next(max: 8, maxWait: .milliseconds(200)) {
+                    try await good.complete(job)
+                    goodJobs += 1
+                }
+                for job in try await bad.next(max: 8, maxWait: .milliseconds(200)) {
+                    try await bad.fail(job, error: "no")
+                    badJobs += 1
+                }
+            }
+            try await eventually("both parents completed") {
+                let first = try await client.get(succeeding.timer.id).state
+                let second = try await client.get(failing.timer.id).state
+                return first == .completed && second == .completed
+            }
+            var child = Sundial_V1_CreateTimerRequest.delay(.milliseconds(300), queue: "good", payload: "child")
+            child.afterTimerID = succeeding.timer.id
+            let created = try await client.create(child)
+            #expect(created.timer.state != .waiting)
+            let jobs = try await collectJobs(good, count: 1, timeout: .seconds(10))
+            #expect(jobs.map { String(decoding: $0.0.payload, as: UTF8.self) } == ["child"])
+
+            child.afterTimerID = failing.timer.id
+            await #expect(throws: (any Error).self) { _ = try await client.create(child) }
+        }
+    }
+
+    @Test("Ingest refuses to start with a payload limit that cannot fit the server's max_payload once wrapped")
+    func payloadLimitIncludesTheEnvelope() async throws {
+        var options = TestSystem.Options()
+        options.planner = false
+        options.dispatcher = false
+        try await withTestSystem("payload-limit", options) { system in
+            var config = IngestConfig()
+            config.namespace = system.namespace
+            config.maxPayloadBytes = system.api.serverMaxPayload
+            config.maxReplyBytes = config.maxPayloadBytes + 8192
+            let ingest = try IngestService(config: config, connection: system.api, store: system.store, logger: TestNATS.logger)
+            await #expect(throws: SundialError.self) { try await ingest.run() }
+        }
+    }
+
+    @Test("a recurring timer whose stored time zone no longer loads ends dead with a reason, not completed")
+    func unloadableTimeZoneFailsTheTimer() async throws {
+        try await withTestSystem("bad-zone") { system in
+            let client = system.client(tenant: "acme")
+            var request = Sundial_V1_CreateTimerRequest()
+            request.queue = "zones"
+            request.schedule.every.interval = .init(seconds: 3600)
+            request.schedule.every.start = .init(date: Date().addingTimeInterval(7200))
+            let created = try await client.create(request)
+            #expect(created.timer.state == .scheduled)
+            // The stored schedule now names a zone this machine cannot load, and it is due.
+            var broken = request.schedule
+            broken.timeZone = "Mars/Olympus_Mons"
+            let id = try #require(TimerID.parse(created.timer.id))
+            let brokenBytes: [UInt8] = try broken.serializedBytes()
+            try await system.pool.withSession { session in
+                try session.execute(
+                    "UPDATE timers SET schedule = $2, next_fire_at = now() + interval '1 second', next_nominal_at = now() + interval '1 second' WHERE id = $1",
+                    [.uuid(id), .bytes(brokenBytes)])
+            }
+            try await eventually("the timer fails with a reason") {
+                let timer = try await client.get(created.timer.id)
+                return timer.state == .dead && timer.lastError.contains("time zone")
             }
         }
     }

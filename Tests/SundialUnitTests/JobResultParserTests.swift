@@ -112,4 +112,18 @@ struct JobResultParserTests {
         #expect(HeaderValue.sanitized(String(repeating: "é", count: 4000)).utf8.count <= HeaderValue.maximumBytes)
         #expect(HeaderValue.sanitized("plain") == "plain")
     }
+
+    @Test("queue names map to distinct executor durables, also when dots and underscores collide")
+    func executorDurablesAreDistinct() {
+        let namespace = SundialNamespace.standard
+        let queues = ["a.b", "a_b", "a.b_c", "a_b.c", "a..b", "emails", "a-b", "a.b.c", "a_b_c", "a.b-c"]
+            .filter { SubjectToken.isValidQueue($0) }
+        let names = queues.map { namespace.executorDurable(queue: $0) }
+        #expect(Set(names).count == queues.count)
+        #expect(namespace.executorDurable(queue: "emails") == "executor-emails")
+        for name in names {
+            #expect(!name.contains("."))
+            #expect(name.utf8.count <= 9 + 128 + 17)
+        }
+    }
 }

@@ -100,4 +100,18 @@ struct LoadStepTests {
         let oneShot = TimerStore.LoadStep.loading(first, recurring: false, schedule: nil, timerID: id)
         #expect(oneShot.runs.count == 1 && oneShot.nextState == .armed && oneShot.nextOccurrence == 1)
     }
+
+    @Test("a recurring timer whose stored schedule no longer evaluates runs its current occurrence, then ends dead with a reason")
+    func unevaluableScheduleFailsTheTimer() throws {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let every = TimerSchedule(.every(interval: .seconds(60), start: nil, end: nil))
+        let id = UUID()
+        let first = try #require(OccurrenceStepper.first(every, timerID: TimerID.text(id), createdAt: start))
+        let step = TimerStore.LoadStep.loading(first, recurring: true, schedule: nil, timerID: id)
+        #expect(step.runs.count == 1)
+        #expect(step.nextState == .dead)
+        #expect(step.failure?.contains("time zone") == true)
+        let healthy = TimerStore.LoadStep.loading(first, recurring: true, schedule: every, timerID: id)
+        #expect(healthy.nextState == .scheduled && healthy.failure == nil)
+    }
 }
