@@ -20,9 +20,12 @@ public enum OccurrenceStepper {
     }
 
     /// The first occurrence of a timer created (or re-based by an update) at `createdAt`.
+    /// Numbers continue across updates, and `max_occurrences` bounds them over the timer's
+    /// life, exactly as `following` does: an update never adds an occurrence past the limit.
     public static func first(_ schedule: TimerSchedule, timerID: String, createdAt: Date, number: Int64 = 0)
         -> Occurrence?
     {
+        if schedule.isRecurring, let max = schedule.maxOccurrences, number < 0 || UInt64(number) >= max { return nil }
         guard let nominal = schedule.firstFire(createdAt: createdAt) else { return nil }
         return Occurrence(
             number: number, nominal: nominal,

@@ -101,6 +101,22 @@ struct LoadStepTests {
         #expect(oneShot.runs.count == 1 && oneShot.nextState == .armed && oneShot.nextOccurrence == 1)
     }
 
+    @Test("max_occurrences is exact across an update: a re-based schedule never adds one past the limit")
+    func maxOccurrencesExactUnderUpdate() throws {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let limited = TimerSchedule(.every(interval: .seconds(1), start: nil, end: nil), maxOccurrences: 3)
+        let id = TimerID.text(UUID())
+        // Two occurrences (0, 1) were loaded before the update: one is left.
+        let rebased = try #require(OccurrenceStepper.first(limited, timerID: id, createdAt: start, number: 2))
+        #expect(OccurrenceStepper.following(limited, timerID: id, after: rebased) == nil)
+        // Three were loaded: none is left, whatever the new schedule.
+        #expect(OccurrenceStepper.first(limited, timerID: id, createdAt: start, number: 3) == nil)
+        #expect(OccurrenceStepper.first(limited, timerID: id, createdAt: start, number: 7) == nil)
+        // Without a limit, numbering goes on.
+        let unlimited = TimerSchedule(.every(interval: .seconds(1), start: nil, end: nil))
+        #expect(OccurrenceStepper.first(unlimited, timerID: id, createdAt: start, number: 7)?.number == 7)
+    }
+
     @Test("a recurring timer whose stored schedule no longer evaluates runs its current occurrence, then ends dead with a reason")
     func unevaluableScheduleFailsTheTimer() throws {
         let start = Date(timeIntervalSince1970: 1_800_000_000)
