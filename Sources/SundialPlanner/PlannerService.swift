@@ -21,6 +21,9 @@ public struct PlannerConfig: Sendable {
     public var claimInterval: Duration = .seconds(1)
     /// Rows per claim query (a full batch triggers an immediate next claim).
     public var claimBatchSize: Int = 5000
+    /// Memory bound of one claim: payload bytes loaded (64 MiB) and runs armed (50,000; a
+    /// fast recurring timer arms several). A claim cut short is followed by the next at once.
+    public var claimBudget = TimerStore.LoadBudget()
     /// Shard lease length; a dead planner's shards are taken over after at most this long.
     public var leaseTTL: Duration = .seconds(15)
     /// Upper bound of shards this instance holds (all 64 by default; lower it to spread
@@ -59,6 +62,8 @@ public final class PlannerStats: Sendable {
     public let publishFailures = Atomic<Int>(0)
     public let leaseAcquisitions = Atomic<Int>(0)
     public let heldShards = Atomic<Int>(0)
+    /// Claims that stopped early at the byte or run budget.
+    public let claimsCutByBudget = Atomic<Int>(0)
 
     public init() {}
 
@@ -69,6 +74,7 @@ public final class PlannerStats: Sendable {
             "publish_failures": publishFailures.load(ordering: .relaxed),
             "lease_acquisitions": leaseAcquisitions.load(ordering: .relaxed),
             "held_shards": heldShards.load(ordering: .relaxed),
+            "claims_cut_by_budget": claimsCutByBudget.load(ordering: .relaxed),
         ]
     }
 }
@@ -172,12 +178,16 @@ public final class PlannerService: Service, Sendable {
         case .claim(let lease):
             do {
                 let due = Date().addingTimeInterval(config.horizon.seconds)
-                let rows = try await timers.loadDue(
+                let loaded = try await timers.loadDue(
                     lease: lease, owner: config.instanceID, dueBefore: due, limit: config.claimBatchSize,
-                    step: Self.loadStep)
-                stats.claimed.add(rows.count, ordering: .relaxed)
-                await publish(rows, counter: stats.published)
-                machine.claimed(shard: lease.shard, count: rows.count, batchSize: config.claimBatchSize, now: clock.now)
+                    budget: config.claimBudget, step: Self.loadStep)
+                stats.claimed.add(loaded.rows.count, ordering: .relaxed)
+                if loaded.truncated && loaded.timers < config.claimBatchSize { stats.claimsCutByBudget.add(1, ordering: .relaxed) }
+                await publish(loaded.rows, counter: stats.published)
+                // Cut short by a budget: claim again at once, as for a full batch.
+                machine.claimed(
+                    shard: lease.shard, count: loaded.truncated ? config.claimBatchSize : loaded.timers,
+                    batchSize: config.claimBatchSize, now: clock.now)
             } catch {
                 logger.warning("claim on shard \(lease.shard) failed: \(error)")
                 machine.claimFailed(shard: lease.shard, now: clock.now)

@@ -116,16 +116,26 @@ enum TimerQueries {
 
     /// Locks due timers of one shard. Fenced: nothing unless the caller still holds the
     /// shard's lease with this epoch. $1 shard, $2 due-before, $3 limit, $4 owner, $5 epoch.
+    /// Due timers of a shard, locked: at most $3 rows, and no more payload bytes than $6
+    /// (always at least one row), so a claim's memory is bounded however large the payloads.
+    /// Rows locked beyond the byte budget stay untouched and are claimed next time.
     static let selectDueForLoad = PostgresQuery(
         name: "sundial_select_due_for_load",
         sql: """
+            WITH locked AS (
+                SELECT id, next_fire_at, octet_length(payload) AS size FROM timers
+                WHERE shard = $1 AND state = 'scheduled' AND next_fire_at < $2
+                  AND EXISTS (SELECT 1 FROM shard_leases
+                              WHERE shard = $1 AND owner = $4 AND epoch = $5 AND expires_at > now())
+                ORDER BY next_fire_at
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED
+            ), budgeted AS (
+                SELECT id, sum(size) OVER (ORDER BY next_fire_at, id) - size AS bytes_before FROM locked
+            )
             SELECT \(timerColumns) FROM timers
-            WHERE shard = $1 AND state = 'scheduled' AND next_fire_at < $2
-              AND EXISTS (SELECT 1 FROM shard_leases
-                          WHERE shard = $1 AND owner = $4 AND epoch = $5 AND expires_at > now())
-            ORDER BY next_fire_at
-            LIMIT $3
-            FOR UPDATE SKIP LOCKED
+            WHERE id IN (SELECT id FROM budgeted WHERE bytes_before < $6)
+            ORDER BY next_fire_at, id
             """)
 
     /// Arms one run per loaded timer. Arrays: $1 ids, $2 occurrences, $3 attempts, $4 tenants,

@@ -433,17 +433,53 @@ public struct TimerStore: Sendable {
     /// arms a run for each and advances its cursor as `step` decides (a recurring timer moves
     /// to its next occurrence, so it never stalls and an occurrence is loaded exactly once).
     /// Returns nothing if the lease was lost (fencing).
+    /// What one claim may hold in memory: payload bytes of the selected timers, and runs
+    /// (each run becomes a message carrying its timer's payload). Past either, the claim stops
+    /// early (`LoadedRuns.truncated`); the rest is claimed next time.
+    public struct LoadBudget: Sendable, Hashable {
+        public var bytes: Int
+        public var runs: Int
+        public init(bytes: Int = 64 << 20, runs: Int = 50_000) {
+            self.bytes = bytes
+            self.runs = runs
+        }
+    }
+
+    /// The runs of one claim, and whether a budget cut it short (more may be due now).
+    public struct LoadedRuns: Sendable {
+        public var rows: [FireRow]
+        public var timers: Int
+        public var truncated: Bool
+    }
+
     public func loadDue(
-        lease: ShardLease, owner: String, dueBefore: Date, limit: Int,
+        lease: ShardLease, owner: String, dueBefore: Date, limit: Int, budget: LoadBudget = LoadBudget(),
         step: @escaping @Sendable (StoredTimer, _ dueBefore: Date) -> LoadStep
-    ) async throws -> [FireRow] {
+    ) async throws -> LoadedRuns {
         try await pool.transaction { session in
-            let timers = try session.execute(
+            let selected = try session.execute(
                 TimerQueries.selectDueForLoad,
-                [.int(lease.shard), .timestamp(dueBefore), .int(limit), .text(owner), .int64(lease.epoch)]
+                [
+                    .int(lease.shard), .timestamp(dueBefore), .int(limit), .text(owner), .int64(lease.epoch),
+                    .int64(Int64(budget.bytes)),
+                ]
             ).map(StoredTimer.init(row:))
-            guard !timers.isEmpty else { return [] }
-            let steps = timers.map { step($0, dueBefore) }
+            guard !selected.isEmpty else { return LoadedRuns(rows: [], timers: 0, truncated: false) }
+            // Steps in due order until the run or byte budget is spent (the first always goes).
+            var timers: [StoredTimer] = []
+            var steps: [LoadStep] = []
+            var runCount = 0
+            var bytes = 0
+            for timer in selected {
+                let next = step(timer, dueBefore)
+                let cost = next.runs.count * (timer.payload.count + 512)
+                if !timers.isEmpty, runCount + next.runs.count > budget.runs || bytes + cost > budget.bytes { break }
+                timers.append(timer)
+                steps.append(next)
+                runCount += next.runs.count
+                bytes += cost
+            }
+            let truncated = timers.count < selected.count || selected.count >= limit
             // One row per run; a recurring timer may contribute several.
             let runs = zip(timers, steps).flatMap { timer, step in step.runs.map { (timer, $0) } }
             try session.execute(
@@ -461,12 +497,13 @@ public struct TimerStore: Sendable {
                     .timestampArray(steps.map(\.nextFireAt)), .timestampArray(steps.map(\.nextNominalAt)),
                     .int64Array(steps.map(\.nextOccurrence)), .textArray(steps.map { $0.failure ?? "" }),
                 ])
-            return runs.map { timer, run in
+            let rows = runs.map { timer, run in
                 FireRow(
                     id: timer.id, tenant: timer.tenant, shard: timer.shard, version: timer.version,
                     nextFireAt: run.dueAt, occurrence: run.occurrence, attempt: run.attempt,
                     queue: timer.queue, payload: timer.payload, priority: timer.priority)
             }
+            return LoadedRuns(rows: rows, timers: timers.count, truncated: truncated)
         }
     }
 

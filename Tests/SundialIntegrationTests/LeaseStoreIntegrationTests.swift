@@ -151,6 +151,43 @@ struct LeaseStoreIntegrationTests {
         await pool.close()
     }
 
+    @Test("a claim holds at most its byte budget of payloads; the rest follow in later claims, each once")
+    func claimsAreBoundedInBytes() async throws {
+        let (pool, leases, timers) = try await openStore("budget")
+        let held = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 64)
+        let shard = 5
+        let lease = try #require(held.first { $0.shard == shard })
+        let due = Date().addingTimeInterval(-1)
+        var ids = Set<UUID>()
+        for index in 0..<20 {
+            let id = UUID()
+            ids.insert(id)
+            try await insertDueTimer(
+                pool, id: id, shard: shard, due: due.addingTimeInterval(Double(index) / 1000),
+                payload: Array(repeating: UInt8(index), count: 10_000))
+        }
+        let budget = TimerStore.LoadBudget(bytes: 35_000, runs: 1000)
+        var seen: [UUID] = []
+        var claims = 0
+        while claims < 30 {
+            let loaded = try await claimRuns(timers, lease: lease, owner: "A", dueBefore: Date(), budget: budget)
+            if loaded.rows.isEmpty { break }
+            claims += 1
+            // 10,000-byte payloads (+512 per run) under a 35,000-byte budget: three per claim.
+            #expect(loaded.rows.count <= 3)
+            #expect(loaded.truncated == (seen.count + loaded.rows.count < 20))
+            seen += loaded.rows.map(\.id)
+        }
+        #expect(seen.count == 20)
+        #expect(Set(seen) == ids)
+        #expect(claims == 7)
+        // One payload larger than the budget still goes, alone.
+        let big = UUID()
+        try await insertDueTimer(pool, id: big, shard: shard, due: due, payload: Array(repeating: 9, count: 50_000))
+        #expect(try await claim(timers, lease: lease, owner: "A", dueBefore: Date(), budget: budget).map(\.id) == [big])
+        await pool.close()
+    }
+
     @Test("release makes shards acquirable at once; only the owner can release")
     func releaseHandsOver() async throws {
         let (pool, leases, _) = try await openStore("release")
@@ -214,22 +251,34 @@ private final class LeaseCollector: @unchecked Sendable {
 }
 
 /// A due one-shot timer, inserted directly (only the columns every schema version requires).
-private func insertDueTimer(_ pool: PostgresPool, id: UUID, shard: Int, due: Date) async throws {
+private func insertDueTimer(
+    _ pool: PostgresPool, id: UUID, shard: Int, due: Date, payload: [UInt8] = [1, 2, 3]
+) async throws {
     _ = try await pool.withSession { session in
         try session.execute(
             """
             INSERT INTO timers (id, tenant, shard, state, kind, schedule, next_fire_at, queue, payload)
             VALUES ($1, 'lease-tests', $2, 'scheduled', 'delay', ''::bytea, $3, 'q', $4)
             """,
-            [.uuid(id), .int(shard), .timestamp(due), .bytes([1, 2, 3])]
+            [.uuid(id), .int(shard), .timestamp(due), .bytes(payload)]
         ).affectedRows
     }
 }
 
 /// The planner's fenced claim of due timers (`TimerStore.loadDue`), loading each as a one-shot:
 /// one armed run for the current occurrence, the timer moved to `armed`.
-private func claim(_ timers: TimerStore, lease: ShardLease, owner: String, dueBefore: Date) async throws -> [FireRow] {
-    try await timers.loadDue(lease: lease, owner: owner, dueBefore: dueBefore, limit: 10) { timer, _ in
+private func claim(
+    _ timers: TimerStore, lease: ShardLease, owner: String, dueBefore: Date,
+    budget: TimerStore.LoadBudget = TimerStore.LoadBudget()
+) async throws -> [FireRow] {
+    try await claimRuns(timers, lease: lease, owner: owner, dueBefore: dueBefore, budget: budget).rows
+}
+
+private func claimRuns(
+    _ timers: TimerStore, lease: ShardLease, owner: String, dueBefore: Date,
+    budget: TimerStore.LoadBudget = TimerStore.LoadBudget()
+) async throws -> TimerStore.LoadedRuns {
+    try await timers.loadDue(lease: lease, owner: owner, dueBefore: dueBefore, limit: 10, budget: budget) { timer, _ in
         let due = timer.nextFireAt ?? Date()
         return TimerStore.LoadStep(
             runs: [ArmedRun(occurrence: timer.occurrence, dueAt: due)], nextState: .armed, nextFireAt: due,
