@@ -237,6 +237,49 @@ public struct QuotaPlan: Sendable, Hashable, Codable {
         return copy
     }
 
+    /// The plan as JSON of at most `maxBytes` (a KV value must fit the server's max_payload):
+    /// compacted first; then `new` tenants whose bucket is at least the `new` default (an
+    /// unlisted tenant resolves to exactly that); then, only if still too large, the entries
+    /// that matter least — kept are throttled tenants (rate below demand) first, then by
+    /// demand, largest first. Returns how many entries were dropped beyond the lossless steps.
+    public func fitting(maxBytes: Int) throws -> (plan: QuotaPlan, bytes: [UInt8], dropped: Int) {
+        var plan = compacted()
+        var bytes = try plan.jsonBytes()
+        if bytes.count <= maxBytes { return (plan, bytes, 0) }
+        if let newDefault = tierDefaults[.new] {
+            plan.tenants = plan.tenants.filter { _, t in !(t.tier == .new && t.rate >= newDefault.rate && t.burst >= newDefault.burst) }
+            bytes = try plan.jsonBytes()
+            if bytes.count <= maxBytes { return (plan, bytes, 0) }
+        }
+        let ranked = plan.tenants.sorted { a, b in
+            let aThrottled = a.value.rate < a.value.demand
+            let bThrottled = b.value.rate < b.value.demand
+            if aThrottled != bThrottled { return aThrottled }
+            if a.value.demand != b.value.demand { return a.value.demand > b.value.demand }
+            return a.key < b.key
+        }
+        // The largest prefix that fits (the size grows with the prefix).
+        var low = 0
+        var high = ranked.count
+        var best = plan
+        best.tenants = [:]
+        var bestBytes = try best.jsonBytes()
+        while low < high {
+            let middle = (low + high + 1) / 2
+            var candidate = plan
+            candidate.tenants = Dictionary(uniqueKeysWithValues: ranked.prefix(middle).map { ($0.key, $0.value) })
+            let candidateBytes = try candidate.jsonBytes()
+            if candidateBytes.count <= maxBytes {
+                low = middle
+                best = candidate
+                bestBytes = candidateBytes
+            } else {
+                high = middle - 1
+            }
+        }
+        return (best, bestBytes, plan.tenants.count - best.tenants.count)
+    }
+
     /// JSON with sorted keys (stable bytes for the same plan).
     public func jsonBytes() throws -> [UInt8] {
         let encoder = JSONEncoder()

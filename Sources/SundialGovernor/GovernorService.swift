@@ -24,6 +24,9 @@ public struct GovernorConfig: Sendable {
     /// Plans listing more tenants than this are published compacted (satisfied standard
     /// tenants left out; dispatchers then treat them as `new`, which only loosens their bucket).
     public var compactAbove = 5000
+    /// Largest plan value put in KV; a larger plan is trimmed (`QuotaPlan.fitting`). It must
+    /// fit the server's max_payload (1 MiB by default), which also caps it at run time.
+    public var maxPlanBytes = 900 * 1024
     /// Tiers, weights, policy, capacity measurement (see `GovernorCore.Configuration`).
     public var core = GovernorCore<ContinuousClock>.Configuration()
 
@@ -35,6 +38,7 @@ public struct GovernorConfig: Sendable {
 
     public func validate() throws(SundialError) {
         try streamLimits.validate()
+        guard maxPlanBytes >= 16 * 1024 else { throw .invalid("governor.max_plan_bytes", "must be at least 16 KiB") }
         guard period >= .milliseconds(50), period <= .seconds(60) else {
             throw .invalid("governor.period", "must be within 50ms…60s")
         }
@@ -64,6 +68,10 @@ public struct GovernorSnapshot: Sendable {
     public var reportsReceived = 0
     public var reportsRejected = 0
     public var publishFailures = 0
+    /// Tenant entries left out of the last plan to fit `maxPlanBytes` (they get tier defaults).
+    public var planTenantsDropped = 0
+    /// Demand-report lines whose tenant is not a valid tenant name (ignored).
+    public var reportLinesRejected = 0
 }
 
 /// The Fairness-Governor: gathers demand reports from the Dispatchers and samples the work stream,
@@ -117,12 +125,18 @@ public final class GovernorService: Service, Sendable {
     }
 
     private func ingest(_ message: NATSMessage) {
-        guard let report = try? Sundial_V1_DemandReport(serializedBytes: message.payload), !report.dispatcherID.isEmpty
+        // Reports are messages like any other: bounded, and tenants must be tenant names.
+        guard let report = try? Sundial_V1_DemandReport(serializedBytes: message.payload),
+            (1...256).contains(report.dispatcherID.utf8.count), report.tenants.count <= Self.maximumReportLines
         else {
             state.withLock { $0.reportsRejected += 1 }
             return
         }
-        let lines = report.tenants.map {
+        let valid = report.tenants.filter { SubjectToken.isValidTenant($0.tenant) }
+        if valid.count < report.tenants.count {
+            state.withLock { $0.reportLinesRejected += report.tenants.count - valid.count }
+        }
+        let lines = valid.map {
             FairnessGate<ContinuousClock>.TenantReport(
                 tenant: $0.tenant, due: Int(clamping: $0.due), deferred: Int(clamping: $0.deferred),
                 dispatched: Int(clamping: $0.dispatched))
@@ -133,6 +147,9 @@ public final class GovernorService: Service, Sendable {
         }
         state.withLock { $0.reportsReceived += 1 }
     }
+
+    /// Tenant lines accepted in one demand report.
+    static let maximumReportLines = 200_000
 
     private func loop(bucket: KeyValueBucket, lease: GovernorLease) async {
         var wasLeader = false
@@ -224,11 +241,21 @@ public final class GovernorService: Service, Sendable {
         }
         do {
             // Compact only when large: a dispatcher resolves an unlisted tenant as `new`.
-            let bytes = try (plan.tenants.count > config.compactAbove ? plan.compacted() : plan).jsonBytes()
+            var bytes = try (plan.tenants.count > config.compactAbove ? plan.compacted() : plan).jsonBytes()
+            var dropped = 0
+            let serverMax = connection.serverMaxPayload
+            let limit = min(config.maxPlanBytes, serverMax > 0 ? serverMax - 4096 : config.maxPlanBytes)
+            if bytes.count > limit {
+                (_, bytes, dropped) = try plan.fitting(maxBytes: limit)
+                if dropped > 0 {
+                    logger.warning("quota plan \(plan.generation) trimmed to \(bytes.count) B: \(dropped) tenant entries left out")
+                }
+            }
             try await bucket.put(SundialNamespace.quotaPlanKey, bytes)
             state.withLock {
                 $0.plan = plan
                 $0.planBytes = bytes.count
+                $0.planTenantsDropped = dropped
             }
         } catch {
             state.withLock { $0.publishFailures += 1 }
@@ -240,6 +267,7 @@ public final class GovernorService: Service, Sendable {
         var out: [String: Any] = [
             "leader": s.leader, "leader_id": s.leaderID ?? "", "reports_received": s.reportsReceived,
             "reports_rejected": s.reportsRejected, "publish_failures": s.publishFailures,
+            "plan_tenants_dropped": s.planTenantsDropped, "report_lines_rejected": s.reportLinesRejected,
             "capacity_estimate": s.capacityEstimate ?? 0, "capacity_known": s.capacityEstimate != nil,
             "work_consumption_rate": s.consumptionRate, "work_saturated": s.saturated, "work_backlog": s.workBacklog,
         ]

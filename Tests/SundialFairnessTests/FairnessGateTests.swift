@@ -177,6 +177,32 @@ struct FairnessGateTests {
         #expect(deferredTotal < config.consumerWindow)
     }
 
+    @Test func aPlanTooLargeForKVIsTrimmedKeepingThrottledTenants() throws {
+        var plan = QuotaPlan.unthrottled()
+        plan.tierDefaults[.new] = Quota(rate: 50, burst: 50)
+        plan.tierDefaults[.standard] = Quota(rate: 20, burst: 20)
+        for index in 0..<20_000 {
+            // Bulk tenants held below their demand, and many satisfied ones of every tier.
+            let throttled = index % 10 == 0
+            plan.tenants["tenant-\(index)"] = TenantQuota(
+                tier: throttled ? .bulk : (index % 3 == 0 ? .new : .bulk), rate: throttled ? 5 : 100, burst: 10,
+                demand: throttled ? Double(1000 + index) : 50, allocated: 5)
+        }
+        let untrimmed = try plan.jsonBytes().count
+        let (fitted, bytes, dropped) = try plan.fitting(maxBytes: 256 * 1024)
+        #expect(untrimmed > 256 * 1024)
+        #expect(bytes.count <= 256 * 1024)
+        #expect(dropped > 0)
+        #expect(try QuotaPlan(jsonBytes: bytes) == fitted)
+        // Every throttled tenant that fits is kept before any satisfied one.
+        let keptThrottled = fitted.tenants.values.filter { $0.rate < $0.demand }.count
+        let keptSatisfied = fitted.tenants.count - keptThrottled
+        #expect(keptThrottled == 2_000 || keptSatisfied == 0)
+        // A plan that fits is published as it is (compacted).
+        let small = Self.plan(whaleRate: 10)
+        #expect(try small.fitting(maxBytes: 256 * 1024).dropped == 0)
+    }
+
     @Test func implausiblePlansFromKVAreRefused() throws {
         var plan = Self.plan(whaleRate: 10)
         plan.tenants["whale"]?.rate = -5
