@@ -94,6 +94,9 @@ public struct ServiceEnvironment: Sendable {
             result.planner.horizon = horizon
         }
         if let value = try integer("SUNDIAL_MAX_PAYLOAD_BYTES") { result.ingest.maxPayloadBytes = value }
+        if let value = try integer("SUNDIAL_TENANT_MAX_ACTIVE_TIMERS") { result.ingest.maxActiveTimersPerTenant = value }
+        if let value = try integer("SUNDIAL_TENANT_MAX_PAYLOAD_BYTES") { result.ingest.maxPayloadBytesPerTenant = value }
+        if let value = try integer("SUNDIAL_INGEST_MAX_QUEUED_PER_TENANT") { result.ingest.maxQueuedPerTenant = value }
         if let value = env["SUNDIAL_PLANNER_INSTANCE_ID"] { result.planner.instanceID = value }
         if let value = try duration("SUNDIAL_PLANNER_CLAIM_INTERVAL") { result.planner.claimInterval = value }
         if let value = try integer("SUNDIAL_PLANNER_CLAIM_BATCH") { result.planner.claimBatchSize = value }

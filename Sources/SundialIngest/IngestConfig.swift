@@ -25,6 +25,16 @@ public struct IngestConfig: Sendable {
     public var maxReplyBytes: Int = 900 * 1024
     /// Requests handled concurrently per endpoint per instance.
     public var maxConcurrentRequests: Int = 128
+    /// Requests of one tenant that may wait per endpoint per instance; beyond, 429 at once.
+    /// Waiting requests are served round-robin across tenants.
+    public var maxQueuedPerTenant: Int = 2048
+    /// Active timers (scheduled, armed, dispatched, retrying, waiting) per tenant; 0 = unlimited.
+    /// Checked against a count refreshed every `tenantUsageRefresh`, so creates within that
+    /// window (per Ingest instance) can pass it slightly.
+    public var maxActiveTimersPerTenant: Int = 0
+    /// Payload bytes of a tenant's active timers; 0 = unlimited. Checked like the count.
+    public var maxPayloadBytesPerTenant: Int = 0
+    public var tenantUsageRefresh: Duration = .seconds(1)
     /// Furthest accepted due time (guards against absurd schedules).
     public var maxScheduleAhead: Duration = .seconds(100 * 366 * 86_400)
 
@@ -38,6 +48,13 @@ public struct IngestConfig: Sendable {
         }
         guard maxReplyBytes >= maxPayloadBytes + 4096 else {
             throw .invalid("ingest.max_reply_bytes", "must exceed max_payload_bytes by at least 4 KiB")
+        }
+        guard maxQueuedPerTenant > 0 else { throw .invalid("ingest.max_queued_per_tenant", "must be positive") }
+        guard maxActiveTimersPerTenant >= 0, maxPayloadBytesPerTenant >= 0 else {
+            throw .invalid("ingest.tenant_limits", "must be ≥ 0 (0 = unlimited)")
+        }
+        guard tenantUsageRefresh >= .milliseconds(10) else {
+            throw .invalid("ingest.tenant_usage_refresh", "must be at least 10ms")
         }
         guard maxConcurrentRequests > 0 else {
             throw .invalid("ingest.max_concurrent_requests", "must be positive")

@@ -17,6 +17,7 @@ public struct TimerRequestHandler: Sendable {
     public let logger: Logger
     /// Injected for tests; `Date()` in production.
     public let now: @Sendable () -> Date
+    let usage: TenantUsageLimiter
 
     public init(
         config: IngestConfig, store: TimerStore, connection: NATSConnection, logger: Logger,
@@ -28,6 +29,7 @@ public struct TimerRequestHandler: Sendable {
         self.jetStream = connection.jetStream
         self.logger = logger
         self.now = now
+        self.usage = TenantUsageLimiter(config: config, store: store)
     }
 
     // MARK: Create
@@ -67,13 +69,17 @@ public struct TimerRequestHandler: Sendable {
 
         let outcome: CreateOutcome
         do {
+            try await usage.admit(tenant: tenant, payloadBytes: request.payload.count)
             outcome = try await store.create(newTimer)
+        } catch let error as SundialError {
+            throw error
         } catch {
             throw storeFailure(error, "create")
         }
         var response = Sundial_V1_CreateTimerResponse()
         switch outcome {
         case .created(let stored):
+            usage.created(tenant: tenant, payloadBytes: stored.payload.count)
             if let run = load.run { await publish(run, of: stored) }
             response.timer = TimerMapping.proto(stored)
             response.created = true

@@ -33,14 +33,38 @@ public struct MicroEndpoint: Sendable {
     public var subject: String
     public var queueGroup: String
     public var handler: @Sendable (NATSMessage) async throws(MicroServiceError) -> MicroReply
+    /// Fair share of the endpoint: requests are queued per `partition` (e.g. the tenant in
+    /// the subject), each queue bounded by `share.limit`, and served round-robin; a request
+    /// beyond its partition's bound is answered at once with `share.refusal`.
+    public var share: FairShare?
+
+    public struct FairShare: Sendable {
+        /// Requests one partition may have waiting (not yet handled) in this instance.
+        public var limit: Int
+        /// Requests all partitions together may have waiting.
+        public var totalLimit: Int
+        public var partition: @Sendable (NATSMessage) -> String?
+        public var refusal: MicroServiceError
+
+        public init(
+            limit: Int, totalLimit: Int = 65_536, partition: @escaping @Sendable (NATSMessage) -> String?,
+            refusal: MicroServiceError
+        ) {
+            self.limit = limit
+            self.totalLimit = totalLimit
+            self.partition = partition
+            self.refusal = refusal
+        }
+    }
 
     public init(
-        name: String, subject: String, queueGroup: String = "q",
+        name: String, subject: String, queueGroup: String = "q", share: FairShare? = nil,
         handler: @escaping @Sendable (NATSMessage) async throws(MicroServiceError) -> MicroReply
     ) {
         self.name = name
         self.subject = subject
         self.queueGroup = queueGroup
+        self.share = share
         self.handler = handler
     }
 }
@@ -139,17 +163,60 @@ public final class MicroService: Sendable {
     }
 
     private func serve(_ endpoint: MicroEndpoint, _ subscription: NATSSubscription) async {
-        await withTaskGroup(of: Void.self) { group in
-            var inFlight = 0
-            for await message in subscription {
-                if inFlight >= maxConcurrentRequests {
-                    await group.next()
-                    inFlight -= 1
+        guard let share = endpoint.share else {
+            await withTaskGroup(of: Void.self) { group in
+                var inFlight = 0
+                for await message in subscription {
+                    if inFlight >= maxConcurrentRequests {
+                        await group.next()
+                        inFlight -= 1
+                    }
+                    inFlight += 1
+                    group.addTask { await self.handle(endpoint, message) }
                 }
-                inFlight += 1
-                group.addTask { await self.handle(endpoint, message) }
+            }
+            return
+        }
+        // Requests wait in one queue per partition (tenant), each bounded; free slots take
+        // them round-robin, so one tenant's backlog never sits in front of another's request.
+        // The reader never waits for a slot: a tenant over its bound is answered at once.
+        let waiting = WaitingRoom(FairRequestQueues<NATSMessage>(perPartition: share.limit, total: share.totalLimit))
+        let (tokens, token) = AsyncStream<Void>.makeStream()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await message in subscription {
+                    if waiting.queues.withLock({ $0.enqueue(message, partition: share.partition(message) ?? "") }) {
+                        token.yield()
+                    } else {
+                        await self.refuse(endpoint, message, share.refusal)
+                    }
+                }
+                token.finish()
+            }
+            await withTaskGroup(of: Void.self) { workers in
+                var inFlight = 0
+                // One token per queued request, so every queued request is taken exactly once.
+                for await _ in tokens {
+                    if inFlight >= maxConcurrentRequests {
+                        await workers.next()
+                        inFlight -= 1
+                    }
+                    guard let message = waiting.queues.withLock({ $0.dequeue() }) else { continue }
+                    inFlight += 1
+                    workers.addTask { await self.handle(endpoint, message) }
+                }
             }
         }
+    }
+
+    private func refuse(_ endpoint: MicroEndpoint, _ message: NATSMessage, _ error: MicroServiceError) async {
+        stats.withLock { stats in
+            stats[endpoint.name, default: EndpointStats()].requests += 1
+            stats[endpoint.name, default: EndpointStats()].errors += 1
+            stats[endpoint.name, default: EndpointStats()].lastError = "\(error.code):\(error.description)"
+        }
+        guard let replySubject = message.replySubject else { return }
+        try? await connection.publish(Self.errorReply(to: replySubject, error))
     }
 
     private func handle(_ endpoint: MicroEndpoint, _ message: NATSMessage) async {
@@ -236,3 +303,70 @@ public final class MicroService: Sendable {
 }
 
 extension MicroServiceError: CustomStringConvertible {}
+
+/// Shares the queues between the reader and the dispatching loop.
+private final class WaitingRoom: Sendable {
+    let queues: Mutex<FairRequestQueues<NATSMessage>>
+    init(_ queues: FairRequestQueues<NATSMessage>) { self.queues = Mutex(queues) }
+}
+
+extension FairRequestQueues: Sendable where Element: Sendable {}
+
+/// Per-partition FIFO queues served round-robin, each bounded (and all together): the waiting
+/// room of a `MicroService` endpoint with a fair share. Pure; the service holds it in a lock.
+public struct FairRequestQueues<Element> {
+    private var queues: [String: [Element]] = [:]
+    private var heads: [String: Int] = [:]
+    /// Partitions with waiting elements, in round-robin order.
+    private var ring: [String] = []
+    private var cursor = 0
+    public private(set) var count = 0
+    public let perPartition: Int
+    public let total: Int
+
+    public init(perPartition: Int, total: Int) {
+        self.perPartition = max(1, perPartition)
+        self.total = max(1, total)
+    }
+
+    /// Waiting elements of one partition.
+    public func waiting(_ partition: String) -> Int {
+        (queues[partition]?.count ?? 0) - (heads[partition] ?? 0)
+    }
+
+    /// False (and nothing queued) when the partition or the whole room is full.
+    public mutating func enqueue(_ element: Element, partition: String) -> Bool {
+        guard count < total, waiting(partition) < perPartition else { return false }
+        if queues[partition] == nil {
+            queues[partition] = []
+            heads[partition] = 0
+            ring.append(partition)
+        }
+        queues[partition]!.append(element)
+        count += 1
+        return true
+    }
+
+    /// The next element, taking partitions in turn.
+    public mutating func dequeue() -> Element? {
+        guard !ring.isEmpty else { return nil }
+        if cursor >= ring.count { cursor = 0 }
+        let partition = ring[cursor]
+        let head = heads[partition]!
+        let element = queues[partition]![head]
+        count -= 1
+        if head + 1 == queues[partition]!.count {
+            queues[partition] = nil
+            heads[partition] = nil
+            ring.remove(at: cursor)
+        } else {
+            heads[partition] = head + 1
+            if head + 1 >= 1024 {
+                queues[partition]!.removeFirst(head + 1)
+                heads[partition] = 0
+            }
+            cursor += 1
+        }
+        return element
+    }
+}

@@ -348,6 +348,14 @@ enum TimerQueries {
 
     /// The parent of a new dependent timer, shared-locked so its outcome cannot change while
     /// the child is inserted. $1 tenant, $2 id.
+    /// A tenant's active timers and their payload bytes ($1 tenant), for per-tenant limits.
+    static let tenantActiveUsage = PostgresQuery(
+        name: "sundial_tenant_active_usage",
+        sql: """
+            SELECT count(*)::bigint AS timers, coalesce(sum(octet_length(payload)), 0)::bigint AS bytes
+            FROM timers WHERE tenant = $1 AND state IN ('scheduled', 'armed', 'dispatched', 'retrying', 'waiting')
+            """)
+
     static let selectParentForChild = PostgresQuery(
         name: "sundial_select_parent_for_child",
         sql: """

@@ -330,6 +330,14 @@ public struct TimerStore: Sendable {
             ])
     }
 
+    /// A tenant's active timers (not in a final state) and their payload bytes.
+    public func activeUsage(tenant: String) async throws -> (timers: Int, bytes: Int) {
+        try await pool.withSession { session in
+            let row = try session.execute(TimerQueries.tenantActiveUsage, [.text(tenant)]).first
+            return (Int(try row?.int64("timers") ?? 0), Int(try row?.int64("bytes") ?? 0))
+        }
+    }
+
     public func get(tenant: String, id: UUID) async throws -> StoredTimer? {
         try await pool.withSession { session in
             try session.execute(TimerQueries.selectTimer, [.text(tenant), .uuid(id)]).first

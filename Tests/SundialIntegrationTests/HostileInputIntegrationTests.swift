@@ -329,4 +329,72 @@ struct HostileInputIntegrationTests {
             }
         }
     }
+
+    @Test("per-tenant limits on active timers and payload bytes answer 429 to that tenant only")
+    func tenantLimits() async throws {
+        var options = TestSystem.Options()
+        options.planner = false
+        options.dispatcher = false
+        options.ingestTuning = {
+            $0.maxActiveTimersPerTenant = 5
+            $0.maxPayloadBytesPerTenant = 1000
+            $0.tenantUsageRefresh = .milliseconds(100)
+        }
+        try await withTestSystem("tenant-limits", options) { system in
+            let capped = system.client(tenant: "capped")
+            var ids: [String] = []
+            for _ in 0..<5 { ids.append(try await capped.create(.delay(.seconds(3600), queue: "q", payload: "x")).timer.id) }
+            @Sendable func code(_ request: Sundial_V1_CreateTimerRequest, _ tenant: String) async throws -> String? {
+                let reply = try await system.api.request(
+                    subject: system.namespace.request(tenant: tenant, method: .create),
+                    payload: try request.serializedBytes(), timeout: .seconds(10))
+                return reply.headers[SundialHeader.serviceErrorCode]
+            }
+            #expect(try await code(.delay(.seconds(3600), queue: "q", payload: "x"), "capped") == "429")
+            // Another tenant is not affected; a large payload passes the byte limit alone.
+            #expect(try await code(.delay(.seconds(3600), queue: "q", payload: "x"), "free") == nil)
+            let big = String(repeating: "b", count: 1500)
+            #expect(try await code(.delay(.seconds(3600), queue: "q", payload: big), "free") == "429")
+            // A cancelled timer frees its place (after the next usage read).
+            _ = try await capped.cancel(ids[0])
+            try await eventually("a place is free again") {
+                try await code(.delay(.seconds(3600), queue: "q", payload: "x"), "capped") == nil
+            }
+        }
+    }
+
+    @Test("a tenant flooding Ingest gets 429 beyond its waiting share; another tenant's requests are served")
+    func ingestFairShare() async throws {
+        var options = TestSystem.Options()
+        options.planner = false
+        options.dispatcher = false
+        options.ingestTuning = {
+            $0.maxConcurrentRequests = 2
+            $0.maxQueuedPerTenant = 16
+        }
+        try await withTestSystem("ingest-share", options) { system in
+            let body: [UInt8] = try Sundial_V1_CreateTimerRequest.delay(.seconds(3600), queue: "q").serializedBytes()
+            @Sendable func send(_ tenant: String) async -> String {
+                guard let reply = try? await system.api.request(
+                    subject: system.namespace.request(tenant: tenant, method: .create), payload: body,
+                    timeout: .seconds(20))
+                else { return "no reply" }
+                return reply.headers[SundialHeader.serviceErrorCode] ?? "ok"
+            }
+            let (whale, small) = await withTaskGroup(of: (String, String).self) { group in
+                for _ in 0..<400 { group.addTask { ("whale", await send("whale")) } }
+                for _ in 0..<10 { group.addTask { ("small", await send("small")) } }
+                var whale: [String: Int] = [:]
+                var small: [String: Int] = [:]
+                for await (tenant, code) in group {
+                    if tenant == "whale" { whale[code, default: 0] += 1 } else { small[code, default: 0] += 1 }
+                }
+                return (whale, small)
+            }
+            print("ingest share: whale \(whale.sorted { $0.key < $1.key }), small \(small.sorted { $0.key < $1.key })")
+            #expect((whale["429"] ?? 0) > 0)
+            #expect(whale["no reply"] == nil)
+            #expect(small == ["ok": 10])
+        }
+    }
 }

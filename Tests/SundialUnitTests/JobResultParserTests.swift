@@ -113,6 +113,28 @@ struct JobResultParserTests {
         #expect(HeaderValue.sanitized("plain") == "plain")
     }
 
+    @Test("waiting requests are bounded per tenant and in total, and served round-robin")
+    func fairRequestQueues() {
+        var queues = FairRequestQueues<String>(perPartition: 3, total: 5)
+        for n in 0..<4 { _ = queues.enqueue("w\(n)", partition: "whale") }
+        #expect(queues.waiting("whale") == 3)  // the fourth was refused
+        let s0 = queues.enqueue("s0", partition: "small")
+        let s1 = queues.enqueue("s1", partition: "small")
+        let t0 = queues.enqueue("t0", partition: "third")
+        #expect(s0 && s1)
+        #expect(!t0)  // the room is full
+        var order: [String] = []
+        while let next = queues.dequeue() { order.append(next) }
+        #expect(order == ["w0", "s0", "w1", "s1", "w2"])
+        #expect(queues.count == 0)
+        // Long single-tenant runs keep FIFO order across internal compaction.
+        var long = FairRequestQueues<Int>(perPartition: 5000, total: 5000)
+        for n in 0..<3000 { _ = long.enqueue(n, partition: "a") }
+        var taken: [Int] = []
+        while let n = long.dequeue() { taken.append(n) }
+        #expect(taken == Array(0..<3000))
+    }
+
     @Test("queue names map to distinct executor durables, also when dots and underscores collide")
     func executorDurablesAreDistinct() {
         let namespace = SundialNamespace.standard

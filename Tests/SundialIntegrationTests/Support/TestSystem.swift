@@ -49,6 +49,8 @@ final class TestSystem: Sendable {
         /// The dispatcher enforces quotas (false: plain FIFO).
         var fairness = true
         var streamLimits = StreamLimits()
+        /// Applied to the in-process Ingest's config.
+        var ingestTuning: @Sendable (inout IngestConfig) -> Void = { _ in }
     }
 
     /// Governor settings for tests: fast periods, the given fixed capacity.
@@ -85,6 +87,7 @@ final class TestSystem: Sendable {
         var ingestConfig = IngestConfig()
         ingestConfig.namespace = namespace
         ingestConfig.streamLimits = options.streamLimits
+        options.ingestTuning(&ingestConfig)
         ingestConfig.horizon = options.horizon
         var plannerConfig = PlannerConfig()
         plannerConfig.namespace = namespace
