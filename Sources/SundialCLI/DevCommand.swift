@@ -38,8 +38,16 @@ struct DevCommand: AsyncParsableCommand {
         let logger = SundialLogging.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info, label: "sundial.dev")
         let root = URL(fileURLWithPath: dataDir, isDirectory: true).standardizedFileURL
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        let previous = DevEnvironmentFile.read()
+        // The servers' URLs and credentials live beside their data; the CLI finds them at
+        // .sundial/dev.env or through $SUNDIAL_DEV_ENV.
+        let envFile = root.appendingPathComponent("dev.env")
+        let previous = DevEnvironmentFile.read(envFile)
 
+        // Another `sundial dev` on this folder: refuse before touching its Postgres.
+        if let holder = LocalNATSServer.storeHolder(root.appendingPathComponent("nats")) {
+            throw LocalClusterError.startFailed(
+                "another sundial dev (its nats-server, pid \(holder)) is using \(root.path); stop it first")
+        }
         let natsBinary = try LocalNATSServer.locateBinary(from: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
         let postgres = try await LocalPostgresServer.start(
             dataDirectory: root.appendingPathComponent("postgres"),
@@ -73,16 +81,22 @@ struct DevCommand: AsyncParsableCommand {
             binary: natsBinary, storeDirectory: root.appendingPathComponent("nats"),
             port: natsPort ?? previous["SUNDIAL_DEV_NATS_PORT"].flatMap { Int($0) }.flatMap(Self.ifFree),
             auth: auth, logger: logger)
+        // Postgres is a daemon: stop it when this process ends, also by kill -9.
+        let watchdog = try postgres.stopWhenProcessExits(getpid())
         saved["SUNDIAL_NATS_URL"] = nats.url
         saved["SUNDIAL_DEV_NATS_PORT"] = String(nats.port)
-        try DevEnvironmentFile.write(saved)
+        try DevEnvironmentFile.write(saved, to: envFile)
+        let defaultEnvFile = DevEnvironmentFile.defaultURL.standardizedFileURL
+        let envHint = envFile.path == defaultEnvFile.path
+            ? "(the commands find this server through .sundial/dev.env)"
+            : "(first: export SUNDIAL_DEV_ENV=\(envFile.path))"
 
         print("""
             Sundial dev is starting.
               NATS:      \(nats.url)   (nats-server \(natsBinary.path))
               Postgres:  \(postgres.url)   (schema "sundial")
               Data:      \(root.path)
-            Try, in another shell (the commands find this server through .sundial/dev.env):
+            Try, in another shell \(envHint):
               swift run sundial timers create --tenant acme --in 10s --queue emails --payload 'hello'
               swift run sundial work tail --queue emails
             Ctrl-C stops Sundial, NATS and Postgres.
@@ -107,6 +121,7 @@ struct DevCommand: AsyncParsableCommand {
         demoTask?.cancel()
         await nats.stop()
         await postgres.stop()
+        watchdog.signal(SIGTERM)
         print("Sundial dev stopped.")
     }
 

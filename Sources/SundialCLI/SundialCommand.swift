@@ -105,10 +105,14 @@ enum CLILogger {
 
 /// `.sundial/dev.env`: KEY=VALUE lines written by `sundial dev` for the other commands.
 enum DevEnvironmentFile {
-    static var url: URL { URL(fileURLWithPath: ".sundial/dev.env") }
+    static let defaultURL = URL(fileURLWithPath: ".sundial/dev.env")
+    /// `$SUNDIAL_DEV_ENV` (a `sundial dev --data-dir` elsewhere prints it), else `.sundial/dev.env`.
+    static var url: URL {
+        ProcessInfo.processInfo.environment["SUNDIAL_DEV_ENV"].map { URL(fileURLWithPath: $0) } ?? defaultURL
+    }
 
-    static func read() -> [String: String] {
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [:] }
+    static func read(_ file: URL = url) -> [String: String] {
+        guard let text = try? String(contentsOf: file, encoding: .utf8) else { return [:] }
         var values: [String: String] = [:]
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1)
@@ -117,8 +121,9 @@ enum DevEnvironmentFile {
         return values
     }
 
-    static func write(_ values: [String: String]) throws {
+    static func write(_ values: [String: String], to file: URL) throws {
         let text = values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n") + "\n"
-        try text.write(to: url, atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try text.write(to: file, atomically: true, encoding: .utf8)
     }
 }

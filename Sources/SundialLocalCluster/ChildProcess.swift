@@ -13,12 +13,21 @@ import SundialThreads
 /// never ran), which hung `sundial dev` and the tests.
 public final class ChildProcess: Sendable {
     public let pid: pid_t
-    private let exitState = Mutex<ExitState>(ExitState())
+    private let exitState: ExitBox
     private let reaper: DedicatedThread
 
-    private struct ExitState {
+    struct ExitState {
         var status: Int32?
         var waiters: [CheckedContinuation<Int32, Never>] = []
+    }
+
+    final class ExitBox: Sendable {
+        let state = Mutex(ExitState())
+    }
+
+    /// Where `setpriv` is, for children that must die with us (util-linux; Debian has it).
+    static let setpriv: String? = ["/usr/bin/setpriv", "/bin/setpriv"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
     }
 
     /// Where the child's stdout and stderr go.
@@ -29,9 +38,12 @@ public final class ChildProcess: Sendable {
         case pipe(onOutput: @Sendable ([UInt8]) -> Void)
     }
 
+    /// `diesWithParent`: the child gets SIGTERM when this process dies, also by SIGKILL
+    /// (`setpriv --pdeathsig`; the kernel ties it to the spawning thread, so the child is
+    /// spawned from its reaper thread, which lives exactly as long as the child).
     public static func spawn(
         executable: String, arguments: [String], environment: [String: String]? = nil,
-        workingDirectory: String? = nil, output: Output
+        workingDirectory: String? = nil, output: Output, diesWithParent: Bool = false
     ) throws -> ChildProcess {
         var pipeFDs: [Int32] = [-1, -1]
         let redirect: Redirect
@@ -42,15 +54,46 @@ public final class ChildProcess: Sendable {
             guard pipe(&pipeFDs) == 0 else { throw ChildProcessError("pipe failed: errno \(errno)") }
             redirect = .descriptor(pipeFDs[1])
         }
+        var executable = executable
+        var arguments = arguments
+        if diesWithParent, let setpriv = Self.setpriv {
+            arguments = ["--pdeathsig", "TERM", "--", executable] + arguments
+            executable = setpriv
+        }
+        let box = ExitBox()
+        let reaper = DedicatedThread(name: "child-reaper")
+        let launched = LaunchHandOff()
+        let (exe, args, env, dir) = (executable, arguments, environment, workingDirectory)
+        _ = reaper.submit {
+            // Launch and reap on this one thread: it is the child's parent thread for the
+            // kernel's parent-death signal, and it stays until the child has exited.
+            let pid: pid_t
+            do {
+                pid = try launch(exe, args, env, dir, redirect)
+                launched.put(.success(pid))
+            } catch {
+                launched.put(.failure(error))
+                return
+            }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            let code = ChildProcess.exitCode(status)
+            let waiters = box.state.withLock { state in
+                state.status = code
+                defer { state.waiters.removeAll() }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume(returning: code) }
+        }
         let pid: pid_t
         do {
-            pid = try launch(executable, arguments, environment, workingDirectory, redirect)
+            pid = try launched.take()
         } catch {
+            reaper.shutdown()
             if case .pipe = output { close(pipeFDs[0]); close(pipeFDs[1]) }
             throw error
         }
-        let child = ChildProcess(pid: pid)
-        child.startReaping()
+        let child = ChildProcess(pid: pid, exitState: box, reaper: reaper)
         if case .pipe(let onOutput) = output {
             close(pipeFDs[1])
             let fd = pipeFDs[0]
@@ -153,35 +196,20 @@ public final class ChildProcess: Sendable {
         return pid
     }
 
-    private init(pid: pid_t) {
+    private init(pid: pid_t, exitState: ExitBox, reaper: DedicatedThread) {
         self.pid = pid
-        reaper = DedicatedThread(name: "reap-\(pid)")
-    }
-
-    /// Blocks the reaper thread in waitpid; the closure keeps `self` alive until the exit.
-    private func startReaping() {
-        let pid = self.pid
-        reaper.submit {
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            let code = ChildProcess.exitCode(status)
-            let waiters = self.exitState.withLock { state in
-                state.status = code
-                defer { state.waiters.removeAll() }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume(returning: code) }
-        }
+        self.exitState = exitState
+        self.reaper = reaper
     }
 
     deinit { reaper.shutdown() }
 
-    public var isRunning: Bool { exitState.withLock { $0.status == nil } }
+    public var isRunning: Bool { exitState.state.withLock { $0.status == nil } }
 
     /// The exit status (128 + signal when killed by one).
     public func waitForExit() async -> Int32 {
         await withCheckedContinuation { continuation in
-            let status: Int32? = exitState.withLock { state in
+            let status: Int32? = exitState.state.withLock { state in
                 if let status = state.status { return status }
                 state.waiters.append(continuation)
                 return nil
@@ -192,6 +220,23 @@ public final class ChildProcess: Sendable {
 
     public func signal(_ signal: Int32) {
         if isRunning { kill(pid, signal) }
+    }
+}
+
+/// The launch result, handed from the reaper thread to the spawning caller.
+private final class LaunchHandOff: Sendable {
+    private let result = Mutex<Result<pid_t, any Error>?>(nil)
+    private let ready = DispatchSemaphore(value: 0)
+
+    func put(_ value: Result<pid_t, any Error>) {
+        result.withLock { $0 = value }
+        ready.signal()
+    }
+
+    /// Waits for the launch (a posix_spawn: short).
+    func take() throws -> pid_t {
+        ready.wait()
+        return try result.withLock { $0! }.get()
     }
 }
 

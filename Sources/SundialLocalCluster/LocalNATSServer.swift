@@ -70,6 +70,20 @@ public final class LocalNATSServer: Sendable {
         process.withLock { $0?.signal(SIGTERM) }
     }
 
+    /// A nats-server still running on `storeDirectory` (started by an earlier `start`), if any.
+    public static func storeHolder(_ storeDirectory: URL) -> pid_t? {
+        runningHolder(storeDirectory.appendingPathComponent("nats-server.pid"))
+    }
+
+    /// The pid recorded for the store, if that process is alive and is a nats-server.
+    static func runningHolder(_ pidFile: URL) -> pid_t? {
+        guard let text = try? String(contentsOf: pidFile, encoding: .utf8),
+            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0, kill(pid, 0) == 0,
+            let commandLine = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))
+        else { return nil }
+        return String(decoding: commandLine, as: UTF8.self).contains("nats-server") ? pid : nil
+    }
+
     /// (Re)starts the process on the same port and store: schedules and streams persist.
     public func launch() async throws {
         let config = storeDirectory.appendingPathComponent("nats.conf")
@@ -90,10 +104,19 @@ public final class LocalNATSServer: Sendable {
         }
         try text.write(to: config, atomically: true, encoding: .utf8)
         let logFile = storeDirectory.appendingPathComponent("nats-server.log")
+        let pidFile = storeDirectory.appendingPathComponent("nats-server.pid")
+        // One server per store: two on the same JetStream directory corrupt each other.
+        let ours = process.withLock { $0?.isRunning == true ? $0?.pid : nil }
+        if let holder = Self.runningHolder(pidFile), holder != ours {
+            throw LocalClusterError.startFailed(
+                "another nats-server (pid \(holder)) is using the store \(storeDirectory.path); stop it first (kill \(holder))")
+        }
         let ready = ReadinessWatch(marker: "Server is ready", logFile: logFile)
+        // Dies with this process (SIGTERM), also when it is killed: never left running.
         let child = try ChildProcess.spawn(
             executable: binary.path, arguments: ["-c", config.path],
-            output: .pipe(onOutput: { ready.consume(Data($0)) }))
+            output: .pipe(onOutput: { ready.consume(Data($0)) }), diesWithParent: true)
+        try? "\(child.pid)\n".write(to: pidFile, atomically: true, encoding: .utf8)
         Task.detached {
             _ = await child.waitForExit()
             ready.processExited()

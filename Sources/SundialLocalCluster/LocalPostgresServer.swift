@@ -175,6 +175,20 @@ public final class LocalPostgresServer: Sendable {
         }
     }
 
+    /// Stops this server when process `owner` exits, however it exits (kill -9 included): a
+    /// small watchdog shell polls it every second, then runs `pg_ctl stop -m fast`. The
+    /// postmaster is a daemon that would otherwise outlive `sundial dev`.
+    public func stopWhenProcessExits(_ owner: pid_t) throws -> ChildProcess {
+        let (executable, arguments) = tools.commandLine(
+            "pg_ctl", ["stop", "-D", dataDirectory.path, "-m", "fast", "-w", "-t", "60"])
+        let stopCommand = ([executable.path] + arguments).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+            .joined(separator: " ")
+        let script = "while kill -0 \(owner) 2>/dev/null; do sleep 1; done; exec \(stopCommand) >/dev/null 2>&1"
+        return try ChildProcess.spawn(
+            executable: "/bin/sh", arguments: ["-c", script],
+            workingDirectory: dataDirectory.deletingLastPathComponent().path, output: .file("/dev/null"))
+    }
+
     /// Blocking `pg_ctl stop -m immediate`, for exit paths that cannot await (an `atexit`
     /// handler in tests). Blocks the calling thread; never call it from async code.
     public func stopBlocking() {
@@ -345,7 +359,7 @@ private struct Tools: Sendable {
     }
 
     /// The executable and arguments to launch `tool` as the right user.
-    private func commandLine(_ tool: String, _ arguments: [String]) -> (URL, [String]) {
+    func commandLine(_ tool: String, _ arguments: [String]) -> (URL, [String]) {
         let executable = bin.appendingPathComponent(tool)
         guard let owner = runAs else { return (executable, arguments) }
         return (owner.runuser, ["-u", owner.name, "--", executable.path] + arguments)
