@@ -35,7 +35,7 @@ public struct SundialJob: Sendable {
         firedAt = headers[SundialHeader.firedAt].flatMap(RFC3339.parse)
         dispatchedAt = headers[SundialHeader.dispatchedAt].flatMap(RFC3339.parse)
         payload = message.payload
-        deliveries = Int(message.metadata?.deliveries ?? 1)
+        deliveries = Int(clamping: message.metadata?.deliveries ?? 1)
     }
 
     /// Receive time minus due time: what the user experiences as lateness.
@@ -125,17 +125,19 @@ public final class SundialWorker: Sendable {
             var result = Sundial_V1_JobResult()
             result.tenant = job.tenant
             result.timerID = job.timerID
-            result.occurrence = UInt64(max(0, job.occurrence))
-            result.attempt = UInt32(max(1, job.attempt))
+            // Header values are whatever was on the message: convert with clamps, never trap.
+            result.occurrence = UInt64(clamping: max(0, job.occurrence))
+            result.attempt = UInt32(clamping: max(1, job.attempt))
             result.version = job.version
             result.success = error == nil
             result.error = error ?? ""
             result.finishedAt = Google_Protobuf_Timestamp(date: now)
             var headers = NATSHeaders()
-            headers[SundialHeader.natsMessageID] = "\(job.timerID):\(job.occurrence):\(job.attempt):result"
+            headers[SundialHeader.natsMessageID] = HeaderValue.sanitized(
+                "\(job.timerID):\(job.occurrence):\(job.attempt):result", maximumBytes: 256)
             messages.append(
                 NATSOutgoingMessage(
-                    subject: namespace.results(tenant: job.tenant.isEmpty ? "unknown" : job.tenant),
+                    subject: namespace.results(tenant: SubjectToken.isValidTenant(job.tenant) ? job.tenant : "unknown"),
                     headers: headers, payload: try result.serializedBytes()))
         }
         for result in await consumer.connection.jetStream.publish(batch: messages) {

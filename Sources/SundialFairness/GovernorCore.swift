@@ -144,11 +144,22 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         }
     }
 
+    /// Largest count one report line may carry for a tenant (a billion fires).
+    public static var maximumReportedCount: Int { 1_000_000_000 }
+    /// Largest due rate one dispatcher can report for a tenant (jobs/s): well above what one
+    /// instance dispatches, so only an implausible report is cut.
+    public static var maximumReportedRate: Double { 1_000_000 }
+
     public mutating func ingest(_ report: Report, now: C.Instant) {
         let seconds = max(report.interval.fairnessSeconds, 1e-3)
         var rates: [String: (due: Double, deferred: Int)] = [:]
+        // Reports cross a process boundary: counts are bounded so sums over dispatchers and
+        // tenants can never overflow (no dispatcher holds anywhere near this many).
         for line in report.tenants {
-            rates[line.tenant] = (Double(max(0, line.due)) / seconds, max(0, line.deferred))
+            rates[line.tenant] = (
+                min(Double(min(max(0, line.due), Self.maximumReportedCount)) / seconds, Self.maximumReportedRate),
+                min(max(0, line.deferred), Self.maximumReportedCount)
+            )
         }
         dispatchers[report.dispatcher] = DispatcherState(heardAt: now, rates: rates)
     }
@@ -179,7 +190,7 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         for state in dispatchers.values {
             for (tenant, r) in state.rates {
                 due[tenant, default: 0] += r.due
-                backlog[tenant, default: 0] += r.deferred
+                backlog[tenant] = min(backlog[tenant, default: 0] + r.deferred, Int.max / 2)
             }
         }
         // Smooth the due rate of every tenant we know or just heard of.
@@ -225,9 +236,16 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             plan.capacityEstimate = measured
             plan.workBacklog = Int(clamping: capacity.lastBacklog)
         } else {
-            // Capacity unknown: share "infinity" — tiers and demand are reported, nobody throttled.
+            // Capacity unknown: tiers and demand are reported, nobody is throttled — whatever
+            // the reported demand adds up to (reports cross a process boundary).
             let share = FairShare.allocate(capacity: c.policy.maxRate, demands: demands, weights: c.weights)
             plan = QuotaPlan.make(from: share, policy: c.policy, generation: generation, issuedAtMillis: issuedAtMillis)
+            let open = c.policy.quota(forRate: c.policy.maxRate)
+            for name in plan.tenants.keys {
+                plan.tenants[name]!.rate = open.rate
+                plan.tenants[name]!.burst = open.burst
+            }
+            for tier in Tier.allCases { plan.tierDefaults[tier] = open }
         }
         plan.dispatchers = max(1, liveDispatchers(now: now))
         plan.epoch = epoch

@@ -85,6 +85,18 @@ struct GovernorCoreTests {
         Core.Report(dispatcher: dispatcher, interval: .seconds(1), tenants: lines)
     }
 
+    @Test func extremeReportedCountsNeverOverflow() {
+        let clock = ManualClock()
+        var core = Core(configuration: .init(capacity: .init(fixed: 1000)))
+        for dispatcher in ["d1", "d2", "d3"] {
+            core.ingest(
+                Self.report(dispatcher, [Line(tenant: "x", due: Int.max, deferred: Int.max, dispatched: Int.max)]),
+                now: clock.now)
+        }
+        let plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 1)
+        #expect(plan.tenants["x"].map { $0.demand.isFinite && $0.rate.isFinite } == true)
+    }
+
     @Test func aWhaleIsThrottledToTheLeftoverAndSmallTenantsAreNot() {
         let clock = ManualClock()
         var core = Core(configuration: .init(capacity: .init(fixed: 1000)))

@@ -162,19 +162,6 @@ private struct FuzzOutcome: Sendable {
     }
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and reproducible across platforms.
-private struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// One request of the corpus: where it goes and its raw body.
 private struct FuzzCase: Sendable {
     var method: TimersMethod
@@ -289,31 +276,7 @@ private struct FuzzCase: Sendable {
     // MARK: mutations
 
     static func mutate(_ original: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
-        var bytes = original
-        for _ in 0..<Int.random(in: 1...4, using: &rng) {
-            switch Int.random(in: 0..<7, using: &rng) {
-            case 0 where !bytes.isEmpty:  // bit flip
-                let i = Int.random(in: 0..<bytes.count, using: &rng)
-                bytes[i] ^= UInt8(1) << UInt8.random(in: 0...7, using: &rng)
-            case 1 where !bytes.isEmpty:  // truncation
-                bytes.removeLast(Int.random(in: 1...bytes.count, using: &rng))
-            case 2:  // appended garbage
-                bytes += rng.bytes(count: rng.length(max: 64))
-            case 3 where !bytes.isEmpty:  // field-number / wire-type change of the first tag
-                let fieldNumber = UInt64.random(in: 1...40, using: &rng)
-                let wireType = rng.chance(0.7) ? UInt64(bytes[0] & 7) : UInt64.random(in: 0...7, using: &rng)
-                bytes.replaceSubrange(0..<1, with: varint(fieldNumber << 3 | wireType))
-            case 4 where !bytes.isEmpty:  // random byte overwritten
-                bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
-            case 5 where bytes.count > 2:  // a slice duplicated (repeated / merged fields)
-                let start = Int.random(in: 0..<bytes.count, using: &rng)
-                let end = Int.random(in: start...bytes.count, using: &rng)
-                bytes.insert(contentsOf: bytes[start..<end], at: Int.random(in: 0...bytes.count, using: &rng))
-            default:  // a length prefix made huge
-                bytes.insert(contentsOf: [0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F], at: 0)
-            }
-        }
-        return bytes
+        rng.mutate(original)
     }
 
     // MARK: hand-built wire bytes (what SwiftProtobuf would never encode)
@@ -493,35 +456,10 @@ private struct FuzzCase: Sendable {
 
     // MARK: wire helpers
 
-    static func varint(_ value: UInt64) -> [UInt8] {
-        var value = value
-        var bytes: [UInt8] = []
-        repeat {
-            var byte = UInt8(value & 0x7F)
-            value >>= 7
-            if value != 0 { byte |= 0x80 }
-            bytes.append(byte)
-        } while value != 0
-        return bytes
-    }
+    static func varint(_ value: UInt64) -> [UInt8] { ProtobufWire.varint(value) }
 
     /// A length-delimited field.
     static func field(_ number: UInt64, _ payload: [UInt8]) -> [UInt8] {
         varint(number << 3 | 2) + varint(UInt64(payload.count)) + payload
-    }
-}
-
-extension SplitMix64 {
-    mutating func chance(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &self) < p }
-
-    /// Mostly short, sometimes up to `max`.
-    mutating func length(max: Int) -> Int {
-        chance(0.7) ? Int.random(in: 0...min(64, max), using: &self) : Int.random(in: 0...max, using: &self)
-    }
-
-    mutating func bytes(count: Int) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: count)
-        for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: next()) }
-        return bytes
     }
 }
