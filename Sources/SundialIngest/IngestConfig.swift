@@ -25,6 +25,10 @@ public struct IngestConfig: Sendable {
     public var maxReplyBytes: Int = 900 * 1024
     /// Requests handled concurrently per endpoint per instance.
     public var maxConcurrentRequests: Int = 128
+    /// Every request is answered within this (503 "took longer; retry" past it), below the
+    /// client's usual 5 s timeout, so a stuck dependency never leaves a caller without an
+    /// answer. A Create answered 503 may still commit: retry it with the same idempotency key.
+    public var answerWithin: Duration = .seconds(4)
     /// Requests of one tenant that may wait per endpoint per instance; beyond, 429 at once.
     /// Waiting requests are served round-robin across tenants.
     public var maxQueuedPerTenant: Int = 2048
@@ -49,6 +53,7 @@ public struct IngestConfig: Sendable {
         guard maxReplyBytes >= maxPayloadBytes + 4096 else {
             throw .invalid("ingest.max_reply_bytes", "must exceed max_payload_bytes by at least 4 KiB")
         }
+        guard answerWithin >= .milliseconds(100) else { throw .invalid("ingest.answer_within", "must be at least 100ms") }
         guard maxQueuedPerTenant > 0 else { throw .invalid("ingest.max_queued_per_tenant", "must be positive") }
         guard maxActiveTimersPerTenant >= 0, maxPayloadBytesPerTenant >= 0 else {
             throw .invalid("ingest.tenant_limits", "must be ≥ 0 (0 = unlimited)")

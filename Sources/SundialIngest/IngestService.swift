@@ -39,22 +39,22 @@ public final class IngestService: Service, Sendable {
                 description: "Sundial Timers API: create, read, update, cancel, list timers and their history"),
             connection: connection,
             endpoints: [
-                Self.endpoint(.create, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant) { tenant, body throws(SundialError) in
+                Self.endpoint(.create, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant, deadline: handler.config.answerWithin) { tenant, body throws(SundialError) in
                     try await handler.create(tenant: tenant, body: body)
                 },
-                Self.endpoint(.get, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant) { tenant, body throws(SundialError) in
+                Self.endpoint(.get, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant, deadline: handler.config.answerWithin) { tenant, body throws(SundialError) in
                     try await handler.get(tenant: tenant, body: body)
                 },
-                Self.endpoint(.update, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant) { tenant, body throws(SundialError) in
+                Self.endpoint(.update, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant, deadline: handler.config.answerWithin) { tenant, body throws(SundialError) in
                     try await handler.update(tenant: tenant, body: body)
                 },
-                Self.endpoint(.cancel, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant) { tenant, body throws(SundialError) in
+                Self.endpoint(.cancel, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant, deadline: handler.config.answerWithin) { tenant, body throws(SundialError) in
                     try await handler.cancel(tenant: tenant, body: body)
                 },
-                Self.endpoint(.list, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant) { tenant, body throws(SundialError) in
+                Self.endpoint(.list, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant, deadline: handler.config.answerWithin) { tenant, body throws(SundialError) in
                     try await handler.list(tenant: tenant, body: body)
                 },
-                Self.endpoint(.history, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant) { tenant, body throws(SundialError) in
+                Self.endpoint(.history, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant, deadline: handler.config.answerWithin) { tenant, body throws(SundialError) in
                     try await handler.history(tenant: tenant, body: body)
                 },
             ],
@@ -67,7 +67,7 @@ public final class IngestService: Service, Sendable {
     /// Binds a typed handler to `sundial.v1.*.Timers.<method>`: the tenant comes from the
     /// subject; errors become micro error headers plus a Status body.
     static func endpoint<Reply: SwiftProtobuf.Message>(
-        _ method: TimersMethod, _ namespace: SundialNamespace, queuedPerTenant: Int,
+        _ method: TimersMethod, _ namespace: SundialNamespace, queuedPerTenant: Int, deadline: Duration,
         _ body: @escaping @Sendable (String, [UInt8]) async throws(SundialError) -> Reply
     ) -> MicroEndpoint {
         let share = MicroEndpoint.FairShare(
@@ -76,7 +76,13 @@ public final class IngestService: Service, Sendable {
                 .quotaExceeded,
                 "too many requests of this tenant are waiting at this instance (\(queuedPerTenant)); retry with backoff"
             ).microServiceError)
-        return MicroEndpoint(name: "Timers.\(method.rawValue)", subject: namespace.requestWildcard(method), share: share) {
+        let answerWithin = MicroEndpoint.Deadline(
+            after: deadline,
+            refusal: SundialError(.unavailable, "the request took longer than \(deadline); retry (with the same idempotency key for a Create)").microServiceError)
+        return MicroEndpoint(
+            name: "Timers.\(method.rawValue)", subject: namespace.requestWildcard(method), share: share,
+            deadline: answerWithin
+        ) {
             message throws(MicroServiceError) in
             guard let tenant = namespace.tenant(fromRequestSubject: message.subject) else {
                 throw SundialError.invalid("subject", "not a Timers request subject").microServiceError

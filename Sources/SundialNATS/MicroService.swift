@@ -37,6 +37,19 @@ public struct MicroEndpoint: Sendable {
     /// the subject), each queue bounded by `share.limit`, and served round-robin; a request
     /// beyond its partition's bound is answered at once with `share.refusal`.
     public var share: FairShare?
+    /// Answer with `deadline.refusal` when the handler has not finished within
+    /// `deadline.after`, so a caller never waits out its own timeout (the handler runs on and
+    /// its late reply is dropped).
+    public var deadline: Deadline?
+
+    public struct Deadline: Sendable {
+        public var after: Duration
+        public var refusal: MicroServiceError
+        public init(after: Duration, refusal: MicroServiceError) {
+            self.after = after
+            self.refusal = refusal
+        }
+    }
 
     public struct FairShare: Sendable {
         /// Requests one partition may have waiting (not yet handled) in this instance.
@@ -59,12 +72,14 @@ public struct MicroEndpoint: Sendable {
 
     public init(
         name: String, subject: String, queueGroup: String = "q", share: FairShare? = nil,
+        deadline: Deadline? = nil,
         handler: @escaping @Sendable (NATSMessage) async throws(MicroServiceError) -> MicroReply
     ) {
         self.name = name
         self.subject = subject
         self.queueGroup = queueGroup
         self.share = share
+        self.deadline = deadline
         self.handler = handler
     }
 }
@@ -224,7 +239,9 @@ public final class MicroService: Sendable {
         let reply: NATSOutgoingMessage?
         var failure: MicroServiceError?
         do {
-            let result = try await endpoint.handler(message)
+            let result = try await Self.withDeadline(endpoint.deadline) { () async throws(MicroServiceError) in
+                try await endpoint.handler(message)
+            }
             reply = message.replySubject.map {
                 NATSOutgoingMessage(subject: $0, headers: result.headers, payload: result.payload)
             }
@@ -252,6 +269,28 @@ public final class MicroService: Sendable {
                 try? await connection.publish(fallback)
             }
         }
+    }
+
+    /// Runs `body`, or gives up waiting for it after the deadline (it keeps running detached).
+    static func withDeadline(
+        _ deadline: MicroEndpoint.Deadline?, _ body: @escaping @Sendable () async throws(MicroServiceError) -> MicroReply
+    ) async throws(MicroServiceError) -> MicroReply {
+        guard let deadline else { return try await body() }
+        let outcome = AsyncStream<Result<MicroReply, MicroServiceError>>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let work = Task {
+            do throws(MicroServiceError) { outcome.continuation.yield(.success(try await body())) } catch {
+                outcome.continuation.yield(.failure(error))
+            }
+        }
+        let timer = Task {
+            try? await Task.sleep(for: deadline.after)
+            outcome.continuation.yield(.failure(deadline.refusal))
+        }
+        var iterator = outcome.stream.makeAsyncIterator()
+        let first = await iterator.next() ?? .failure(deadline.refusal)
+        timer.cancel()
+        _ = work  // not cancelled: a store call in progress finishes (and commits) on its own
+        return try first.get()
     }
 
     /// Error text often echoes the request: it is sanitised so it cannot break or bloat the

@@ -397,4 +397,55 @@ struct HostileInputIntegrationTests {
             #expect(small == ["ok": 10])
         }
     }
+
+    @Test("a request stuck on its dependency is answered 503 within the deadline; a retry with its key finds the timer")
+    func stuckRequestsAreAnswered() async throws {
+        var options = TestSystem.Options()
+        options.planner = false
+        options.dispatcher = false
+        options.ingestTuning = { $0.answerWithin = .milliseconds(300) }
+        try await withTestSystem("deadline", options) { system in
+            // Another session holds an exclusive lock on the timers table: creates block on it.
+            // (The pool's session runs on its own thread, so waiting there blocks nobody else.)
+            let locker = try await TestPostgres.pool(schema: system.schema, size: 1)
+            let locked = DispatchSemaphore(value: 0)
+            let release = DispatchSemaphore(value: 0)
+            let holder = Task {
+                try await locker.withSession { session in
+                    try session.execute("BEGIN")
+                    try session.execute("LOCK TABLE timers IN ACCESS EXCLUSIVE MODE")
+                    locked.signal()
+                    _ = release.wait(timeout: .now() + 20)
+                    try session.execute("ROLLBACK")
+                }
+            }
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                Thread.detachNewThread {
+                    _ = locked.wait(timeout: .now() + 20)
+                    done.resume()
+                }
+            }
+            let request = Sundial_V1_CreateTimerRequest.delay(.seconds(3600), queue: "q", payload: "p", key: "stuck-1")
+            let started = ContinuousClock.now
+            let reply = try await system.api.request(
+                subject: system.namespace.request(tenant: "acme", method: .create),
+                payload: try request.serializedBytes(), timeout: .seconds(10))
+            let waited = ContinuousClock.now - started
+            print("deadline: answered \(reply.headers[SundialHeader.serviceErrorCode] ?? "ok") after \(waited)")
+            #expect(reply.headers[SundialHeader.serviceErrorCode] == "503")
+            #expect(waited < .seconds(3))
+            release.signal()
+            try await holder.value
+            await locker.close()
+            // The blocked create went through once the lock was gone; a retry returns it.
+            try await eventually("the retry finds one timer") {
+                let retried = try await system.client(tenant: "acme").create(request)
+                return !retried.timer.id.isEmpty
+            }
+            let count = try await system.pool.withSession { session in
+                try session.execute("SELECT count(*)::int AS n FROM timers WHERE idempotency_key = 'stuck-1'")[0].int("n")
+            }
+            #expect(count == 1)
+        }
+    }
 }
