@@ -100,6 +100,8 @@ public struct ServiceEnvironment: Sendable {
         if let value = env["SUNDIAL_PLANNER_INSTANCE_ID"] { result.planner.instanceID = value }
         if let value = try duration("SUNDIAL_PLANNER_CLAIM_INTERVAL") { result.planner.claimInterval = value }
         if let value = try integer("SUNDIAL_PLANNER_CLAIM_BATCH") { result.planner.claimBatchSize = value }
+        if let value = try integer("SUNDIAL_PLANNER_CLAIM_BUDGET_BYTES") { result.planner.claimBudget.bytes = value }
+        if let value = try integer("SUNDIAL_PLANNER_CLAIM_BUDGET_RUNS") { result.planner.claimBudget.runs = value }
         if let value = try duration("SUNDIAL_PLANNER_LEASE_TTL") { result.planner.leaseTTL = value }
         if let value = try integer("SUNDIAL_PLANNER_MAX_SHARDS") { result.planner.maxShards = value }
         if let value = try duration("SUNDIAL_PLANNER_RESCUE_GRACE") { result.planner.rescueGrace = value }

@@ -49,6 +49,9 @@ public struct PlannerConfig: Sendable {
         guard (1...50_000).contains(claimBatchSize) else {
             throw .invalid("planner.claim_batch_size", "must be in 1…50000")
         }
+        guard claimBudget.bytes >= 1 << 20, claimBudget.runs >= 1 else {
+            throw .invalid("planner.claim_budget", "needs at least 1 MiB and 1 run")
+        }
         guard rescueGrace >= .seconds(1) else { throw .invalid("planner.rescue_grace", "must be at least 1s") }
     }
 }
@@ -64,6 +67,8 @@ public final class PlannerStats: Sendable {
     public let heldShards = Atomic<Int>(0)
     /// Claims that stopped early at the byte or run budget.
     public let claimsCutByBudget = Atomic<Int>(0)
+    /// Claims, republishes and rescues put off to the next tick by its time box.
+    public let actionsDeferred = Atomic<Int>(0)
 
     public init() {}
 
@@ -75,6 +80,7 @@ public final class PlannerStats: Sendable {
             "lease_acquisitions": leaseAcquisitions.load(ordering: .relaxed),
             "held_shards": heldShards.load(ordering: .relaxed),
             "claims_cut_by_budget": claimsCutByBudget.load(ordering: .relaxed),
+            "actions_deferred": actionsDeferred.load(ordering: .relaxed),
         ]
     }
 }
@@ -135,9 +141,24 @@ public final class PlannerService: Service, Sendable {
                 claimInterval: config.claimInterval, leaseTTL: config.leaseTTL,
                 acquireInterval: config.leaseTTL / 3, rescueInterval: config.rescueInterval,
                 maxShards: config.maxShards))
+        // Lease work first (the machine lists it first); claims, republishes and rescues stop
+        // once a tick has run for a sixth of the lease TTL and are taken up again by the next
+        // tick, so renewals are never starved however much is due.
+        let timeBox = config.leaseTTL / 6
         while !Task.isCancelled {
+            let tickStarted = clock.now
             for action in machine.tick(now: clock.now) {
-                await perform(action, &machine, clock)
+                let leaseWork: Bool
+                switch action {
+                case .acquire, .renew: leaseWork = true
+                case .claim, .republish, .rescue: leaseWork = false
+                }
+                if !leaseWork, tickStarted.duration(to: clock.now) >= timeBox {
+                    machine.deferred(action, now: clock.now)
+                    stats.actionsDeferred.add(1, ordering: .relaxed)
+                } else {
+                    await perform(action, &machine, clock)
+                }
             }
             stats.heldShards.store(machine.heldShards.count, ordering: .relaxed)
             try? await Task.sleep(until: machine.nextDeadline(after: clock.now), clock: clock)

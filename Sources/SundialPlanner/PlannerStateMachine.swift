@@ -54,6 +54,9 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
     private var nextAcquire: C.Instant?
     private var acquireInFlight = false
     private var renewInFlight = false
+    /// The shard claimed last: the next tick's claims start after it, so when a tick's work is
+    /// cut short (see `deferred`) every shard gets its turn.
+    private var lastClaimedShard = -1
 
     public init(timing: Timing) {
         self.timing = timing
@@ -82,7 +85,9 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
             renewInFlight = true
             actions.append(.renew(toRenew.sorted { $0.shard < $1.shard }))
         }
-        for shard in held.keys.sorted() {
+        let shards = held.keys.sorted()
+        let rotated = shards.filter { $0 > lastClaimedShard } + shards.filter { $0 <= lastClaimedShard }
+        for shard in rotated {
             guard var entry = held[shard] else { continue }
             if entry.republishPending {
                 entry.republishPending = false
@@ -128,6 +133,25 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
         }
     }
 
+    /// The service did not get to `action` in this tick (its time box ran out, so that lease
+    /// renewals are never starved by long claims): it is due again at once.
+    public mutating func deferred(_ action: Action, now: C.Instant) {
+        switch action {
+        case .claim(let lease):
+            held[lease.shard]?.claimInFlight = false
+            held[lease.shard]?.nextClaim = now
+        case .republish(let lease):
+            held[lease.shard]?.republishPending = true
+        case .rescue(let lease):
+            held[lease.shard]?.nextRescue = now
+        case .acquire:
+            acquireInFlight = false
+            nextAcquire = now
+        case .renew:
+            renewInFlight = false
+        }
+    }
+
     /// The database could not be reached; keep the leases until their local trust runs out.
     public mutating func renewFailed() {
         renewInFlight = false
@@ -135,6 +159,7 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
 
     /// A claim finished. A full batch means more are due: claim again at once.
     public mutating func claimed(shard: Int, count: Int, batchSize: Int, now: C.Instant) {
+        lastClaimedShard = shard
         guard var entry = held[shard] else { return }
         entry.claimInFlight = false
         entry.nextClaim = count >= batchSize ? now : now.advanced(by: timing.claimInterval)

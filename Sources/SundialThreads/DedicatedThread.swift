@@ -92,6 +92,7 @@ final class JobQueue: @unchecked Sendable {
     private var jobs: [@Sendable () -> Void] = []
     private var head = 0
     private var closed = false
+    private static let finished: @Sendable () -> Void = {}
 
     func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
         condition.lock()
@@ -119,6 +120,9 @@ final class JobQueue: @unchecked Sendable {
                 return
             }
             let job = jobs[head]
+            // Drop the queue's reference now: a run job must not keep what it captured (a
+            // publish round holds its whole batch, payloads included) until compaction.
+            jobs[head] = JobQueue.finished
             head += 1
             if head > 1024 && head * 2 > jobs.count {
                 jobs.removeFirst(head)

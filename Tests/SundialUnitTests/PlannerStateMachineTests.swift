@@ -134,6 +134,23 @@ struct PlannerStateMachineTests {
         #expect(machine.heldShards.isEmpty)
     }
 
+    @Test("work the service put off (its time box ran out) is due again at once; claims rotate so every shard gets a turn")
+    func deferredWorkAndRotation() {
+        let clock = ManualClock()
+        var machine = PlannerStateMachine<ManualClock>(timing: timing)
+        _ = machine.tick(now: clock.now)
+        machine.acquired([lease(1), lease(2), lease(3)], now: clock.now)
+        let first = machine.tick(now: clock.now)
+        #expect(first.filter { if case .claim = $0 { true } else { false } } == [.claim(lease(1)), .claim(lease(2)), .claim(lease(3))])
+        // Only shard 1 was claimed (a full batch); the rest was put off, republishes included.
+        machine.claimed(shard: 1, count: 5000, batchSize: 5000, now: clock.now)
+        for action in first where action != .claim(lease(1)) { machine.deferred(action, now: clock.now) }
+        let second = machine.tick(now: clock.now)
+        // Shards after the last claimed one come first; nothing is lost.
+        #expect(second.filter { if case .claim = $0 { true } else { false } } == [.claim(lease(2)), .claim(lease(3)), .claim(lease(1))])
+        #expect(second.contains(.republish(lease(2))) && second.contains(.republish(lease(3))))
+    }
+
     @Test("the next deadline is never later than the next claim and never earlier than now")
     func nextDeadline() {
         let clock = ManualClock()
