@@ -21,6 +21,8 @@ struct PlannerLoadBench: AsyncParsableCommand {
     @Option(help: "Window (seconds) the timers are due in.") var window: Int = 60
     @Option(help: "Planner claim budget in payload bytes (default: the service default).") var budgetBytes: Int?
     @Option(help: "Data folder (wiped).") var data: String = ".sundial/bench-planner"
+    @Option(help: "Another build's sundial executable to run the planner (a before/after comparison).")
+    var plannerBinary: String?
 
     func run() async throws {
         guard (1...5_000_000).contains(timers), (0...(1 << 20)).contains(payloadBytes) else {
@@ -68,7 +70,7 @@ struct PlannerLoadBench: AsyncParsableCommand {
         env["SUNDIAL_POSTGRES_SCHEMA"] = "sundial"
         env["SUNDIAL_LOG_LEVEL"] = env["SUNDIAL_LOG_LEVEL"] ?? "warning"
         if let budgetBytes { env["SUNDIAL_PLANNER_CLAIM_BUDGET_BYTES"] = String(budgetBytes) }
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        let executable = plannerBinary ?? URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
         let log = root.appendingPathComponent("planner.log").path
         let loadStarted = Date()
         let planner = try ChildProcess.spawn(
