@@ -91,9 +91,8 @@ public final class DispatcherStats: Sendable {
 
     /// Rarer events, counted by name.
     public enum Event: String, Sendable, CaseIterable {
-        /// A result or fire kept on the poison subject after repeated failures to apply it.
+        /// A result kept on the poison subject after repeated failures to apply it.
         case resultPoisoned = "results_poisoned"
-        case firePoisoned = "fires_poisoned"
         /// A result's `finished_at` was missing or beyond the accepted clock skew.
         case resultFinishedAtReplaced = "results_finished_at_replaced"
         /// Fires dropped because the claim matched a newer version of the same run.
