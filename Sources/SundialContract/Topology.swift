@@ -115,6 +115,9 @@ public enum SundialTopology {
     public static func resultsConsumer(_ namespace: SundialNamespace) -> JetStreamConsumerConfig {
         var config = JetStreamConsumerConfig(durableName: namespace.resultsDurable, filterSubjects: [namespace.resultsWildcard])
         config.ackWait = .seconds(30)
+        // A backstop only: the results pipeline poisons a result that keeps failing after a
+        // few deliveries, and waits out a Postgres outage with 2 s naks (≈ 55 h to this bound).
+        config.maxDeliver = Self.maximumDeliveries
         config.description = "Sundial dispatchers: executor results → runs, retries, dead letters"
         return config
     }
@@ -128,10 +131,16 @@ public enum SundialTopology {
         var config = JetStreamConsumerConfig(
             durableName: namespace.dispatcherDurable, filterSubjects: [namespace.firedWildcard])
         config.ackWait = .seconds(30)
+        // A backstop only: deferrals and full queues are redeliveries by design, so the bound is
+        // far beyond any wait; a fire past it stays armed in Postgres and is rescued.
+        config.maxDeliver = Self.maximumDeliveries
         config.maxAckPending = maxAckPending
         config.description = "Sundial dispatchers: fired timers → work stream"
         return config
     }
+
+    /// `max_deliver` of the services' consumers (see each consumer for why so high).
+    public static let maximumDeliveries = 100_000
 
     /// Creates or updates the streams and the dispatchers' consumers.
     public static func ensure(

@@ -118,11 +118,13 @@ struct HostileInputIntegrationTests {
         }
     }
 
-    @Test("an acknowledged payload update is what runs, with both fires in one batch or in two", arguments: [250, 1])
-    func updateAfterFireRunsNewPayload(fetchBatch: Int) async throws {
+    @Test(
+        "an acknowledged update (payload only, or a new schedule) is what runs, with both fires in one batch or in two",
+        arguments: [(250, false), (1, false), (250, true), (1, true)])
+    func updateAfterFireRunsNewPayload(fetchBatch: Int, newSchedule: Bool) async throws {
         var options = TestSystem.Options()
         options.dispatcher = false
-        try await withTestSystem("stale-\(fetchBatch)", options) { system in
+        try await withTestSystem("stale-\(fetchBatch)-\(newSchedule)", options) { system in
             let client = system.client(tenant: "acme")
             let worker = try await system.worker(queue: "stale")
             let created = try await client.create(.delay(.milliseconds(200), queue: "stale", payload: "old"))
@@ -133,6 +135,7 @@ struct HostileInputIntegrationTests {
             update.timerID = created.timer.id
             update.updatePayload = true
             update.payload = Data("new".utf8)
+            if newSchedule { update.schedule.delay.duration = .init(seconds: 0, nanos: 300_000_000) }
             let updated = try await client.update(update)
             #expect(updated.version > created.timer.version)
             try await eventually("new version fired") { try await Self.firesPending(system) == 2 }
