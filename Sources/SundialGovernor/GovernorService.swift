@@ -72,6 +72,8 @@ public struct GovernorSnapshot: Sendable {
     public var planTenantsDropped = 0
     /// Demand-report lines whose tenant is not a valid tenant name (ignored).
     public var reportLinesRejected = 0
+    /// Queues holding jobs that no live executor takes (not counted as saturation), and how many.
+    public var queuesWithoutExecutors: [String: UInt64] = [:]
 }
 
 /// The Fairness-Governor: gathers demand reports from the Dispatchers and samples the work stream,
@@ -84,6 +86,7 @@ public final class GovernorService: Service, Sendable {
     let tenants: TenantStore
     let logger: Logger
     private let core: Mutex<GovernorCore<ContinuousClock>>
+    private let workQueues = Mutex(WorkQueueSampler<ContinuousClock>())
     private let state = Mutex(GovernorSnapshot())
 
     public init(config: GovernorConfig, connection: NATSConnection, tenants: TenantStore, logger: Logger) throws {
@@ -191,22 +194,35 @@ public final class GovernorService: Service, Sendable {
         logger.info("resuming after quota plan generation \(plan.generation)")
     }
 
+    /// Samples the executors' consumers of the work stream. Only queues with live executors
+    /// count toward the backlog the capacity is judged by: jobs of a queue nobody takes (no
+    /// consumer, or its executors gone) are not saturation (`WorkQueueSampler`).
     private func sampleWork() async {
-        guard let info = try? await connection.streamInfo(config.namespace.workStream),
-            let streamState = info["state"] as? [String: Any],
-            let messages = (streamState["messages"] as? NSNumber)?.uint64Value,
-            let last = (streamState["last_seq"] as? NSNumber)?.uint64Value
-        else { return }
-        let consumed = last >= messages ? last - messages : 0
+        guard let listed = try? await connection.consumers(of: config.namespace.workStream) else { return }
+        let prefix = config.namespace.work(queue: "")
+        let consumers = listed.compactMap { info -> WorkQueueSampler<ContinuousClock>.Consumer? in
+            guard let name = info["name"] as? String, let consumerConfig = info["config"] as? [String: Any] else { return nil }
+            let filter = consumerConfig["filter_subject"] as? String
+                ?? (consumerConfig["filter_subjects"] as? [String])?.first ?? ""
+            func number(_ value: Any?) -> UInt64 { (value as? NSNumber)?.uint64Value ?? 0 }
+            return .init(
+                name: name, queue: filter.hasPrefix(prefix) ? String(filter.dropFirst(prefix.count)) : filter,
+                pending: number(info["num_pending"]), ackPending: number(info["num_ack_pending"]),
+                waiting: number(info["num_waiting"]),
+                ackFloor: number((info["ack_floor"] as? [String: Any])?["consumer_seq"]))
+        }
+        let now = ContinuousClock.now
+        let sample = workQueues.withLock { $0.observe(consumers, now: now) }
         let estimator = core.withLock { core -> CapacityEstimator<ContinuousClock> in
-            core.observeWork(consumedTotal: consumed, backlog: messages, now: .now)
+            core.observeWork(consumedTotal: sample.consumedTotal, backlog: sample.backlog, now: now)
             return core.capacity
         }
         state.withLock {
             $0.capacityEstimate = estimator.estimate
             $0.consumptionRate = estimator.consumptionRate
             $0.saturated = estimator.saturated
-            $0.workBacklog = messages
+            $0.workBacklog = sample.backlog
+            $0.queuesWithoutExecutors = sample.deadQueues
         }
     }
 
@@ -268,6 +284,7 @@ public final class GovernorService: Service, Sendable {
             "leader": s.leader, "leader_id": s.leaderID ?? "", "reports_received": s.reportsReceived,
             "reports_rejected": s.reportsRejected, "publish_failures": s.publishFailures,
             "plan_tenants_dropped": s.planTenantsDropped, "report_lines_rejected": s.reportLinesRejected,
+            "queues_without_executors": s.queuesWithoutExecutors,
             "capacity_estimate": s.capacityEstimate ?? 0, "capacity_known": s.capacityEstimate != nil,
             "work_consumption_rate": s.consumptionRate, "work_saturated": s.saturated, "work_backlog": s.workBacklog,
         ]

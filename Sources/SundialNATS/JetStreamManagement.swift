@@ -154,6 +154,19 @@ extension NATSConnection {
             json: ["stream_name": stream, "config": config.json])
     }
 
+    /// Every consumer of `stream` (`CONSUMER.LIST`, all pages; at most `limit` consumers).
+    public func consumers(of stream: String, limit: Int = 10_000) async throws -> [[String: Any]] {
+        var all: [[String: Any]] = []
+        while all.count < limit {
+            let page = try await jetStreamAPI("CONSUMER.LIST.\(stream)", json: ["offset": all.count])
+            let consumers = page["consumers"] as? [[String: Any]] ?? []
+            all += consumers
+            let total = (page["total"] as? NSNumber)?.intValue ?? 0
+            if consumers.isEmpty || all.count >= total { break }
+        }
+        return all
+    }
+
     public func consumerInfo(stream: String, durable: String) async throws -> [String: Any] {
         try await jetStreamAPI("CONSUMER.INFO.\(stream).\(durable)")
     }
