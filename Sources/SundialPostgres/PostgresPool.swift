@@ -7,6 +7,11 @@ import Synchronization
 /// back. A connection that broke reconnects at the start of its next session, so after a
 /// Postgres restart each call that was already in flight fails with
 /// `PostgresError(kind: .connection)` and later calls succeed without intervention.
+///
+/// Fail fast: after a connection failure the pool counts the database as down. Until a
+/// session succeeds again, one call per `probeInterval` goes through as a probe and every
+/// other call fails at once with `PostgresError(kind: .connection)` (callers answer 503)
+/// instead of waiting out a connect timeout; the first success ends the outage.
 public final class PostgresPool: Sendable {
     public let configuration: PostgresConfiguration
     public let size: Int
@@ -26,12 +31,24 @@ public final class PostgresPool: Sendable {
         var waiters: [Waiter] = []
         var nextWaiterID: UInt64 = 0
         var closed = false
+        /// Set while the database is considered down: when the last probe was let through.
+        var downSince: ContinuousClock.Instant?
+        var lastProbe: ContinuousClock.Instant?
     }
 
-    public init(configuration: PostgresConfiguration, size: Int, logger: Logger) {
+    /// While down, how often one call is let through to find out whether it is back.
+    public let probeInterval: Duration
+
+    /// True while the pool considers the database unreachable (calls fail fast).
+    public var isDown: Bool { state.withLock { $0.downSince != nil } }
+
+    public init(
+        configuration: PostgresConfiguration, size: Int, logger: Logger, probeInterval: Duration = .milliseconds(250)
+    ) {
         precondition(size > 0, "PostgresPool size must be positive")
         self.configuration = configuration
         self.size = size
+        self.probeInterval = probeInterval
         var logger = logger
         logger[metadataKey: "pg.pool"] = "\(configuration.host):\(configuration.port)/\(configuration.database)"
         self.logger = logger
@@ -42,9 +59,55 @@ public final class PostgresPool: Sendable {
     public func withSession<T: Sendable>(_ body: @escaping @Sendable (PostgresSession) throws -> T)
         async throws -> T
     {
+        try admitDuringOutage()
         let connection = try await acquire()
         defer { release(connection) }
-        return try await connection.withSession(body)
+        do {
+            let result = try await connection.withSession(body)
+            recordSuccess()
+            return result
+        } catch let error as PostgresError where error.isConnectionFailure {
+            recordFailure(error)
+            throw error
+        } catch let error as PostgresError {
+            // The server answered (a query error): it is up.
+            recordSuccess()
+            throw error
+        }
+    }
+
+    // MARK: Outage
+
+    private func admitDuringOutage() throws {
+        let now = ContinuousClock.now
+        let admitted = state.withLock { state -> Bool in
+            guard state.downSince != nil else { return true }
+            if let last = state.lastProbe, last.duration(to: now) < probeInterval { return false }
+            state.lastProbe = now
+            return true
+        }
+        if !admitted {
+            throw PostgresError(kind: .connection, message: "database unavailable (failing fast until it answers again)")
+        }
+    }
+
+    private func recordFailure(_ error: PostgresError) {
+        let now = ContinuousClock.now
+        let began = state.withLock { state -> Bool in
+            defer { state.lastProbe = now }
+            if state.downSince != nil { return false }
+            state.downSince = now
+            return true
+        }
+        if began { logger.warning("database unreachable, failing fast until it answers: \(error)") }
+    }
+
+    private func recordSuccess() {
+        let ended = state.withLock { state -> ContinuousClock.Instant? in
+            defer { state.downSince = nil }
+            return state.downSince
+        }
+        if let ended { logger.notice("database reachable again after \(ended.duration(to: .now))") }
     }
 
     /// `withSession` + `PostgresSession.transaction`: COMMIT on return, ROLLBACK on throw.

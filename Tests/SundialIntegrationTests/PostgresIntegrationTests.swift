@@ -7,6 +7,57 @@ import Testing
 
 @Suite("Integration: Postgres")
 struct PostgresIntegrationTests {
+    @Test("a database that hangs: after one connect timeout the pool fails calls at once, probing now and then")
+    func poolFailsFastWhileDown() async throws {
+        // A listener that accepts TCP connections (the kernel's backlog) but never answers,
+        // like a Postgres behind a dead network path: libpq waits out connect_timeout.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(listener >= 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0 && listen(listener, 64) == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let pool = PostgresPool(
+            configuration: PostgresConfiguration(port: port, connectTimeout: .seconds(2)), size: 4, logger: TestPostgres.logger,
+            probeInterval: .seconds(1))
+        defer { Task { await pool.close() } }
+
+        func attempt() async -> (Duration, PostgresError?) {
+            let started = ContinuousClock.now
+            do {
+                try await pool.withSession { session in try session.execute("SELECT 1") }
+                return (ContinuousClock.now - started, nil)
+            } catch {
+                return (ContinuousClock.now - started, error as? PostgresError)
+            }
+        }
+        let (first, firstError) = await attempt()
+        #expect(firstError?.isConnectionFailure == true)
+        #expect(first >= .milliseconds(1500))
+        #expect(pool.isDown)
+        // While down: at once, with a connection error (callers answer 503).
+        for _ in 0..<20 {
+            let (waited, error) = await attempt()
+            #expect(error?.isConnectionFailure == true)
+            #expect(waited < .milliseconds(200))
+        }
+        // After the probe interval one call goes through to find out (and waits again).
+        try await Task.sleep(for: .milliseconds(1100))
+        let (probe, _) = await attempt()
+        #expect(probe >= .milliseconds(1500))
+        print("pool fail-fast: first call \(first), calls while down < 200 ms, probe \(probe)")
+    }
+
     struct Boom: Error {}
 
     // MARK: Values

@@ -37,8 +37,9 @@ enum TestPostgres {
     }
 
     /// A pool whose connections use `schema` as search path; the schema is created.
-    static func pool(schema: String, size: Int = 4) async throws -> PostgresPool {
-        let server = try await server()
+    static func pool(schema: String, size: Int = 4, server given: LocalPostgresServer? = nil) async throws -> PostgresPool {
+        let server: LocalPostgresServer
+        if let given { server = given } else { server = try await self.server() }
         var configuration = server.configuration
         configuration.searchPath = schema
         configuration.applicationName = "sundial-tests"
@@ -55,6 +56,11 @@ enum TestPostgres {
             .appendingPathComponent("sundial-\(prefix)-\(UUID().uuidString.prefix(8).lowercased())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         return directory
+    }
+
+    /// A server of the test's own (for tests that stop and restart it), stopped at exit.
+    static func privateServer() async throws -> LocalPostgresServer {
+        try await startServer()
     }
 
     private static func startServer() async throws -> LocalPostgresServer {

@@ -49,6 +49,8 @@ final class TestSystem: Sendable {
         /// The dispatcher enforces quotas (false: plain FIFO).
         var fairness = true
         var streamLimits = StreamLimits()
+        /// A Postgres of the test's own (for tests that stop it); nil: the shared one.
+        var postgres: LocalPostgresServer? = nil
         /// Applied to the in-process Ingest's config.
         var ingestTuning: @Sendable (inout IngestConfig) -> Void = { _ in }
     }
@@ -74,7 +76,7 @@ final class TestSystem: Sendable {
         let schema = TestPostgres.freshSchema(name)
         let nats: LocalNATSServer
         if let given = options.nats { nats = given } else { nats = try await TestNATS.server() }
-        let pool = try await TestPostgres.pool(schema: schema, size: 6)
+        let pool = try await TestPostgres.pool(schema: schema, size: 6, server: options.postgres)
         try await SundialDatabase.migrate(pool, schema: schema)
         let api = try await TestNATS.connect(
             nats, name: "\(name)-api", user: options.natsUser, password: options.natsPassword)
