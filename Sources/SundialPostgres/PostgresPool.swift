@@ -36,7 +36,8 @@ public final class PostgresPool: Sendable {
         var lastProbe: ContinuousClock.Instant?
     }
 
-    /// While down, how often one call is let through to find out whether it is back.
+    /// While down, how often one call is let through to find out whether it is back
+    /// (`.zero`: every call tries, i.e. no failing fast).
     public let probeInterval: Duration
 
     /// True while the pool considers the database unreachable (calls fail fast).
@@ -66,7 +67,8 @@ public final class PostgresPool: Sendable {
             let result = try await connection.withSession(body)
             recordSuccess()
             return result
-        } catch let error as PostgresError where error.isConnectionFailure {
+        } catch let error as PostgresError where error.kind == .connection {
+            // The connection itself failed (not a statement that raised a class-08 SQLSTATE).
             recordFailure(error)
             throw error
         } catch let error as PostgresError {

@@ -658,7 +658,8 @@ struct PostgresIntegrationTests {
         let server = try await LocalPostgresServer.start(
             dataDirectory: dataDirectory, port: nil, fsync: false, logger: TestPostgres.logger)
         TestPostgres.registerForExit(server, root: root)
-        let pool = PostgresPool(configuration: server.configuration, size: 1, logger: TestPostgres.logger)
+        // Every call tries the server (no failing fast): this test is about reconnecting.
+        let pool = PostgresPool(configuration: server.configuration, size: 1, logger: TestPostgres.logger, probeInterval: .zero)
         let bootTime = try await postmasterStart(pool)
 
         // Starting again while it runs reuses it: same port, no restart.
