@@ -152,6 +152,8 @@ public final class DispatcherService: Service, Sendable {
     public let stats = DispatcherStats()
     /// Quota enforcement state; shared by the pipelines, held only for in-memory decisions.
     let gate: Mutex<FairnessGate<ContinuousClock>>
+    /// Failures (not outages) applying a result, by results-stream sequence: poison after a few.
+    let resultFailures = Mutex([UInt64: Int]())
     let connection: NATSConnection
     let timers: TimerStore
     let logger: Logger
@@ -437,7 +439,7 @@ public final class DispatcherService: Service, Sendable {
         let results = await connection.jetStream.publish(batch: live.map { job(for: $0, dispatchedAt: now) })
         var forwarded: [Fire] = []
         var failed: [JetStreamMessage] = []
-        var queueFull: [JetStreamMessage] = []
+        var queueFull: [Fire] = []
         var fullQueues = Set<String>()
         for (fire, result) in zip(live, results) {
             switch result {
@@ -445,7 +447,7 @@ public final class DispatcherService: Service, Sendable {
             case .failure(let error) where error.isStreamLimitReached:
                 // Its queue is at its backlog bound: the fire waits here (the run stays
                 // claimed, `dispatching`, and is claimed again when it returns).
-                queueFull.append(fire.message)
+                queueFull.append(fire)
                 fullQueues.insert(fire.envelope.queue)
             case .failure(let error):
                 logger.warning("forward of timer \(fire.envelope.timerID) failed: \(error)")
@@ -455,7 +457,14 @@ public final class DispatcherService: Service, Sendable {
         if !queueFull.isEmpty {
             stats.count(.queueFullDeferred, queueFull.count)
             logger.notice("\(queueFull.count) fires wait: queue backlog at its bound (\(fullQueues.sorted().prefix(5)))")
-            try? await consumer.nak(queueFull, delay: config.queueFullDelay)
+            // Back to armed while they wait, so a cancel or update still wins meanwhile.
+            do {
+                try await timers.releaseClaims(
+                    queueFull.map(\.key), until: now.addingTimeInterval(config.queueFullDelay.seconds + 30))
+            } catch {
+                logger.warning("handing back \(queueFull.count) claims failed (they stay claimed until they return): \(error)")
+            }
+            try? await consumer.nak(queueFull.map(\.message), delay: config.queueFullDelay)
         }
         do {
             try await timers.markDispatched(forwarded.map(\.key), at: now)

@@ -90,11 +90,22 @@ extension DispatcherService {
     private func resultNotApplied(_ message: JetStreamMessage, _ error: any Error, _ consumer: JetStreamPullConsumer)
         async
     {
-        let deliveries = message.metadata?.deliveries ?? 1
-        if let pg = error as? PostgresError, pg.isConnectionFailure {
+        // Transient: the database away or shutting down, a deadlock or serialization failure.
+        // Those naks do not count toward poisoning (JetStream's delivery count would include
+        // an outage's redeliveries), so failures are counted here, per stream sequence.
+        if let pg = error as? PostgresError, pg.isConnectionFailure || pg.isSerializationFailure || pg.kind == .closed {
             logger.warning("applying a result on \(message.subject) failed; redelivering: \(error)")
             try? await consumer.nak(message, delay: config.retryDelay)
-        } else if deliveries >= UInt64(config.poisonAfterDeliveries) {
+            return
+        }
+        let sequence = message.metadata?.streamSequence ?? 0
+        let deliveries = UInt64(resultFailures.withLock { failures -> Int in
+            if failures.count > 10_000 { failures.removeAll() }  // bounded; a lost count only delays poisoning
+            failures[sequence, default: 0] += 1
+            return failures[sequence]!
+        })
+        if deliveries >= UInt64(config.poisonAfterDeliveries) {
+            resultFailures.withLock { _ = $0.removeValue(forKey: sequence) }
             stats.count(.resultPoisoned)
             logger.error("a result on \(message.subject) failed \(deliveries) times; poisoned: \(error)")
             await poison(message, reason: "could not be applied after \(deliveries) deliveries: \(error)", consumer)

@@ -195,33 +195,38 @@ public final class MicroService: Sendable {
         // Requests wait in one queue per partition (tenant), each bounded; free slots take
         // them round-robin, so one tenant's backlog never sits in front of another's request.
         // The reader never waits for a slot: a tenant over its bound is answered at once.
-        let waiting = WaitingRoom(FairRequestQueues<NATSMessage>(perPartition: share.limit, total: share.totalLimit))
+        // Each request carries its arrival time: the deadline counts from there, so time in
+        // line is part of it.
+        let waiting = WaitingRoom(FairRequestQueues(perPartition: share.limit, total: share.totalLimit))
         let (tokens, token) = AsyncStream<Void>.makeStream()
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await message in subscription {
-                    if waiting.queues.withLock({ $0.enqueue(message, partition: share.partition(message) ?? "") }) {
-                        token.yield()
-                    } else {
-                        await self.refuse(endpoint, message, share.refusal)
-                    }
-                }
-                token.finish()
-            }
+        let slots = maxConcurrentRequests
+        // The workers run unstructured: shutdown (cancellation) ends the reader, whose end
+        // finishes the token stream, and the workers then answer everything already queued.
+        let workers = Task {
             await withTaskGroup(of: Void.self) { workers in
                 var inFlight = 0
                 // One token per queued request, so every queued request is taken exactly once.
                 for await _ in tokens {
-                    if inFlight >= maxConcurrentRequests {
+                    if inFlight >= slots {
                         await workers.next()
                         inFlight -= 1
                     }
-                    guard let message = waiting.queues.withLock({ $0.dequeue() }) else { continue }
+                    guard let (message, arrived) = waiting.queues.withLock({ $0.dequeue() }) else { continue }
                     inFlight += 1
-                    workers.addTask { await self.handle(endpoint, message) }
+                    workers.addTask { await self.handle(endpoint, message, arrived: arrived) }
                 }
             }
         }
+        for await message in subscription {
+            let arrived = ContinuousClock.now
+            if waiting.queues.withLock({ $0.enqueue((message, arrived), partition: share.partition(message) ?? "") }) {
+                token.yield()
+            } else {
+                await refuse(endpoint, message, share.refusal)
+            }
+        }
+        token.finish()
+        await workers.value
     }
 
     private func refuse(_ endpoint: MicroEndpoint, _ message: NATSMessage, _ error: MicroServiceError) async {
@@ -234,13 +239,14 @@ public final class MicroService: Sendable {
         try? await connection.publish(Self.errorReply(to: replySubject, error))
     }
 
-    private func handle(_ endpoint: MicroEndpoint, _ message: NATSMessage) async {
+    private func handle(_ endpoint: MicroEndpoint, _ message: NATSMessage, arrived: ContinuousClock.Instant = .now) async {
         let start = ContinuousClock.now
         let reply: NATSOutgoingMessage?
         var failure: MicroServiceError?
+        var unfinished: Task<Result<MicroReply, MicroServiceError>, Never>?
         do {
-            let result = try await Self.withDeadline(endpoint.deadline) { () async throws(MicroServiceError) in
-                try await endpoint.handler(message)
+            let result = try await Self.withDeadline(endpoint.deadline, arrived: arrived, unfinished: &unfinished) {
+                () async throws(MicroServiceError) in try await endpoint.handler(message)
             }
             reply = message.replySubject.map {
                 NATSOutgoingMessage(subject: $0, headers: result.headers, payload: result.payload)
@@ -269,28 +275,40 @@ public final class MicroService: Sendable {
                 try? await connection.publish(fallback)
             }
         }
+        // Answered past the deadline, the handler still runs: it keeps its slot until it ends,
+        // so a stuck dependency cannot pile up more handlers than the concurrency bound.
+        if let unfinished { _ = await unfinished.value }
     }
 
-    /// Runs `body`, or gives up waiting for it after the deadline (it keeps running detached).
+    /// Runs `body`, or stops waiting for it at the deadline counted from `arrived` (a request
+    /// that waited in line past it is refused without running). A body still running at the
+    /// deadline is handed back in `unfinished`; it is never cancelled (a store call in progress
+    /// finishes, and may commit, on its own), and shutdown does not cut the wait short.
     static func withDeadline(
-        _ deadline: MicroEndpoint.Deadline?, _ body: @escaping @Sendable () async throws(MicroServiceError) -> MicroReply
+        _ deadline: MicroEndpoint.Deadline?, arrived: ContinuousClock.Instant,
+        unfinished: inout Task<Result<MicroReply, MicroServiceError>, Never>?,
+        _ body: @escaping @Sendable () async throws(MicroServiceError) -> MicroReply
     ) async throws(MicroServiceError) -> MicroReply {
         guard let deadline else { return try await body() }
-        let outcome = AsyncStream<Result<MicroReply, MicroServiceError>>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let work = Task {
-            do throws(MicroServiceError) { outcome.continuation.yield(.success(try await body())) } catch {
-                outcome.continuation.yield(.failure(error))
+        let remaining = deadline.after - arrived.duration(to: .now)
+        guard remaining > .zero else { throw deadline.refusal }
+        let work = Task { () async -> Result<MicroReply, MicroServiceError> in
+            do throws(MicroServiceError) { return .success(try await body()) } catch { return .failure(error) }
+        }
+        let first = FirstOutcome()
+        let outcome: Result<MicroReply, MicroServiceError>? = await withCheckedContinuation { continuation in
+            first.arm(continuation)
+            Task {
+                try? await Task.sleep(for: remaining)
+                first.resume(nil)
             }
+            Task { first.resume(await work.value) }
         }
-        let timer = Task {
-            try? await Task.sleep(for: deadline.after)
-            outcome.continuation.yield(.failure(deadline.refusal))
+        guard let outcome else {
+            unfinished = work
+            throw deadline.refusal
         }
-        var iterator = outcome.stream.makeAsyncIterator()
-        let first = await iterator.next() ?? .failure(deadline.refusal)
-        timer.cancel()
-        _ = work  // not cancelled: a store call in progress finishes (and commits) on its own
-        return try first.get()
+        return try outcome.get()
     }
 
     /// Error text often echoes the request: it is sanitised so it cannot break or bloat the
@@ -345,8 +363,28 @@ extension MicroServiceError: CustomStringConvertible {}
 
 /// Shares the queues between the reader and the dispatching loop.
 private final class WaitingRoom: Sendable {
-    let queues: Mutex<FairRequestQueues<NATSMessage>>
-    init(_ queues: FairRequestQueues<NATSMessage>) { self.queues = Mutex(queues) }
+    let queues: Mutex<FairRequestQueues<(NATSMessage, ContinuousClock.Instant)>>
+    init(_ queues: FairRequestQueues<(NATSMessage, ContinuousClock.Instant)>) { self.queues = Mutex(queues) }
+}
+
+/// Resumes a waiter with whichever outcome comes first (the handler's or the deadline's nil).
+private final class FirstOutcome: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<Result<MicroReply, MicroServiceError>?, Never>?, done: Bool)>(
+        (nil, false))
+
+    func arm(_ continuation: CheckedContinuation<Result<MicroReply, MicroServiceError>?, Never>) {
+        state.withLock { $0.continuation = continuation }
+    }
+
+    func resume(_ outcome: Result<MicroReply, MicroServiceError>?) {
+        let continuation = state.withLock { state -> CheckedContinuation<Result<MicroReply, MicroServiceError>?, Never>? in
+            guard !state.done else { return nil }
+            state.done = true
+            defer { state.continuation = nil }
+            return state.continuation
+        }
+        continuation?.resume(returning: outcome)
+    }
 }
 
 extension FairRequestQueues: Sendable where Element: Sendable {}

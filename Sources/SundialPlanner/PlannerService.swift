@@ -192,7 +192,7 @@ public final class PlannerService: Service, Sendable {
                 machine.renewed(requested: held, granted: granted, now: clock.now)
             } catch {
                 logger.warning("lease renewal failed: \(error)")
-                machine.renewFailed()
+                machine.renewFailed(now: clock.now)
             }
         case .republish(let lease):
             await republish(lease)

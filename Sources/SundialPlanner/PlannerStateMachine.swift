@@ -54,6 +54,8 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
     private var nextAcquire: C.Instant?
     private var acquireInFlight = false
     private var renewInFlight = false
+    /// After a failed renewal, the next try waits until then (no busy loop while Postgres fails fast).
+    private var renewRetryAt: C.Instant?
     /// The shard claimed last: the next tick's claims start after it, so when a tick's work is
     /// cut short (see `deferred`) every shard gets its turn.
     private var lastClaimedShard = -1
@@ -81,7 +83,7 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
         }
         let renewAfter = timing.leaseTTL / 3
         let toRenew = held.values.filter { $0.confirmedAt.advanced(by: renewAfter) <= now }.map(\.lease)
-        if !renewInFlight, !toRenew.isEmpty {
+        if !renewInFlight, !toRenew.isEmpty, renewRetryAt.map({ $0 <= now }) ?? true {
             renewInFlight = true
             actions.append(.renew(toRenew.sorted { $0.shard < $1.shard }))
         }
@@ -93,13 +95,15 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
                 entry.republishPending = false
                 actions.append(.republish(entry.lease))
             }
-            if !entry.claimInFlight, entry.nextClaim <= now {
-                entry.claimInFlight = true
-                actions.append(.claim(entry.lease))
-            }
+            // Rescue before claim: a long claim can use up the tick's time box, and overdue
+            // runs must not wait behind a backlog of new loads.
             if entry.nextRescue <= now {
                 entry.nextRescue = now.advanced(by: timing.rescueInterval)
                 actions.append(.rescue(entry.lease))
+            }
+            if !entry.claimInFlight, entry.nextClaim <= now {
+                entry.claimInFlight = true
+                actions.append(.claim(entry.lease))
             }
             held[shard] = entry
         }
@@ -153,8 +157,9 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
     }
 
     /// The database could not be reached; keep the leases until their local trust runs out.
-    public mutating func renewFailed() {
+    public mutating func renewFailed(now: C.Instant) {
         renewInFlight = false
+        renewRetryAt = now.advanced(by: timing.leaseTTL / 15)
     }
 
     /// A claim finished. A full batch means more are due: claim again at once.
@@ -184,7 +189,7 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
         if let nextAcquire, held.count < timing.maxShards { deadline = min(deadline, nextAcquire) }
         for entry in held.values {
             if !entry.claimInFlight { deadline = min(deadline, entry.nextClaim) }
-            deadline = min(deadline, entry.confirmedAt.advanced(by: timing.leaseTTL / 3))
+            deadline = min(deadline, max(entry.confirmedAt.advanced(by: timing.leaseTTL / 3), renewRetryAt ?? now))
             deadline = min(deadline, entry.nextRescue)
         }
         return max(deadline, now)

@@ -8,10 +8,11 @@ import Synchronization
 /// Postgres restart each call that was already in flight fails with
 /// `PostgresError(kind: .connection)` and later calls succeed without intervention.
 ///
-/// Fail fast: after a connection failure the pool counts the database as down. Until a
-/// session succeeds again, one call per `probeInterval` goes through as a probe and every
-/// other call fails at once with `PostgresError(kind: .connection)` (callers answer 503)
-/// instead of waiting out a connect timeout; the first success ends the outage.
+/// Fail fast: after two connection failures in a row the pool counts the database as down.
+/// Until a session succeeds again, one call at a time (at most one per `probeInterval`) goes
+/// through as a probe and every other call fails at once with `PostgresError(kind:
+/// .connection)` (callers answer 503) instead of waiting out a connect timeout; the first
+/// success ends the outage.
 public final class PostgresPool: Sendable {
     public let configuration: PostgresConfiguration
     public let size: Int
@@ -34,6 +35,8 @@ public final class PostgresPool: Sendable {
         /// Set while the database is considered down: when the last probe was let through.
         var downSince: ContinuousClock.Instant?
         var lastProbe: ContinuousClock.Instant?
+        var probeInFlight = false
+        var consecutiveFailures = 0
     }
 
     /// While down, how often one call is let through to find out whether it is back
@@ -60,8 +63,14 @@ public final class PostgresPool: Sendable {
     public func withSession<T: Sendable>(_ body: @escaping @Sendable (PostgresSession) throws -> T)
         async throws -> T
     {
-        try admitDuringOutage()
-        let connection = try await acquire()
+        let probe = try admitDuringOutage()
+        let connection: PostgresConnection
+        do {
+            connection = try await acquire()
+        } catch {
+            if probe { finishProbe() }
+            throw error
+        }
         defer { release(connection) }
         do {
             let result = try await connection.withSession(body)
@@ -69,10 +78,10 @@ public final class PostgresPool: Sendable {
             return result
         } catch let error as PostgresError where error.kind == .connection {
             // The connection itself failed (not a statement that raised a class-08 SQLSTATE).
-            recordFailure(error)
+            recordFailure(error, probe: probe)
             throw error
-        } catch let error as PostgresError {
-            // The server answered (a query error): it is up.
+        } catch {
+            // The server answered (a query error, or the body's own error): it is up.
             recordSuccess()
             throw error
         }
@@ -80,33 +89,51 @@ public final class PostgresPool: Sendable {
 
     // MARK: Outage
 
-    private func admitDuringOutage() throws {
+    /// Lets the call through (true: as the outage's one probe), or fails it at once.
+    private func admitDuringOutage() throws -> Bool {
         let now = ContinuousClock.now
-        let admitted = state.withLock { state -> Bool in
-            guard state.downSince != nil else { return true }
-            if let last = state.lastProbe, last.duration(to: now) < probeInterval { return false }
+        let admitted = state.withLock { state -> Bool? in
+            guard state.downSince != nil else { return false }
+            if state.probeInFlight { return nil }
+            if let last = state.lastProbe, last.duration(to: now) < probeInterval { return nil }
             state.lastProbe = now
+            state.probeInFlight = true
             return true
         }
-        if !admitted {
+        guard let admitted else {
             throw PostgresError(kind: .connection, message: "database unavailable (failing fast until it answers again)")
         }
+        return admitted
     }
 
-    private func recordFailure(_ error: PostgresError) {
+    private func finishProbe() {
+        state.withLock { $0.probeInFlight = false }
+    }
+
+    /// One broken connection (an idle socket dropped by a firewall) is not an outage: the
+    /// database counts as down after `failuresForOutage` connection failures in a row.
+    private func recordFailure(_ error: PostgresError, probe: Bool) {
         let now = ContinuousClock.now
         let began = state.withLock { state -> Bool in
-            defer { state.lastProbe = now }
-            if state.downSince != nil { return false }
+            if probe { state.probeInFlight = false }
+            state.consecutiveFailures += 1
+            state.lastProbe = now
+            guard state.downSince == nil, state.consecutiveFailures >= Self.failuresForOutage else { return false }
             state.downSince = now
             return true
         }
         if began { logger.warning("database unreachable, failing fast until it answers: \(error)") }
     }
 
+    static let failuresForOutage = 2
+
     private func recordSuccess() {
         let ended = state.withLock { state -> ContinuousClock.Instant? in
-            defer { state.downSince = nil }
+            defer {
+                state.downSince = nil
+                state.probeInFlight = false
+                state.consecutiveFailures = 0
+            }
             return state.downSince
         }
         if let ended { logger.notice("database reachable again after \(ended.duration(to: .now))") }

@@ -118,7 +118,9 @@ enum TimerQueries {
     /// shard's lease with this epoch. $1 shard, $2 due-before, $3 limit, $4 owner, $5 epoch.
     /// Due timers of a shard, locked: at most $3 rows, and no more payload bytes than $6
     /// (always at least one row), so a claim's memory is bounded however large the payloads.
-    /// Rows locked beyond the byte budget stay untouched and are claimed next time.
+    /// Rows locked beyond the byte budget stay untouched and are claimed next time. The outer
+    /// `FOR UPDATE` (on rows this statement already holds) reads each at its latest version:
+    /// an update that committed after the statement's snapshot is what gets loaded.
     static let selectDueForLoad = PostgresQuery(
         name: "sundial_select_due_for_load",
         sql: """
@@ -136,6 +138,7 @@ enum TimerQueries {
             SELECT \(timerColumns) FROM timers
             WHERE id IN (SELECT id FROM budgeted WHERE bytes_before < $6)
             ORDER BY next_fire_at, id
+            FOR UPDATE
             """)
 
     /// Arms one run per loaded timer. Arrays: $1 ids, $2 occurrences, $3 attempts, $4 tenants,
@@ -232,6 +235,19 @@ enum TimerQueries {
             FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::timestamptz[]) AS f(id, occurrence, attempt, until)
             WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
               AND r.outcome = 'armed' AND r.armed_at < f.until - interval '10 seconds'
+            """)
+
+    /// Hands claimed runs back ('dispatching' → 'armed') whose job could not be forwarded
+    /// because their queue is full: while they wait a cancel or update still wins, as for any
+    /// armed run, and `armed_at` moved to $4 keeps the rescue pass away meanwhile.
+    /// $1 ids, $2 occurrences, $3 attempts, $4 until.
+    static let releaseClaims = PostgresQuery(
+        name: "sundial_release_claims",
+        sql: """
+            UPDATE timer_runs r SET outcome = 'armed', armed_at = f.until
+            FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::timestamptz[]) AS f(id, occurrence, attempt, until)
+            WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
+              AND r.outcome = 'dispatching'
             """)
 
     static let markDispatched = PostgresQuery(

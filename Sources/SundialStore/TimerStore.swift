@@ -571,6 +571,19 @@ public struct TimerStore: Sendable {
         }
     }
 
+    /// Hands claimed runs back to `armed` (see `TimerQueries.releaseClaims`).
+    public func releaseClaims(_ keys: [FireKey], until: Date) async throws {
+        guard !keys.isEmpty else { return }
+        try await pool.withSession { session in
+            try session.execute(
+                TimerQueries.releaseClaims,
+                [
+                    .uuidArray(keys.map(\.id)), .int64Array(keys.map(\.occurrence)), .intArray(keys.map(\.attempt)),
+                    .timestampArray(Array(repeating: until, count: keys.count)),
+                ])
+        }
+    }
+
     /// Records that these runs' fires were deferred by quota until the given instants (see
     /// `TimerQueries.recordDeferrals`).
     public func recordDeferrals(_ deferrals: [(key: FireKey, until: Date)]) async throws {

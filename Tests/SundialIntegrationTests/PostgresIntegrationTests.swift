@@ -41,9 +41,14 @@ struct PostgresIntegrationTests {
                 return (ContinuousClock.now - started, error as? PostgresError)
             }
         }
+        // One failed connection is not an outage (an idle socket may just have been dropped);
+        // two in a row are.
         let (first, firstError) = await attempt()
         #expect(firstError?.isConnectionFailure == true)
         #expect(first >= .milliseconds(1500))
+        #expect(!pool.isDown)
+        let (second, _) = await attempt()
+        #expect(second >= .milliseconds(1500))
         #expect(pool.isDown)
         // While down: at once, with a connection error (callers answer 503).
         for _ in 0..<20 {

@@ -50,6 +50,28 @@ struct StreamBoundsIntegrationTests {
         }
     }
 
+    @Test("a fire waiting for room in a full queue can still be cancelled, and then never runs")
+    func cancelWhileQueueFull() async throws {
+        var options = TestSystem.Options()
+        options.fairness = false
+        options.streamLimits.workPerQueue = 1
+        try await withTestSystem("full-cancel", options) { system in
+            let dispatcher = try #require(system.dispatcher)
+            let client = system.client(tenant: "acme")
+            let first = try await client.create(.delay(.milliseconds(200), queue: "tight", payload: "first"))
+            try await eventually("the queue is full") {
+                try await system.api.streamMessageCount(system.namespace.workStream) == 1
+            }
+            let waiting = try await client.create(.delay(.milliseconds(200), queue: "tight", payload: "waiting"))
+            try await eventually("the second fire waits for room") { dispatcher.stats.count(of: .queueFullDeferred) >= 1 }
+            // Its run is armed again while it waits: the cancel wins.
+            _ = try await client.cancel(waiting.timer.id)
+            let worker = try await system.worker(queue: "tight")
+            let jobs = try await collectJobs(worker, count: 2, timeout: .seconds(6))
+            #expect(jobs.map(\.0.timerID) == [first.timer.id])
+        }
+    }
+
     @Test("a tenant at its results bound is refused on its own subject; others publish")
     func resultsBoundPerTenant() async throws {
         var options = TestSystem.Options()

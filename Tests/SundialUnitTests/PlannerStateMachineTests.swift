@@ -97,8 +97,14 @@ struct PlannerStateMachineTests {
         _ = machine.tick(now: clock.now)
         clock.advance(by: .seconds(5))
         _ = machine.tick(now: clock.now)  // asks to renew
-        machine.renewFailed()  // database unreachable
-        clock.advance(by: .seconds(4))
+        machine.renewFailed(now: clock.now)  // database unreachable
+        // No busy loop: the next renewal waits a moment (TTL / 15 = 1 s).
+        #expect(!machine.tick(now: clock.now).contains { if case .renew = $0 { true } else { false } })
+        #expect(machine.nextDeadline(after: clock.now) > clock.now)
+        clock.advance(by: .seconds(1))
+        #expect(machine.tick(now: clock.now).contains { if case .renew = $0 { true } else { false } })
+        machine.renewFailed(now: clock.now)
+        clock.advance(by: .seconds(3))
         _ = machine.tick(now: clock.now)
         #expect(machine.heldShards == [3])  // 9 s < 10 s of trust
         clock.advance(by: .seconds(1))
