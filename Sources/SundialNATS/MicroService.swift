@@ -292,18 +292,26 @@ public final class MicroService: Sendable {
         guard let deadline else { return try await body() }
         let remaining = deadline.after - arrived.duration(to: .now)
         guard remaining > .zero else { throw deadline.refusal }
-        let work = Task { () async -> Result<MicroReply, MicroServiceError> in
-            do throws(MicroServiceError) { return .success(try await body()) } catch { return .failure(error) }
-        }
         let first = FirstOutcome()
+        var started: Task<Result<MicroReply, MicroServiceError>, Never>?
         let outcome: Result<MicroReply, MicroServiceError>? = await withCheckedContinuation { continuation in
             first.arm(continuation)
-            Task {
-                try? await Task.sleep(for: remaining)
+            let timer = Task {
+                // Cancelled (the handler won): leave without touching the outcome.
+                do { try await Task.sleep(for: remaining) } catch { return }
                 first.resume(nil)
             }
-            Task { first.resume(await work.value) }
+            // The handler resumes the waiter itself and cancels the timer: no sleeper is left
+            // behind for each request that finishes in time.
+            started = Task { () async -> Result<MicroReply, MicroServiceError> in
+                let result: Result<MicroReply, MicroServiceError>
+                do throws(MicroServiceError) { result = .success(try await body()) } catch { result = .failure(error) }
+                first.resume(result)
+                timer.cancel()
+                return result
+            }
         }
+        let work = started!
         guard let outcome else {
             unfinished = work
             throw deadline.refusal
