@@ -11,6 +11,14 @@ import Synchronization
 /// with a few timers each spread over the same window; `newTenants` tenants that first appear during
 /// the flood and create 10–30 s delays throughout it. Measures lag per tenant class, the whale's
 /// share of the capacity the others leave, and lost/duplicate jobs.
+///
+/// Scenarios (issue 10, capacity per queue):
+/// - `one-queue`: the above, everything on one queue.
+/// - `two-queues`: a second queue B with executors of `secondCapacity` jobs/s, its own whale
+///   (`secondWhaleTimers`) and half of the standard and new tenants: each queue's tenants share
+///   that queue's capacity.
+/// - `dead-queue`: the one-queue flood plus a tenant with `deadQueueTimers` due throughout it
+///   on a queue no executor consumes: nobody else may be slowed by it.
 public struct WhaleBenchmark: Sendable {
     public struct Parameters: Sendable, Codable {
         public var capacity = 800.0
@@ -27,7 +35,21 @@ public struct WhaleBenchmark: Sendable {
         public var drainSlack: Double = 120
         /// Seconds between two timeline samples.
         public var timelineStep: Double = 5
+        /// `one-queue`, `two-queues` or `dead-queue` (see the type's notes).
+        public var scenario = "one-queue"
+        public var secondCapacity = 200.0
+        public var secondWhaleTimers = 20_000
+        public var deadQueueTimers = 2_000
         public init() {}
+
+        public static let scenarios = ["one-queue", "two-queues", "dead-queue"]
+        var twoQueues: Bool { scenario == "two-queues" }
+        var deadQueue: Bool { scenario == "dead-queue" }
+        /// Timers created before the flood.
+        public var createdBeforeFlood: Int {
+            whaleTimers + standardTenants * standardTimersEach + (twoQueues ? secondWhaleTimers : 0)
+                + (deadQueue ? deadQueueTimers : 0)
+        }
     }
 
     public struct ModeReport: Sendable, Codable {
@@ -43,7 +65,12 @@ public struct WhaleBenchmark: Sendable {
         public var duplicates: Int
         /// Whale jobs ÷ (capacity × busy period − other jobs), busy period = first due → last whale job.
         public var whaleShareOfLeftover: Double
+        /// The same on queue B (`two-queues`).
+        public var secondWhaleShareOfLeftover: Double?
+        /// Jobs waiting on the dead queue at the end (`dead-queue`; nobody consumes it).
+        public var deadQueueJobs: Int?
         public var busySeconds: Double
+        /// Jobs/s the (first queue's) executors delivered over the busy period.
         public var executorRate: Double
         /// The governor's view at the end (fairness mode): tier of the whale, tenants per tier.
         public var whaleTier: String?
@@ -72,7 +99,14 @@ public struct WhaleBenchmark: Sendable {
         public var whaleRate: Double?
     }
 
-    enum Kind: String, CaseIterable { case whale = "bulk (whale)", standard, new }
+    /// What a job was created as; the `B` kinds are on the second queue.
+    enum Kind: String, CaseIterable {
+        case whale = "bulk (whale)", standard, new
+        case whaleB = "B bulk (whale)", standardB = "B standard", newB = "B new"
+
+        var isWhale: Bool { self == .whale || self == .whaleB }
+        var onSecondQueue: Bool { self == .whaleB || self == .standardB || self == .newB }
+    }
 
     final class Ledger: Sendable {
         struct State {
@@ -80,6 +114,10 @@ public struct WhaleBenchmark: Sendable {
             var receipts: [String: Int] = [:]
             var lags: [Kind: [Double]] = [:]
             var lastWhaleAt: Date?
+            var lastSecondWhaleAt: Date?
+            var deadCreated = 0
+            /// Jobs received from queue B (`two-queues`).
+            var receivedSecond = 0
             /// (seconds from the flood start to the due time, lag) of standard and new jobs.
             var smallByDue: [(Double, Double)] = []
             var received = 0
@@ -113,49 +151,62 @@ public struct WhaleBenchmark: Sendable {
         workerOptions.namespace = namespace
         workerOptions.maxAckPending = 20_000
         let queue = "whale-bench"
-        let worker = try await SundialWorker.connect(connection: executorConnection, queue: queue, options: workerOptions)
+        let secondQueue = "whale-bench-b"
+        let deadQueue = "whale-bench-nobody"
         let ledger = Ledger()
         let start = Date()
         let floodAt = start.addingTimeInterval(p.lead)
 
         // Executors capped at `capacity` jobs/s: fetch at most 1/20 s of work at a time, pace.
-        let executor = Task {
-            let perFetch = max(1, Int(p.capacity / 20))
-            var nextSlot = ContinuousClock.now
-            while !ledger.done.load(ordering: .relaxed) {
-                guard let jobs = try? await worker.next(max: perFetch, maxWait: .milliseconds(100)), !jobs.isEmpty
-                else { continue }
-                let now = Date()
-                ledger.state.withLock { s in
-                    for job in jobs {
-                        s.receipts[job.timerID, default: 0] += 1
-                        s.received += 1
-                        guard s.receipts[job.timerID] == 1, let kind = s.expected[job.timerID] else { continue }
-                        s.lags[kind, default: []].append(now.timeIntervalSince(job.scheduledAt))
-                        if kind == .whale {
-                            s.lastWhaleAt = now
-                        } else {
-                            s.smallByDue.append((job.scheduledAt.timeIntervalSince(floodAt), now.timeIntervalSince(job.scheduledAt)))
+        func executor(queue: String, capacity: Double) async throws -> Task<Void, Never> {
+            let worker = try await SundialWorker.connect(connection: executorConnection, queue: queue, options: workerOptions)
+            return Task {
+                let perFetch = max(1, Int(capacity / 20))
+                var nextSlot = ContinuousClock.now
+                while !ledger.done.load(ordering: .relaxed) {
+                    guard let jobs = try? await worker.next(max: perFetch, maxWait: .milliseconds(100)), !jobs.isEmpty
+                    else { continue }
+                    let now = Date()
+                    ledger.state.withLock { s in
+                        for job in jobs {
+                            s.receipts[job.timerID, default: 0] += 1
+                            s.received += 1
+                            if queue == secondQueue { s.receivedSecond += 1 }
+                            guard s.receipts[job.timerID] == 1, let kind = s.expected[job.timerID] else { continue }
+                            s.lags[kind, default: []].append(now.timeIntervalSince(job.scheduledAt))
+                            if kind == .whale {
+                                s.lastWhaleAt = now
+                            } else if kind == .whaleB {
+                                s.lastSecondWhaleAt = now
+                            } else {
+                                s.smallByDue.append((job.scheduledAt.timeIntervalSince(floodAt), now.timeIntervalSince(job.scheduledAt)))
+                            }
                         }
                     }
+                    try? await worker.complete(jobs)
+                    nextSlot = max(nextSlot, ContinuousClock.now - .milliseconds(100)) + .seconds(Double(jobs.count) / capacity)
+                    try? await Task.sleep(until: nextSlot, clock: .continuous)
                 }
-                try? await worker.complete(jobs)
-                nextSlot = max(nextSlot, ContinuousClock.now - .milliseconds(100)) + .seconds(Double(jobs.count) / p.capacity)
-                try? await Task.sleep(until: nextSlot, clock: .continuous)
             }
         }
+        var executors = [try await executor(queue: queue, capacity: p.capacity)]
+        if p.twoQueues { executors.append(try await executor(queue: secondQueue, capacity: p.secondCapacity)) }
 
-        func create(_ tenant: String, _ kind: Kind, due: Date) async {
+        func create(_ tenant: String, _ kind: Kind?, due: Date) async {
             let client = TimersClient(connection: clientConnection, tenant: tenant, namespace: namespace, timeout: .seconds(30))
             var request = Sundial_V1_CreateTimerRequest()
-            request.queue = queue
+            request.queue = kind == nil ? deadQueue : kind!.onSecondQueue ? secondQueue : queue
             request.payload = Data("x".utf8)
             let delay = max(0.05, due.timeIntervalSinceNow)
             request.schedule.delay.duration = Google_Protobuf_Duration(
                 seconds: Int64(delay.rounded(.down)), nanos: Int32((delay - delay.rounded(.down)) * 1e9))
             do {
                 let response = try await client.create(request)
-                ledger.state.withLock { $0.expected[response.timer.id] = kind }
+                if let kind {
+                    ledger.state.withLock { $0.expected[response.timer.id] = kind }
+                } else {
+                    ledger.state.withLock { $0.deadCreated += 1 }
+                }
             } catch {
                 ledger.state.withLock { s in
                     s.createErrors += 1
@@ -164,7 +215,7 @@ public struct WhaleBenchmark: Sendable {
             }
         }
         /// Runs `count` creates `concurrency` at a time.
-        func createMany(_ count: Int, _ make: @escaping @Sendable (Int) -> (String, Kind, Date)) async {
+        func createMany(_ count: Int, _ make: @escaping @Sendable (Int) -> (String, Kind?, Date)) async {
             await withTaskGroup(of: Void.self) { group in
                 for lane in 0..<p.createConcurrency {
                     group.addTask {
@@ -178,16 +229,34 @@ public struct WhaleBenchmark: Sendable {
             }
         }
 
-        progress("[\(mode)] creating \(p.standardTenants)×\(p.standardTimersEach) standard timers, then \(p.whaleTimers) whale timers, all due in a \(Int(p.window)) s window starting in \(Int(p.lead)) s")
+        progress("[\(mode)] \(p.scenario): creating \(p.standardTenants)×\(p.standardTimersEach) standard timers, then \(p.whaleTimers) whale timers, all due in a \(Int(p.window)) s window starting in \(Int(p.lead)) s")
         let window = p.window
+        let twoQueues = p.twoQueues
         await createMany(p.standardTenants * p.standardTimersEach) { i in
-            ("std\(i % p.standardTenants)", .standard, floodAt.addingTimeInterval(Double.random(in: 0..<window)))
+            let tenant = i % p.standardTenants
+            return ("std\(tenant)", twoQueues && tenant % 2 == 1 ? .standardB : .standard,
+                    floodAt.addingTimeInterval(Double.random(in: 0..<window)))
+        }
+        if p.deadQueue {
+            // Due throughout the flood, from 10 s before it: a typo in a queue name.
+            progress("[\(mode)] creating \(p.deadQueueTimers) timers on a queue nobody consumes")
+            await createMany(p.deadQueueTimers) { _ in
+                ("typo", nil, floodAt.addingTimeInterval(Double.random(in: -10..<window)))
+            }
+        }
+        if p.twoQueues {
+            progress("[\(mode)] creating \(p.secondWhaleTimers) whale timers on queue B (executors \(Int(p.secondCapacity)) jobs/s)")
+            await createMany(p.secondWhaleTimers) { _ in
+                ("whale-b", .whaleB, floodAt.addingTimeInterval(Double.random(in: 0..<window)))
+            }
         }
         await createMany(p.whaleTimers) { _ in ("whale", .whale, floodAt.addingTimeInterval(Double.random(in: 0..<window))) }
         let createSeconds = Date().timeIntervalSince(start)
         let margin = floodAt.timeIntervalSinceNow
         progress(String(format: "[\(mode)] created in %.0f s; flood starts in %.0f s", createSeconds, margin))
 
+        // Sampled from the flood's start (the new tenants below arrive during it).
+        let timeline = Task { await sampleTimeline(connection: clientConnection, ledger: ledger, floodAt: floodAt) }
         // New tenants appear from 10 s before the flood to its end, each trying 10–30 s delays.
         let newStart = floodAt.addingTimeInterval(-10)
         if newStart > Date() { try await Task.sleep(for: .seconds(newStart.timeIntervalSinceNow)) }
@@ -197,16 +266,20 @@ public struct WhaleBenchmark: Sendable {
             for index in 0..<newTotal {
                 let at = newStart.addingTimeInterval(span * Double(index) / Double(max(1, newTotal)))
                 if at > Date() { try? await Task.sleep(for: .seconds(at.timeIntervalSinceNow)) }
+                let tenant = index % p.newTenants
                 group.addTask {
-                    await create("new\(index % p.newTenants)", .new, due: Date().addingTimeInterval(Double.random(in: 10...30)))
+                    await create(
+                        "new\(tenant)", twoQueues && tenant % 2 == 1 ? .newB : .new,
+                        due: Date().addingTimeInterval(Double.random(in: 10...30)))
                 }
             }
         }
         progress("[\(mode)] flood under way; waiting for every job")
-        let timeline = Task { await sampleTimeline(connection: clientConnection, ledger: ledger, floodAt: floodAt) }
 
         let expectedTotal = ledger.state.withLock { $0.expected.count }
-        let drainBy = floodAt.addingTimeInterval(window + Double(p.whaleTimers) / p.capacity * 1.2 + p.drainSlack)
+        let drainBy = floodAt.addingTimeInterval(
+            window + max(Double(p.whaleTimers) / p.capacity, p.twoQueues ? Double(p.secondWhaleTimers) / p.secondCapacity : 0) * 1.2
+                + p.drainSlack)
         var lastReport = Date()
         var lastGot = 0
         var lastProgress = Date()
@@ -227,18 +300,25 @@ public struct WhaleBenchmark: Sendable {
         }
         try await Task.sleep(for: .seconds(2))  // late duplicates
         ledger.done.store(true, ordering: .relaxed)
-        await executor.value
+        for executor in executors { await executor.value }
         let points = await timeline.value
+        var deadQueueJobs: Int?
+        if p.deadQueue {
+            let counts = try? await clientConnection.messageCounts(
+                stream: namespace.workStream, subjects: namespace.work(queue: deadQueue))
+            deadQueueJobs = Int(clamping: counts?.values.reduce(0, +) ?? 0)
+            progress("[\(mode)] dead queue: \(ledger.state.withLock { $0.deadCreated }) timers created, \(deadQueueJobs ?? 0) jobs waiting in its work queue")
+        }
 
         var whaleTier: String?
         var generation: UInt64?
         var planCapacity: Double?
         if let stored = try? await KeyValueBucket(name: namespace.quotasBucket, connection: clientConnection)
-            .get(SundialNamespace.quotaPlanKey), let plan = try? QuotaPlan(jsonBytes: stored.value)
+            .get(SundialNamespace.quotaPlanKey), let plan = try? FairnessPlan(jsonBytes: stored.value)
         {
-            whaleTier = plan.tenants["whale"]?.tier.rawValue
+            whaleTier = plan.plan(for: queue)?.tenants["whale"]?.tier.rawValue
             generation = plan.generation
-            planCapacity = plan.capacity
+            planCapacity = plan.plan(for: queue)?.capacity
         }
         await clientConnection.close()
         await executorConnection.close()
@@ -250,9 +330,15 @@ public struct WhaleBenchmark: Sendable {
         let busy = max(1, (s.lastWhaleAt ?? Date()).timeIntervalSince(floodAt))
         let whaleJobs = s.lags[.whale]?.count ?? 0
         let others = (s.lags[.standard]?.count ?? 0) + (s.lags[.new]?.count ?? 0)
+        var secondShare: Double?
+        if p.twoQueues {
+            let busyB = max(1, (s.lastSecondWhaleAt ?? Date()).timeIntervalSince(floodAt))
+            let othersB = (s.lags[.standardB]?.count ?? 0) + (s.lags[.newB]?.count ?? 0)
+            secondShare = Double(s.lags[.whaleB]?.count ?? 0) / max(1, p.secondCapacity * busyB - Double(othersB))
+        }
         var lags: [String: SpineBenchmark.Percentiles] = [:]
         var jobs: [String: Int] = [:]
-        for kind in Kind.allCases {
+        for kind in Kind.allCases where !kind.onSecondQueue || p.twoQueues {
             lags[kind.rawValue] = SpineBenchmark.Percentiles(s.lags[kind] ?? [])
             jobs[kind.rawValue] = s.lags[kind]?.count ?? 0
         }
@@ -262,8 +348,9 @@ public struct WhaleBenchmark: Sendable {
             mode: mode, created: s.expected.count, createErrors: s.createErrors, createSeconds: createSeconds,
             creationMargin: margin, lagSeconds: lags, jobs: jobs, lost: s.expected.count - receivedUnique,
             duplicates: duplicates,
-            whaleShareOfLeftover: Double(whaleJobs) / max(1, p.capacity * busy - Double(others)), busySeconds: busy,
-            executorRate: Double(s.received) / busy, whaleTier: whaleTier, planGeneration: generation,
+            whaleShareOfLeftover: Double(whaleJobs) / max(1, p.capacity * busy - Double(others)),
+            secondWhaleShareOfLeftover: secondShare, deadQueueJobs: deadQueueJobs, busySeconds: busy,
+            executorRate: Double(s.received - s.receivedSecond) / busy, whaleTier: whaleTier, planGeneration: generation,
             planCapacity: planCapacity,
             smallTenantLagP95BySlice: slices.mapValues { SpineBenchmark.Percentiles($0).p95 }, timeline: points)
     }
@@ -290,9 +377,11 @@ public struct WhaleBenchmark: Sendable {
             if let info = try? await connection.consumerInfo(stream: namespace.fireStream, durable: namespace.dispatcherDurable) {
                 point.fireAckPending = (info["num_ack_pending"] as? NSNumber)?.intValue
             }
-            if let stored = try? await plans.get(SundialNamespace.quotaPlanKey), let plan = try? QuotaPlan(jsonBytes: stored.value) {
-                point.planCapacity = plan.capacity
-                point.whaleRate = plan.tenants["whale"]?.rate
+            if let stored = try? await plans.get(SundialNamespace.quotaPlanKey), let plan = try? FairnessPlan(jsonBytes: stored.value),
+                let queuePlan = plan.plan(for: "whale-bench")
+            {
+                point.planCapacity = queuePlan.capacity
+                point.whaleRate = queuePlan.tenants["whale"]?.rate
             }
             points.append(point)
         }
@@ -303,8 +392,16 @@ public struct WhaleBenchmark: Sendable {
     public static func table(_ reports: [ModeReport], parameters p: Parameters) -> String {
         var lines: [String] = []
         lines.append(
-            "whale benchmark: capacity \(Int(p.capacity)) jobs/s; whale \(p.whaleTimers) timers due within \(Int(p.window)) s; "
+            "whale benchmark (\(p.scenario)): capacity \(Int(p.capacity)) jobs/s; whale \(p.whaleTimers) timers due within \(Int(p.window)) s; "
                 + "\(p.standardTenants) standard tenants × \(p.standardTimersEach); \(p.newTenants) new tenants × \(p.newTimersEach) (10–30 s delays)")
+        if p.twoQueues {
+            lines.append(
+                "queue B: executors \(Int(p.secondCapacity)) jobs/s, whale B \(p.secondWhaleTimers) timers in the same window, "
+                    + "every odd-numbered standard and new tenant (the `B` rows)")
+        }
+        if p.deadQueue {
+            lines.append("dead queue: \(p.deadQueueTimers) timers of one more tenant due throughout the flood on a queue nobody consumes")
+        }
         lines.append(
             "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB; all components on this box")
         let header = "".padding(toLength: 34, withPad: " ", startingAt: 0)
@@ -315,7 +412,7 @@ public struct WhaleBenchmark: Sendable {
                 label.padding(toLength: 34, withPad: " ", startingAt: 0)
                     + reports.map { value($0).padding(toLength: 36, withPad: " ", startingAt: 0) }.joined())
         }
-        for kind in Kind.allCases {
+        for kind in Kind.allCases where reports.contains(where: { $0.lagSeconds[kind.rawValue] != nil }) {
             row("lag \(kind.rawValue) p50/p95/p99/max s") { r in
                 guard let l = r.lagSeconds[kind.rawValue] else { return "—" }
                 return String(format: "%.2f / %.2f / %.2f / %.1f", l.p50, l.p95, l.p99, l.max)
@@ -324,7 +421,18 @@ public struct WhaleBenchmark: Sendable {
         row("jobs whale / standard / new") { r in
             "\(r.jobs[Kind.whale.rawValue] ?? 0) / \(r.jobs[Kind.standard.rawValue] ?? 0) / \(r.jobs[Kind.new.rawValue] ?? 0)"
         }
+        if p.twoQueues {
+            row("jobs B whale / standard / new") { r in
+                "\(r.jobs[Kind.whaleB.rawValue] ?? 0) / \(r.jobs[Kind.standardB.rawValue] ?? 0) / \(r.jobs[Kind.newB.rawValue] ?? 0)"
+            }
+        }
         row("whale share of leftover (nominal C)") { String(format: "%.1f %%", $0.whaleShareOfLeftover * 100) }
+        if p.twoQueues {
+            row("B whale share of leftover (nominal)") { r in
+                r.secondWhaleShareOfLeftover.map { String(format: "%.1f %%", $0 * 100) } ?? "—"
+            }
+        }
+        if p.deadQueue { row("jobs waiting on the dead queue") { r in r.deadQueueJobs.map(String.init) ?? "—" } }
         // FIFO keeps the executors saturated, so its throughput is what they can really do
         // (pacing and result publishing keep it a little under the nominal C).
         if let fifo = reports.first(where: { $0.mode.hasPrefix("FIFO") }) {

@@ -119,6 +119,7 @@ public struct ServiceEnvironment: Sendable {
         if let value = try duration("SUNDIAL_GOVERNOR_PERIOD") { result.governor.period = value }
         if let value = try duration("SUNDIAL_GOVERNOR_LEASE_TTL") { result.governor.leaseTTL = value }
         if let value = try number("SUNDIAL_GOVERNOR_CAPACITY") { result.governor.core.capacity.fixed = value }
+        if let value = try duration("SUNDIAL_GOVERNOR_EXECUTOR_IDLE_AFTER") { result.governor.executorIdleAfter = value }
         if let value = try number("SUNDIAL_GOVERNOR_TARGET_UTILISATION") { result.governor.core.policy.targetUtilisation = value }
         if let value = try duration("SUNDIAL_GOVERNOR_NEW_TENANT_AGE") { result.governor.core.classifier.newTenantAge = value }
         if let value = try number("SUNDIAL_GOVERNOR_BULK_RATE") {

@@ -19,6 +19,7 @@ struct TenantsCommand: AsyncParsableCommand {
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "Show at most this many tenants (largest demand first).") var limit = 30
         @Option(help: "Show only this tenant.") var tenant: String?
+        @Option(help: "Show only this work queue.") var queue: String?
         @Flag(help: "Print the plan as JSON (as stored in KV).") var json = false
 
         func run() async throws {
@@ -30,13 +31,13 @@ struct TenantsCommand: AsyncParsableCommand {
                 print("no quota plan yet (no governor has published one): nothing is throttled")
                 return
             }
-            let plan = try QuotaPlan(jsonBytes: stored.value)
+            let plan = try FairnessPlan(jsonBytes: stored.value)
             if json {
                 print(String(decoding: stored.value, as: UTF8.self))
                 return
             }
             let lags = try? await Self.dispatcherTierLags(nats)
-            print(Self.render(plan, revision: stored.revision, lags: lags, limit: limit, only: tenant))
+            print(Self.render(plan, revision: stored.revision, lags: lags, limit: limit, only: tenant, queue: queue))
         }
 
         /// Per-tier dispatch lag from one dispatcher's `$SRV.STATS` (the first to answer).
@@ -57,61 +58,75 @@ struct TenantsCommand: AsyncParsableCommand {
         }
 
         static func render(
-            _ plan: QuotaPlan, revision: UInt64, lags: [String: [String: Double]]?, limit: Int, only: String?
+            _ plan: FairnessPlan, revision: UInt64, lags: [String: [String: Double]]?, limit: Int, only: String?,
+            queue onlyQueue: String? = nil
         ) -> String {
+            var lines: [String] = []
+            let issued = Date(timeIntervalSince1970: Double(plan.issuedAtMillis) / 1000)
+            let age = Date().timeIntervalSince(issued)
+            lines.append(
+                "plan generation \(plan.generation) (KV revision \(revision)), issued \(String(format: "%.1f", age)) s ago, "
+                    + "dispatchers \(plan.dispatchers ?? 1)" + (age > 10 ? "  — STALE: is a governor running?" : ""))
+            if let lags, !lags.isEmpty {
+                let text = Tier.allCases.compactMap { tier -> String? in
+                    guard let l = lags[tier.rawValue], let samples = l["samples"], samples > 0 else { return nil }
+                    return "\(tier.rawValue) " + [l["p50"], l["p95"], l["p99"], l["max"]].map { String(format: "%.0f", $0 ?? 0) }
+                        .joined(separator: "/") + " (\(Int(samples)) jobs)"
+                }
+                if !text.isEmpty { lines.append("lag p50/p95/p99/max ms (one dispatcher, all queues): " + text.joined(separator: ", ")) }
+            }
+            for (queue, held) in (plan.queuesWithoutExecutors ?? [:]).sorted(by: { $0.key < $1.key })
+            where onlyQueue == nil || onlyQueue == queue {
+                lines.append("queue \(queue): no live executors, \(held) jobs waiting in the work queue (not throttled)")
+            }
+            var sections = plan.queues.sorted { $0.key < $1.key }.map { (name: $0.key, plan: $0.value) }
+            if let other = plan.otherQueues { sections.append((name: "(every other queue)", plan: other)) }
+            if let onlyQueue { sections = sections.filter { $0.name == onlyQueue } }
+            if sections.isEmpty { lines.append("no queue has demand: nothing is throttled") }
+            for section in sections {
+                lines.append("")
+                lines.append(contentsOf: renderQueue(section.name, section.plan, limit: limit, only: only))
+            }
+            return lines.joined(separator: "\n")
+        }
+
+        /// One queue's share-out: its capacity, the tiers and the tenants on it.
+        static func renderQueue(_ queue: String, _ plan: QuotaPlan, limit: Int, only: String?) -> [String] {
             func f(_ x: Double) -> String {
                 if x >= 1e8 { return "∞" }
                 return x >= 100 ? String(format: "%.0f", x) : String(format: "%.2f", x)
             }
             var lines: [String] = []
-            let issued = Date(timeIntervalSince1970: Double(plan.issuedAtMillis) / 1000)
-            let age = Date().timeIntervalSince(issued)
-            lines.append(
-                "plan generation \(plan.generation) (KV revision \(revision)), issued \(String(format: "%.1f", age)) s ago"
-                    + (age > 10 ? "  — STALE: is a governor running?" : ""))
             let capacity = plan.capacity >= 1e8
-                ? "capacity unknown (executors not saturated yet: nobody throttled), "
+                ? "capacity unknown (executors not measured saturated: nobody throttled)"
                 : "capacity shared \(f(plan.capacity)) jobs/s"
-                    + (plan.capacityEstimate.map { " (estimate \(f($0)), work backlog \(plan.workBacklog ?? 0))" } ?? "") + ", "
-            lines.append(
-                capacity
-                    + "level \(plan.level.map(f) ?? "— (nobody throttled)"), dispatchers \(plan.dispatchers ?? 1), "
-                    + "weights new \(f(plan.weights.new)) / standard \(f(plan.weights.standard)) / bulk \(f(plan.weights.bulk))")
-            lines.append("")
-            lines.append(
-                "tier      tenants    demand/s  allocated/s  default rate/burst   lag p50/p95/p99/max ms (one dispatcher)")
+                    + (plan.capacityEstimate.map { " (estimate \(f($0)), backlog \(plan.workBacklog ?? 0))" } ?? "")
+                    + ", level \(plan.level.map(f) ?? "— (nobody throttled)")"
+            lines.append("queue \(queue): " + capacity)
+            lines.append("  tier      tenants    demand/s  allocated/s  default rate/burst")
             for tier in Tier.allCases {
                 let total = plan.byTier[tier] ?? .init()
                 let d = plan.tierDefaults[tier]
-                var lag = "—"
-                if let l = lags?[tier.rawValue], let samples = l["samples"], samples > 0 {
-                    lag = [l["p50"], l["p95"], l["p99"], l["max"]].map { String(format: "%.0f", $0 ?? 0) }
-                        .joined(separator: "/") + " (\(Int(samples)) jobs)"
-                }
                 lines.append(
-                    tier.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
+                    "  " + tier.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
                         + String(total.tenants).leftPad(7) + f(total.demand).leftPad(12) + f(total.allocated).leftPad(13)
-                        + "  \(d.map { "\(f($0.rate))/\(f($0.burst))" } ?? "—")".padding(toLength: 21, withPad: " ", startingAt: 0)
-                        + lag)
+                        + "  \(d.map { "\(f($0.rate))/\(f($0.burst))" } ?? "—")")
             }
-            lines.append("")
             var rows = plan.tenants.sorted { ($0.value.demand, $0.key) > ($1.value.demand, $1.key) }
             if let only { rows = rows.filter { $0.key == only } }
-            lines.append("tenant                        tier       demand/s  allocated/s     rate/s    burst")
+            lines.append("  tenant                        tier       demand/s  allocated/s     rate/s    burst")
             for (name, q) in rows.prefix(limit) {
                 let throttled = q.allocated + 1e-9 < q.demand ? "  throttled" : ""
                 lines.append(
-                    name.padding(toLength: 30, withPad: " ", startingAt: 0)
+                    "  " + name.padding(toLength: 30, withPad: " ", startingAt: 0)
                         + q.tier.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0) + f(q.demand).leftPad(10)
                         + f(q.allocated).leftPad(13) + f(q.rate).leftPad(11) + f(q.burst).leftPad(9) + throttled)
             }
-            if rows.count > limit { lines.append("… \(rows.count - limit) more (--limit)") }
+            if rows.count > limit { lines.append("  … \(rows.count - limit) more (--limit)") }
             if let only, rows.isEmpty {
-                lines.append("\(only): not listed — it gets its tier's default (unknown tenants count as new)")
-            } else if only == nil {
-                lines.append("(standard tenants at or above the standard default are not listed; they get the default)")
+                lines.append("  \(only): not listed — it gets its tier's default here (unknown tenants count as new)")
             }
-            return lines.joined(separator: "\n")
+            return lines
         }
     }
 

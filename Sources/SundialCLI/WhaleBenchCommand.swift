@@ -22,6 +22,13 @@ struct WhaleBench: AsyncParsableCommand {
     @Option(help: "Timers per new tenant.") var newTimers: Int = 6
     @Option(help: "Seconds from start to the first due time (must cover creating everything).") var lead: Double?
     @Option(help: "Modes to run, in order: fair, fifo.") var modes: [String] = ["fair", "fifo"]
+    @Option(help: "one-queue; two-queues (a second queue with slower executors, its own whale and half the small tenants); dead-queue (plus timers on a queue nobody consumes).")
+    var scenario = "one-queue"
+    @Option(help: "two-queues: executor capacity of queue B, jobs/s.") var secondCapacity: Double = 200
+    @Option(help: "two-queues: whale timers on queue B.") var secondWhale: Int = 20_000
+    @Option(help: "dead-queue: timers on the queue nobody consumes.") var deadTimers: Int = 2_000
+    @Option(help: "Run the services from this sundial binary (e.g. a release build of the previous main, for before/after); default: this one.")
+    var servicesBinary: String?
     @Option(help: "Data folder (wiped per mode).") var data: String = ".sundial/bench-whale"
     @Option(help: "Write the report as JSON here.") var json: String = "bench-results/whale.json"
 
@@ -34,14 +41,26 @@ struct WhaleBench: AsyncParsableCommand {
         p.standardTimersEach = standardTimers
         p.newTenants = newTenants
         p.newTimersEach = newTimers
+        p.scenario = scenario
+        p.secondCapacity = secondCapacity
+        p.secondWhaleTimers = secondWhale
+        p.deadQueueTimers = deadTimers
+        guard WhaleBenchmark.Parameters.scenarios.contains(scenario) else {
+            throw ValidationError("--scenario: one of \(WhaleBenchmark.Parameters.scenarios.joined(separator: ", "))")
+        }
+        guard secondCapacity > 0, secondWhale >= 0, deadTimers >= 0 else {
+            throw ValidationError("--second-capacity must be positive, counts non-negative")
+        }
         // Creating runs at roughly 1 000/s on 2 cores; leave slack.
-        p.lead = lead ?? (Double(whale + standardTenants * standardTimers) / 900 + 30)
+        p.lead = lead ?? (Double(p.createdBeforeFlood) / 900 + 30)
         for mode in modes where mode != "fair" && mode != "fifo" { throw ValidationError("--modes: fair or fifo") }
         var logger = Logger(label: "sundial.bench")
         logger.logLevel = .warning
         var reports: [WhaleBenchmark.ModeReport] = []
         for mode in modes {
-            reports.append(try await Self.runMode(mode, parameters: p, dataRoot: URL(fileURLWithPath: data), logger: logger))
+            reports.append(
+                try await Self.runMode(
+                    mode, parameters: p, dataRoot: URL(fileURLWithPath: data), servicesBinary: servicesBinary, logger: logger))
             print(WhaleBenchmark.table(reports, parameters: p))
         }
         let url = URL(fileURLWithPath: json)
@@ -60,7 +79,8 @@ struct WhaleBench: AsyncParsableCommand {
     /// services as one `sundial serve` child process (the governor only with fairness), as in a
     /// deployment: the benchmark's client and capped executors run in this process, apart.
     static func runMode(
-        _ mode: String, parameters p: WhaleBenchmark.Parameters, dataRoot: URL, logger: Logger
+        _ mode: String, parameters p: WhaleBenchmark.Parameters, dataRoot: URL, servicesBinary: String? = nil,
+        logger: Logger
     ) async throws -> WhaleBenchmark.ModeReport {
         let fair = mode == "fair"
         let root = dataRoot.appendingPathComponent(mode)
@@ -83,7 +103,7 @@ struct WhaleBench: AsyncParsableCommand {
         // the flood), new ones first appear during it.
         env["SUNDIAL_GOVERNOR_NEW_TENANT_AGE"] = "\(Int(max(30, p.lead / 2)))s"
         let components = ["ingest", "planner", "dispatcher"] + (fair ? ["governor"] : [])
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        let executable = servicesBinary ?? URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
         let log = root.appendingPathComponent("services.log").path
         let services = try ChildProcess.spawn(
             executable: executable, arguments: ["serve"] + components, environment: env, output: .file(log))

@@ -45,4 +45,8 @@ public enum TimerEventKind {
     /// An executor's result was refused (out-of-range fields, another tenant, undecodable);
     /// the reason is in `run.error`. The run it named is unchanged.
     public static let resultRejected = "result_rejected"
+    /// A queue the tenant's timers target is at its backlog bound: its due fires wait in
+    /// Sundial (retried every few seconds) until executors make room. About a queue, not a
+    /// timer: `queue` and `detail` are set. At most once a minute per tenant and queue.
+    public static let queueFull = "queue_full"
 }

@@ -152,6 +152,8 @@ public final class DispatcherService: Service, Sendable {
     public let stats = DispatcherStats()
     /// Quota enforcement state; shared by the pipelines, held only for in-memory decisions.
     let gate: Mutex<FairnessGate<ContinuousClock>>
+    /// (queue, tenant) → the minute its last `queue_full` event was published.
+    private let queueFullAnnounced = Mutex<[QueueTenant: Int64]>([:])
     /// Failures (not outages) applying a result, by results-stream sequence: poison after a few.
     let resultFailures = Mutex([UInt64: Int]())
     let connection: NATSConnection
@@ -168,7 +170,7 @@ public final class DispatcherService: Service, Sendable {
     }
 
     /// The quota plan in force (generation 0: none received yet).
-    public var currentPlan: QuotaPlan { gate.withLock { $0.plan } }
+    public var currentPlan: FairnessPlan { gate.withLock { $0.plan } }
 
     /// Fires deferred by this dispatcher and not yet back.
     public var deferredNow: Int { gate.withLock { $0.deferredNow } }
@@ -224,7 +226,7 @@ public final class DispatcherService: Service, Sendable {
     // MARK: fairness
 
     private func applyPlan(_ bytes: [UInt8]) {
-        guard let plan = try? QuotaPlan(jsonBytes: bytes) else {
+        guard let plan = try? FairnessPlan(jsonBytes: bytes) else {
             logger.warning("ignoring an undecodable quota plan (\(bytes.count) bytes)")
             return
         }
@@ -254,6 +256,7 @@ public final class DispatcherService: Service, Sendable {
             report.tenants = lines.map {
                 var line = Sundial_V1_TenantDemand()
                 line.tenant = $0.tenant
+                line.queue = $0.queue
                 line.due = UInt64($0.due)
                 line.deferred = UInt64($0.deferred)
                 line.dispatched = UInt64($0.dispatched)
@@ -266,8 +269,18 @@ public final class DispatcherService: Service, Sendable {
     }
 
     public func fairnessStats() -> [String: Any] {
-        let (plan, appliedAt, counters, deferred, overflow, active) = gate.withLock {
-            ($0.plan, $0.planAppliedAt, $0.tierCounters(), $0.deferredNow, $0.overflowDispatched, $0.activeTenants)
+        let (plan, appliedAt, counters, deferred, overflow, active, queueCounters) = gate.withLock {
+            ($0.plan, $0.planAppliedAt, $0.tierCounters(), $0.deferredNow, $0.overflowDispatched, $0.activeTenants,
+             $0.queueCounters())
+        }
+        var queues: [String: Any] = [:]
+        for (queue, c) in queueCounters {
+            let queuePlan = plan.plan(for: queue)
+            queues[queue] = [
+                "tenants": c.tenants, "deferred_now": c.deferredNow,
+                "throttled": queuePlan.map { $0.capacityEstimate != nil } ?? false,
+                "plan_capacity": queuePlan.map { $0.capacityEstimate == nil ? 0 : $0.capacity } ?? 0,
+            ]
         }
         let lags = stats.lagPercentiles()
         var tiers: [String: Any] = [:]
@@ -289,6 +302,7 @@ public final class DispatcherService: Service, Sendable {
             "plan_applied": appliedAt != nil,
             "plan_issued_at_ms": plan.issuedAtMillis, "dispatchers": plan.dispatchers ?? 1,
             "active_tenants": active, "deferred_now": deferred, "overflow_dispatched": overflow, "tiers": tiers,
+            "queues": queues,
         ]
     }
 
@@ -355,11 +369,11 @@ public final class DispatcherService: Service, Sendable {
             let decisions = gate.decide(
                 fires.map {
                     FairnessGate.Candidate(
-                        tenant: $0.envelope.tenant, priority: jobPriority($0.envelope.priority),
+                        tenant: $0.envelope.tenant, queue: $0.envelope.queue, priority: jobPriority($0.envelope.priority),
                         redelivered: ($0.message.metadata?.deliveries ?? 1) > 1,
                         dueSecond: $0.envelope.scheduledAt.seconds)
                 }, now: now0)
-            return (decisions, fires.map { gate.tier(of: $0.envelope.tenant) })
+            return (decisions, fires.map { gate.tier(of: $0.envelope.tenant, queue: $0.envelope.queue) })
         }
         var deferrals: [(message: JetStreamMessage, delay: Duration)] = []
         var recorded: [(key: FireKey, until: Date)] = []
@@ -465,6 +479,7 @@ public final class DispatcherService: Service, Sendable {
                 logger.warning("handing back \(queueFull.count) claims failed (they stay claimed until they return): \(error)")
             }
             try? await consumer.nak(queueFull.map(\.message), delay: config.queueFullDelay)
+            await announceQueueFull(queueFull)
         }
         do {
             try await timers.markDispatched(forwarded.map(\.key), at: now)
@@ -509,6 +524,43 @@ public final class DispatcherService: Service, Sendable {
         case .high: return 0
         case .low: return 2
         default: return 1
+        }
+    }
+
+    /// Tells each tenant whose fires wait for room in a full queue, at most once a minute per
+    /// (tenant, queue) — deduped across dispatchers by the minute in the message ID.
+    private func announceQueueFull(_ fires: [Fire]) async {
+        let now = Date()
+        let minute = Int64(now.timeIntervalSince1970 / 60)
+        let due = queueFullAnnounced.withLock { announced -> [QueueTenant] in
+            if announced.count > 10_000 { announced = announced.filter { $0.value == minute } }
+            var out: [QueueTenant] = []
+            for fire in fires {
+                let key = QueueTenant(queue: fire.envelope.queue, tenant: fire.envelope.tenant)
+                if announced[key] != minute {
+                    announced[key] = minute
+                    out.append(key)
+                }
+            }
+            return out
+        }
+        guard !due.isEmpty else { return }
+        let limit = config.streamLimits.workPerQueue
+        let messages = due.compactMap { key -> NATSOutgoingMessage? in
+            var event = Sundial_V1_TimerEvent()
+            event.kind = TimerEventKind.queueFull
+            event.queue = key.queue
+            event.detail = "queue \(key.queue) holds its maximum of \(limit) jobs; due fires wait in Sundial and are retried every \(config.queueFullDelay) until executors make room"
+            event.at = Google_Protobuf_Timestamp(date: now)
+            var headers = NATSHeaders()
+            headers[SundialHeader.natsMessageID] = "queue_full:\(key.queue):\(minute)"
+            guard let body = try? event.serializedBytes() as [UInt8] else { return nil }
+            return NATSOutgoingMessage(
+                subject: config.namespace.event(tenant: key.tenant, kind: TimerEventKind.queueFull), headers: headers,
+                payload: body)
+        }
+        for case .failure(let error) in await connection.jetStream.publish(batch: messages) {
+            logger.warning("publishing a queue_full event failed: \(error)")
         }
     }
 

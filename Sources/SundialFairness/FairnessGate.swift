@@ -1,4 +1,8 @@
-/// The Dispatcher's enforcement of a `QuotaPlan`, as a pure state machine over a clock.
+/// The Dispatcher's enforcement of a `FairnessPlan`, as a pure state machine over a clock.
+///
+/// Everything is kept per (queue, tenant): a tenant's bucket on one queue is its share of that
+/// queue's executors, so a tenant held back on a saturated queue still runs at full speed on
+/// another, and a queue without a plan (capacity unknown, executors gone) throttles nobody.
 ///
 /// For each fetched batch the Dispatcher asks `decide` which fires go out now and which are
 /// deferred, and for how long. Fires go through a `DeficitRoundRobin` keyed by tenant (weight:
@@ -76,6 +80,8 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     /// One fetched fire, as far as fairness is concerned.
     public struct Candidate: Sendable, Hashable {
         public var tenant: String
+        /// The work queue the job goes to.
+        public var queue: String
         public var priority: JobPriority
         /// Delivered before (JetStream delivery count > 1): back from a deferral (or from a
         /// failed forward). Not counted as new demand; first in its tenant's line.
@@ -83,8 +89,12 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         /// When the fire was due (Unix seconds): its place in the tenant's line of deferred fires.
         public var dueSecond: Int64
 
-        public init(tenant: String, priority: JobPriority = .normal, redelivered: Bool = false, dueSecond: Int64 = 0) {
+        public init(
+            tenant: String, queue: String = "", priority: JobPriority = .normal, redelivered: Bool = false,
+            dueSecond: Int64 = 0
+        ) {
             self.tenant = tenant
+            self.queue = queue
             self.priority = priority
             self.redelivered = redelivered
             self.dueSecond = dueSecond
@@ -101,12 +111,14 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     /// One tenant's counts since the previous `takeReport`.
     public struct TenantReport: Sendable, Hashable {
         public var tenant: String
+        public var queue: String
         public var due: Int
         public var deferred: Int
         public var dispatched: Int
 
-        public init(tenant: String, due: Int, deferred: Int, dispatched: Int) {
+        public init(tenant: String, queue: String = "", due: Int, deferred: Int, dispatched: Int) {
             self.tenant = tenant
+            self.queue = queue
             self.due = due
             self.deferred = deferred
             self.dispatched = dispatched
@@ -138,10 +150,10 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     }
 
     public private(set) var configuration: Configuration
-    public private(set) var plan: QuotaPlan
+    public private(set) var plan: FairnessPlan
     /// When the current plan was applied (nil: none yet, running unthrottled).
     public private(set) var planAppliedAt: C.Instant?
-    private var tenants: [String: TenantState] = [:]
+    private var tenants: [QueueTenant: TenantState] = [:]
     public private(set) var deferredNow = 0
     /// Fires dispatched because `maximumDeferred` was reached (would have been deferred).
     public private(set) var overflowDispatched = 0
@@ -153,13 +165,13 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
-        self.plan = .unthrottled()
+        self.plan = .unthrottled
     }
 
     /// Switches to `plan` (ignored if older than the current one by (epoch, generation), so a
     /// new governor leader's plans win even when its generations restart). Buckets keep the
     /// tokens they have (clamped to the new burst), so a new plan never releases a burst.
-    public mutating func apply(_ plan: QuotaPlan, now: C.Instant) {
+    public mutating func apply(_ plan: FairnessPlan, now: C.Instant) {
         guard planAppliedAt == nil || !self.plan.isNewer(than: plan) else { return }
         self.plan = plan
         planAppliedAt = now
@@ -179,16 +191,22 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         return max(0, min(configuration.maximumDeferred, Int(share)))
     }
 
-    /// The tier this dispatcher currently applies to `tenant`.
-    public func tier(of tenant: String) -> Tier {
-        tenants[tenant]?.tier ?? resolvedQuota(tenant).tier
+    /// Applies one plan to every queue (a fixed plan; tests).
+    public mutating func apply(_ plan: QuotaPlan, now: C.Instant) {
+        apply(FairnessPlan(everyQueue: plan), now: now)
+    }
+
+    /// The tier this dispatcher currently applies to `tenant` on `queue`.
+    public func tier(of tenant: String, queue: String = "") -> Tier {
+        let key = QueueTenant(queue: queue, tenant: tenant)
+        return tenants[key]?.tier ?? resolvedQuota(key).tier
     }
 
     /// Decides for each candidate (same order) whether to dispatch it now or defer it.
     public mutating func decide(_ candidates: [Candidate], now: C.Instant) -> [Decision] {
         var decisions = [Decision](repeating: .dispatch, count: candidates.count)
         for candidate in candidates {
-            var state = self.state(for: candidate.tenant, now: now)
+            var state = self.state(for: candidate.key, now: now)
             if candidate.redelivered {
                 if let n = state.deferredByDue[candidate.dueSecond], n > 0 {
                     state.deferredByDue[candidate.dueSecond] = n > 1 ? n - 1 : nil
@@ -199,16 +217,16 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
                 state.due += 1
             }
             state.lastActive = now
-            tenants[candidate.tenant] = state
+            tenants[candidate.key] = state
         }
         guard configuration.enforce else {
-            for candidate in candidates { countDispatch(candidate.tenant) }
+            for candidate in candidates { countDispatch(candidate.key) }
             return decisions
         }
         observeDecisionGap(now: now)
-        for tenant in Set(candidates.map(\.tenant)) { fitBurst(tenant, now: now) }
+        for key in Set(candidates.map(\.key)) { fitBurst(key, now: now) }
 
-        var scheduler = DeficitRoundRobin<String, Int>()
+        var scheduler = DeficitRoundRobin<QueueTenant, Int>()
         // Returning fires first, oldest first: they are older than anything fresh of the tenant.
         let order = candidates.indices.sorted {
             (candidates[$0].redelivered ? 0 : 1, candidates[$0].dueSecond, $0)
@@ -217,15 +235,15 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         for index in order {
             let candidate = candidates[index]
             scheduler.enqueue(
-                index, for: candidate.tenant, priority: candidate.priority,
-                weight: plan.weights[tenants[candidate.tenant]!.tier])
+                index, for: candidate.key, priority: candidate.priority,
+                weight: (plan.plan(for: candidate.queue)?.weights ?? .default)[tenants[candidate.key]!.tier])
         }
         let admitted = scheduler.dequeue(limit: candidates.count) { tenant, _ in
             tenants[tenant]!.bucket.tryTake(now: now)
         }
         for (tenant, _) in admitted { countDispatch(tenant) }
 
-        var refused: [String: [Int]] = [:]
+        var refused: [QueueTenant: [Int]] = [:]
         for (tenant, index) in scheduler.removeAll() {
             if deferredNow >= deferralLimit {
                 overflowDispatched += 1
@@ -280,7 +298,9 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
             }
             if state.due > 0 || state.deferred > 0 || state.dispatched > 0 {
                 lines.append(
-                    TenantReport(tenant: name, due: state.due, deferred: state.deferred, dispatched: state.dispatched))
+                    TenantReport(
+                    tenant: name.tenant, queue: name.queue, due: state.due, deferred: state.deferred,
+                    dispatched: state.dispatched))
             }
             state.due = 0
             state.dispatched = 0
@@ -291,10 +311,10 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
                 tenants[name] = state
             }
         }
-        return lines.sorted { $0.tenant < $1.tenant }
+        return lines.sorted { ($0.queue, $0.tenant) < ($1.queue, $1.tenant) }
     }
 
-    /// Active tenants, deferred fires and lifetime totals per tier (for `$SRV.STATS`).
+    /// Active (queue, tenant) pairs, deferred fires and lifetime totals per tier (for `$SRV.STATS`).
     public func tierCounters() -> [Tier: TierCounters] {
         var out = Dictionary(uniqueKeysWithValues: Tier.allCases.map { ($0, TierCounters()) })
         for state in tenants.values {
@@ -308,7 +328,18 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         return out
     }
 
+    /// Tenants active on a queue (one tenant on two queues counts twice).
     public var activeTenants: Int { tenants.count }
+
+    /// Per queue: tenants active on it and fires deferred now.
+    public func queueCounters() -> [String: (tenants: Int, deferredNow: Int)] {
+        var out: [String: (tenants: Int, deferredNow: Int)] = [:]
+        for (key, state) in tenants {
+            out[key.queue, default: (0, 0)].tenants += 1
+            out[key.queue, default: (0, 0)].deferredNow += state.deferred
+        }
+        return out
+    }
 
     /// Smooths the gap between decisions (time constant ≈ 8 calls), ignoring idle pauses
     /// longer than the cover's cap: those are not batch processing time.
@@ -328,7 +359,7 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     }
 
     /// Follows the decision gap: refits the tenant's burst when it is off by more than 10 %.
-    private mutating func fitBurst(_ tenant: String, now: C.Instant) {
+    private mutating func fitBurst(_ tenant: QueueTenant, now: C.Instant) {
         guard var state = tenants[tenant] else { return }
         let burst = coveredBurst(resolvedQuota(tenant).quota)
         guard abs(burst - state.bucket.burst) > 0.1 * state.bucket.burst else { return }
@@ -336,24 +367,41 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         tenants[tenant] = state
     }
 
-    private mutating func countDispatch(_ tenant: String) {
+    private mutating func countDispatch(_ tenant: QueueTenant) {
         guard var state = tenants[tenant] else { return }
         state.dispatched += 1
         dispatchedByTier[state.tier, default: 0] += 1
         tenants[tenant] = state
     }
 
-    private func resolvedQuota(_ tenant: String) -> (tier: Tier, quota: Quota) {
-        let (tier, quota) = plan.resolve(tenant, fallbackTier: configuration.unknownTenantTier)
+    private func resolvedQuota(_ key: QueueTenant) -> (tier: Tier, quota: Quota) {
+        let (tier, quota) = plan.resolve(key.tenant, queue: key.queue, fallbackTier: configuration.unknownTenantTier)
         let share = plan.dispatcherShare
         return (tier, Quota(rate: quota.rate * share, burst: max(1, quota.burst * share)))
     }
 
-    private func state(for tenant: String, now: C.Instant) -> TenantState {
+    private func state(for tenant: QueueTenant, now: C.Instant) -> TenantState {
         if let existing = tenants[tenant] { return existing }
         let (tier, quota) = resolvedQuota(tenant)
         return TenantState(
             bucket: TokenBucket(rate: quota.rate, burst: coveredBurst(quota), now: now), tier: tier,
             deferredBackBy: now, lastActive: now)
     }
+}
+
+/// A tenant on one work queue: what the gate and the governor keep fairness state for.
+public struct QueueTenant: Sendable, Hashable, Comparable {
+    public var queue: String
+    public var tenant: String
+
+    public init(queue: String, tenant: String) {
+        self.queue = queue
+        self.tenant = tenant
+    }
+
+    public static func < (a: QueueTenant, b: QueueTenant) -> Bool { (a.queue, a.tenant) < (b.queue, b.tenant) }
+}
+
+extension FairnessGate.Candidate {
+    var key: QueueTenant { QueueTenant(queue: queue, tenant: tenant) }
 }

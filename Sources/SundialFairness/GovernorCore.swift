@@ -1,12 +1,21 @@
 /// The Fairness-Governor's computation, pure and generic over a clock: demand reports from the
-/// dispatchers and samples of the work stream in, a `QuotaPlan` out (`plan(now:…)` every period).
+/// dispatchers and samples of the work stream in, a `FairnessPlan` out (`plan(now:…)` every
+/// period) — one `QuotaPlan` per work queue.
 ///
-/// - **Demand** of a tenant = its due rate (summed over the live dispatchers' latest reports,
-///   smoothed with time constant `demandWindow`) + its deferred backlog / `backlogDrainTime`.
-///   The due rate counts fires when they first come due, never when they are dispatched, so a
-///   throttled tenant's demand does not fall to its quota and drag the quota down with it.
-/// - **Tier** from `TierClassifier` (age, trial flag and pin from the caller's tenant profiles).
-/// - **Capacity** from `CapacityEstimator`.
+/// - **Per queue.** Each work queue is an executor pool with its own capacity; a tenant's
+///   demand is kept per (queue, tenant), and tenants share only the capacity of the queue they
+///   target. A queue nobody is measured on is not throttled.
+/// - **Demand** of a tenant on a queue = its due rate there (summed over the live dispatchers'
+///   latest reports, smoothed with time constant `demandWindow`) + its deferred backlog there /
+///   `backlogDrainTime`. The due rate counts fires when they first come due, never when they are
+///   dispatched, so a throttled tenant's demand does not fall to its quota and drag the quota
+///   down with it.
+/// - **Tier** from `TierClassifier`, per tenant over all its queues (age, trial flag and pin
+///   from the caller's tenant profiles).
+/// - **Capacity** from one `CapacityEstimator` per queue with live executors, fed by
+///   `WorkQueueSampler`. A queue whose executors are gone (or never came) loses its estimate:
+///   its fires go on time into the durable work queue, where they wait up to the queue's bound,
+///   and measuring starts afresh when executors return.
 /// - **Dispatchers** alive = those heard from within `reportTTL`; the plan tells each to enforce
 ///   its 1/n share of every bucket.
 public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
@@ -19,7 +28,7 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         public var demandWindow: Duration
         /// A deferred backlog counts as this much extra demand: backlog / drain time.
         public var backlogDrainTime: Duration
-        /// The work stream's backlog is steered towards this much of the capacity: a short
+        /// A queue's backlog is steered towards this much of its capacity: a short
         /// standing queue keeps the executors busy (work-conserving — a throttled whale gets
         /// all the capacity the others leave) while every tenant's job waits at most this long
         /// behind it.
@@ -90,8 +99,8 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
 
     struct DispatcherState: Sendable {
         var heardAt: C.Instant
-        /// Per tenant: due rate in the latest report and deferred backlog.
-        var rates: [String: (due: Double, deferred: Int)]
+        /// Per tenant and queue: due rate in the latest report and deferred backlog.
+        var rates: [QueueTenant: (due: Double, deferred: Int)]
     }
 
     struct DemandState: Sendable {
@@ -102,16 +111,21 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
 
     public private(set) var configuration: Configuration
     public private(set) var classifier: TierClassifier<C>
-    public private(set) var capacity: CapacityEstimator<C>
+    /// One estimator per queue with live executors.
+    public private(set) var capacities: [String: CapacityEstimator<C>] = [:]
+    /// Queues holding jobs nobody takes (from the last work sample).
+    public private(set) var queuesWithoutExecutors: [String: UInt64] = [:]
     private var dispatchers: [String: DispatcherState] = [:]
-    private var demand: [String: DemandState] = [:]
-    public private(set) var lastPlan: QuotaPlan?
+    private var demand: [QueueTenant: DemandState] = [:]
+    public private(set) var lastPlan: FairnessPlan?
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
         self.classifier = TierClassifier(configuration: configuration.classifier)
-        self.capacity = CapacityEstimator(configuration: configuration.capacity)
     }
+
+    /// The estimator of `queue` (nil: no live executors seen on it).
+    public func capacity(of queue: String) -> CapacityEstimator<C>? { capacities[queue] }
 
     /// Continues after `plan` (the one in KV when this governor took over): generations go on
     /// from it, its measured capacity seeds the estimate, and its tenants' demand and bulk tiers
@@ -121,26 +135,36 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
     /// its governor takes the lease.
     public var epoch: UInt64 = 0
 
-    public mutating func resume(from plan: QuotaPlan, now: C.Instant) {
+    public mutating func resume(from plan: FairnessPlan, now: C.Instant) {
         if plan.generation > (lastPlan?.generation ?? 0) { lastPlan = plan }
-        for (tenant, quota) in plan.tenants {
-            if demand[tenant] == nil {
-                demand[tenant] = DemandState(rate: quota.demand, lastUpdate: now, lastDemand: now)
+        var bulk = Set<String>()
+        for (queue, queuePlan) in plan.queues {
+            for (tenant, quota) in queuePlan.tenants {
+                let key = QueueTenant(queue: queue, tenant: tenant)
+                if demand[key] == nil {
+                    demand[key] = DemandState(rate: quota.demand, lastUpdate: now, lastDemand: now)
+                }
+                if quota.tier == .bulk { bulk.insert(tenant) }
             }
-            if quota.tier == .bulk, classifier.tier(of: tenant) != .bulk {
-                // Enter bulk as if its backlog had crossed the threshold; it leaves by the usual
-                // hysteresis once the reports show it calm.
-                classifier.observe(
-                    tenant: tenant, dueRate: 0, backlog: configuration.classifier.enterBulkBacklog,
-                    age: .seconds(Int64.max / 2), now: now)
+            // Measured capacity carries over; if the next sample shows no live executors on
+            // the queue, the estimate goes with them.
+            var estimate = queuePlan.capacityEstimate
+            if estimate == nil, queuePlan.capacity < queuePlan.policy.maxRate * 0.5 {
+                // A plan without the estimate: only the capacity shared (maybe while draining a
+                // backlog, so an understatement; the next saturation corrects it).
+                estimate = queuePlan.capacity / queuePlan.policy.sanitisedUtilisation
+            }
+            if let estimate {
+                capacities[queue, default: CapacityEstimator(configuration: configuration.capacity)].seed(estimate)
             }
         }
-        if let estimate = plan.capacityEstimate {
-            capacity.seed(estimate)
-        } else if plan.capacity < plan.policy.maxRate * 0.5 {
-            // An older plan: only the capacity shared (maybe while draining a backlog, so an
-            // understatement; the next saturation corrects it).
-            capacity.seed(plan.capacity / plan.policy.sanitisedUtilisation)
+        for (tenant, quota) in plan.otherQueues?.tenants ?? [:] where quota.tier == .bulk { bulk.insert(tenant) }
+        for tenant in bulk where classifier.tier(of: tenant) != .bulk {
+            // Enter bulk as if its backlog had crossed the threshold; it leaves by the usual
+            // hysteresis once the reports show it calm.
+            classifier.observe(
+                tenant: tenant, dueRate: 0, backlog: configuration.classifier.enterBulkBacklog,
+                age: .seconds(Int64.max / 2), now: now)
         }
     }
 
@@ -152,11 +176,11 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
 
     public mutating func ingest(_ report: Report, now: C.Instant) {
         let seconds = max(report.interval.fairnessSeconds, 1e-3)
-        var rates: [String: (due: Double, deferred: Int)] = [:]
+        var rates: [QueueTenant: (due: Double, deferred: Int)] = [:]
         // Reports cross a process boundary: counts are bounded so sums over dispatchers and
         // tenants can never overflow (no dispatcher holds anywhere near this many).
         for line in report.tenants {
-            rates[line.tenant] = (
+            rates[QueueTenant(queue: line.queue, tenant: line.tenant)] = (
                 min(Double(min(max(0, line.due), Self.maximumReportedCount)) / seconds, Self.maximumReportedRate),
                 min(max(0, line.deferred), Self.maximumReportedCount)
             )
@@ -164,10 +188,24 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         dispatchers[report.dispatcher] = DispatcherState(heardAt: now, rates: rates)
     }
 
-    /// A sample of the work stream (see `CapacityEstimator`).
-    public mutating func observeWork(consumedTotal: UInt64, backlog: UInt64, now: C.Instant) {
-        let throttling = lastPlan.map { plan in plan.tenants.values.contains { $0.allocated + 1e-9 < $0.demand } } ?? false
-        capacity.observe(consumedTotal: consumedTotal, backlog: backlog, throttling: throttling, now: now)
+    /// A sample of the whole work stream (`WorkQueueSampler`): each live queue's estimator
+    /// observes its own consumption and backlog; a queue without live executors loses its
+    /// estimate (its tenants are not throttled until executors are back and measured).
+    public mutating func observeWork(_ sample: WorkQueueSampler<C>.Sample, now: C.Instant) {
+        for queue in capacities.keys where sample.live[queue] == nil { capacities[queue] = nil }
+        for (queue, figures) in sample.live {
+            observeWork(queue: queue, consumedTotal: figures.consumedTotal, backlog: figures.backlog, now: now)
+        }
+        queuesWithoutExecutors = sample.deadQueues
+    }
+
+    /// One live queue's consumption and backlog (see `CapacityEstimator`).
+    public mutating func observeWork(queue: String, consumedTotal: UInt64, backlog: UInt64, now: C.Instant) {
+        let throttling = lastPlan?.queues[queue].map { plan in
+            plan.tenants.values.contains { $0.allocated + 1e-9 < $0.demand }
+        } ?? false
+        capacities[queue, default: CapacityEstimator(configuration: configuration.capacity)].observe(
+            consumedTotal: consumedTotal, backlog: backlog, throttling: throttling, now: now)
     }
 
     /// Dispatchers heard from within `reportTTL`.
@@ -175,91 +213,109 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         dispatchers.values.filter { $0.heardAt.duration(to: now) <= configuration.reportTTL }.count
     }
 
-    /// Tenants with current demand or deferred fires (the caller looks up their profiles).
-    public var activeTenants: [String] { Array(demand.keys).sorted() }
+    /// Tenants with current demand or deferred fires on any queue (the caller looks up their
+    /// profiles).
+    public var activeTenants: [String] { Set(demand.keys.map(\.tenant)).sorted() }
 
     /// Computes the next plan. `profiles`: age/trial/pin per tenant; a tenant without one is
     /// treated as brand new (age 0).
     public mutating func plan(
         now: C.Instant, profiles: [String: TenantProfile], issuedAtMillis: Int64
-    ) -> QuotaPlan {
+    ) -> FairnessPlan {
         let c = configuration
         dispatchers = dispatchers.filter { $0.value.heardAt.duration(to: now) <= c.reportTTL }
-        var due: [String: Double] = [:]
-        var backlog: [String: Int] = [:]
+        var due: [QueueTenant: Double] = [:]
+        var backlog: [QueueTenant: Int] = [:]
         for state in dispatchers.values {
-            for (tenant, r) in state.rates {
-                due[tenant, default: 0] += r.due
-                backlog[tenant] = min(backlog[tenant, default: 0] + r.deferred, Int.max / 2)
+            for (key, r) in state.rates {
+                due[key, default: 0] += r.due
+                backlog[key] = min(backlog[key, default: 0] + r.deferred, Int.max / 2)
             }
         }
-        // Smooth the due rate of every tenant we know or just heard of.
-        for tenant in Set(due.keys).union(demand.keys) {
-            let sample = due[tenant] ?? 0
-            if var d = demand[tenant] {
+        // Smooth the due rate of every (queue, tenant) we know or just heard of.
+        for key in Set(due.keys).union(demand.keys) {
+            let sample = due[key] ?? 0
+            if var d = demand[key] {
                 let dt = d.lastUpdate < now ? d.lastUpdate.duration(to: now).fairnessSeconds : 0
                 let window = c.demandWindow.fairnessSeconds
                 let alpha = window <= 0 ? 1 : 1 - FairnessMath.expo(-dt / window)
                 d.rate += alpha * (sample - d.rate)
                 d.lastUpdate = now
-                if sample > 0 || (backlog[tenant] ?? 0) > 0 { d.lastDemand = now }
-                demand[tenant] = d
+                if sample > 0 || (backlog[key] ?? 0) > 0 { d.lastDemand = now }
+                demand[key] = d
             } else {
-                demand[tenant] = DemandState(rate: sample, lastUpdate: now, lastDemand: now)
+                demand[key] = DemandState(rate: sample, lastUpdate: now, lastDemand: now)
             }
         }
-        for (tenant, d) in demand where d.lastDemand.duration(to: now) > c.tenantIdleExpiry {
-            demand[tenant] = nil
-            classifier.forget(tenant)
-        }
+        for (key, d) in demand where d.lastDemand.duration(to: now) > c.tenantIdleExpiry { demand[key] = nil }
+        let tenantsLeft = Set(demand.keys.map(\.tenant))
+        for tenant in classifier.tenants where !tenantsLeft.contains(tenant) { classifier.forget(tenant) }
 
-        var demands: [Demand] = []
-        demands.reserveCapacity(demand.count)
-        let drain = max(c.backlogDrainTime.fairnessSeconds, 1e-3)
-        for (tenant, d) in demand {
+        // A tenant's tier comes from all its queues together.
+        var tenantDue: [String: Double] = [:]
+        var tenantBacklog: [String: Int] = [:]
+        for key in demand.keys {
+            tenantDue[key.tenant, default: 0] += due[key] ?? 0
+            tenantBacklog[key.tenant] = min(tenantBacklog[key.tenant, default: 0] + (backlog[key] ?? 0), Int.max / 2)
+        }
+        var tiers: [String: Tier] = [:]
+        for tenant in tenantsLeft {
             let profile = profiles[tenant] ?? TenantProfile(age: .zero)
             classifier.pin(tenant, to: profile.pinned)
-            let tier = classifier.observe(
-                tenant: tenant, dueRate: due[tenant] ?? 0, backlog: backlog[tenant] ?? 0, age: profile.age,
-                trial: profile.trial, now: now)
-            let rate = d.rate + Double(backlog[tenant] ?? 0) / drain
-            demands.append(Demand(id: tenant, tier: tier, rate: rate))
+            tiers[tenant] = classifier.observe(
+                tenant: tenant, dueRate: tenantDue[tenant] ?? 0, backlog: tenantBacklog[tenant] ?? 0,
+                age: profile.age, trial: profile.trial, now: now)
         }
-        demands.sort { $0.id < $1.id }
+
+        let drain = max(c.backlogDrainTime.fairnessSeconds, 1e-3)
+        var demandsByQueue: [String: [Demand]] = [:]
+        for (key, d) in demand {
+            let rate = d.rate + Double(backlog[key] ?? 0) / drain
+            demandsByQueue[key.queue, default: []].append(Demand(id: key.tenant, tier: tiers[key.tenant] ?? .new, rate: rate))
+        }
         let generation = (lastPlan?.generation ?? 0) + 1
-        var plan: QuotaPlan
-        if let measured = capacity.estimate {
-            let shared = sharedCapacity(measured)
-            plan = QuotaPlan.compute(
-                capacity: shared, demands: demands, weights: c.weights, policy: c.policy,
-                generation: generation, issuedAtMillis: issuedAtMillis)
-            plan.capacityEstimate = measured
-            plan.workBacklog = Int(clamping: capacity.lastBacklog)
-        } else {
-            // Capacity unknown: tiers and demand are reported, nobody is throttled — whatever
-            // the reported demand adds up to (reports cross a process boundary).
-            let share = FairShare.allocate(capacity: c.policy.maxRate, demands: demands, weights: c.weights)
-            plan = QuotaPlan.make(from: share, policy: c.policy, generation: generation, issuedAtMillis: issuedAtMillis)
-            let open = c.policy.quota(forRate: c.policy.maxRate)
-            for name in plan.tenants.keys {
-                plan.tenants[name]!.rate = open.rate
-                plan.tenants[name]!.burst = open.burst
+        var queues: [String: QuotaPlan] = [:]
+        for queue in Set(demandsByQueue.keys).union(capacities.keys) {
+            var demands = demandsByQueue[queue] ?? []
+            demands.sort { $0.id < $1.id }
+            var plan: QuotaPlan
+            if let estimator = capacities[queue], let measured = estimator.estimate {
+                plan = QuotaPlan.compute(
+                    capacity: sharedCapacity(measured, backlog: estimator.lastBacklog), demands: demands,
+                    weights: c.weights, policy: c.policy, generation: generation, issuedAtMillis: issuedAtMillis)
+                plan.capacityEstimate = measured
+                plan.workBacklog = Int(clamping: estimator.lastBacklog)
+            } else {
+                // Capacity unknown: tiers and demand are listed, nobody is throttled — whatever
+                // the reported demand adds up to (reports cross a process boundary).
+                let share = FairShare.allocate(capacity: c.policy.maxRate, demands: demands, weights: c.weights)
+                plan = QuotaPlan.make(from: share, policy: c.policy, generation: generation, issuedAtMillis: issuedAtMillis)
+                let open = c.policy.quota(forRate: c.policy.maxRate)
+                for name in plan.tenants.keys {
+                    plan.tenants[name]!.rate = open.rate
+                    plan.tenants[name]!.burst = open.burst
+                }
+                for tier in Tier.allCases { plan.tierDefaults[tier] = open }
             }
-            for tier in Tier.allCases { plan.tierDefaults[tier] = open }
+            plan.dispatchers = max(1, liveDispatchers(now: now))
+            plan.epoch = epoch
+            queues[queue] = plan
         }
-        plan.dispatchers = max(1, liveDispatchers(now: now))
-        plan.epoch = epoch
+        var plan = FairnessPlan(
+            generation: generation, epoch: epoch, issuedAtMillis: issuedAtMillis,
+            dispatchers: max(1, liveDispatchers(now: now)), queues: queues)
+        plan.queuesWithoutExecutors = queuesWithoutExecutors.isEmpty ? nil : queuesWithoutExecutors
         lastPlan = plan
         return plan
     }
 
-    /// The capacity to share: the estimate, corrected so the work backlog moves towards
+    /// The capacity of a queue to share: its estimate, corrected so its backlog moves towards
     /// `targetWorkBacklog` within `workBacklogDrainTime` (within `minimumShare` … 1 +
     /// `maximumBoost` of the estimate).
-    public func sharedCapacity(_ measured: Double) -> Double {
+    public func sharedCapacity(_ measured: Double, backlog: UInt64) -> Double {
         let c = configuration
-        let target = max(Double(capacity.configuration.minimumBacklog), measured * c.targetWorkBacklog.fairnessSeconds)
-        let correction = (target - Double(capacity.lastBacklog)) / max(c.workBacklogDrainTime.fairnessSeconds, 0.1)
+        let target = max(Double(c.capacity.minimumBacklog), measured * c.targetWorkBacklog.fairnessSeconds)
+        let correction = (target - Double(backlog)) / max(c.workBacklogDrainTime.fairnessSeconds, 0.1)
         let low = measured * min(max(c.minimumShare, 0), 1)
         let high = measured * (1 + max(c.maximumBoost, 0))
         return min(max(measured + correction, low), high)

@@ -295,15 +295,19 @@ public struct QuotaPlan: Sendable, Hashable, Codable {
                 DecodingError.Context(
                     codingPath: [], debugDescription: "unknown QuotaPlan format \(plan.format)"))
         }
-        // A KV entry is untrusted like any message: rates and bursts must be usable numbers.
-        let quotas = plan.tierDefaults.values.map { ($0.rate, $0.burst) } + plan.tenants.values.map { ($0.rate, $0.burst) }
-        guard plan.capacity.isFinite, quotas.allSatisfy({ $0.0.isFinite && $0.0 >= 0 && $0.1.isFinite && $0.1 >= 0 }),
-            (plan.dispatchers ?? 1) >= 1
+        try plan.validate()
+        self = plan
+    }
+
+    /// A KV entry is untrusted like any message: rates and bursts must be usable numbers.
+    public func validate() throws {
+        let quotas = tierDefaults.values.map { ($0.rate, $0.burst) } + tenants.values.map { ($0.rate, $0.burst) }
+        guard capacity.isFinite, quotas.allSatisfy({ $0.0.isFinite && $0.0 >= 0 && $0.1.isFinite && $0.1 >= 0 }),
+            (dispatchers ?? 1) >= 1
         else {
             throw DecodingError.dataCorrupted(
                 DecodingError.Context(codingPath: [], debugDescription: "QuotaPlan with a negative or non-finite quota"))
         }
-        self = plan
     }
 }
 

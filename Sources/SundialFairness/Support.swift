@@ -64,6 +64,12 @@ struct FIFO<Element> {
     }
 
     var elements: ArraySlice<Element> { storage[head...] }
+
+    /// Changes the newest element in place (nothing if empty).
+    mutating func updateLast(_ change: (inout Element) -> Void) {
+        guard head < storage.count else { return }
+        change(&storage[storage.count - 1])
+    }
 }
 
 extension FIFO: Sendable where Element: Sendable {}

@@ -168,6 +168,9 @@ public struct TierClassifier<C: Clock>: Sendable where C.Duration == Duration {
     /// Tenants with a state (observed and not forgotten).
     public var trackedTenants: Int { states.count }
 
+    /// Their names.
+    public var tenants: [String] { Array(states.keys) }
+
     /// Pins `tenant` to `tier` (an operator's decision), or unpins it with `nil`. The dynamic
     /// state keeps being tracked underneath, so unpinning returns to the observed tier.
     public mutating func pin(_ tenant: String, to tier: Tier?) {

@@ -27,6 +27,9 @@ public struct GovernorConfig: Sendable {
     /// Largest plan value put in KV; a larger plan is trimmed (`QuotaPlan.fitting`). It must
     /// fit the server's max_payload (1 MiB by default), which also caps it at run time.
     public var maxPlanBytes = 900 * 1024
+    /// An executor consumer with neither an ack nor a waiting pull for this long is gone, and
+    /// its queue's capacity with it (`WorkQueueSampler`): longer than the slowest job's run.
+    public var executorIdleAfter: Duration = .seconds(10)
     /// Tiers, weights, policy, capacity measurement (see `GovernorCore.Configuration`).
     public var core = GovernorCore<ContinuousClock>.Configuration()
 
@@ -41,6 +44,9 @@ public struct GovernorConfig: Sendable {
         guard maxPlanBytes >= 16 * 1024 else { throw .invalid("governor.max_plan_bytes", "must be at least 16 KiB") }
         guard period >= .milliseconds(50), period <= .seconds(60) else {
             throw .invalid("governor.period", "must be within 50ms…60s")
+        }
+        guard executorIdleAfter >= period * 2, executorIdleAfter <= .seconds(3600) else {
+            throw .invalid("governor.executor_idle_after", "must be within two periods…1h")
         }
         guard leaseTTL >= period * 2 else { throw .invalid("governor.lease_ttl", "must be at least twice the period") }
         guard !instanceID.isEmpty else { throw .invalid("governor.instance_id", "must not be empty") }
@@ -57,18 +63,25 @@ public struct GovernorConfig: Sendable {
 
 /// What `$SRV.STATS` shows, updated every period.
 public struct GovernorSnapshot: Sendable {
+    /// One queue with live executors as the last work sample saw it.
+    public struct QueueCapacity: Sendable {
+        public var estimate: Double?
+        public var consumptionRate: Double
+        public var saturated: Bool
+        public var backlog: UInt64
+    }
+
     public var leader = false
     public var leaderID: String?
-    public var plan: QuotaPlan?
+    public var plan: FairnessPlan?
     public var planBytes = 0
-    public var capacityEstimate: Double?
-    public var consumptionRate: Double = 0
-    public var saturated = false
-    public var workBacklog: UInt64 = 0
+    /// Per queue with live executors.
+    public var queues: [String: QueueCapacity] = [:]
     public var reportsReceived = 0
     public var reportsRejected = 0
     public var publishFailures = 0
-    /// Tenant entries left out of the last plan to fit `maxPlanBytes` (they get tier defaults).
+    /// Tenant entries left out of the last plan to fit `maxPlanBytes` (they get their queue's
+    /// tier defaults).
     public var planTenantsDropped = 0
     /// Demand-report lines whose tenant is not a valid tenant name (ignored).
     public var reportLinesRejected = 0
@@ -86,7 +99,7 @@ public final class GovernorService: Service, Sendable {
     let tenants: TenantStore
     let logger: Logger
     private let core: Mutex<GovernorCore<ContinuousClock>>
-    private let workQueues = Mutex(WorkQueueSampler<ContinuousClock>())
+    private let workQueues: Mutex<WorkQueueSampler<ContinuousClock>>
     private let state = Mutex(GovernorSnapshot())
 
     public init(config: GovernorConfig, connection: NATSConnection, tenants: TenantStore, logger: Logger) throws {
@@ -96,6 +109,7 @@ public final class GovernorService: Service, Sendable {
         self.tenants = tenants
         self.logger = logger
         self.core = Mutex(GovernorCore(configuration: config.core))
+        self.workQueues = Mutex(WorkQueueSampler(idleAfter: config.executorIdleAfter))
     }
 
     public var snapshot: GovernorSnapshot { state.withLock { $0 } }
@@ -110,7 +124,7 @@ public final class GovernorService: Service, Sendable {
         let micro = MicroService(
             identity: .init(
                 name: SundialNamespace.governorServiceName, version: "0.1.0",
-                description: "Sundial fairness governor: per-tenant quotas from demand and capacity"),
+                description: "Sundial fairness governor: per-queue, per-tenant quotas from demand and capacity"),
             connection: connection, endpoints: [], logger: logger, extraStats: { [self] in Self.stats(self.snapshot) })
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await micro.run() }
@@ -135,13 +149,16 @@ public final class GovernorService: Service, Sendable {
             state.withLock { $0.reportsRejected += 1 }
             return
         }
-        let valid = report.tenants.filter { SubjectToken.isValidTenant($0.tenant) }
+        // An empty queue is an older dispatcher's line (counted as a queue of its own).
+        let valid = report.tenants.filter {
+            SubjectToken.isValidTenant($0.tenant) && ($0.queue.isEmpty || SubjectToken.isValidQueue($0.queue))
+        }
         if valid.count < report.tenants.count {
             state.withLock { $0.reportLinesRejected += report.tenants.count - valid.count }
         }
         let lines = valid.map {
             FairnessGate<ContinuousClock>.TenantReport(
-                tenant: $0.tenant, due: Int(clamping: $0.due), deferred: Int(clamping: $0.deferred),
+                tenant: $0.tenant, queue: $0.queue, due: Int(clamping: $0.due), deferred: Int(clamping: $0.deferred),
                 dispatched: Int(clamping: $0.dispatched))
         }
         let interval = Duration.milliseconds(Int64(max(1, report.intervalMs)))
@@ -185,18 +202,18 @@ public final class GovernorService: Service, Sendable {
         }
     }
 
-    /// Continues from the plan in KV (generation, capacity) when becoming leader.
+    /// Continues from the plan in KV (generation, capacities) when becoming leader.
     private func resume(_ bucket: KeyValueBucket) async {
         guard let stored = try? await bucket.get(SundialNamespace.quotaPlanKey),
-            let plan = try? QuotaPlan(jsonBytes: stored.value)
+            let plan = try? FairnessPlan(jsonBytes: stored.value)
         else { return }
         core.withLock { $0.resume(from: plan, now: .now) }
         logger.info("resuming after quota plan generation \(plan.generation)")
     }
 
-    /// Samples the executors' consumers of the work stream. Only queues with live executors
-    /// count toward the backlog the capacity is judged by: jobs of a queue nobody takes (no
-    /// consumer, or its executors gone) are not saturation (`WorkQueueSampler`).
+    /// Samples the executors' consumers of the work stream: each queue with live executors has
+    /// its capacity measured from its own consumption and backlog; jobs of a queue nobody takes
+    /// (no consumer, or its executors gone) are counted, not measured (`WorkQueueSampler`).
     private func sampleWork() async {
         guard let listed = try? await connection.consumers(of: config.namespace.workStream) else { return }
         let prefix = config.namespace.work(queue: "")
@@ -213,15 +230,14 @@ public final class GovernorService: Service, Sendable {
         }
         let now = ContinuousClock.now
         let sample = workQueues.withLock { $0.observe(consumers, now: now) }
-        let estimator = core.withLock { core -> CapacityEstimator<ContinuousClock> in
-            core.observeWork(consumedTotal: sample.consumedTotal, backlog: sample.backlog, now: now)
-            return core.capacity
+        let estimators = core.withLock { core -> [String: CapacityEstimator<ContinuousClock>] in
+            core.observeWork(sample, now: now)
+            return core.capacities
         }
         state.withLock {
-            $0.capacityEstimate = estimator.estimate
-            $0.consumptionRate = estimator.consumptionRate
-            $0.saturated = estimator.saturated
-            $0.workBacklog = sample.backlog
+            $0.queues = estimators.mapValues {
+                .init(estimate: $0.estimate, consumptionRate: $0.consumptionRate, saturated: $0.saturated, backlog: $0.lastBacklog)
+            }
             $0.queuesWithoutExecutors = sample.deadQueues
         }
     }
@@ -257,7 +273,7 @@ public final class GovernorService: Service, Sendable {
         }
         do {
             // Compact only when large: a dispatcher resolves an unlisted tenant as `new`.
-            var bytes = try (plan.tenants.count > config.compactAbove ? plan.compacted() : plan).jsonBytes()
+            var bytes = try (plan.tenantEntries > config.compactAbove ? plan.compacted() : plan).jsonBytes()
             var dropped = 0
             let serverMax = connection.serverMaxPayload
             let limit = min(config.maxPlanBytes, serverMax > 0 ? serverMax - 4096 : config.maxPlanBytes)
@@ -285,25 +301,43 @@ public final class GovernorService: Service, Sendable {
             "reports_rejected": s.reportsRejected, "publish_failures": s.publishFailures,
             "plan_tenants_dropped": s.planTenantsDropped, "report_lines_rejected": s.reportLinesRejected,
             "queues_without_executors": s.queuesWithoutExecutors,
-            "capacity_estimate": s.capacityEstimate ?? 0, "capacity_known": s.capacityEstimate != nil,
-            "work_consumption_rate": s.consumptionRate, "work_saturated": s.saturated, "work_backlog": s.workBacklog,
         ]
+        // Per queue: what was measured (live executors) and what the plan shares out.
+        var queues: [String: [String: Any]] = [:]
+        for (queue, q) in s.queues {
+            queues[queue] = [
+                "executors": "live", "capacity_estimate": q.estimate ?? 0, "capacity_known": q.estimate != nil,
+                "consumption_rate": q.consumptionRate, "saturated": q.saturated, "backlog": q.backlog,
+            ]
+        }
+        for (queue, held) in s.queuesWithoutExecutors where queues[queue] == nil {
+            queues[queue] = ["executors": "none", "capacity_known": false, "backlog": held]
+        }
         if let plan = s.plan {
             out["plan_generation"] = plan.generation
             out["plan_bytes"] = s.planBytes
-            out["plan_capacity"] = plan.capacity
             out["dispatchers"] = plan.dispatchers ?? 1
-            out["tenants"] = plan.tenants.count
-            out["throttled_tenants"] = plan.tenants.values.filter { $0.allocated + 1e-9 < $0.demand }.count
-            var tiers: [String: Any] = [:]
-            for (tier, total) in plan.byTier {
-                tiers[tier.rawValue] = [
-                    "tenants": total.tenants, "demand": total.demand, "allocated": total.allocated,
-                    "default_rate": plan.tierDefaults[tier]?.rate ?? 0,
-                ]
+            out["tenants"] = Set(plan.queues.values.flatMap(\.tenants.keys)).count
+            for (queue, queuePlan) in plan.queues {
+                var entry = queues[queue] ?? ["executors": "none", "capacity_known": false]
+                entry["plan_capacity"] = queuePlan.capacityEstimate == nil ? nil : queuePlan.capacity
+                entry["tenants"] = queuePlan.tenants.count
+                entry["throttled_tenants"] = queuePlan.tenants.values.filter { $0.allocated + 1e-9 < $0.demand }.count
+                var tiers: [String: Any] = [:]
+                for (tier, total) in queuePlan.byTier {
+                    tiers[tier.rawValue] = [
+                        "tenants": total.tenants, "demand": total.demand, "allocated": total.allocated,
+                        "default_rate": queuePlan.tierDefaults[tier]?.rate ?? 0,
+                    ]
+                }
+                entry["tiers"] = tiers
+                queues[queue] = entry
             }
-            out["tiers"] = tiers
+            out["throttled_tenants"] = plan.queues.values.reduce(0) { sum, queuePlan in
+                sum + queuePlan.tenants.values.filter { $0.allocated + 1e-9 < $0.demand }.count
+            }
         }
+        out["queues"] = queues
         return out
     }
 }

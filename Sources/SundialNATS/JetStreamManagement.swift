@@ -141,6 +141,14 @@ extension NATSConnection {
         try await jetStreamAPI("STREAM.INFO.\(name)")
     }
 
+    /// Messages stored per subject matching `subjects` (wildcards allowed): `state.subjects`
+    /// of `STREAM.INFO` with a subjects filter (first page, up to the server's page size).
+    public func messageCounts(stream name: String, subjects: String) async throws -> [String: UInt64] {
+        let info = try await jetStreamAPI("STREAM.INFO.\(name)", json: ["subjects_filter": subjects])
+        let counts = (info["state"] as? [String: Any])?["subjects"] as? [String: Any] ?? [:]
+        return counts.compactMapValues { ($0 as? NSNumber)?.uint64Value }
+    }
+
     /// Messages currently stored in the stream.
     public func streamMessageCount(_ name: String) async throws -> UInt64 {
         let info = try await streamInfo(name)

@@ -88,35 +88,39 @@ struct GovernorCoreTests {
     @Test func extremeReportedCountsNeverOverflow() {
         let clock = ManualClock()
         var core = Core(configuration: .init(capacity: .init(fixed: 1000)))
+        core.observeWork(queue: "", consumedTotal: 0, backlog: 0, now: clock.now)
         for dispatcher in ["d1", "d2", "d3"] {
             core.ingest(
                 Self.report(dispatcher, [Line(tenant: "x", due: Int.max, deferred: Int.max, dispatched: Int.max)]),
                 now: clock.now)
         }
         let plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 1)
-        #expect(plan.tenants["x"].map { $0.demand.isFinite && $0.rate.isFinite } == true)
+        #expect(plan.queues[""]?.tenants["x"].map { $0.demand.isFinite && $0.rate.isFinite } == true)
+        #expect(plan.queues[""]?.capacityEstimate == 1000)
     }
 
     @Test func aWhaleIsThrottledToTheLeftoverAndSmallTenantsAreNot() {
         let clock = ManualClock()
         var core = Core(configuration: .init(capacity: .init(fixed: 1000)))
-        var plan: QuotaPlan!
+        var fairness: FairnessPlan!
         for second in 0..<10 {
             clock.advance(by: .seconds(1))
             // The work backlog sits at its target (200 ms of 1 000/s): no correction.
-            core.observeWork(consumedTotal: UInt64(second * 1000), backlog: 200, now: clock.now)
+            core.observeWork(queue: "q", consumedTotal: UInt64(second * 1000), backlog: 200, now: clock.now)
             core.ingest(
                 Self.report("d1", [
-                    Line(tenant: "whale", due: 3000, deferred: 20_000, dispatched: 900),
-                    Line(tenant: "shop", due: 2, deferred: 0, dispatched: 2),
+                    Line(tenant: "whale", queue: "q", due: 3000, deferred: 20_000, dispatched: 900),
+                    Line(tenant: "shop", queue: "q", due: 2, deferred: 0, dispatched: 2),
                 ]), now: clock.now)
-            plan = core.plan(
+            fairness = core.plan(
                 now: clock.now,
                 profiles: ["whale": .init(age: .seconds(1e6)), "shop": .init(age: .seconds(1e6))],
                 issuedAtMillis: 0)
         }
+        #expect(fairness.generation == 10)
+        #expect(fairness.dispatchers == 1)
+        let plan = fairness.queues["q"]!
         #expect(plan.generation == 10)
-        #expect(plan.dispatchers == 1)
         #expect(plan.tenants["whale"]?.tier == .bulk)
         #expect(plan.tenants["shop"]?.tier == .standard)
         let whale = plan.tenants["whale"]!
@@ -140,10 +144,11 @@ struct GovernorCoreTests {
                 "young": .init(age: .seconds(10)), "old": .init(age: .seconds(600)),
                 "trial": .init(age: .seconds(600), trial: true), "pinned": .init(age: .seconds(600), pinned: .bulk),
             ], issuedAtMillis: 0)
-        #expect(plan.tenants.mapValues(\.tier) == ["young": .new, "old": .standard, "trial": .new, "pinned": .bulk])
+        let tenants = plan.queues[""]?.tenants ?? [:]
+        #expect(tenants.mapValues(\.tier) == ["young": .new, "old": .standard, "trial": .new, "pinned": .bulk])
         #expect(plan.dispatchers == 2)
         // Capacity unknown: nobody is throttled.
-        #expect(plan.tenants.values.allSatisfy { $0.rate >= 1e8 })
+        #expect(tenants.values.allSatisfy { $0.rate >= 1e8 })
         clock.advance(by: .seconds(6))
         core.ingest(Self.report("d1", []), now: clock.now)
         plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 0)
@@ -156,15 +161,16 @@ struct GovernorCoreTests {
             capacity: 800, demands: [Demand(id: "whale", tier: .bulk, rate: 5000)], generation: 41, issuedAtMillis: 0)
         old.dispatchers = 1
         var core = Core()
-        core.resume(from: old, now: clock.now)
-        #expect(abs((core.capacity.estimate ?? 0) - 800) < 1e-6)
+        core.resume(from: FairnessPlan(generation: 41, issuedAtMillis: 0, dispatchers: 1, queues: ["q": old]), now: clock.now)
+        #expect(abs((core.capacity(of: "q")?.estimate ?? 0) - 800) < 1e-6)
         // Before any report: the whale is still bulk and still throttled to about the capacity
         // (plus the correction for a work backlog not seen yet: at most `maximumBoost`).
-        let plan = core.plan(now: clock.now, profiles: ["whale": .init(age: .seconds(1e6))], issuedAtMillis: 0)
-        #expect(plan.generation == 42)
+        let fairness = core.plan(now: clock.now, profiles: ["whale": .init(age: .seconds(1e6))], issuedAtMillis: 0)
+        #expect(fairness.generation == 42)
+        let plan = fairness.queues["q"]!
         #expect(plan.tenants["whale"]?.tier == .bulk)
         let rate = plan.tenants["whale"]?.rate ?? 0
-        #expect(abs(rate - core.sharedCapacity(800)) < 1)
+        #expect(abs(rate - core.sharedCapacity(800, backlog: 0)) < 1)
         #expect(rate >= 800 && rate <= 800 * 1.2)
     }
 }
@@ -176,18 +182,18 @@ struct GovernorBacklogTests {
     @Test func aStandingBacklogShrinksTheSharedCapacityUntilDrained() {
         let clock = ManualClock()
         var core = Core(configuration: .init(capacity: .init(fixed: 1000)))
-        let whale = FairnessGate<ManualClock>.TenantReport(tenant: "whale", due: 5000, deferred: 50_000, dispatched: 0)
+        let whale = FairnessGate<ManualClock>.TenantReport(tenant: "whale", queue: "q", due: 5000, deferred: 50_000, dispatched: 0)
         core.ingest(.init(dispatcher: "d", interval: .seconds(1), tenants: [whale]), now: clock.now)
-        core.observeWork(consumedTotal: 0, backlog: 0, now: clock.now)
+        core.observeWork(queue: "q", consumedTotal: 0, backlog: 0, now: clock.now)
         clock.advance(by: .seconds(1))
-        core.observeWork(consumedTotal: 1000, backlog: 1250, now: clock.now)  // 1 s of work queued
-        var plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 0)
+        core.observeWork(queue: "q", consumedTotal: 1000, backlog: 1250, now: clock.now)  // 1 s of work queued
+        var plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 0).queues["q"]!
         // Target = 200 ms of 1 000/s = 200 queued; 1 050 too many → drained within 2 s:
         // share 1 000 − 525.
         #expect(abs(plan.capacity - 475) < 1)
         clock.advance(by: .seconds(1))
-        core.observeWork(consumedTotal: 2000, backlog: 100, now: clock.now)
-        plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 0)
+        core.observeWork(queue: "q", consumedTotal: 2000, backlog: 100, now: clock.now)
+        plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 0).queues["q"]!
         // Below target: a little more than the capacity, so the queue refills.
         #expect(abs(plan.capacity - 1050) < 1)
     }
@@ -198,22 +204,24 @@ struct GovernorBacklogTests {
     @Test func theSharedCapacityFindsFreedCapacityAndHoldsAShortQueue() {
         let clock = ManualClock()
         var core = Core(configuration: .init(capacity: .init(initial: 400)))
+        core.observeWork(queue: "q", consumedTotal: 0, backlog: 0, now: clock.now)
         var backlog = 0.0
         var consumed = 0.0
         var consumedAt20 = 0.0
         var worst = 0.0
         for step in 0..<(30 * 4) {
-            let offered = core.sharedCapacity(core.capacity.estimate ?? 0)
+            let estimator = core.capacity(of: "q")
+            let offered = core.sharedCapacity(estimator?.estimate ?? 0, backlog: estimator?.lastBacklog ?? 0)
             backlog += offered * 0.25
             let done = min(backlog, 800 * 0.25)
             backlog -= done
             consumed += done
             clock.advance(by: .milliseconds(250))
-            core.observeWork(consumedTotal: UInt64(consumed), backlog: UInt64(backlog), now: clock.now)
+            core.observeWork(queue: "q", consumedTotal: UInt64(consumed), backlog: UInt64(backlog), now: clock.now)
             if step == 79 { consumedAt20 = consumed }
             if step >= 80 { worst = max(worst, backlog) }
         }
-        let estimate = core.capacity.estimate ?? 0
+        let estimate = core.capacity(of: "q")?.estimate ?? 0
         #expect(estimate > 760 && estimate < 840, "estimate \(estimate)")
         #expect(consumed - consumedAt20 >= 0.98 * 800 * 10, "executors idle in the last 10 s")
         #expect(worst <= 2 * 160, "queue up to \(worst) jobs; target 160")

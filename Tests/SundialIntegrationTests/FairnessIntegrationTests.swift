@@ -17,6 +17,7 @@ final class CappedExecutor: Sendable {
         var tenant: String
         var timerID: String
         var lag: TimeInterval
+        var at: Date
     }
 
     let received = Mutex<[Received]>([])
@@ -34,7 +35,7 @@ final class CappedExecutor: Sendable {
                         list.append(
                             Received(
                                 tenant: job.tenant, timerID: job.timerID,
-                                lag: now.timeIntervalSince(job.scheduledAt ?? now)))
+                                lag: now.timeIntervalSince(job.scheduledAt ?? now), at: now))
                     }
                 }
                 try? await worker.complete(jobs)
@@ -135,7 +136,7 @@ struct FairnessIntegrationTests {
                 #expect((shopLags.max() ?? 99) <= 2.5, "standard tenant lags \(shopLags)")
                 #expect((newLags.max() ?? 99) <= 1.5, "new tenant lags \(newLags)")
                 let plan = system.dispatcher!.currentPlan
-                #expect(plan.tenants["whale"]?.tier == .bulk)
+                #expect(plan.plan(for: "q")?.tenants["whale"]?.tier == .bulk)
                 #expect(system.dispatcher!.stats.deferred.load(ordering: .relaxed) > 0)
                 let stats = system.dispatcher!.fairnessStats()
                 let bulk = (stats["tiers"] as? [String: Any])?["bulk"] as? [String: Any]
@@ -148,7 +149,7 @@ struct FairnessIntegrationTests {
                 // The governor's $SRV.STATS data.
                 #expect(governorDuringFlood?["leader"] as? Bool == true)
                 #expect((governorDuringFlood?["throttled_tenants"] as? Int ?? 0) >= 1)
-                #expect(planDuringFlood.tenants["whale"].map { $0.allocated < $0.demand } == true)
+                #expect(planDuringFlood.plan(for: "q")?.tenants["whale"].map { $0.allocated < $0.demand } == true)
             } else {
                 // Plain FIFO: the shop's jobs wait behind the whale's backlog.
                 #expect((shopLags.min() ?? 0) > 4, "FIFO standard lags \(shopLags)")
@@ -183,7 +184,7 @@ struct FairnessIntegrationTests {
             let whale = try await Self.createDue(
                 system, tenant: "whale", count: 1500, due: Date().addingTimeInterval(4), queue: "g")
             try await eventually("the whale is throttled as bulk", timeout: .seconds(20)) {
-                dispatcher.currentPlan.tenants["whale"]?.tier == .bulk
+                dispatcher.currentPlan.plan(for: "g")?.tenants["whale"]?.tier == .bulk
                     && dispatcher.stats.deferred.load(ordering: .relaxed) > 0
             }
             first.signal(SIGKILL)
@@ -196,7 +197,7 @@ struct FairnessIntegrationTests {
                 executor.count() >= before + 150
             }
             #expect(dispatcher.currentPlan.generation == frozen)
-            #expect(dispatcher.currentPlan.tenants["whale"]?.tier == .bulk)
+            #expect(dispatcher.currentPlan.plan(for: "g")?.tenants["whale"]?.tier == .bulk)
             #expect(dispatcher.deferredNow > 0)
             let workBacklog = try await system.bulk.streamMessageCount(system.namespace.workStream)
             #expect(workBacklog < 300, "work stream backlog \(workBacklog)")
@@ -206,7 +207,7 @@ struct FairnessIntegrationTests {
                 dispatcher.currentPlan.generation > frozen
             }
             // Seeded from the plan in KV, B keeps the whale bulk from its first plan on.
-            #expect(dispatcher.currentPlan.tenants["whale"]?.tier == .bulk)
+            #expect(dispatcher.currentPlan.plan(for: "g")?.tenants["whale"]?.tier == .bulk)
             try await eventually("every whale job arrives", timeout: .seconds(60)) { executor.count("whale") >= whale.count }
             await executor.stop()
             let ids = executor.received.withLock { $0.map(\.timerID) }

@@ -105,7 +105,10 @@ struct InternalFuzzIntegrationTests {
                     // well-formed plan with a forged epoch is a trusted writer's act, not input.)
                     var plan = QuotaPlan.unthrottled()
                     plan.tenants["real"] = TenantQuota(tier: .bulk, rate: -1, burst: -1, demand: 1, allocated: 0)
-                    let valid = (try? plan.jsonBytes()) ?? []
+                    // A format-1 plan, or a per-queue plan with the same bad entry on the real queue.
+                    let valid = (try? rng.chance(0.5)
+                        ? plan.jsonBytes()
+                        : FairnessPlan(generation: 1, issuedAtMillis: 0, queues: ["real": plan]).jsonBytes()) ?? []
                     let bytes = rng.chance(0.5) ? Array(valid.prefix(rng.length(max: valid.count))) : valid
                     _ = try? await bucket.put(SundialNamespace.quotaPlanKey, rng.chance(0.5) ? rng.bytes(count: rng.length(max: 2000)) : bytes)
                 case 62..<85:
@@ -154,7 +157,7 @@ struct InternalFuzzIntegrationTests {
 
             await executor.value
             let real = received.counts.filter { expected.contains($0.key) }
-            print("internal fuzz: executor done after \(ContinuousClock.now - started); deferred \(dispatcher.stats.deferred.load(ordering: .relaxed)), stale \(dispatcher.stats.staleDropped.load(ordering: .relaxed)), dispatched \(dispatcher.stats.dispatched.load(ordering: .relaxed)), plan dispatchers \(dispatcher.currentPlan.dispatchers ?? 0), real quota \(dispatcher.currentPlan.tenants["real"].map { "\($0.tier) \($0.rate)/\($0.burst)" } ?? "default \(dispatcher.currentPlan.tierDefaults[.new].map { "\($0.rate)/\($0.burst)" } ?? "-")")")
+            print("internal fuzz: executor done after \(ContinuousClock.now - started); deferred \(dispatcher.stats.deferred.load(ordering: .relaxed)), stale \(dispatcher.stats.staleDropped.load(ordering: .relaxed)), dispatched \(dispatcher.stats.dispatched.load(ordering: .relaxed)), plan dispatchers \(dispatcher.currentPlan.dispatchers ?? 0), real quota \(dispatcher.currentPlan.plan(for: "real").map { plan in plan.tenants["real"].map { "\($0.tier) \($0.rate)/\($0.burst)" } ?? "default \(plan.tierDefaults[.new].map { "\($0.rate)/\($0.burst)" } ?? "-")" } ?? "none (not throttled)")")
             print("internal fuzz: \(real.count) of \(expected.count) real timers received; dispatcher rejected \(dispatcher.stats.resultsRejected.sorted { $0.key < $1.key }), undecodable fires \(dispatcher.stats.undecodable.load(ordering: .relaxed)); governor \(GovernorService.stats(governor.snapshot)["reports_rejected"] ?? 0) reports rejected")
             #expect(Set(real.keys) == expected, "lost: \(expected.subtracting(real.keys).count)")
             #expect(real.values.allSatisfy { $0 == 1 }, "duplicates: \(real.filter { $0.value > 1 }.count)")

@@ -17,6 +17,8 @@ struct StreamBoundsIntegrationTests {
         try await withTestSystem("full-queue", options) { system in
             let dispatcher = try #require(system.dispatcher)
             let client = system.client(tenant: "acme")
+            let events = try await system.api.subscribe(
+                subject: system.namespace.event(tenant: "acme", kind: TimerEventKind.queueFull))
             for index in 0..<35 {
                 _ = try await client.create(.delay(.milliseconds(300), queue: "nobody", payload: "n\(index)"))
             }
@@ -24,6 +26,13 @@ struct StreamBoundsIntegrationTests {
                 dispatcher.stats.count(of: .queueFullDeferred) >= 5
             }
             #expect(try await system.api.streamMessageCount(system.namespace.workStream) == 30)
+            // The tenant is told, once (a minute) for the queue, not once per fire.
+            let told = try (try await firstMessage(events, within: .seconds(5))).map {
+                try Sundial_V1_TimerEvent(serializedBytes: $0.payload)
+            }
+            #expect(told?.queue == "nobody")
+            #expect(told?.detail.contains("30") == true)
+            #expect(told?.hasTimer == false)
 
             // Another tenant's live queue is not held back by the full one.
             let live = try await system.worker(queue: "live")

@@ -361,22 +361,6 @@ struct TenantAuthIntegrationTests {
     }
 }
 
-/// The first message of `subscription` within `timeout`, or nil.
-private func firstMessage(_ subscription: NATSSubscription, within timeout: Duration) async throws -> NATSMessage? {
-    try await withThrowingTaskGroup(of: NATSMessage?.self) { group in
-        group.addTask {
-            for await message in subscription { return message }
-            return nil
-        }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            return nil
-        }
-        defer { group.cancelAll() }
-        return try await group.next() ?? nil
-    }
-}
-
 extension TimersClient {
     /// A typed call through the public `raw` (the client's own `call` is internal).
     fileprivate func authCall<Reply: SwiftProtobuf.Message>(_ method: TimersMethod, _ request: some SwiftProtobuf.Message)

@@ -124,6 +124,10 @@ public nonisolated struct Sundial_V1_TenantDemand: Sendable {
   /// Its jobs this dispatcher forwarded to the work stream since the previous report.
   public var dispatched: UInt64 = 0
 
+  /// The work queue these counts are for: a tenant has one line per queue it targets, and
+  /// tenants share each queue's capacity separately. Empty from older dispatchers.
+  public var queue: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -317,7 +321,7 @@ nonisolated extension Sundial_V1_JobResult: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Sundial_V1_TenantDemand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TenantDemand"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{1}due\0\u{1}deferred\0\u{1}dispatched\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{1}due\0\u{1}deferred\0\u{1}dispatched\0\u{1}queue\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -329,6 +333,7 @@ nonisolated extension Sundial_V1_TenantDemand: SwiftProtobuf.Message, SwiftProto
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.due) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.deferred) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.dispatched) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.queue) }()
       default: break
       }
     }
@@ -347,6 +352,9 @@ nonisolated extension Sundial_V1_TenantDemand: SwiftProtobuf.Message, SwiftProto
     if self.dispatched != 0 {
       try visitor.visitSingularUInt64Field(value: self.dispatched, fieldNumber: 4)
     }
+    if !self.queue.isEmpty {
+      try visitor.visitSingularStringField(value: self.queue, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -355,6 +363,7 @@ nonisolated extension Sundial_V1_TenantDemand: SwiftProtobuf.Message, SwiftProto
     if lhs.due != rhs.due {return false}
     if lhs.deferred != rhs.deferred {return false}
     if lhs.dispatched != rhs.dispatched {return false}
+    if lhs.queue != rhs.queue {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -669,7 +669,9 @@ public nonisolated struct Sundial_V1_TimerEvent: @unchecked Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// "attempt_failed" (a retry follows) or "dead_letter" (no attempts left).
+  /// About a run: "attempt_failed" (a retry follows), "dead_letter" (no attempts left),
+  /// "result_rejected". About a queue (timer and run unset, queue and detail set): "queue_full"
+  /// (its backlog is at its bound; fires wait in Sundial).
   public var kind: String {
     get {_storage._kind}
     set {_uniqueStorage()._kind = newValue}
@@ -701,6 +703,18 @@ public nonisolated struct Sundial_V1_TimerEvent: @unchecked Sendable {
   public var hasAt: Bool {_storage._at != nil}
   /// Clears the value of `at`. Subsequent reads from it will return its default value.
   public mutating func clearAt() {_uniqueStorage()._at = nil}
+
+  /// The work queue (queue events).
+  public var queue: String {
+    get {_storage._queue}
+    set {_uniqueStorage()._queue = newValue}
+  }
+
+  /// Human-readable particulars (queue events).
+  public var detail: String {
+    get {_storage._detail}
+    set {_uniqueStorage()._detail = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1627,13 +1641,15 @@ nonisolated extension Sundial_V1_TimerHistoryResponse: SwiftProtobuf.Message, Sw
 
 nonisolated extension Sundial_V1_TimerEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TimerEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}timer\0\u{1}run\0\u{1}at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}timer\0\u{1}run\0\u{1}at\0\u{1}queue\0\u{1}detail\0")
 
   fileprivate class _StorageClass {
     var _kind: String = String()
     var _timer: Sundial_V1_Timer? = nil
     var _run: Sundial_V1_TimerRun? = nil
     var _at: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _queue: String = String()
+    var _detail: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1648,6 +1664,8 @@ nonisolated extension Sundial_V1_TimerEvent: SwiftProtobuf.Message, SwiftProtobu
       _timer = source._timer
       _run = source._run
       _at = source._at
+      _queue = source._queue
+      _detail = source._detail
     }
   }
 
@@ -1670,6 +1688,8 @@ nonisolated extension Sundial_V1_TimerEvent: SwiftProtobuf.Message, SwiftProtobu
         case 2: try { try decoder.decodeSingularMessageField(value: &_storage._timer) }()
         case 3: try { try decoder.decodeSingularMessageField(value: &_storage._run) }()
         case 4: try { try decoder.decodeSingularMessageField(value: &_storage._at) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._queue) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._detail) }()
         default: break
         }
       }
@@ -1694,6 +1714,12 @@ nonisolated extension Sundial_V1_TimerEvent: SwiftProtobuf.Message, SwiftProtobu
       try { if let v = _storage._at {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
       } }()
+      if !_storage._queue.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._queue, fieldNumber: 5)
+      }
+      if !_storage._detail.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._detail, fieldNumber: 6)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1707,6 +1733,8 @@ nonisolated extension Sundial_V1_TimerEvent: SwiftProtobuf.Message, SwiftProtobu
         if _storage._timer != rhs_storage._timer {return false}
         if _storage._run != rhs_storage._run {return false}
         if _storage._at != rhs_storage._at {return false}
+        if _storage._queue != rhs_storage._queue {return false}
+        if _storage._detail != rhs_storage._detail {return false}
         return true
       }
       if !storagesAreEqual {return false}

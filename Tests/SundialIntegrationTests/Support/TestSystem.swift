@@ -271,7 +271,7 @@ func collectJobs(_ worker: SundialWorker, count: Int, timeout: Duration) async t
     var jobs: [(SundialJob, Date)] = []
     let deadline = ContinuousClock.now + timeout
     while jobs.count < count, ContinuousClock.now < deadline {
-        for job in try await worker.next(max: 256, maxWait: .milliseconds(500)) {
+        for job in try await worker.next(max: min(256, count - jobs.count), maxWait: .milliseconds(500)) {
             jobs.append((job, Date()))
             try await worker.complete(job)
         }
@@ -288,5 +288,21 @@ extension Sundial_V1_CreateTimerRequest {
         request.schedule.delay.duration = Google_Protobuf_Duration(
             seconds: duration.components.seconds, nanos: Int32(duration.components.attoseconds / 1_000_000_000))
         return request
+    }
+}
+
+/// The first message of `subscription` within `timeout`, or nil.
+func firstMessage(_ subscription: NATSSubscription, within timeout: Duration) async throws -> NATSMessage? {
+    try await withThrowingTaskGroup(of: NATSMessage?.self) { group in
+        group.addTask {
+            for await message in subscription { return message }
+            return nil
+        }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        defer { group.cancelAll() }
+        return try await group.next() ?? nil
     }
 }
