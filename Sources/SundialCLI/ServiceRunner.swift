@@ -114,12 +114,25 @@ public struct ServiceEnvironment: Sendable {
             result.dispatcher.fairness.enforce = value == "on"
         }
         if let value = try integer("SUNDIAL_DISPATCHER_MAX_DEFERRED") { result.dispatcher.fairness.maximumDeferred = value }
+        if let value = try number("SUNDIAL_DISPATCHER_RETRY_BUDGET_RATIO") { result.dispatcher.fairness.retryBudgetRatio = value }
+        if let value = try number("SUNDIAL_DISPATCHER_RETRY_BUDGET_FLOOR") { result.dispatcher.fairness.retryBudgetFloor = value }
+        if let value = try number("SUNDIAL_DISPATCHER_RETRY_BUDGET_BURST") { result.dispatcher.fairness.retryBudgetBurst = value }
         if let value = env["SUNDIAL_DISPATCHER_INSTANCE_ID"] { result.dispatcher.instanceID = value }
         if let value = env["SUNDIAL_GOVERNOR_INSTANCE_ID"] { result.governor.instanceID = value }
         if let value = try duration("SUNDIAL_GOVERNOR_PERIOD") { result.governor.period = value }
         if let value = try duration("SUNDIAL_GOVERNOR_LEASE_TTL") { result.governor.leaseTTL = value }
         if let value = try number("SUNDIAL_GOVERNOR_CAPACITY") { result.governor.core.capacity.fixed = value }
         if let value = try duration("SUNDIAL_GOVERNOR_EXECUTOR_IDLE_AFTER") { result.governor.executorIdleAfter = value }
+        if let value = env["SUNDIAL_GOVERNOR_BREAKERS"] {
+            guard value == "on" || value == "off" else { throw SundialError.invalid("SUNDIAL_GOVERNOR_BREAKERS", "must be on or off") }
+            result.governor.core.breakers = value == "on"
+        }
+        if let value = try duration("SUNDIAL_GOVERNOR_BREAKER_WINDOW") { result.governor.core.breaker.window = value }
+        if let value = try integer("SUNDIAL_GOVERNOR_BREAKER_MIN_SAMPLES") { result.governor.core.breaker.minimumSamples = value }
+        if let value = try number("SUNDIAL_GOVERNOR_BREAKER_FAILURE_RATIO") { result.governor.core.breaker.failureRatio = value }
+        if let value = try duration("SUNDIAL_GOVERNOR_BREAKER_COOL_DOWN") { result.governor.core.breaker.coolDown = value }
+        if let value = try duration("SUNDIAL_GOVERNOR_BREAKER_MAX_COOL_DOWN") { result.governor.core.breaker.maximumCoolDown = value }
+        if let value = try integer("SUNDIAL_GOVERNOR_BREAKER_PROBES") { result.governor.core.breaker.probes = value }
         if let value = try number("SUNDIAL_GOVERNOR_TARGET_UTILISATION") { result.governor.core.policy.targetUtilisation = value }
         if let value = try duration("SUNDIAL_GOVERNOR_NEW_TENANT_AGE") { result.governor.core.classifier.newTenantAge = value }
         if let value = try number("SUNDIAL_GOVERNOR_BULK_RATE") {

@@ -49,4 +49,10 @@ public enum TimerEventKind {
     /// Sundial (retried every few seconds) until executors make room. About a queue, not a
     /// timer: `queue` and `detail` are set. At most once a minute per tenant and queue.
     public static let queueFull = "queue_full"
+    /// A circuit breaker opened: the queue's (every tenant on it is told) or the tenant's own on
+    /// the queue. Its due jobs wait in Sundial without spending attempts; a few probe jobs go
+    /// out after a cool-down. About a queue: `queue` and `detail` are set.
+    public static let queueBreakerOpened = "queue_breaker_opened"
+    /// The breaker closed again (its probes succeeded): held jobs go out.
+    public static let queueBreakerClosed = "queue_breaker_closed"
 }

@@ -66,6 +66,10 @@ public struct DispatcherConfig: Sendable {
         guard fairness.maximumDeferred >= 0, fairness.minimumDeferral <= fairness.maximumDeferral else {
             throw .invalid("dispatcher.fairness", "needs maximum_deferred ≥ 0 and minimum ≤ maximum deferral")
         }
+        let budget = (fairness.retryBudgetRatio, fairness.retryBudgetFloor, fairness.retryBudgetBurst)
+        guard budget.0.isFinite, budget.0 >= 0, budget.1.isFinite, budget.1 >= 0, budget.2.isFinite, budget.2 >= 1 else {
+            throw .invalid("dispatcher.retry_budget", "needs ratio ≥ 0, floor ≥ 0 jobs/s and burst ≥ 1")
+        }
     }
 }
 
@@ -257,6 +261,9 @@ public final class DispatcherService: Service, Sendable {
                 var line = Sundial_V1_TenantDemand()
                 line.tenant = $0.tenant
                 line.queue = $0.queue
+                line.succeeded = UInt64($0.succeeded)
+                line.failedDownstream = UInt64($0.failedDownstream)
+                line.held = UInt64($0.held)
                 line.due = UInt64($0.due)
                 line.deferred = UInt64($0.deferred)
                 line.dispatched = UInt64($0.dispatched)
@@ -273,6 +280,7 @@ public final class DispatcherService: Service, Sendable {
             ($0.plan, $0.planAppliedAt, $0.tierCounters(), $0.deferredNow, $0.overflowDispatched, $0.activeTenants,
              $0.queueCounters())
         }
+        let (heldTotal, overBudget) = gate.withLock { ($0.heldTotal, $0.retriesOverBudget) }
         var queues: [String: Any] = [:]
         for (queue, c) in queueCounters {
             let queuePlan = plan.plan(for: queue)
@@ -302,7 +310,7 @@ public final class DispatcherService: Service, Sendable {
             "plan_applied": appliedAt != nil,
             "plan_issued_at_ms": plan.issuedAtMillis, "dispatchers": plan.dispatchers ?? 1,
             "active_tenants": active, "deferred_now": deferred, "overflow_dispatched": overflow, "tiers": tiers,
-            "queues": queues,
+            "queues": queues, "breaker_held_total": heldTotal, "retries_over_budget_total": overBudget,
         ]
     }
 
@@ -371,7 +379,7 @@ public final class DispatcherService: Service, Sendable {
                     FairnessGate.Candidate(
                         tenant: $0.envelope.tenant, queue: $0.envelope.queue, priority: jobPriority($0.envelope.priority),
                         redelivered: ($0.message.metadata?.deliveries ?? 1) > 1,
-                        dueSecond: $0.envelope.scheduledAt.seconds)
+                        dueSecond: $0.envelope.scheduledAt.seconds, attempt: Int(clamping: $0.envelope.attempt))
                 }, now: now0)
             return (decisions, fires.map { gate.tier(of: $0.envelope.tenant, queue: $0.envelope.queue) })
         }

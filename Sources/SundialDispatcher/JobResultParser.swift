@@ -46,6 +46,13 @@ public struct ParsedJobResult: Sendable, Hashable {
     /// The reported `finished_at` was missing or outside the accepted skew and was replaced
     /// by the time the result was received.
     public var finishedAtReplaced: Bool
+    /// The tenant (the body's, else the subject's) and the work queue the executor names ("" when
+    /// absent or not a queue name): whose downstream the result says something about.
+    public var tenant: String
+    public var queue: String
+    /// A failure that counts towards the downstream's circuit breaker: classified as the
+    /// downstream's, or not classified.
+    public var downstreamFailure: Bool
 }
 
 /// Converts a `JobResult` from the wire into a `JobOutcome`, with range checks on every field.
@@ -91,6 +98,9 @@ public enum JobResultParser {
                 outcome: JobOutcome(
                     key: FireKey(id: id, occurrence: occurrence, attempt: Int(result.attempt)),
                     success: result.success, error: error, finishedAt: finishedAt),
-                finishedAtReplaced: replaced && result.hasFinishedAt))
+                finishedAtReplaced: replaced && result.hasFinishedAt,
+                tenant: result.tenant.isEmpty ? (subjectTenant ?? "") : result.tenant,
+                queue: SubjectToken.isValidQueue(result.queue) ? result.queue : "",
+                downstreamFailure: !result.success && result.failureClass != .job))
     }
 }

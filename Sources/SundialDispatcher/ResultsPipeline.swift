@@ -1,5 +1,6 @@
 import Foundation
 import SundialContract
+import SundialFairness
 import SundialPostgres
 import SundialNATS
 import SundialProto
@@ -33,6 +34,16 @@ extension DispatcherService {
         let receivedAt = Date()
         var successes: [(JetStreamMessage, JobOutcome)] = []
         var failures: [(JetStreamMessage, JobOutcome)] = []
+        var outcomes: [QueueTenant: (succeeded: Int, failed: Int)] = [:]
+        defer {
+            let now = ContinuousClock.now
+            gate.withLock { gate in
+                for (key, o) in outcomes {
+                    gate.recordResults(
+                        queue: key.queue, tenant: key.tenant, succeeded: o.succeeded, failedDownstream: o.failed, now: now)
+                }
+            }
+        }
         for message in batch {
             let tenant = config.namespace.tenant(fromResultsSubject: message.subject)
             switch JobResultParser.parse(message.payload, subjectTenant: tenant, receivedAt: receivedAt) {
@@ -40,6 +51,13 @@ extension DispatcherService {
                 await rejectResult(message, rejection, tenant: tenant, consumer)
             case .success(let parsed):
                 if parsed.finishedAtReplaced { stats.count(.resultFinishedAtReplaced) }
+                // The downstream's health, once per result (not again on a redelivery).
+                if (message.metadata?.deliveries ?? 1) == 1, SubjectToken.isValidTenant(parsed.tenant) {
+                    outcomes[QueueTenant(queue: parsed.queue, tenant: parsed.tenant), default: (0, 0)].succeeded +=
+                        parsed.outcome.success ? 1 : 0
+                    outcomes[QueueTenant(queue: parsed.queue, tenant: parsed.tenant), default: (0, 0)].failed +=
+                        parsed.downstreamFailure ? 1 : 0
+                }
                 if parsed.outcome.success {
                     successes.append((message, parsed.outcome))
                 } else {

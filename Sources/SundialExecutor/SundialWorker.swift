@@ -111,13 +111,33 @@ public final class SundialWorker: Sendable {
         try await report(jobs.map { ($0, nil) })
     }
 
-    /// The job failed: Sundial retries it with backoff under the timer's retry policy, or
-    /// dead-letters it (and notifies the tenant) after the last attempt.
-    public func fail(_ job: SundialJob, error: String) async throws {
-        try await report([(job, error)])
+    /// What failed, for `fail`: the job itself, the downstream it calls, or not said.
+    public enum FailureCause: Sendable {
+        /// Not said: counts against the job's attempts and towards the queue's circuit breaker.
+        case unspecified
+        /// The job itself (bad input, a 4xx other than 408/429): its attempts only.
+        case job
+        /// The downstream (connection error, timeout, 429, 502/503/504): it counts towards the
+        /// circuit breaker of this queue (and of this tenant on it), which holds the queue's
+        /// due jobs in Sundial while the downstream is down.
+        case downstream
+
+        var wire: Sundial_V1_FailureClass {
+            switch self {
+            case .unspecified: return .unspecified
+            case .job: return .job
+            case .downstream: return .downstream
+            }
+        }
     }
 
-    private func report(_ outcomes: [(SundialJob, String?)]) async throws {
+    /// The job failed: Sundial retries it with backoff under the timer's retry policy, or
+    /// dead-letters it (and notifies the tenant) after the last attempt.
+    public func fail(_ job: SundialJob, error: String, cause: FailureCause = .unspecified) async throws {
+        try await report([(job, error)], cause: cause)
+    }
+
+    private func report(_ outcomes: [(SundialJob, String?)], cause: FailureCause = .unspecified) async throws {
         guard !outcomes.isEmpty else { return }
         let now = Date()
         var messages: [NATSOutgoingMessage] = []
@@ -132,6 +152,8 @@ public final class SundialWorker: Sendable {
             result.success = error == nil
             result.error = error ?? ""
             result.finishedAt = Google_Protobuf_Timestamp(date: now)
+            result.queue = queue
+            if error != nil { result.failureClass = cause.wire }
             var headers = NATSHeaders()
             headers[SundialHeader.natsMessageID] = HeaderValue.sanitized(
                 "\(job.timerID):\(job.occurrence):\(job.attempt):result", maximumBytes: 256)

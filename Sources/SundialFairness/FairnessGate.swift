@@ -54,6 +54,13 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         /// fires may take together (the rest is for fires in flight).
         public var consumerWindow: Int = 1_000_000
         public var windowShare: Double = 0.8
+        /// Most (queue, tenant) pairs tracked; results for a new pair beyond it are not counted.
+        public var maximumTracked = 200_000
+        /// Retry budget per queue: retries earned per first attempt, retries per second
+        /// allowed anyway (shared by the dispatchers), and the most saved up.
+        public var retryBudgetRatio = 0.2
+        public var retryBudgetFloor = 10.0
+        public var retryBudgetBurst = 100.0
         /// A tenant idle this long (bucket full, nothing deferred) is forgotten.
         public var idleExpiry: Duration
         /// Buckets hold at least this many gaps between two `decide` calls worth of tokens (the
@@ -88,11 +95,14 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         public var redelivered: Bool
         /// When the fire was due (Unix seconds): its place in the tenant's line of deferred fires.
         public var dueSecond: Int64
+        /// Its attempt (1 = first): retries need their queue's retry budget.
+        public var attempt: Int
 
         public init(
             tenant: String, queue: String = "", priority: JobPriority = .normal, redelivered: Bool = false,
-            dueSecond: Int64 = 0
+            dueSecond: Int64 = 0, attempt: Int = 1
         ) {
+            self.attempt = attempt
             self.tenant = tenant
             self.queue = queue
             self.priority = priority
@@ -115,8 +125,20 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         public var due: Int
         public var deferred: Int
         public var dispatched: Int
+        /// Results applied since the last report: successes, and failures that count towards
+        /// the downstream's circuit breaker.
+        public var succeeded = 0
+        public var failedDownstream = 0
+        /// Fires deferred because a circuit breaker holds them.
+        public var held = 0
 
-        public init(tenant: String, queue: String = "", due: Int, deferred: Int, dispatched: Int) {
+        public init(
+            tenant: String, queue: String = "", due: Int, deferred: Int, dispatched: Int, succeeded: Int = 0,
+            failedDownstream: Int = 0, held: Int = 0
+        ) {
+            self.succeeded = succeeded
+            self.failedDownstream = failedDownstream
+            self.held = held
             self.tenant = tenant
             self.queue = queue
             self.due = due
@@ -137,6 +159,9 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         var deferredBackBy: C.Instant
         var due = 0
         var dispatched = 0
+        var succeeded = 0
+        var failedDownstream = 0
+        var held = 0
         var lastActive: C.Instant
     }
 
@@ -157,6 +182,14 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     public private(set) var deferredNow = 0
     /// Fires dispatched because `maximumDeferred` was reached (would have been deferred).
     public private(set) var overflowDispatched = 0
+    /// Fires deferred because a circuit breaker held them (lifetime).
+    public private(set) var heldTotal = 0
+    /// Retries deferred because their queue's retry budget was spent (lifetime).
+    public private(set) var retriesOverBudget = 0
+    /// Per queue: retry tokens, and the fraction of a token first attempts have earned.
+    private var retryBudgets: [String: (bucket: TokenBucket<C>, earned: Double)] = [:]
+    /// Half-open breakers' probe allowances: per queue (tenant "") and per (queue, tenant).
+    private var probeBuckets: [QueueTenant: TokenBucket<C>] = [:]
     private var dispatchedByTier: [Tier: Int] = [:]
     private var deferredByTier: [Tier: Int] = [:]
     /// Smoothed gap between two `decide` calls (seconds) and when the last one was.
@@ -172,9 +205,17 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     /// new governor leader's plans win even when its generations restart). Buckets keep the
     /// tokens they have (clamped to the new burst), so a new plan never releases a burst.
     public mutating func apply(_ plan: FairnessPlan, now: C.Instant) {
-        guard planAppliedAt == nil || !self.plan.isNewer(than: plan) else { return }
+        // Strictly newer only: the same plan read again (the periodic re-read) must not restart
+        // the times it states, such as a breaker's remaining cool-down.
+        guard planAppliedAt == nil || plan.isNewer(than: self.plan) else { return }
         self.plan = plan
         planAppliedAt = now
+        // A probe round lasts while its breaker stays half-open; the next one starts full.
+        probeBuckets = probeBuckets.filter { scope, _ in
+            let queuePlan = plan.plan(for: scope.queue)
+            let status = scope.tenant.isEmpty ? queuePlan?.breaker : queuePlan?.tenants[scope.tenant]?.breaker
+            return status?.state == .halfOpen
+        }
         for (name, var state) in tenants {
             let (tier, quota) = resolvedQuota(name)
             state.tier = tier
@@ -232,7 +273,46 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
             (candidates[$0].redelivered ? 0 : 1, candidates[$0].dueSecond, $0)
                 < (candidates[$1].redelivered ? 0 : 1, candidates[$1].dueSecond, $1)
         }
+        // A fire held back before fair scheduling (a breaker, the retry budget) waits here,
+        // unclaimed — it spends no attempt — and counts like any deferral.
+        func hold(_ index: Int, for delay: Duration) -> Bool {
+            let key = candidates[index].key
+            guard deferredNow < deferralLimit else { return false }
+            deferredNow += 1
+            var state = tenants[key]!
+            state.deferredByDue[candidates[index].dueSecond, default: 0] += 1
+            state.deferred += 1
+            state.held += 1
+            state.deferredBackBy = max(state.deferredBackBy, now.advanced(by: delay))
+            tenants[key] = state
+            decisions[index] = .deferred(delay, lineWait: delay)
+            return true
+        }
+        // Circuit breakers first, then the retry budget of each queue.
+        var free: [Int] = []
         for index in order {
+            let candidate = candidates[index]
+            if let delay = breakerHold(candidate.key, now: now) {
+                if hold(index, for: delay) {
+                    heldTotal += 1
+                } else {
+                    overflowDispatched += 1
+                    countDispatch(candidate.key)
+                }
+                continue
+            }
+            if let delay = retryBudgetHold(candidate, now: now) {
+                if hold(index, for: delay) {
+                    retriesOverBudget += 1
+                } else {
+                    overflowDispatched += 1
+                    countDispatch(candidate.key)
+                }
+                continue
+            }
+            free.append(index)
+        }
+        for index in free {
             let candidate = candidates[index]
             scheduler.enqueue(
                 index, for: candidate.key, priority: candidate.priority,
@@ -296,14 +376,22 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
                 state.deferred = 0
                 state.deferredByDue = [:]
             }
-            if state.due > 0 || state.deferred > 0 || state.dispatched > 0 {
-                lines.append(
-                    TenantReport(
+            if state.due > 0 || state.deferred > 0 || state.dispatched > 0 || state.succeeded > 0
+                || state.failedDownstream > 0 || state.held > 0
+            {
+                var line = TenantReport(
                     tenant: name.tenant, queue: name.queue, due: state.due, deferred: state.deferred,
-                    dispatched: state.dispatched))
+                    dispatched: state.dispatched)
+                line.succeeded = state.succeeded
+                line.failedDownstream = state.failedDownstream
+                line.held = state.held
+                lines.append(line)
             }
             state.due = 0
             state.dispatched = 0
+            state.succeeded = 0
+            state.failedDownstream = 0
+            state.held = 0
             let idle = state.lastActive.duration(to: now) >= configuration.idleExpiry
             if idle, state.deferred == 0, state.bucket.tokens(at: now) >= state.bucket.burst {
                 tenants[name] = nil
@@ -349,6 +437,88 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         let gap = last.duration(to: now).fairnessSeconds
         guard gap <= configuration.maximumBurstCover.fairnessSeconds else { return }
         decisionGap += (gap - decisionGap) / 8
+    }
+
+    /// Records results applied for `tenant` on `queue` (reported to the governor, whose circuit
+    /// breakers judge the downstream by them). Beyond `maximumTracked` (queue, tenant) pairs a
+    /// new pair is not tracked: queue names in results come from executors.
+    public mutating func recordResults(queue: String, tenant: String, succeeded: Int, failedDownstream: Int, now: C.Instant) {
+        let key = QueueTenant(queue: queue, tenant: tenant)
+        guard tenants[key] != nil || tenants.count < configuration.maximumTracked else { return }
+        var state = self.state(for: key, now: now)
+        state.succeeded = min(state.succeeded + max(0, succeeded), Int.max / 4)
+        state.failedDownstream = min(state.failedDownstream + max(0, failedDownstream), Int.max / 4)
+        state.lastActive = now
+        tenants[key] = state
+    }
+
+    /// Retries per queue are limited to a share of first attempts (as gRPC and Finagle retry
+    /// throttling): each first attempt earns `retryBudgetRatio` of a retry, a floor of
+    /// `retryBudgetFloor` per second accrues anyway (this dispatcher's share of it), and at most
+    /// `retryBudgetBurst` are saved up. A retry over budget waits for its token. Nil: go on.
+    private mutating func retryBudgetHold(_ candidate: Candidate, now: C.Instant) -> Duration? {
+        let c = configuration
+        guard c.retryBudgetRatio.isFinite, c.retryBudgetRatio >= 0 else { return nil }
+        let floor = max(0, c.retryBudgetFloor) * plan.dispatcherShare
+        var budget = retryBudgets[candidate.queue]
+            ?? (TokenBucket(rate: floor, burst: max(1, c.retryBudgetBurst), now: now), 0)
+        defer { retryBudgets[candidate.queue] = budget }
+        if candidate.attempt <= 1 {
+            if !candidate.redelivered {
+                budget.earned += c.retryBudgetRatio
+                let whole = Int(min(budget.earned, 1e6))
+                if whole > 0 {
+                    budget.bucket.giveBack(whole, now: now)
+                    budget.earned -= Double(whole)
+                }
+            }
+            return nil
+        }
+        if budget.bucket.tryTake(now: now) { return nil }
+        let wait = budget.bucket.timeUntilAvailable(now: now)
+        return min(max(wait, c.minimumDeferral, .seconds(1)), c.maximumDeferral)
+    }
+
+    /// How long a fire of `key` must wait for the circuit breakers of its queue and of its
+    /// tenant on it, or nil to go on: open → until it half-opens (as the plan said, counted from
+    /// when the plan was applied); half-open → only the probes its bucket allows.
+    private mutating func breakerHold(_ key: QueueTenant, now: C.Instant) -> Duration? {
+        guard let queuePlan = plan.plan(for: key.queue) else { return nil }
+        let scopes: [(QueueTenant, BreakerStatus)] = [
+            queuePlan.breaker.map { (QueueTenant(queue: key.queue, tenant: ""), $0) },
+            queuePlan.tenants[key.tenant]?.breaker.map { (key, $0) },
+        ].compactMap { $0 }
+        guard !scopes.isEmpty else { return nil }
+        let elapsed = planAppliedAt.map { $0 < now ? $0.duration(to: now) : .zero } ?? .zero
+        var wait: Duration?
+        var probing: [(QueueTenant, BreakerStatus)] = []
+        for (scope, status) in scopes {
+            switch status.state {
+            case .closed: continue
+            case .halfOpen: probing.append((scope, status))
+            case .open:
+                let remaining = Duration.milliseconds(status.reopensInMillis ?? status.coolDownMillis) - elapsed
+                if remaining > .zero {
+                    wait = max(wait ?? .zero, max(remaining, configuration.minimumDeferral))
+                } else {
+                    // Past its cool-down and no newer plan (no governor to move it on): probe as
+                    // if half-open rather than hold for ever.
+                    probing.append((scope, status))
+                }
+            }
+        }
+        if wait == nil {
+            for (scope, status) in probing {
+                let probes = Double(max(1, status.probes))
+                var bucket = probeBuckets[scope] ?? TokenBucket(rate: probes / 10, burst: probes, now: now)
+                if !bucket.tryTake(now: now) {
+                    wait = max(wait ?? .zero, max(bucket.timeUntilAvailable(now: now), .seconds(1)))
+                }
+                probeBuckets[scope] = bucket
+                if wait != nil { break }
+            }
+        }
+        return wait.map { min($0, configuration.maximumDeferral) }
     }
 
     /// A bucket's burst: the plan's, or what accrues over `burstCover` decision gaps if larger.

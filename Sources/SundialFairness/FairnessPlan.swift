@@ -108,10 +108,13 @@ public struct FairnessPlan: Sendable, Hashable, Codable {
         if bytes.count > maxBytes {
             // Per-queue plans without any tenant entry still did not fit (thousands of queues):
             // keep the queues with the most throttling, the rest go unlisted (= not throttled).
+            // Queues with a breaker not closed are kept first: dropping one releases what it holds.
             let ranked = plan.queues.sorted { a, b in
+                let ha = a.value.breaker != nil || a.value.tenants.values.contains { $0.breaker != nil } ? 1 : 0
+                let hb = b.value.breaker != nil || b.value.tenants.values.contains { $0.breaker != nil } ? 1 : 0
                 let ta = a.value.tenants.values.filter { $0.rate < $0.demand }.count
                 let tb = b.value.tenants.values.filter { $0.rate < $0.demand }.count
-                return (ta, a.value.tenants.count, b.key) > (tb, b.value.tenants.count, a.key)
+                return (ha, ta, a.value.tenants.count, b.key) > (hb, tb, b.value.tenants.count, a.key)
             }
             var kept = plan
             for (queue, queuePlan) in ranked.reversed() {

@@ -46,6 +46,10 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         public var reportTTL: Duration
         /// A tenant without demand for this long leaves the plan (and the classifier).
         public var tenantIdleExpiry: Duration
+        /// Circuit breakers per queue and per (queue, tenant), judged by the results the
+        /// dispatchers report (`CircuitBreaker`); off: nobody is ever held.
+        public var breakers = true
+        public var breaker = CircuitBreaker<C>.Configuration()
 
         public init(
             weights: TierWeights = .default, policy: QuotaPolicy = QuotaPolicy(),
@@ -103,6 +107,13 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         var rates: [QueueTenant: (due: Double, deferred: Int)]
     }
 
+    /// A circuit breaker changed state: the queue's own (`tenant` nil) or a tenant's on it.
+    public struct BreakerChange: Sendable, Hashable {
+        public var queue: String
+        public var tenant: String?
+        public var transition: CircuitBreaker<C>.Transition
+    }
+
     struct DemandState: Sendable {
         var rate: Double
         var lastUpdate: C.Instant
@@ -118,6 +129,12 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
     private var dispatchers: [String: DispatcherState] = [:]
     private var demand: [QueueTenant: DemandState] = [:]
     public private(set) var lastPlan: FairnessPlan?
+    /// Circuit breakers that are not idle: per (queue, tenant) and per queue.
+    public private(set) var tenantBreakers: [QueueTenant: CircuitBreaker<C>] = [:]
+    public private(set) var queueBreakers: [String: CircuitBreaker<C>] = [:]
+    /// Results reported since the last plan, per (queue, tenant).
+    private var outcomes: [QueueTenant: (succeeded: Int, failed: Int)] = [:]
+    private var breakerChanges: [BreakerChange] = []
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -148,6 +165,15 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             }
             // Measured capacity carries over; if the next sample shows no live executors on
             // the queue, the estimate goes with them.
+            if configuration.breakers, let status = queuePlan.breaker, status.isValid, queueBreakers[queue] == nil {
+                queueBreakers[queue] = CircuitBreaker(configuration: configuration.breaker, restoring: status, now: now)
+            }
+            for (tenant, quota) in queuePlan.tenants {
+                let key = QueueTenant(queue: queue, tenant: tenant)
+                if configuration.breakers, let status = quota.breaker, status.isValid, tenantBreakers[key] == nil {
+                    tenantBreakers[key] = CircuitBreaker(configuration: configuration.breaker, restoring: status, now: now)
+                }
+            }
             var estimate = queuePlan.capacityEstimate
             if estimate == nil, queuePlan.capacity < queuePlan.policy.maxRate * 0.5 {
                 // A plan without the estimate: only the capacity shared (maybe while draining a
@@ -186,6 +212,84 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             )
         }
         dispatchers[report.dispatcher] = DispatcherState(heardAt: now, rates: rates)
+        for line in report.tenants where line.succeeded > 0 || line.failedDownstream > 0 {
+            let key = QueueTenant(queue: line.queue, tenant: line.tenant)
+            guard outcomes[key] != nil || outcomes.count < Self.maximumReportLinesTracked else { continue }
+            let bound = Self.maximumReportedCount
+            var o = outcomes[key] ?? (0, 0)
+            o.succeeded = min(o.succeeded + min(max(0, line.succeeded), bound), Int.max / 4)
+            o.failed = min(o.failed + min(max(0, line.failedDownstream), bound), Int.max / 4)
+            outcomes[key] = o
+        }
+    }
+
+    /// Most (queue, tenant) pairs whose results are held between two plans.
+    static var maximumReportLinesTracked: Int { 1_000_000 }
+
+    /// Breaker changes since the last call (for events and logs).
+    public mutating func takeBreakerChanges() -> [BreakerChange] {
+        defer { breakerChanges = [] }
+        return breakerChanges
+    }
+
+    /// Tenants with demand on `queue` (at most `limit`), e.g. to tell them about its breaker.
+    public func tenants(on queue: String, limit: Int = 1000) -> [String] {
+        Array(demand.keys.filter { $0.queue == queue }.map(\.tenant).sorted().prefix(limit))
+    }
+
+    /// Feeds the results reported since the last plan to the breakers and moves them on with
+    /// time. One tenant's broken endpoint must trip that tenant's breaker, not everyone's on
+    /// the queue: a queue's own breaker counts only tenants whose breaker on it is closed, and
+    /// of those, each round, not the one with the most failures — so it opens only when
+    /// several tenants fail at once (a downstream they share).
+    mutating func updateBreakers(now: C.Instant) {
+        let config = configuration.breaker
+        var byQueue: [String: [(tenant: String, succeeded: Int, failed: Int)]] = [:]
+        for (key, o) in outcomes {
+            var breaker = tenantBreakers[key] ?? CircuitBreaker(configuration: config, now: now)
+            if let change = breaker.record(successes: o.succeeded, failures: o.failed, now: now) {
+                breakerChanges.append(BreakerChange(queue: key.queue, tenant: key.tenant, transition: change))
+            }
+            tenantBreakers[key] = breaker
+            if breaker.state == .closed { byQueue[key.queue, default: []].append((key.tenant, o.succeeded, o.failed)) }
+        }
+        outcomes = [:]
+        var queueOutcomes: [String: (succeeded: Int, failed: Int)] = [:]
+        for (queue, lines) in byQueue {
+            let worst = lines.max { ($0.failed, $1.tenant) < ($1.failed, $0.tenant) }
+            for line in lines {
+                let excluded = line.tenant == worst?.tenant && line.failed > 0
+                queueOutcomes[queue, default: (0, 0)].succeeded += line.succeeded
+                queueOutcomes[queue, default: (0, 0)].failed += excluded ? 0 : line.failed
+            }
+        }
+        let byQueueTotals = queueOutcomes
+        for (queue, o) in byQueueTotals {
+            var breaker = queueBreakers[queue] ?? CircuitBreaker(configuration: config, now: now)
+            if let change = breaker.record(successes: o.succeeded, failures: o.failed, now: now) {
+                breakerChanges.append(BreakerChange(queue: queue, tenant: nil, transition: change))
+            }
+            queueBreakers[queue] = breaker
+        }
+        for key in Array(tenantBreakers.keys) {
+            if let change = tenantBreakers[key]!.tick(now: now) {
+                breakerChanges.append(BreakerChange(queue: key.queue, tenant: key.tenant, transition: change))
+            }
+        }
+        for queue in Array(queueBreakers.keys) {
+            if let change = queueBreakers[queue]!.tick(now: now) {
+                breakerChanges.append(BreakerChange(queue: queue, tenant: nil, transition: change))
+            }
+        }
+        // A closed breaker with nothing in its window is forgotten (memory stays with the
+        // active (queue, tenant) pairs).
+        func idle(_ b: CircuitBreaker<C>) -> Bool {
+            guard b.state == .closed else { return false }
+            let w = b.windowCounts(now: now)
+            return w.successes == 0 && w.failures == 0
+        }
+        tenantBreakers = tenantBreakers.filter { !idle($0.value) }
+        queueBreakers = queueBreakers.filter { !idle($0.value) }
     }
 
     /// A sample of the whole work stream (`WorkQueueSampler`): each live queue's estimator
@@ -274,8 +378,10 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             demandsByQueue[key.queue, default: []].append(Demand(id: key.tenant, tier: tiers[key.tenant] ?? .new, rate: rate))
         }
         let generation = (lastPlan?.generation ?? 0) + 1
+        if c.breakers { updateBreakers(now: now) }
         var queues: [String: QuotaPlan] = [:]
-        for queue in Set(demandsByQueue.keys).union(capacities.keys) {
+        let held = Set(queueBreakers.keys).union(tenantBreakers.keys.map(\.queue))
+        for queue in Set(demandsByQueue.keys).union(capacities.keys).union(held) {
             var demands = demandsByQueue[queue] ?? []
             demands.sort { $0.id < $1.id }
             var plan: QuotaPlan
@@ -299,6 +405,17 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             }
             plan.dispatchers = max(1, liveDispatchers(now: now))
             plan.epoch = epoch
+            plan.breaker = queueBreakers[queue]?.status(now: now)
+            for (key, breaker) in tenantBreakers where key.queue == queue {
+                guard let status = breaker.status(now: now) else { continue }
+                if plan.tenants[key.tenant] == nil {
+                    // Held without current demand: listed for its breaker, bucket open.
+                    let open = c.policy.quota(forRate: c.policy.maxRate)
+                    plan.tenants[key.tenant] = TenantQuota(
+                        tier: tiers[key.tenant] ?? .new, rate: open.rate, burst: open.burst, demand: 0, allocated: 0)
+                }
+                plan.tenants[key.tenant]!.breaker = status
+            }
             queues[queue] = plan
         }
         var plan = FairnessPlan(

@@ -27,16 +27,48 @@ public struct TenantQuota: Sendable, Hashable, Codable {
     public var demand: Double
     /// Its max-min fair allocation (jobs/s); `rate < demand` means it is being throttled.
     public var allocated: Double
+    /// Its circuit breaker on this queue, when not closed: its fires are held.
+    public var breaker: BreakerStatus?
 
-    public init(tier: Tier, rate: Double, burst: Double, demand: Double, allocated: Double) {
+    public init(tier: Tier, rate: Double, burst: Double, demand: Double, allocated: Double, breaker: BreakerStatus? = nil) {
         self.tier = tier
         self.rate = rate
         self.burst = burst
         self.demand = demand
         self.allocated = allocated
+        self.breaker = breaker
     }
 
     public var quota: Quota { Quota(rate: rate, burst: burst) }
+}
+
+/// A circuit breaker that is not closed, as the plan carries it (`CircuitBreaker`): the
+/// Dispatchers hold the fires it covers while open and let `probes` through while half-open.
+public struct BreakerStatus: Sendable, Hashable, Codable {
+    public var state: BreakerState
+    /// Open: how long until it half-opens, from when the plan was issued.
+    public var reopensInMillis: Int64?
+    /// The cool-down in force (restored by a governor that takes over).
+    public var coolDownMillis: Int64
+    /// Jobs let through per half-open round.
+    public var probes: Int
+    /// Downstream failures ÷ outcomes when it opened (0 when probes went unanswered).
+    public var failureRatio: Double?
+
+    public init(state: BreakerState, reopensInMillis: Int64?, coolDownMillis: Int64, probes: Int, failureRatio: Double?) {
+        self.state = state
+        self.reopensInMillis = reopensInMillis
+        self.coolDownMillis = coolDownMillis
+        self.probes = probes
+        self.failureRatio = failureRatio
+    }
+
+    /// Numbers a dispatcher can act on (a KV entry is untrusted): at most a day's wait, a
+    /// sane probe count.
+    public var isValid: Bool {
+        state != .closed && (0...86_400_000).contains(reopensInMillis ?? 0) && (0...86_400_000).contains(coolDownMillis)
+            && (1...10_000).contains(probes) && (failureRatio.map { $0.isFinite } ?? true)
+    }
 }
 
 /// How the Governor turns fair-share allocations into bucket parameters.
@@ -135,6 +167,8 @@ public struct QuotaPlan: Sendable, Hashable, Codable {
     /// unknown or in plans from older governors.
     public var capacityEstimate: Double?
     public var workBacklog: Int?
+    /// The queue's circuit breaker, when not closed: every tenant's fires on it are held.
+    public var breaker: BreakerStatus?
 
     public init(
         generation: UInt64, issuedAtMillis: Int64, capacity: Double, weights: TierWeights,
@@ -232,7 +266,7 @@ public struct QuotaPlan: Sendable, Hashable, Codable {
         var copy = self
         guard let standard = tierDefaults[.standard] else { return copy }
         copy.tenants = tenants.filter { _, t in
-            !(t.tier == .standard && t.rate >= standard.rate && t.burst >= standard.burst)
+            t.breaker != nil || !(t.tier == .standard && t.rate >= standard.rate && t.burst >= standard.burst)
         }
         return copy
     }
@@ -247,11 +281,15 @@ public struct QuotaPlan: Sendable, Hashable, Codable {
         var bytes = try plan.jsonBytes()
         if bytes.count <= maxBytes { return (plan, bytes, 0) }
         if let newDefault = tierDefaults[.new] {
-            plan.tenants = plan.tenants.filter { _, t in !(t.tier == .new && t.rate >= newDefault.rate && t.burst >= newDefault.burst) }
+            plan.tenants = plan.tenants.filter { _, t in
+                t.breaker != nil || !(t.tier == .new && t.rate >= newDefault.rate && t.burst >= newDefault.burst)
+            }
             bytes = try plan.jsonBytes()
             if bytes.count <= maxBytes { return (plan, bytes, 0) }
         }
         let ranked = plan.tenants.sorted { a, b in
+            // Held tenants first: dropping one would release what its breaker holds.
+            if (a.value.breaker != nil) != (b.value.breaker != nil) { return a.value.breaker != nil }
             let aThrottled = a.value.rate < a.value.demand
             let bThrottled = b.value.rate < b.value.demand
             if aThrottled != bThrottled { return aThrottled }
@@ -302,8 +340,9 @@ public struct QuotaPlan: Sendable, Hashable, Codable {
     /// A KV entry is untrusted like any message: rates and bursts must be usable numbers.
     public func validate() throws {
         let quotas = tierDefaults.values.map { ($0.rate, $0.burst) } + tenants.values.map { ($0.rate, $0.burst) }
+        let breakers = [breaker].compactMap { $0 } + tenants.values.compactMap(\.breaker)
         guard capacity.isFinite, quotas.allSatisfy({ $0.0.isFinite && $0.0 >= 0 && $0.1.isFinite && $0.1 >= 0 }),
-            (dispatchers ?? 1) >= 1
+            (dispatchers ?? 1) >= 1, breakers.allSatisfy(\.isValid)
         else {
             throw DecodingError.dataCorrupted(
                 DecodingError.Context(codingPath: [], debugDescription: "QuotaPlan with a negative or non-finite quota"))

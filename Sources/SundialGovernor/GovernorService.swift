@@ -55,6 +55,7 @@ public struct GovernorConfig: Sendable {
         if let fixed = core.capacity.fixed, !(fixed > 0 && fixed.isFinite) {
             throw .invalid("governor.capacity", "must be a positive number of jobs/s")
         }
+        if let problem = core.breaker.problem { throw .invalid("governor.breaker", problem) }
         for tier in Tier.allCases where !(core.weights[tier] > 0) {
             throw .invalid("governor.weight_\(tier)", "must be positive")
         }
@@ -87,6 +88,10 @@ public struct GovernorSnapshot: Sendable {
     public var reportLinesRejected = 0
     /// Queues holding jobs that no live executor takes (not counted as saturation), and how many.
     public var queuesWithoutExecutors: [String: UInt64] = [:]
+    /// Circuit breakers not closed: per queue, and per (queue, tenant); breakers opened so far.
+    public var queueBreakers: [String: BreakerState] = [:]
+    public var tenantBreakers: [QueueTenant: BreakerState] = [:]
+    public var breakersOpened = 0
 }
 
 /// The Fairness-Governor: gathers demand reports from the Dispatchers and samples the work stream,
@@ -159,7 +164,8 @@ public final class GovernorService: Service, Sendable {
         let lines = valid.map {
             FairnessGate<ContinuousClock>.TenantReport(
                 tenant: $0.tenant, queue: $0.queue, due: Int(clamping: $0.due), deferred: Int(clamping: $0.deferred),
-                dispatched: Int(clamping: $0.dispatched))
+                dispatched: Int(clamping: $0.dispatched), succeeded: Int(clamping: $0.succeeded),
+                failedDownstream: Int(clamping: $0.failedDownstream), held: Int(clamping: $0.held))
         }
         let interval = Duration.milliseconds(Int64(max(1, report.intervalMs)))
         core.withLock {
@@ -284,14 +290,63 @@ public final class GovernorService: Service, Sendable {
                 }
             }
             try await bucket.put(SundialNamespace.quotaPlanKey, bytes)
+            let (changes, breakers) = core.withLock { core in
+                (core.takeBreakerChanges(), (core.queueBreakers.mapValues(\.state), core.tenantBreakers.mapValues(\.state)))
+            }
             state.withLock {
                 $0.plan = plan
                 $0.planBytes = bytes.count
                 $0.planTenantsDropped = dropped
+                $0.queueBreakers = breakers.0.filter { $0.value != .closed }
+                $0.tenantBreakers = breakers.1.filter { $0.value != .closed }
+                for change in changes {
+                    if case .opened = change.transition { $0.breakersOpened += 1 }
+                }
             }
+            await announce(changes)
         } catch {
             state.withLock { $0.publishFailures += 1 }
             logger.warning("publishing quota plan \(plan.generation) failed: \(error)")
+        }
+    }
+
+    /// Logs breaker changes and tells the tenants concerned: a tenant's breaker → that tenant; a
+    /// queue's → every tenant with demand on it (at most 1,000).
+    private func announce(_ changes: [GovernorCore<ContinuousClock>.BreakerChange]) async {
+        guard !changes.isEmpty else { return }
+        var messages: [NATSOutgoingMessage] = []
+        let now = Date()
+        for change in changes {
+            let scope = change.tenant.map { "tenant \($0) on queue \(change.queue)" } ?? "queue \(change.queue)"
+            let kind: String
+            let detail: String
+            switch change.transition {
+            case .opened(let ratio, let coolDown):
+                kind = TimerEventKind.queueBreakerOpened
+                detail = "circuit breaker of \(scope) opened: \(Int((ratio * 100).rounded())) % of recent results failed downstream; due jobs wait in Sundial, without spending attempts, and a few probe jobs go out after \(coolDown)"
+                logger.warning("\(detail)")
+            case .halfOpened:
+                logger.notice("circuit breaker of \(scope) half-open: probing")
+                continue
+            case .closed:
+                kind = TimerEventKind.queueBreakerClosed
+                detail = "circuit breaker of \(scope) closed: probes succeeded; held jobs go out"
+                logger.notice("\(detail)")
+            }
+            let tenants = change.tenant.map { [$0] } ?? core.withLock { $0.tenants(on: change.queue) }
+            for tenant in tenants where SubjectToken.isValidTenant(tenant) {
+                var event = Sundial_V1_TimerEvent()
+                event.kind = kind
+                event.queue = change.queue
+                event.detail = detail
+                event.at = Google_Protobuf_Timestamp(date: now)
+                guard let body = try? event.serializedBytes() as [UInt8] else { continue }
+                messages.append(
+                    NATSOutgoingMessage(subject: config.namespace.event(tenant: tenant, kind: kind), payload: body))
+            }
+        }
+        for case .failure(let error) in await connection.jetStream.publish(batch: messages) {
+            logger.warning("publishing a circuit breaker event failed: \(error)")
         }
     }
 
@@ -337,7 +392,18 @@ public final class GovernorService: Service, Sendable {
                 sum + queuePlan.tenants.values.filter { $0.allocated + 1e-9 < $0.demand }.count
             }
         }
+        for (queue, breaker) in s.queueBreakers {
+            queues[queue, default: ["executors": "none", "capacity_known": false]]["breaker"] = breaker.rawValue
+        }
+        var held: [String: [String: String]] = [:]
+        for (key, breaker) in s.tenantBreakers { held[key.queue, default: [:]][key.tenant] = breaker.rawValue }
+        for (queue, tenants) in held {
+            queues[queue, default: ["executors": "none", "capacity_known": false]]["tenant_breakers"] =
+                Dictionary(uniqueKeysWithValues: tenants.sorted { $0.key < $1.key }.prefix(100).map { ($0.key, $0.value) })
+            queues[queue]!["tenant_breakers_not_closed"] = tenants.count
+        }
         out["queues"] = queues
+        out["breakers_opened"] = s.breakersOpened
         return out
     }
 }

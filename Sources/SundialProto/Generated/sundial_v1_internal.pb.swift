@@ -27,6 +27,51 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+/// What a failed job says failed.
+public nonisolated enum Sundial_V1_FailureClass: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// Not said: counts against the job's attempts and towards the queue's circuit breaker.
+  case unspecified // = 0
+
+  /// The job itself (bad input, a 4xx other than 408/429): its attempts only, never the breaker.
+  case job // = 1
+
+  /// The downstream the executor calls (connection error, timeout, 429, 502/503/504).
+  case downstream // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .job
+    case 2: self = .downstream
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .job: return 1
+    case .downstream: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Sundial_V1_FailureClass] = [
+    .unspecified,
+    .job,
+    .downstream,
+  ]
+
+}
+
 /// The body of a JetStream scheduled message (subject
 /// sundial.sched.<shard>.<timer>.<occurrence>.<attempt>) and so
 /// of the fired message the Dispatcher consumes (subject sundial.fired.<shard>).
@@ -100,6 +145,13 @@ public nonisolated struct Sundial_V1_JobResult: Sendable {
   /// Clears the value of `finishedAt`. Subsequent reads from it will return its default value.
   public mutating func clearFinishedAt() {self._finishedAt = nil}
 
+  /// The work queue the job came from: its downstream's health is judged per queue (and per
+  /// tenant on it). Empty from older executors.
+  public var queue: String = String()
+
+  /// What failed (failures only).
+  public var failureClass: Sundial_V1_FailureClass = .unspecified
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -127,6 +179,15 @@ public nonisolated struct Sundial_V1_TenantDemand: Sendable {
   /// The work queue these counts are for: a tenant has one line per queue it targets, and
   /// tenants share each queue's capacity separately. Empty from older dispatchers.
   public var queue: String = String()
+
+  /// Results applied since the previous report: successes, and failures that count towards the
+  /// downstream's circuit breaker (downstream or unclassified).
+  public var succeeded: UInt64 = 0
+
+  public var failedDownstream: UInt64 = 0
+
+  /// Fires deferred because a circuit breaker holds this queue or this tenant on it.
+  public var held: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -170,6 +231,10 @@ public nonisolated struct Sundial_V1_DemandReport: Sendable {
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "sundial.v1"
+
+nonisolated extension Sundial_V1_FailureClass: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0FAILURE_CLASS_UNSPECIFIED\0\u{1}FAILURE_CLASS_JOB\0\u{1}FAILURE_CLASS_DOWNSTREAM\0")
+}
 
 nonisolated extension Sundial_V1_FireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FireEnvelope"
@@ -252,7 +317,7 @@ nonisolated extension Sundial_V1_FireEnvelope: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Sundial_V1_JobResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{3}timer_id\0\u{1}occurrence\0\u{1}attempt\0\u{1}version\0\u{1}success\0\u{1}error\0\u{3}finished_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{3}timer_id\0\u{1}occurrence\0\u{1}attempt\0\u{1}version\0\u{1}success\0\u{1}error\0\u{3}finished_at\0\u{1}queue\0\u{3}failure_class\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -268,6 +333,8 @@ nonisolated extension Sundial_V1_JobResult: SwiftProtobuf.Message, SwiftProtobuf
       case 6: try { try decoder.decodeSingularBoolField(value: &self.success) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.error) }()
       case 8: try { try decoder.decodeSingularMessageField(value: &self._finishedAt) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.queue) }()
+      case 10: try { try decoder.decodeSingularEnumField(value: &self.failureClass) }()
       default: break
       }
     }
@@ -302,6 +369,12 @@ nonisolated extension Sundial_V1_JobResult: SwiftProtobuf.Message, SwiftProtobuf
     try { if let v = self._finishedAt {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
     } }()
+    if !self.queue.isEmpty {
+      try visitor.visitSingularStringField(value: self.queue, fieldNumber: 9)
+    }
+    if self.failureClass != .unspecified {
+      try visitor.visitSingularEnumField(value: self.failureClass, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -314,6 +387,8 @@ nonisolated extension Sundial_V1_JobResult: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.success != rhs.success {return false}
     if lhs.error != rhs.error {return false}
     if lhs._finishedAt != rhs._finishedAt {return false}
+    if lhs.queue != rhs.queue {return false}
+    if lhs.failureClass != rhs.failureClass {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -321,7 +396,7 @@ nonisolated extension Sundial_V1_JobResult: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Sundial_V1_TenantDemand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TenantDemand"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{1}due\0\u{1}deferred\0\u{1}dispatched\0\u{1}queue\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{1}due\0\u{1}deferred\0\u{1}dispatched\0\u{1}queue\0\u{1}succeeded\0\u{3}failed_downstream\0\u{1}held\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -334,6 +409,9 @@ nonisolated extension Sundial_V1_TenantDemand: SwiftProtobuf.Message, SwiftProto
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.deferred) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.dispatched) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.queue) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.succeeded) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.failedDownstream) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.held) }()
       default: break
       }
     }
@@ -355,6 +433,15 @@ nonisolated extension Sundial_V1_TenantDemand: SwiftProtobuf.Message, SwiftProto
     if !self.queue.isEmpty {
       try visitor.visitSingularStringField(value: self.queue, fieldNumber: 5)
     }
+    if self.succeeded != 0 {
+      try visitor.visitSingularUInt64Field(value: self.succeeded, fieldNumber: 6)
+    }
+    if self.failedDownstream != 0 {
+      try visitor.visitSingularUInt64Field(value: self.failedDownstream, fieldNumber: 7)
+    }
+    if self.held != 0 {
+      try visitor.visitSingularUInt64Field(value: self.held, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -364,6 +451,9 @@ nonisolated extension Sundial_V1_TenantDemand: SwiftProtobuf.Message, SwiftProto
     if lhs.deferred != rhs.deferred {return false}
     if lhs.dispatched != rhs.dispatched {return false}
     if lhs.queue != rhs.queue {return false}
+    if lhs.succeeded != rhs.succeeded {return false}
+    if lhs.failedDownstream != rhs.failedDownstream {return false}
+    if lhs.held != rhs.held {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -671,7 +671,10 @@ public nonisolated struct Sundial_V1_TimerEvent: @unchecked Sendable {
 
   /// About a run: "attempt_failed" (a retry follows), "dead_letter" (no attempts left),
   /// "result_rejected". About a queue (timer and run unset, queue and detail set): "queue_full"
-  /// (its backlog is at its bound; fires wait in Sundial).
+  /// (its backlog is at its bound; fires wait in Sundial), "queue_breaker_opened" (a circuit
+  /// breaker — the queue's, or this tenant's on it — opened: due jobs wait in Sundial without
+  /// spending attempts, probes go after a cool-down), "queue_breaker_closed" (its probes
+  /// succeeded; held jobs go out).
   public var kind: String {
     get {_storage._kind}
     set {_uniqueStorage()._kind = newValue}

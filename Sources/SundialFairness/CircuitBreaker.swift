@@ -1,0 +1,232 @@
+/// A circuit breaker over one downstream — a work queue, or one tenant on a queue — as a pure
+/// state machine over a clock (issue 18). Its input is what the Dispatchers already see: job
+/// results, counted as successes and downstream failures (a failure the executor classified as
+/// the job's own does not count here; an unclassified one does).
+///
+/// - **Closed**: jobs flow. Outcomes are kept in a sliding window (`window`, in `slots` time
+///   slots). When the window holds at least `minimumSamples` outcomes and the failure ratio is at
+///   least `failureRatio`, the breaker **opens**: one failure never trips anything.
+/// - **Open** for a cool-down (`coolDown`, doubled after every failed probe round, at most
+///   `maximumCoolDown`): the downstream's due jobs wait in Sundial and consume no attempts.
+/// - **Half-open** after the cool-down: `probes` jobs may go through. `probes` successes close
+///   it (cool-down back to its first value); any downstream failure among them opens it again,
+///   with the cool-down doubled. Probes that never report (their executors gone) re-open it after
+///   `probeTimeout` without doubling.
+public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
+    public struct Configuration: Sendable, Hashable, Codable {
+        /// Outcomes are judged over this long.
+        public var window: Duration
+        public var slots: Int
+        /// Least outcomes in the window before it may trip.
+        public var minimumSamples: Int
+        /// Downstream failures ÷ outcomes at or above which it trips (0…1).
+        public var failureRatio: Double
+        public var coolDown: Duration
+        public var maximumCoolDown: Duration
+        /// Jobs let through while half-open, and successes needed to close.
+        public var probes: Int
+        /// A half-open round without enough results after this long counts as unanswered.
+        public var probeTimeout: Duration
+
+        public init(
+            window: Duration = .seconds(20), slots: Int = 10, minimumSamples: Int = 20, failureRatio: Double = 0.5,
+            coolDown: Duration = .seconds(5), maximumCoolDown: Duration = .seconds(300), probes: Int = 3,
+            probeTimeout: Duration = .seconds(30)
+        ) {
+            self.window = window
+            self.slots = slots
+            self.minimumSamples = minimumSamples
+            self.failureRatio = failureRatio
+            self.coolDown = coolDown
+            self.maximumCoolDown = maximumCoolDown
+            self.probes = probes
+            self.probeTimeout = probeTimeout
+        }
+
+        /// Why a configuration is unusable, or nil.
+        public var problem: String? {
+            if window <= .zero { return "window must be positive" }
+            if !(1...1000).contains(slots) { return "slots must be 1…1000" }
+            if minimumSamples < 1 { return "minimum samples must be at least 1" }
+            if !(failureRatio > 0 && failureRatio <= 1) { return "failure ratio must be in (0, 1]" }
+            if coolDown <= .zero || maximumCoolDown < coolDown { return "cool-down must be positive and at most its maximum" }
+            if !(1...10_000).contains(probes) { return "probes must be 1…10000" }
+            if probeTimeout <= .zero { return "probe timeout must be positive" }
+            return nil
+        }
+    }
+
+    public typealias State = BreakerState
+
+    /// A change worth telling someone about (an event, a log line).
+    public enum Transition: Sendable, Hashable {
+        case opened(failureRatio: Double, coolDown: Duration)
+        case halfOpened
+        case closed
+    }
+
+    struct Slot: Sendable {
+        var start: C.Instant
+        var successes = 0
+        var failures = 0
+    }
+
+    public private(set) var configuration: Configuration
+    public private(set) var state: State = .closed
+    /// When the current state began.
+    public private(set) var since: C.Instant
+    /// The cool-down in force (or the next one, while closed).
+    public private(set) var coolDown: Duration
+    /// The failure ratio that last opened it.
+    public private(set) var openedAtRatio: Double?
+    private var slots = FIFO<Slot>()
+    /// Half-open round: results seen since it began.
+    private var probeSuccesses = 0
+    private var probeFailures = 0
+
+    public init(configuration: Configuration = Configuration(), now: C.Instant) {
+        self.configuration = configuration
+        self.since = now
+        self.coolDown = configuration.coolDown
+    }
+
+    /// Restores a state published earlier (a restarted Governor): open for `remaining` more,
+    /// or half-open, with the cool-down it had.
+    public init(configuration: Configuration, restoring state: State, remaining: Duration, coolDown: Duration, now: C.Instant) {
+        self.init(configuration: configuration, now: now)
+        self.coolDown = min(max(coolDown, configuration.coolDown), configuration.maximumCoolDown)
+        switch state {
+        case .closed: break
+        case .open:
+            self.state = .open
+            // `since` such that the cool-down ends `remaining` from now.
+            let left = min(max(remaining, .zero), self.coolDown)
+            self.since = now.advanced(by: left - self.coolDown)
+        case .halfOpen:
+            self.state = .halfOpen
+        }
+    }
+
+    /// The state as a plan carries it (nil while closed).
+    public func status(now: C.Instant) -> BreakerStatus? {
+        func millis(_ d: Duration) -> Int64 {
+            let c = d.components
+            return min(max(0, c.seconds), 86_400) * 1000 + c.attoseconds / 1_000_000_000_000_000
+        }
+        switch state {
+        case .closed: return nil
+        case .open:
+            let left = reopensAt.map { now < $0 ? now.duration(to: $0) : .zero } ?? .zero
+            return BreakerStatus(
+                state: .open, reopensInMillis: millis(left), coolDownMillis: millis(coolDown),
+                probes: configuration.probes, failureRatio: openedAtRatio)
+        case .halfOpen:
+            return BreakerStatus(
+                state: .halfOpen, reopensInMillis: nil, coolDownMillis: millis(coolDown), probes: configuration.probes,
+                failureRatio: openedAtRatio)
+        }
+    }
+
+    /// A breaker restored from a published status (a governor taking over).
+    public init(configuration: Configuration, restoring status: BreakerStatus, now: C.Instant) {
+        self.init(
+            configuration: configuration, restoring: status.state,
+            remaining: .milliseconds(status.reopensInMillis ?? status.coolDownMillis),
+            coolDown: .milliseconds(status.coolDownMillis), now: now)
+        self.openedAtRatio = status.failureRatio
+    }
+
+    /// When an open breaker half-opens (nil unless open).
+    public var reopensAt: C.Instant? { state == .open ? since.advanced(by: coolDown) : nil }
+
+    /// Outcomes and failure ratio in the window (closed state).
+    public func windowCounts(now: C.Instant) -> (successes: Int, failures: Int) {
+        let horizon = now.advanced(by: .zero - configuration.window)
+        var s = 0
+        var f = 0
+        for slot in slots.elements where slot.start > horizon {
+            s += slot.successes
+            f += slot.failures
+        }
+        return (s, f)
+    }
+
+    /// Records outcomes reported since the last call (negative counts are ignored).
+    public mutating func record(successes: Int, failures: Int, now: C.Instant) -> Transition? {
+        let successes = max(0, successes)
+        let failures = max(0, failures)
+        switch state {
+        case .closed:
+            let slotLength = configuration.window / configuration.slots
+            if slots.elements.last.map({ $0.start.advanced(by: slotLength) <= now }) ?? true {
+                slots.append(Slot(start: now))
+            }
+            slots.updateLast {
+                $0.successes = min($0.successes + successes, Int.max / 4)
+                $0.failures = min($0.failures + failures, Int.max / 4)
+            }
+            let horizon = now.advanced(by: .zero - configuration.window)
+            while let first = slots.first, first.start <= horizon { _ = slots.popFirst() }
+            let (s, f) = windowCounts(now: now)
+            let total = s + f
+            guard total >= configuration.minimumSamples, Double(f) / Double(total) >= configuration.failureRatio else {
+                return nil
+            }
+            return open(now: now, ratio: Double(f) / Double(total))
+        case .open:
+            // Results of jobs that went out before it opened: they say nothing new.
+            return nil
+        case .halfOpen:
+            probeSuccesses += successes
+            probeFailures += failures
+            if probeFailures > 0 {
+                coolDown = min(coolDown * 2, configuration.maximumCoolDown)
+                let total = probeSuccesses + probeFailures
+                return open(now: now, ratio: Double(probeFailures) / Double(max(total, 1)))
+            }
+            if probeSuccesses >= configuration.probes {
+                state = .closed
+                since = now
+                coolDown = configuration.coolDown
+                slots = FIFO()
+                return .closed
+            }
+            return nil
+        }
+    }
+
+    /// Moves on with time alone: open → half-open when the cool-down is over; a half-open round
+    /// without enough answers within `probeTimeout` opens again (same cool-down).
+    public mutating func tick(now: C.Instant) -> Transition? {
+        switch state {
+        case .closed:
+            return nil
+        case .open:
+            guard since.advanced(by: coolDown) <= now else { return nil }
+            state = .halfOpen
+            since = now
+            probeSuccesses = 0
+            probeFailures = 0
+            return .halfOpened
+        case .halfOpen:
+            guard since.advanced(by: configuration.probeTimeout) <= now else { return nil }
+            return open(now: now, ratio: 0)
+        }
+    }
+
+    /// Opens it for the current cool-down.
+    private mutating func open(now: C.Instant, ratio: Double) -> Transition {
+        state = .open
+        openedAtRatio = ratio
+        since = now
+        slots = FIFO()
+        probeSuccesses = 0
+        probeFailures = 0
+        return .opened(failureRatio: ratio, coolDown: coolDown)
+    }
+}
+
+/// A circuit breaker's state (JSON: `closed`, `open`, `half_open`).
+public enum BreakerState: String, Sendable, Hashable, Codable {
+    case closed, open, halfOpen = "half_open"
+}
