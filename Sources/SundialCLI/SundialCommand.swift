@@ -11,7 +11,7 @@ public struct SundialCommand: AsyncParsableCommand {
         abstract: "Durable timers and job scheduling on NATS JetStream and Postgres.",
         subcommands: [
             DevCommand.self, ServeCommand.self, TimersCommand.self, WorkCommand.self, EventsCommand.self,
-            ScheduleCommand.self, TenantsCommand.self,
+            ScheduleCommand.self, TenantsCommand.self, QueuesCommand.self,
             BenchCommand.self,
         ])
 

@@ -75,15 +75,36 @@ struct WhaleBench: AsyncParsableCommand {
         print("report written to \(url.path)")
     }
 
-    /// One mode on a fresh private stack: nats-server + Postgres under `dataRoot/mode`, and the
-    /// services as one `sundial serve` child process (the governor only with fairness), as in a
-    /// deployment: the benchmark's client and capped executors run in this process, apart.
+    /// One mode on a fresh private stack (see `PrivateStack`).
     static func runMode(
         _ mode: String, parameters p: WhaleBenchmark.Parameters, dataRoot: URL, servicesBinary: String? = nil,
         logger: Logger
     ) async throws -> WhaleBenchmark.ModeReport {
         let fair = mode == "fair"
-        let root = dataRoot.appendingPathComponent(mode)
+        // Scaled for a benchmark: standard tenants exist from the start (≈ lead seconds before
+        // the flood), new ones first appear during it.
+        let env = [
+            "SUNDIAL_DISPATCHER_FAIRNESS": fair ? "on" : "off",
+            "SUNDIAL_GOVERNOR_NEW_TENANT_AGE": "\(Int(max(30, p.lead / 2)))s",
+        ]
+        return try await PrivateStack.run(
+            root: dataRoot.appendingPathComponent(mode),
+            components: ["ingest", "planner", "dispatcher"] + (fair ? ["governor"] : []), environment: env,
+            servicesBinary: servicesBinary, logger: logger
+        ) { natsURL in
+            try await WhaleBenchmark(p).run(natsURL: natsURL, mode: fair ? "fairness on" : "FIFO (fairness off)") { print($0) }
+        }
+    }
+}
+
+/// A fresh private stack for one benchmark run: nats-server + Postgres (fsync on) under `root`
+/// (wiped first), and the services as one `sundial serve` child process, as in a deployment —
+/// the benchmark's client and executors run in this process, apart.
+enum PrivateStack {
+    static func run<T>(
+        root: URL, components: [String], environment extra: [String: String], servicesBinary: String?, logger: Logger,
+        body: (String) async throws -> T
+    ) async throws -> T {
         try? FileManager.default.removeItem(at: root)
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         let postgres = try await LocalPostgresServer.start(
@@ -98,11 +119,7 @@ struct WhaleBench: AsyncParsableCommand {
         env["SUNDIAL_POSTGRES_URL"] = postgres.url
         env["SUNDIAL_POSTGRES_SCHEMA"] = "sundial"
         env["SUNDIAL_LOG_LEVEL"] = "warning"
-        env["SUNDIAL_DISPATCHER_FAIRNESS"] = fair ? "on" : "off"
-        // Scaled for a benchmark: standard tenants exist from the start (≈ lead seconds before
-        // the flood), new ones first appear during it.
-        env["SUNDIAL_GOVERNOR_NEW_TENANT_AGE"] = "\(Int(max(30, p.lead / 2)))s"
-        let components = ["ingest", "planner", "dispatcher"] + (fair ? ["governor"] : [])
+        env.merge(extra) { _, new in new }
         let executable = servicesBinary ?? URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
         let log = root.appendingPathComponent("services.log").path
         let services = try ChildProcess.spawn(
@@ -110,7 +127,7 @@ struct WhaleBench: AsyncParsableCommand {
 
         // Ingest subscribes asynchronously; wait until it answers.
         let probeConnection = try await NATSConnection.connect(
-            NATSConnectionOptions(url: nats.url, name: "whale-bench-probe"), logger: logger)
+            NATSConnectionOptions(url: nats.url, name: "bench-probe"), logger: logger)
         let probe = TimersClient(connection: probeConnection, tenant: "probe", namespace: .standard, timeout: .seconds(1))
         var ready = false
         for _ in 0..<300 where !ready {
@@ -124,11 +141,9 @@ struct WhaleBench: AsyncParsableCommand {
             await nats.stop()
             throw ValidationError("services did not start; see \(log)")
         }
-        let report: WhaleBenchmark.ModeReport
+        let result: T
         do {
-            report = try await WhaleBenchmark(p).run(natsURL: nats.url, mode: fair ? "fairness on" : "FIFO (fairness off)") {
-                print($0)
-            }
+            result = try await body(nats.url)
         } catch {
             services.signal(SIGKILL)
             _ = await services.waitForExit()
@@ -138,6 +153,6 @@ struct WhaleBench: AsyncParsableCommand {
         services.signal(SIGTERM)
         _ = await services.waitForExit()
         await nats.stop()
-        return report
+        return result
     }
 }

@@ -124,6 +124,8 @@ public struct SundialNamespace: Sendable, Hashable {
     public static let quotaPlanKey = "plan"
     /// Key of the governor leader lease in `quotasBucket`.
     public static let governorLeaderKey = "leader"
+    /// Key of the queues an operator paused (`QueuePauses` JSON) in `quotasBucket`.
+    public static let pausedQueuesKey = "paused"
 
     // MARK: service discovery names ($SRV.PING.<name>)
 

@@ -8,6 +8,8 @@
 ///   least `failureRatio`, the breaker **opens**: one failure never trips anything.
 /// - **Open** for a cool-down (`coolDown`, doubled after every failed probe round, at most
 ///   `maximumCoolDown`): the downstream's due jobs wait in Sundial and consume no attempts.
+///   The cap is short on purpose: a probe round costs only a few jobs' attempts, and the cap
+///   bounds how long held jobs wait after the downstream is back.
 /// - **Half-open** after the cool-down: `probes` jobs may go through. `probes` successes close
 ///   it (cool-down back to its first value); any downstream failure among them opens it again,
 ///   with the cool-down doubled. Probes that never report (their executors gone) re-open it after
@@ -30,7 +32,7 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
 
         public init(
             window: Duration = .seconds(20), slots: Int = 10, minimumSamples: Int = 20, failureRatio: Double = 0.5,
-            coolDown: Duration = .seconds(5), maximumCoolDown: Duration = .seconds(300), probes: Int = 3,
+            coolDown: Duration = .seconds(5), maximumCoolDown: Duration = .seconds(15), probes: Int = 3,
             probeTimeout: Duration = .seconds(30)
         ) {
             self.window = window

@@ -288,9 +288,14 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
             decisions[index] = .deferred(delay, lineWait: delay)
             return true
         }
-        // Circuit breakers first, then the retry budget of each queue.
+        // Circuit breakers first, then the retry budget of each queue. Fires with the fewest
+        // attempts spent go first, so a half-open breaker's probes use jobs with attempts to
+        // spare rather than the same oldest job round after round.
         var free: [Int] = []
-        for index in order {
+        let holdOrder = order.enumerated().sorted {
+            (candidates[$0.element].attempt, $0.offset) < (candidates[$1.element].attempt, $1.offset)
+        }.map(\.element)
+        for index in holdOrder {
             let candidate = candidates[index]
             if let delay = breakerHold(candidate.key, now: now) {
                 if hold(index, for: delay) {
@@ -312,6 +317,8 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
             }
             free.append(index)
         }
+        let position = Dictionary(uniqueKeysWithValues: order.enumerated().map { ($0.element, $0.offset) })
+        free.sort { position[$0]! < position[$1]! }
         for index in free {
             let candidate = candidates[index]
             scheduler.enqueue(

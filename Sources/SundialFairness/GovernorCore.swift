@@ -135,6 +135,12 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
     /// Results reported since the last plan, per (queue, tenant).
     private var outcomes: [QueueTenant: (succeeded: Int, failed: Int)] = [:]
     private var breakerChanges: [BreakerChange] = []
+    /// Queues an operator paused (`QueuePauses`), set by the caller every period: their plan
+    /// states an open breaker marked `paused`, re-stated each plan, so the dispatchers hold
+    /// them until resumed.
+    public var pausedQueues: Set<String> = []
+    /// How long each plan says a paused queue stays held (re-stated every period).
+    public static var pauseStatement: Duration { .seconds(86_400) }
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -165,7 +171,9 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             }
             // Measured capacity carries over; if the next sample shows no live executors on
             // the queue, the estimate goes with them.
-            if configuration.breakers, let status = queuePlan.breaker, status.isValid, queueBreakers[queue] == nil {
+            if configuration.breakers, let status = queuePlan.breaker, status.isValid, status.paused != true,
+                queueBreakers[queue] == nil
+            {
                 queueBreakers[queue] = CircuitBreaker(configuration: configuration.breaker, restoring: status, now: now)
             }
             for (tenant, quota) in queuePlan.tenants {
@@ -380,7 +388,7 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         let generation = (lastPlan?.generation ?? 0) + 1
         if c.breakers { updateBreakers(now: now) }
         var queues: [String: QuotaPlan] = [:]
-        let held = Set(queueBreakers.keys).union(tenantBreakers.keys.map(\.queue))
+        let held = Set(queueBreakers.keys).union(tenantBreakers.keys.map(\.queue)).union(pausedQueues)
         for queue in Set(demandsByQueue.keys).union(capacities.keys).union(held) {
             var demands = demandsByQueue[queue] ?? []
             demands.sort { $0.id < $1.id }
@@ -406,6 +414,12 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             plan.dispatchers = max(1, liveDispatchers(now: now))
             plan.epoch = epoch
             plan.breaker = queueBreakers[queue]?.status(now: now)
+            if pausedQueues.contains(queue) {
+                let day = Int64(Self.pauseStatement.components.seconds) * 1000
+                plan.breaker = BreakerStatus(
+                    state: .open, reopensInMillis: day, coolDownMillis: day, probes: c.breaker.probes, failureRatio: nil)
+                plan.breaker?.paused = true
+            }
             for (key, breaker) in tenantBreakers where key.queue == queue {
                 guard let status = breaker.status(now: now) else { continue }
                 if plan.tenants[key.tenant] == nil {

@@ -54,6 +54,8 @@ public struct BreakerStatus: Sendable, Hashable, Codable {
     public var probes: Int
     /// Downstream failures ÷ outcomes when it opened (0 when probes went unanswered).
     public var failureRatio: Double?
+    /// Held by an operator (`sundial queues pause`), not by failures.
+    public var paused: Bool?
 
     public init(state: BreakerState, reopensInMillis: Int64?, coolDownMillis: Int64, probes: Int, failureRatio: Double?) {
         self.state = state

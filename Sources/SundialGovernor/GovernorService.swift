@@ -92,6 +92,8 @@ public struct GovernorSnapshot: Sendable {
     public var queueBreakers: [String: BreakerState] = [:]
     public var tenantBreakers: [QueueTenant: BreakerState] = [:]
     public var breakersOpened = 0
+    /// Queues paused by an operator, as last read.
+    public var pausedQueues: Set<String> = []
 }
 
 /// The Fairness-Governor: gathers demand reports from the Dispatchers and samples the work stream,
@@ -197,6 +199,7 @@ public final class GovernorService: Service, Sendable {
             if leader {
                 if !wasLeader { await resume(bucket) }
                 profiles = await refreshProfiles(profiles)
+                await readPausedQueues(bucket)
                 await publishPlan(bucket, profiles: profiles.mapValues(\.row))
             }
             wasLeader = leader
@@ -206,6 +209,24 @@ public final class GovernorService: Service, Sendable {
             }
             try? await Task.sleep(until: started.advanced(by: config.period), clock: .continuous)
         }
+    }
+
+    /// The queues operators paused (KV key `paused`); on a read error the last list stays.
+    private func readPausedQueues(_ bucket: KeyValueBucket) async {
+        let paused: Set<String>
+        do {
+            guard let stored = try await bucket.get(SundialNamespace.pausedQueuesKey), !stored.value.isEmpty else {
+                core.withLock { $0.pausedQueues = [] }
+                state.withLock { $0.pausedQueues = [] }
+                return
+            }
+            paused = Set(try QueuePauses(jsonBytes: stored.value, isValidQueue: SubjectToken.isValidQueue).queues.keys)
+        } catch {
+            logger.warning("reading paused queues failed; keeping the last list: \(error)")
+            return
+        }
+        core.withLock { $0.pausedQueues = paused }
+        state.withLock { $0.pausedQueues = paused }
     }
 
     /// Continues from the plan in KV (generation, capacities) when becoming leader.
@@ -394,6 +415,9 @@ public final class GovernorService: Service, Sendable {
         }
         for (queue, breaker) in s.queueBreakers {
             queues[queue, default: ["executors": "none", "capacity_known": false]]["breaker"] = breaker.rawValue
+        }
+        for queue in s.pausedQueues {
+            queues[queue, default: ["executors": "none", "capacity_known": false]]["paused"] = true
         }
         var held: [String: [String: String]] = [:]
         for (key, breaker) in s.tenantBreakers { held[key.queue, default: [:]][key.tenant] = breaker.rawValue }

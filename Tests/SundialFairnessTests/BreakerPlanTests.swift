@@ -163,3 +163,36 @@ struct RetryBudgetTests {
         #expect(delay >= .seconds(1))
     }
 }
+
+@Suite("Paused queues")
+struct PausedQueueTests {
+    typealias Core = GovernorCore<ManualClock>
+    typealias Gate = FairnessGate<ManualClock>
+
+    @Test func aPausedQueueIsHeldUntilResumedAndThePauseListIsChecked() throws {
+        let clock = ManualClock()
+        var core = Core()
+        core.pausedQueues = ["mail"]
+        var plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 0)
+        let status = try #require(plan.queues["mail"]?.breaker)
+        #expect(status.state == .open && status.paused == true && status.reopensInMillis == 86_400_000)
+        var gate = Gate()
+        gate.apply(plan, now: clock.now)
+        let decisions = gate.decide([Gate.Candidate(tenant: "t", queue: "mail"), Gate.Candidate(tenant: "t", queue: "other")], now: clock.now)
+        #expect(decisions[1] == .dispatch)
+        #expect(decisions[0] != .dispatch)
+        // A takeover does not turn a pause into a failure breaker.
+        var successor = Core()
+        successor.resume(from: plan, now: clock.now)
+        #expect(successor.queueBreakers["mail"] == nil)
+        core.pausedQueues = []
+        plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 0)
+        gate.apply(plan, now: clock.now)
+        #expect(gate.decide([Gate.Candidate(tenant: "t", queue: "mail", redelivered: true)], now: clock.now) == [.dispatch])
+
+        let list = QueuePauses(queues: ["mail": .init(sinceMillis: 1, by: "ops")])
+        #expect(try QueuePauses(jsonBytes: list.jsonBytes(), isValidQueue: { !$0.isEmpty }) == list)
+        let hostile = QueuePauses(queues: ["": .init(sinceMillis: 1, by: "ops")])
+        #expect(throws: (any Error).self) { try QueuePauses(jsonBytes: hostile.jsonBytes(), isValidQueue: { !$0.isEmpty }) }
+    }
+}

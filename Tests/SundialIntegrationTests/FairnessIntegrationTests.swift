@@ -67,15 +67,19 @@ final class CappedExecutor: Sendable {
 struct FairnessIntegrationTests {
     static let capacity = 200.0
 
-    /// Creates `count` timers for `tenant`, all due at `due`, 16 at a time.
-    static func createDue(_ system: TestSystem, tenant: String, count: Int, due: Date, queue: String) async throws -> Set<String> {
+    /// Creates `count` timers for `tenant`, due at `due` (or evenly over `window` seconds from
+    /// it), 16 at a time.
+    static func createDue(
+        _ system: TestSystem, tenant: String, count: Int, due: Date, over window: TimeInterval = 0, queue: String
+    ) async throws -> Set<String> {
         let client = system.client(tenant: tenant)
         return try await withThrowingTaskGroup(of: [String].self) { group in
             for lane in 0..<16 {
                 group.addTask {
                     var ids: [String] = []
-                    for _ in stride(from: lane, to: count, by: 16) {
-                        let delay = Duration.seconds(max(0.05, due.timeIntervalSinceNow))
+                    for index in stride(from: lane, to: count, by: 16) {
+                        let at = due.addingTimeInterval(window * Double(index) / Double(count))
+                        let delay = Duration.seconds(max(0.05, at.timeIntervalSinceNow))
                         ids.append(try await client.create(.delay(delay, queue: queue)).timer.id)
                     }
                     return ids

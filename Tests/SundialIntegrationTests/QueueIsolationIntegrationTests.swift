@@ -56,29 +56,6 @@ struct QueueIsolationIntegrationTests {
         }
     }
 
-    /// Creates `count` timers for `tenant` due evenly over `window` from `start`, 16 at a time.
-    static func createSpread(
-        _ system: TestSystem, tenant: String, count: Int, from start: Date, over window: TimeInterval, queue: String
-    ) async throws -> Set<String> {
-        let client = system.client(tenant: tenant)
-        return try await withThrowingTaskGroup(of: [String].self) { group in
-            for lane in 0..<16 {
-                group.addTask {
-                    var ids: [String] = []
-                    for index in stride(from: lane, to: count, by: 16) {
-                        let due = start.addingTimeInterval(window * Double(index) / Double(count))
-                        let delay = Duration.seconds(max(0.05, due.timeIntervalSinceNow))
-                        ids.append(try await client.create(.delay(delay, queue: queue)).timer.id)
-                    }
-                    return ids
-                }
-            }
-            var all = Set<String>()
-            for try await ids in group { all.formUnion(ids) }
-            return all
-        }
-    }
-
     @Test("two queues with executors of different speed: each queue's tenants share that queue's capacity, and neither slows the other")
     func twoQueuesShareTheirOwnCapacity() async throws {
         var options = TestSystem.Options()
@@ -91,8 +68,8 @@ struct QueueIsolationIntegrationTests {
             // A whale on each queue, due over the same 10 s at about 1.5× and 2× its executors'
             // speed: each saturates its own queue, and the governor measures each.
             let floodAt = Date().addingTimeInterval(12)
-            async let fastWhale = Self.createSpread(system, tenant: "whale-f", count: 3000, from: floodAt, over: 10, queue: "fast")
-            async let slowWhale = Self.createSpread(system, tenant: "whale-s", count: 900, from: floodAt, over: 10, queue: "slow")
+            async let fastWhale = FairnessIntegrationTests.createDue(system, tenant: "whale-f", count: 3000, due: floodAt, over: 10, queue: "fast")
+            async let slowWhale = FairnessIntegrationTests.createDue(system, tenant: "whale-s", count: 900, due: floodAt, over: 10, queue: "slow")
             let (fastIDs, slowIDs) = try await (fastWhale, slowWhale)
             // Five seconds into the flood a small tenant arrives on each queue.
             try await Task.sleep(until: .now + .seconds(max(0, floodAt.timeIntervalSinceNow + 5)), clock: .continuous)

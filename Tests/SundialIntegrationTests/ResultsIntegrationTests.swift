@@ -216,6 +216,7 @@ struct RecurringUpdateIntegrationTests {
                 }
             }
             #expect((try #require(updated)).version > created.timer.version)
+            let acknowledgedAt = Date()
             let rest = try await collectJobs(worker, count: 4, timeout: .seconds(12))
             let jobs = early + rest
             // Still exactly occurrences 0…5 — the update used up none of max_occurrences —
@@ -225,7 +226,10 @@ struct RecurringUpdateIntegrationTests {
             for (a, b) in zip(times, times.dropFirst()) { #expect(abs(b - a - 1.0) < 0.01, "\(times)") }
             let payloads = jobs.map { String(decoding: $0.0.payload, as: UTF8.self) }
             #expect(payloads.prefix(2).allSatisfy { $0 == "v1" })
-            #expect(payloads.suffix(3).allSatisfy { $0 == "v2" }, "\(payloads)")
+            // Every occurrence due after the update was acknowledged carries the new payload
+            // (how many that is depends on how long the 409s lasted on a loaded machine).
+            let afterAck = jobs.filter { $0.0.scheduledAt > acknowledgedAt }.map { String(decoding: $0.0.payload, as: UTF8.self) }
+            #expect(!afterAck.isEmpty && afterAck.allSatisfy { $0 == "v2" }, "\(payloads)")
             #expect(try await collectJobs(worker, count: 1, timeout: .seconds(2)).isEmpty)
         }
     }
