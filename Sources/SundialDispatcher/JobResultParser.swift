@@ -97,7 +97,8 @@ public enum JobResultParser {
             ParsedJobResult(
                 outcome: JobOutcome(
                     key: FireKey(id: id, occurrence: occurrence, attempt: Int(result.attempt)),
-                    success: result.success, error: error, finishedAt: finishedAt),
+                    success: result.success, error: error, finishedAt: finishedAt,
+                    retryable: !result.hasRetryable || result.retryable),
                 finishedAtReplaced: replaced && result.hasFinishedAt,
                 tenant: result.tenant.isEmpty ? (subjectTenant ?? "") : result.tenant,
                 queue: SubjectToken.isValidQueue(result.queue) ? result.queue : "",

@@ -194,7 +194,8 @@ extension DispatcherService {
     {
         let effects: ResultEffects
         do {
-            effects = try await timers.applyFailure(outcome, retryAt: Self.retryTime)
+            // An executor that says the failure is permanent gets no retry, whatever is left.
+            effects = try await timers.applyFailure(outcome, retryAt: outcome.retryable ? Self.retryTime : Self.noRetry)
         } catch {
             await resultNotApplied(message, error, consumer)
             return
@@ -235,6 +236,9 @@ extension DispatcherService {
         }
         try? await consumer.ack(message)
     }
+
+    /// No next attempt (the executor said the failure is permanent).
+    @Sendable static func noRetry(_ timer: StoredTimer, failedAttempt: Int) -> Date? { nil }
 
     /// When the next attempt runs, or nil when the timer's retry policy is exhausted.
     @Sendable static func retryTime(_ timer: StoredTimer, failedAttempt: Int) -> Date? {

@@ -133,11 +133,15 @@ public final class SundialWorker: Sendable {
 
     /// The job failed: Sundial retries it with backoff under the timer's retry policy, or
     /// dead-letters it (and notifies the tenant) after the last attempt.
-    public func fail(_ job: SundialJob, error: String, cause: FailureCause = .unspecified) async throws {
-        try await report([(job, error)], cause: cause)
+    /// `retryable: false` dead-letters it at once, whatever attempts are left (a request that
+    /// can never succeed).
+    public func fail(_ job: SundialJob, error: String, cause: FailureCause = .unspecified, retryable: Bool = true) async throws {
+        try await report([(job, error)], cause: cause, retryable: retryable)
     }
 
-    private func report(_ outcomes: [(SundialJob, String?)], cause: FailureCause = .unspecified) async throws {
+    private func report(_ outcomes: [(SundialJob, String?)], cause: FailureCause = .unspecified, retryable: Bool = true)
+        async throws
+    {
         guard !outcomes.isEmpty else { return }
         let now = Date()
         var messages: [NATSOutgoingMessage] = []
@@ -153,7 +157,10 @@ public final class SundialWorker: Sendable {
             result.error = error ?? ""
             result.finishedAt = Google_Protobuf_Timestamp(date: now)
             result.queue = queue
-            if error != nil { result.failureClass = cause.wire }
+            if error != nil {
+                result.failureClass = cause.wire
+                if !retryable { result.retryable = false }
+            }
             var headers = NATSHeaders()
             headers[SundialHeader.natsMessageID] = HeaderValue.sanitized(
                 "\(job.timerID):\(job.occurrence):\(job.attempt):result", maximumBytes: 256)

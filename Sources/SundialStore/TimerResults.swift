@@ -8,12 +8,15 @@ public struct JobOutcome: Sendable, Hashable {
     public var success: Bool
     public var error: String?
     public var finishedAt: Date
+    /// false: the executor said not to retry — dead-lettered at once.
+    public var retryable: Bool
 
-    public init(key: FireKey, success: Bool, error: String?, finishedAt: Date) {
+    public init(key: FireKey, success: Bool, error: String?, finishedAt: Date, retryable: Bool = true) {
         self.key = key
         self.success = success
         self.error = error
         self.finishedAt = finishedAt
+        self.retryable = retryable
     }
 }
 

@@ -134,6 +134,26 @@ struct ResultsIntegrationTests {
         }
     }
 
+    @Test("a failure reported as not retryable dead-letters at once, with attempts left")
+    func nonRetryableFailureDeadLettersAtOnce() async throws {
+        try await withTestSystem("noretry") { system in
+            let events = try await system.api.subscribe(subject: system.namespace.event(tenant: "acme", kind: ">"))
+            let worker = try await system.worker(queue: "strict")
+            let client = system.client(tenant: "acme")
+            var request = Sundial_V1_CreateTimerRequest.delay(.milliseconds(300), queue: "strict", payload: "bad input")
+            request.retryPolicy.maxAttempts = 5
+            let created = try await client.create(request)
+            let job = try #require(try await worker.next(max: 1, maxWait: .seconds(10)).first)
+            try await worker.fail(job, error: "400 Bad Request", cause: .job, retryable: false)
+            let event = try #require(try await firstMessage(events, within: .seconds(10)))
+            let decoded = try Sundial_V1_TimerEvent(serializedBytes: event.payload)
+            #expect(decoded.kind == TimerEventKind.deadLetter)
+            #expect(decoded.run.attempt == 1)
+            #expect(try await client.get(created.timer.id).state == .dead)
+            #expect(try await collectJobs(worker, count: 1, timeout: .seconds(2)).isEmpty)
+        }
+    }
+
     @Test("an executor that dies without reporting: the job is redelivered after ack_wait")
     func unreportedJobIsRedelivered() async throws {
         try await withTestSystem("redeliver") { system in

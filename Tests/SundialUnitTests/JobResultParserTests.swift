@@ -39,6 +39,30 @@ struct JobResultParserTests {
         #expect(!parsed.finishedAtReplaced)
     }
 
+    @Test("the failure class, the queue and retryable: false are read; an invalid queue is dropped")
+    func classesAndRetryable() throws {
+        var parsed = try Self.parse(try Self.bytes()).get()
+        #expect(parsed.outcome.retryable && parsed.downstreamFailure && parsed.queue == "" && parsed.tenant == "acme")
+        parsed = try Self.parse(try Self.bytes {
+            $0.failureClass = .job
+            $0.retryable = false
+            $0.queue = "webhooks"
+        }).get()
+        #expect(!parsed.outcome.retryable && !parsed.downstreamFailure && parsed.queue == "webhooks")
+        parsed = try Self.parse(try Self.bytes {
+            $0.failureClass = .downstream
+            $0.retryable = true
+            $0.queue = "no spaces allowed"
+        }).get()
+        #expect(parsed.outcome.retryable && parsed.downstreamFailure && parsed.queue == "")
+        // A success is never a downstream failure, whatever class it claims.
+        parsed = try Self.parse(try Self.bytes {
+            $0.success = true
+            $0.failureClass = .downstream
+        }).get()
+        #expect(!parsed.downstreamFailure)
+    }
+
     @Test("out-of-range numbers are refused, never trapped on")
     func outOfRange() throws {
         #expect(Self.parse(try Self.bytes { $0.occurrence = UInt64.max }) == .failure(.occurrenceOutOfRange(UInt64.max)))

@@ -152,11 +152,23 @@ public nonisolated struct Sundial_V1_JobResult: Sendable {
   /// What failed (failures only).
   public var failureClass: Sundial_V1_FailureClass = .unspecified
 
+  /// false: do not retry — the failure is dead-lettered at once, whatever attempts are left
+  /// (unset or true: the timer's retry policy decides).
+  public var retryable: Bool {
+    get {_retryable ?? false}
+    set {_retryable = newValue}
+  }
+  /// Returns true if `retryable` has been explicitly set.
+  public var hasRetryable: Bool {self._retryable != nil}
+  /// Clears the value of `retryable`. Subsequent reads from it will return its default value.
+  public mutating func clearRetryable() {self._retryable = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _retryable: Bool? = nil
 }
 
 /// One tenant's line in a DemandReport.
@@ -317,7 +329,7 @@ nonisolated extension Sundial_V1_FireEnvelope: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Sundial_V1_JobResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{3}timer_id\0\u{1}occurrence\0\u{1}attempt\0\u{1}version\0\u{1}success\0\u{1}error\0\u{3}finished_at\0\u{1}queue\0\u{3}failure_class\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{3}timer_id\0\u{1}occurrence\0\u{1}attempt\0\u{1}version\0\u{1}success\0\u{1}error\0\u{3}finished_at\0\u{1}queue\0\u{3}failure_class\0\u{1}retryable\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -335,6 +347,7 @@ nonisolated extension Sundial_V1_JobResult: SwiftProtobuf.Message, SwiftProtobuf
       case 8: try { try decoder.decodeSingularMessageField(value: &self._finishedAt) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.queue) }()
       case 10: try { try decoder.decodeSingularEnumField(value: &self.failureClass) }()
+      case 11: try { try decoder.decodeSingularBoolField(value: &self._retryable) }()
       default: break
       }
     }
@@ -375,6 +388,9 @@ nonisolated extension Sundial_V1_JobResult: SwiftProtobuf.Message, SwiftProtobuf
     if self.failureClass != .unspecified {
       try visitor.visitSingularEnumField(value: self.failureClass, fieldNumber: 10)
     }
+    try { if let v = self._retryable {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 11)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -389,6 +405,7 @@ nonisolated extension Sundial_V1_JobResult: SwiftProtobuf.Message, SwiftProtobuf
     if lhs._finishedAt != rhs._finishedAt {return false}
     if lhs.queue != rhs.queue {return false}
     if lhs.failureClass != rhs.failureClass {return false}
+    if lhs._retryable != rhs._retryable {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
