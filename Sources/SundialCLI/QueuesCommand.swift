@@ -40,7 +40,9 @@ struct QueuesCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard SubjectToken.isValidQueue(queue) else { throw ValidationError("not a valid queue name: \(queue)") }
-            let by = String(by.prefix(QueuePauses.maximumByBytes))
+            // Whole characters within the byte limit (the stored value is checked in bytes).
+            var by = self.by
+            while by.utf8.count > QueuePauses.maximumByBytes { by.removeLast() }
             try await QueuesCommand.update(connection) { pauses in
                 guard pauses.queues[queue] == nil else { return }
                 guard pauses.queues.count < QueuePauses.maximumQueues else {

@@ -67,8 +67,9 @@ public struct DispatcherConfig: Sendable {
             throw .invalid("dispatcher.fairness", "needs maximum_deferred ≥ 0 and minimum ≤ maximum deferral")
         }
         let budget = (fairness.retryBudgetRatio, fairness.retryBudgetFloor, fairness.retryBudgetBurst)
-        guard budget.0.isFinite, budget.0 >= 0, budget.1.isFinite, budget.1 >= 0, budget.2.isFinite, budget.2 >= 1 else {
-            throw .invalid("dispatcher.retry_budget", "needs ratio ≥ 0, floor ≥ 0 jobs/s and burst ≥ 1")
+        // A positive floor: retries of a queue without new first attempts must still go.
+        guard budget.0.isFinite, budget.0 >= 0, budget.1.isFinite, budget.1 > 0, budget.2.isFinite, budget.2 >= 1 else {
+            throw .invalid("dispatcher.retry_budget", "needs ratio ≥ 0, floor > 0 jobs/s and burst ≥ 1")
         }
     }
 }

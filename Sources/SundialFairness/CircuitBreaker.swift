@@ -12,8 +12,8 @@
 ///   bounds how long held jobs wait after the downstream is back.
 /// - **Half-open** after the cool-down: `probes` jobs may go through. `probes` successes close
 ///   it (cool-down back to its first value); any downstream failure among them opens it again,
-///   with the cool-down doubled. Probes that never report (their executors gone) re-open it after
-///   `probeTimeout` without doubling.
+///   with the cool-down doubled. After `probeTimeout`, successes without a failure close it (a
+///   quiet downstream has fewer jobs than `probes`); no answers at all start a new round.
 public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
     public struct Configuration: Sendable, Hashable, Codable {
         /// Outcomes are judged over this long.
@@ -51,7 +51,9 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
             if !(1...1000).contains(slots) { return "slots must be 1…1000" }
             if minimumSamples < 1 { return "minimum samples must be at least 1" }
             if !(failureRatio > 0 && failureRatio <= 1) { return "failure ratio must be in (0, 1]" }
-            if coolDown <= .zero || maximumCoolDown < coolDown { return "cool-down must be positive and at most its maximum" }
+            if coolDown <= .zero || maximumCoolDown < coolDown || maximumCoolDown > .seconds(86_400) {
+                return "cool-down must be positive, at most its maximum, and the maximum at most a day"
+            }
             if !(1...10_000).contains(probes) { return "probes must be 1…10000" }
             if probeTimeout <= .zero { return "probe timeout must be positive" }
             return nil
@@ -113,7 +115,8 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
     public func status(now: C.Instant) -> BreakerStatus? {
         func millis(_ d: Duration) -> Int64 {
             let c = d.components
-            return min(max(0, c.seconds), 86_400) * 1000 + c.attoseconds / 1_000_000_000_000_000
+            let total = min(max(0, c.seconds), 86_400) * 1000 + max(0, c.attoseconds / 1_000_000_000_000_000)
+            return min(total, 86_400_000)  // `BreakerStatus.isValid` allows at most a day
         }
         switch state {
         case .closed: return nil
@@ -197,8 +200,10 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
         }
     }
 
-    /// Moves on with time alone: open → half-open when the cool-down is over; a half-open round
-    /// without enough answers within `probeTimeout` opens again (same cool-down).
+    /// Moves on with time alone: open → half-open when the cool-down is over. A half-open round
+    /// without enough answers within `probeTimeout`: closed if every answer was a success (a
+    /// downstream with fewer jobs than `probes` per round must be able to close), otherwise a
+    /// new round starts — no answers at all mean no jobs went, not a failed downstream.
     public mutating func tick(now: C.Instant) -> Transition? {
         switch state {
         case .closed:
@@ -212,7 +217,15 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
             return .halfOpened
         case .halfOpen:
             guard since.advanced(by: configuration.probeTimeout) <= now else { return nil }
-            return open(now: now, ratio: 0)
+            if probeSuccesses > 0 {
+                state = .closed
+                since = now
+                coolDown = configuration.coolDown
+                slots = FIFO()
+                return .closed
+            }
+            since = now
+            return nil
         }
     }
 

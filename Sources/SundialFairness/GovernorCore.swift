@@ -234,6 +234,10 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
     /// Most (queue, tenant) pairs whose results are held between two plans.
     static var maximumReportLinesTracked: Int { 1_000_000 }
 
+    /// Forgets results reported since the last plan: a standby governor (it plans nothing) calls
+    /// it every period, so a takeover does not replay old results into one window slot.
+    public mutating func dropPendingOutcomes() { outcomes = [:] }
+
     /// Breaker changes since the last call (for events and logs).
     public mutating func takeBreakerChanges() -> [BreakerChange] {
         defer { breakerChanges = [] }
@@ -386,7 +390,7 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             demandsByQueue[key.queue, default: []].append(Demand(id: key.tenant, tier: tiers[key.tenant] ?? .new, rate: rate))
         }
         let generation = (lastPlan?.generation ?? 0) + 1
-        if c.breakers { updateBreakers(now: now) }
+        if c.breakers { updateBreakers(now: now) } else { outcomes = [:] }
         var queues: [String: QuotaPlan] = [:]
         let held = Set(queueBreakers.keys).union(tenantBreakers.keys.map(\.queue)).union(pausedQueues)
         for queue in Set(demandsByQueue.keys).union(capacities.keys).union(held) {

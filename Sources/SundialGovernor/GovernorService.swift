@@ -202,6 +202,7 @@ public final class GovernorService: Service, Sendable {
                 await readPausedQueues(bucket)
                 await publishPlan(bucket, profiles: profiles.mapValues(\.row))
             }
+            if !leader { core.withLock { $0.dropPendingOutcomes() } }
             wasLeader = leader
             state.withLock {
                 $0.leader = leader

@@ -47,6 +47,19 @@ struct BreakerPlanTests {
         #expect(changes == [.halfOpened, .closed])
     }
 
+    @Test func aStandbyForgetsResultsSoATakeoverDoesNotReplayThem() {
+        let clock = ManualClock()
+        var core = Self.core()
+        core.ingest(
+            Self.report([Line(tenant: "t", queue: "q", due: 50, deferred: 0, dispatched: 50, failedDownstream: 50)]),
+            now: clock.now)
+        core.dropPendingOutcomes()  // every period while standing by
+        clock.advance(by: .seconds(600))
+        let plan = core.plan(now: clock.now, profiles: [:], issuedAtMillis: 0)
+        #expect(plan.queues["q"]?.tenants["t"]?.breaker == nil)
+        #expect(core.takeBreakerChanges().isEmpty)
+    }
+
     @Test func manyTenantsFailingTogetherOpenTheQueuesBreaker() {
         let clock = ManualClock()
         var core = Self.core()

@@ -61,16 +61,24 @@ struct CircuitBreakerTests {
         #expect(coolDowns == [.seconds(10), .seconds(18), .seconds(18), .seconds(18)])
     }
 
-    @Test func unansweredProbesReopenItWithoutDoubling() {
+    @Test func aQuietDownstreamClosesOnFewerSuccessesAndUnansweredProbesStartANewRound() {
         let clock = ManualClock()
         var breaker = Breaker(configuration: Self.config, now: clock.now)
         _ = breaker.record(successes: 0, failures: 10, now: clock.now)
         clock.advance(by: .seconds(5))
         #expect(breaker.tick(now: clock.now) == .halfOpened)
-        clock.advance(by: .seconds(19))
+        // No answers within the probe timeout: no jobs went — a new round, not a reopening.
+        clock.advance(by: .seconds(20))
         #expect(breaker.tick(now: clock.now) == nil)
-        clock.advance(by: .seconds(1))
-        #expect(breaker.tick(now: clock.now) == .opened(failureRatio: 0, coolDown: .seconds(5)))
+        #expect(breaker.state == .halfOpen)
+        // One success (fewer than `probes`) and no failure by the timeout: closed.
+        #expect(breaker.record(successes: 1, failures: 0, now: clock.now) == nil)
+        clock.advance(by: .seconds(20))
+        #expect(breaker.tick(now: clock.now) == .closed)
+        // Statuses stay within a day, whatever the configuration allowed.
+        var long = Self.config
+        long.maximumCoolDown = .seconds(90_000)
+        #expect(long.problem != nil)
     }
 
     @Test func aRestoredBreakerKeepsItsRemainingCoolDown() {
