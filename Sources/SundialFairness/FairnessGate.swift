@@ -188,6 +188,14 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     public private(set) var retriesOverBudget = 0
     /// Per queue: retry tokens, and the fraction of a token first attempts have earned.
     private var retryBudgets: [String: (bucket: TokenBucket<C>, earned: Double)] = [:]
+    /// Queues whose plan carries a breaker that is not closed (its own or a tenant's), from the
+    /// plan in force: every other fire skips the breaker check.
+    private var breakerQueues: Set<String> = []
+    private var breakersOnOtherQueues = false
+
+    private func mayHold(_ queue: String) -> Bool {
+        breakersOnOtherQueues ? plan.queues[queue] == nil || breakerQueues.contains(queue) : breakerQueues.contains(queue)
+    }
     /// Half-open breakers' probe allowances: per queue (tenant "") and per (queue, tenant).
     private var probeBuckets: [QueueTenant: TokenBucket<C>] = [:]
     private var dispatchedByTier: [Tier: Int] = [:]
@@ -210,6 +218,9 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         guard planAppliedAt == nil || plan.isNewer(than: self.plan) else { return }
         self.plan = plan
         planAppliedAt = now
+        func holds(_ q: QuotaPlan) -> Bool { q.breaker != nil || q.tenants.values.contains { $0.breaker != nil } }
+        breakerQueues = Set(plan.queues.filter { holds($0.value) }.keys)
+        breakersOnOtherQueues = plan.otherQueues.map(holds) ?? false
         // A probe round lasts while its breaker stays half-open; the next one starts full.
         probeBuckets = probeBuckets.filter { scope, _ in
             let queuePlan = plan.plan(for: scope.queue)
@@ -288,38 +299,50 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
             decisions[index] = .deferred(delay, lineWait: delay)
             return true
         }
-        // Circuit breakers first, then the retry budget of each queue. Fires with the fewest
-        // attempts spent go first, so a half-open breaker's probes use jobs with attempts to
-        // spare rather than the same oldest job round after round.
-        var free: [Int] = []
-        let holdOrder = order.enumerated().sorted {
-            (candidates[$0.element].attempt, $0.offset) < (candidates[$1.element].attempt, $1.offset)
-        }.map(\.element)
-        for index in holdOrder {
-            let candidate = candidates[index]
-            if let delay = breakerHold(candidate.key, now: now) {
-                if hold(index, for: delay) {
+        // Circuit breakers first, then the retry budget of each queue. The common batch — only
+        // first attempts, no breaker on their queues — just earns retry budget, once per queue.
+        var settled = [Bool](repeating: false, count: candidates.count)
+        let checks = candidates.contains { $0.attempt > 1 || mayHold($0.queue) }
+        if !checks {
+            earnRetryBudget(candidates.indices, of: candidates, now: now)
+        } else {
+            // Fewest attempts spent first: a half-open breaker's probes use jobs with attempts to
+            // spare rather than the same oldest job round after round, and first attempts earn
+            // their retry budget before this batch's retries spend it.
+            let holdOrder = order.enumerated().sorted {
+                (candidates[$0.element].attempt, $0.offset) < (candidates[$1.element].attempt, $1.offset)
+            }.map(\.element)
+            var earning: [Int] = []
+            var earned = false
+            for index in holdOrder {
+                let candidate = candidates[index]
+                var delay = breakerHold(candidate.key, now: now)
+                let byBreaker = delay != nil
+                if !byBreaker {
+                    if candidate.attempt <= 1 {
+                        earning.append(index)
+                        continue
+                    }
+                    if !earned {
+                        earnRetryBudget(earning, of: candidates, now: now)
+                        earned = true
+                    }
+                    delay = retryBudgetHold(candidate, now: now)
+                }
+                guard let delay else { continue }
+                settled[index] = true
+                if !hold(index, for: delay) {
+                    overflowDispatched += 1
+                    countDispatch(candidate.key)
+                } else if byBreaker {
                     heldTotal += 1
                 } else {
-                    overflowDispatched += 1
-                    countDispatch(candidate.key)
-                }
-                continue
-            }
-            if let delay = retryBudgetHold(candidate, now: now) {
-                if hold(index, for: delay) {
                     retriesOverBudget += 1
-                } else {
-                    overflowDispatched += 1
-                    countDispatch(candidate.key)
                 }
-                continue
             }
-            free.append(index)
+            if !earned { earnRetryBudget(earning, of: candidates, now: now) }
         }
-        let position = Dictionary(uniqueKeysWithValues: order.enumerated().map { ($0.element, $0.offset) })
-        free.sort { position[$0]! < position[$1]! }
-        for index in free {
+        for index in order where !settled[index] {
             let candidate = candidates[index]
             scheduler.enqueue(
                 index, for: candidate.key, priority: candidate.priority,
@@ -466,31 +489,45 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     private mutating func retryBudgetHold(_ candidate: Candidate, now: C.Instant) -> Duration? {
         let c = configuration
         guard c.retryBudgetRatio.isFinite, c.retryBudgetRatio >= 0 else { return nil }
-        let floor = max(0, c.retryBudgetFloor) * plan.dispatcherShare
-        var budget = retryBudgets[candidate.queue]
-            ?? (TokenBucket(rate: floor, burst: max(1, c.retryBudgetBurst), now: now), 0)
+        var budget = retryBudget(candidate.queue, now: now)
         defer { retryBudgets[candidate.queue] = budget }
-        if candidate.attempt <= 1 {
-            if !candidate.redelivered {
-                budget.earned += c.retryBudgetRatio
-                let whole = Int(min(budget.earned, 1e6))
-                if whole > 0 {
-                    budget.bucket.giveBack(whole, now: now)
-                    budget.earned -= Double(whole)
-                }
-            }
-            return nil
-        }
         if budget.bucket.tryTake(now: now) { return nil }
         let wait = budget.bucket.timeUntilAvailable(now: now)
         return min(max(wait, c.minimumDeferral, .seconds(1)), c.maximumDeferral)
+    }
+
+    /// Credits the retry budgets with the first attempts among `indices` (first deliveries
+    /// only), one update per queue.
+    private mutating func earnRetryBudget(_ indices: some Sequence<Int>, of candidates: [Candidate], now: C.Instant) {
+        let ratio = configuration.retryBudgetRatio
+        guard ratio.isFinite, ratio > 0 else { return }
+        var firsts: [String: Int] = [:]
+        for index in indices where candidates[index].attempt <= 1 && !candidates[index].redelivered {
+            firsts[candidates[index].queue, default: 0] += 1
+        }
+        for (queue, count) in firsts {
+            var budget = retryBudget(queue, now: now)
+            budget.earned += Double(count) * ratio
+            let whole = Int(min(budget.earned, 1e6))
+            if whole > 0 {
+                budget.bucket.giveBack(whole, now: now)
+                budget.earned -= Double(whole)
+            }
+            retryBudgets[queue] = budget
+        }
+    }
+
+    private func retryBudget(_ queue: String, now: C.Instant) -> (bucket: TokenBucket<C>, earned: Double) {
+        let c = configuration
+        return retryBudgets[queue]
+            ?? (TokenBucket(rate: max(0, c.retryBudgetFloor) * plan.dispatcherShare, burst: max(1, c.retryBudgetBurst), now: now), 0)
     }
 
     /// How long a fire of `key` must wait for the circuit breakers of its queue and of its
     /// tenant on it, or nil to go on: open → until it half-opens (as the plan said, counted from
     /// when the plan was applied); half-open → only the probes its bucket allows.
     private mutating func breakerHold(_ key: QueueTenant, now: C.Instant) -> Duration? {
-        guard let queuePlan = plan.plan(for: key.queue) else { return nil }
+        guard mayHold(key.queue), let queuePlan = plan.plan(for: key.queue) else { return nil }
         let scopes: [(QueueTenant, BreakerStatus)] = [
             queuePlan.breaker.map { (QueueTenant(queue: key.queue, tenant: ""), $0) },
             queuePlan.tenants[key.tenant]?.breaker.map { (key, $0) },

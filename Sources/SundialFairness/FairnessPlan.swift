@@ -130,9 +130,7 @@ public struct FairnessPlan: Sendable, Hashable, Codable {
 
     /// JSON with sorted keys (stable bytes for the same plan).
     public func jsonBytes() throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return Array(try encoder.encode(self))
+        try StableJSON.encode(self)
     }
 
     /// Most queues one plan may list (a KV value is at most 1 MiB anyway).

@@ -392,7 +392,8 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         let generation = (lastPlan?.generation ?? 0) + 1
         if c.breakers { updateBreakers(now: now) } else { outcomes = [:] }
         var queues: [String: QuotaPlan] = [:]
-        let held = Set(queueBreakers.keys).union(tenantBreakers.keys.map(\.queue)).union(pausedQueues)
+        let tenantBreakersByQueue = Dictionary(grouping: tenantBreakers, by: \.key.queue)
+        let held = Set(queueBreakers.keys).union(tenantBreakersByQueue.keys).union(pausedQueues)
         for queue in Set(demandsByQueue.keys).union(capacities.keys).union(held) {
             var demands = demandsByQueue[queue] ?? []
             demands.sort { $0.id < $1.id }
@@ -424,7 +425,7 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
                     state: .open, reopensInMillis: day, coolDownMillis: day, probes: c.breaker.probes, failureRatio: nil)
                 plan.breaker?.paused = true
             }
-            for (key, breaker) in tenantBreakers where key.queue == queue {
+            for (key, breaker) in tenantBreakersByQueue[queue] ?? [] {
                 guard let status = breaker.status(now: now) else { continue }
                 if plan.tenants[key.tenant] == nil {
                     // Held without current demand: listed for its breaker, bucket open.

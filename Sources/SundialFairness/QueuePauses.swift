@@ -32,9 +32,7 @@ public struct QueuePauses: Sendable, Hashable, Codable {
     public static let maximumByBytes = 200
 
     public func jsonBytes() throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return Array(try encoder.encode(self))
+        try StableJSON.encode(self)
     }
 
     /// Decodes and checks a stored value (a KV entry is untrusted): at most `maximumQueues`

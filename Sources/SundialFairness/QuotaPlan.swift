@@ -322,9 +322,7 @@ public struct QuotaPlan: Sendable, Hashable, Codable {
 
     /// JSON with sorted keys (stable bytes for the same plan).
     public func jsonBytes() throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return Array(try encoder.encode(self))
+        try StableJSON.encode(self)
     }
 
     /// Decodes a plan published by `jsonBytes`. Throws on malformed JSON or an unknown format.
