@@ -117,6 +117,7 @@ public struct ServiceEnvironment: Sendable {
         if let value = try number("SUNDIAL_DISPATCHER_RETRY_BUDGET_RATIO") { result.dispatcher.fairness.retryBudgetRatio = value }
         if let value = try number("SUNDIAL_DISPATCHER_RETRY_BUDGET_FLOOR") { result.dispatcher.fairness.retryBudgetFloor = value }
         if let value = try number("SUNDIAL_DISPATCHER_RETRY_BUDGET_BURST") { result.dispatcher.fairness.retryBudgetBurst = value }
+        if let value = try integer("SUNDIAL_DISPATCHER_MAX_REFUNDS") { result.dispatcher.maximumRefunds = value }
         if let value = env["SUNDIAL_DISPATCHER_INSTANCE_ID"] { result.dispatcher.instanceID = value }
         if let value = env["SUNDIAL_GOVERNOR_INSTANCE_ID"] { result.governor.instanceID = value }
         if let value = try duration("SUNDIAL_GOVERNOR_PERIOD") { result.governor.period = value }

@@ -91,14 +91,62 @@ public struct RetryBackoff: Sendable, Hashable {
     /// Whether `failedAttempt` (1-based) may be followed by another.
     public func allowsRetry(after failedAttempt: Int) -> Bool { failedAttempt < maxAttempts }
 
-    /// Delay before attempt `failedAttempt + 1`: initial·2^(n−1) capped at `maximum`, then
-    /// "equal jitter" (between half and all of it) so a queue that fails as a whole does not
-    /// retry in lockstep. Deterministic per (timer, occurrence, attempt).
-    public func delay(after failedAttempt: Int, timerID: String, occurrence: Int64) -> Duration {
+    /// Delay before attempt `failedAttempt + 1`: "full jitter" — anywhere in [0, base], with base
+    /// initial·2^(n−1) capped at `maximum` — so a wave of jobs that failed together (a queue whose
+    /// downstream went down) comes back spread over the whole interval, not as a wave.
+    /// Deterministic per (timer, occurrence, attempt); `seed` picks the jitter draw (by default
+    /// the attempt itself).
+    public func delay(after failedAttempt: Int, timerID: String, occurrence: Int64, seed: Int? = nil) -> Duration {
         let exponent = min(max(failedAttempt - 1, 0), 40)
         let base = min(initial * (1 << exponent), maximum)
-        let hash = ScheduleJitter.hash(timerID: timerID, occurrence: UInt64(bitPattern: occurrence) &* 1000 &+ UInt64(failedAttempt))
+        let draw = UInt64(truncatingIfNeeded: seed ?? failedAttempt)
+        let hash = ScheduleJitter.hash(timerID: timerID, occurrence: UInt64(bitPattern: occurrence) &* 1000 &+ draw)
         let fraction = Double(hash >> 11) / Double(1 << 53)
-        return base / 2 + (base / 2) * fraction
+        return base * fraction
+    }
+
+    /// What happens after a failed attempt (pure; the store applies it in the result's
+    /// transaction). `refundedBefore` attempts of this occurrence were given back earlier, so
+    /// `failedAttempt − refundedBefore` attempts count against `maxAttempts`.
+    /// - `retryable == false` (the executor said the failure is permanent): dead letter.
+    /// - `refund` (the failure hit a downstream whose circuit breaker was tripping or open) and
+    ///   fewer than `maximumRefunds` given back so far: the attempt is given back — a retry that
+    ///   does not count, its backoff not grown by it.
+    /// - `suspected` (the downstream's recent results are mostly failures, not yet enough to
+    ///   trip) and the policy says dead letter, with nothing given back so far: one provisional
+    ///   refund — by the next attempt the breaker has tripped (and holds it) or the downstream
+    ///   is judged healthy. A job that fails alone costs at most this one extra attempt.
+    /// - otherwise the policy decides: a retry after `delay`, or a dead letter when spent.
+    public func verdict(
+        failedAttempt: Int, refundedBefore: Int, retryable: Bool, refund: Bool, suspected: Bool = false,
+        maximumRefunds: Int, timerID: String, occurrence: Int64
+    ) -> FailureVerdict {
+        guard retryable else { return .deadLetter }
+        let refunded = min(max(refundedBefore, 0), max(failedAttempt - 1, 0))
+        let spent = failedAttempt - refunded
+        let given = delay(after: max(spent - 1, 1), timerID: timerID, occurrence: occurrence, seed: failedAttempt)
+        if refund, refunded < maximumRefunds {
+            return .retry(after: given, refunded: refunded + 1)
+        }
+        guard allowsRetry(after: spent) else {
+            if suspected, refunded == 0, maximumRefunds > 0 { return .retry(after: given, refunded: 1) }
+            return .deadLetter
+        }
+        return .retry(
+            after: delay(after: spent, timerID: timerID, occurrence: occurrence, seed: failedAttempt), refunded: refunded)
+    }
+}
+
+/// The outcome of a failed attempt (`RetryBackoff.verdict`).
+public enum FailureVerdict: Sendable, Hashable {
+    /// The next attempt runs after this long; `refunded` attempts of the occurrence have been
+    /// given back so far (carried on the next attempt's run).
+    case retry(after: Duration, refunded: Int)
+    case deadLetter
+
+    /// Whether this verdict gives the failed attempt back (compared with `refundedBefore`).
+    public func refunds(given refundedBefore: Int) -> Bool {
+        if case .retry(_, let refunded) = self { return refunded > max(refundedBefore, 0) }
+        return false
     }
 }

@@ -126,6 +126,8 @@ public struct SundialNamespace: Sendable, Hashable {
     public static let governorLeaderKey = "leader"
     /// Key of the queues an operator paused (`QueuePauses` JSON) in `quotasBucket`.
     public static let pausedQueuesKey = "paused"
+    /// Key of the per-queue circuit breaker settings (`QueueBreakerSettings` JSON) in `quotasBucket`.
+    public static let breakerSettingsKey = "breakers"
 
     // MARK: service discovery names ($SRV.PING.<name>)
 

@@ -40,6 +40,10 @@ public struct DispatcherConfig: Sendable {
     /// A fire or result that fails with anything but the database being away is retried
     /// this many deliveries, then kept on the poison subject and terminated.
     public var poisonAfterDeliveries: Int = 5
+    /// Most attempts of one occurrence given back because they failed against a downstream
+    /// whose circuit breaker was tripping or open (docs/failures.md); beyond it, failures
+    /// count again, so a downstream that never recovers cannot keep a job retrying for ever.
+    public var maximumRefunds: Int = 10
     /// Re-read the quota plan this often even without a KV update (a missed update heals).
     public var planRefresh: Duration = .seconds(5)
     /// Names this dispatcher in demand reports (the governor counts live dispatchers by it).
@@ -59,6 +63,9 @@ public struct DispatcherConfig: Sendable {
         }
         guard queueFullDelay >= .milliseconds(100), queueFullDelay <= .seconds(300) else {
             throw .invalid("dispatcher.queue_full_delay", "must be within 100ms…300s")
+        }
+        guard (0...100).contains(maximumRefunds) else {
+            throw .invalid("dispatcher.maximum_refunds", "must be in 0…100")
         }
         guard (1...1000).contains(poisonAfterDeliveries) else {
             throw .invalid("dispatcher.poison_after_deliveries", "must be in 1…1000")
@@ -85,6 +92,9 @@ public final class DispatcherStats: Sendable {
     public let retried = Atomic<Int>(0)
     public let succeeded = Atomic<Int>(0)
     public let attemptsFailed = Atomic<Int>(0)
+    /// Failed attempts given back (a downstream's breaker tripping or open); also in
+    /// `attemptsFailed`.
+    public let attemptsRefunded = Atomic<Int>(0)
     public let deadLettered = Atomic<Int>(0)
     /// Sum and count of fire lag (JetStream fire time − due time), for the average.
     public let fireLagMicros = Atomic<Int>(0)
@@ -138,6 +148,7 @@ public final class DispatcherStats: Sendable {
             "stale_dropped": staleDropped.load(ordering: .relaxed),
             "undecodable": undecodable.load(ordering: .relaxed), "retried": retried.load(ordering: .relaxed),
             "succeeded": succeeded.load(ordering: .relaxed), "attempts_failed": attemptsFailed.load(ordering: .relaxed),
+            "attempts_refunded": attemptsRefunded.load(ordering: .relaxed),
             "dead_lettered": deadLettered.load(ordering: .relaxed), "deferred": deferred.load(ordering: .relaxed),
             "average_fire_lag_ms": dispatched.load(ordering: .relaxed) == 0
                 ? 0 : Double(fireLagMicros.load(ordering: .relaxed)) / Double(dispatched.load(ordering: .relaxed)) / 1000,
@@ -179,6 +190,8 @@ public final class DispatcherService: Service, Sendable {
 
     /// Fires deferred by this dispatcher and not yet back.
     public var deferredNow: Int { gate.withLock { $0.deferredNow } }
+    /// Fires deferred because a circuit breaker (or a pause) held them, since start.
+    public var breakerHeldTotal: Int { gate.withLock { $0.heldTotal } }
 
     public func run() async throws {
         let namespace = config.namespace
@@ -206,6 +219,10 @@ public final class DispatcherService: Service, Sendable {
                 out["fairness"] = self.fairnessStats()
                 return out
             })
+        // The plan in force before the first fire: a restarted dispatcher must keep holding
+        // what an open circuit breaker holds and throttling whom the plan throttles. (An
+        // unreachable bucket fails this read; the refresh loop below keeps trying.)
+        if let stored = try? await bucket.get(SundialNamespace.quotaPlanKey) { applyPlan(stored.value) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await micro.run() }
             group.addTask { for await update in planUpdates { self.applyPlan(update.payload) } }
@@ -235,7 +252,9 @@ public final class DispatcherService: Service, Sendable {
             logger.warning("ignoring an undecodable quota plan (\(bytes.count) bytes)")
             return
         }
-        gate.withLock { $0.apply(plan, now: .now) }
+        // Its age by the wall clock (fleet clocks are synchronised: due times are wall-clock).
+        let ageMillis = min(max(0, Int64(Date().timeIntervalSince1970 * 1000) - plan.issuedAtMillis), 86_400_000)
+        gate.withLock { $0.apply(plan, age: .milliseconds(ageMillis), now: .now) }
     }
 
     /// Reads the plan at start and every `planRefresh` (the subscription carries updates; this

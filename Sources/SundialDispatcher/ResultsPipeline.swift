@@ -33,17 +33,8 @@ extension DispatcherService {
         // and never holds back the rest of the batch.
         let receivedAt = Date()
         var successes: [(JetStreamMessage, JobOutcome)] = []
-        var failures: [(JetStreamMessage, JobOutcome)] = []
-        var outcomes: [QueueTenant: (succeeded: Int, failed: Int)] = [:]
-        defer {
-            let now = ContinuousClock.now
-            gate.withLock { gate in
-                for (key, o) in outcomes {
-                    gate.recordResults(
-                        queue: key.queue, tenant: key.tenant, succeeded: o.succeeded, failedDownstream: o.failed, now: now)
-                }
-            }
-        }
+        var failures: [(JetStreamMessage, ParsedJobResult)] = []
+        var outcomes: [QueueTenant: (succeeded: Int, failed: Int, failedFirst: Int)] = [:]
         for message in batch {
             let tenant = config.namespace.tenant(fromResultsSubject: message.subject)
             switch JobResultParser.parse(message.payload, subjectTenant: tenant, receivedAt: receivedAt) {
@@ -53,16 +44,27 @@ extension DispatcherService {
                 if parsed.finishedAtReplaced { stats.count(.resultFinishedAtReplaced) }
                 // The downstream's health, once per result (not again on a redelivery).
                 if (message.metadata?.deliveries ?? 1) == 1, SubjectToken.isValidTenant(parsed.tenant) {
-                    outcomes[QueueTenant(queue: parsed.queue, tenant: parsed.tenant), default: (0, 0)].succeeded +=
-                        parsed.outcome.success ? 1 : 0
-                    outcomes[QueueTenant(queue: parsed.queue, tenant: parsed.tenant), default: (0, 0)].failed +=
-                        parsed.downstreamFailure ? 1 : 0
+                    let key = QueueTenant(queue: parsed.queue, tenant: parsed.tenant)
+                    outcomes[key, default: (0, 0, 0)].succeeded += parsed.outcome.success ? 1 : 0
+                    outcomes[key, default: (0, 0, 0)].failed += parsed.downstreamFailure ? 1 : 0
+                    outcomes[key, default: (0, 0, 0)].failedFirst +=
+                        parsed.downstreamFailure && parsed.outcome.key.attempt == 1 ? 1 : 0
                 }
                 if parsed.outcome.success {
                     successes.append((message, parsed.outcome))
                 } else {
-                    failures.append((message, parsed.outcome))
+                    failures.append((message, parsed))
                 }
+            }
+        }
+        // Counted before the failures are applied: whether a failure's attempt is given back
+        // depends on the downstream's window including it.
+        let now = ContinuousClock.now
+        gate.withLock { gate in
+            for (key, o) in outcomes {
+                gate.recordResults(
+                    queue: key.queue, tenant: key.tenant, succeeded: o.succeeded, failedDownstream: o.failed,
+                    failedFirstAttempts: o.failedFirst, now: now)
             }
         }
         // Successes — nearly all results — in one set-wise transaction per batch.
@@ -188,18 +190,26 @@ extension DispatcherService {
         try? await consumer.term(message)
     }
 
-    /// A failure report, parsed (successes were applied set-wise).
-    private func applyFailure(_ message: JetStreamMessage, _ outcome: JobOutcome, _ consumer: JetStreamPullConsumer)
-        async
-    {
+    /// A failure report, parsed (successes were applied set-wise). A failure that counts
+    /// towards the downstream's breaker while it trips or is open gets its attempt back.
+    private func applyFailure(
+        _ message: JetStreamMessage, _ parsed: ParsedJobResult, _ consumer: JetStreamPullConsumer
+    ) async {
+        let outcome = parsed.outcome
+        let judgement = parsed.downstreamFailure && outcome.retryable
+            ? gate.withLock { $0.judgeFailure(queue: parsed.queue, tenant: parsed.tenant, now: .now) } : .healthy
         let effects: ResultEffects
         do {
-            // An executor that says the failure is permanent gets no retry, whatever is left.
-            effects = try await timers.applyFailure(outcome, retryAt: outcome.retryable ? Self.retryTime : Self.noRetry)
+            effects = try await timers.applyFailure(
+                outcome,
+                handling: FailureHandling(
+                    refund: judgement == .tripping, suspected: judgement == .suspected,
+                    maximumRefunds: config.maximumRefunds))
         } catch {
             await resultNotApplied(message, error, consumer)
             return
         }
+        if effects.refunded { stats.attemptsRefunded.add(1, ordering: .relaxed) }
         if let retry = effects.retry {
             stats.attemptsFailed.add(1, ordering: .relaxed)
             // If this publish fails the retry run stays armed in Postgres: the Planner's
@@ -221,6 +231,9 @@ extension DispatcherService {
             proto.timer = TimerMapping.proto(event.timer)
             proto.run = TimerMapping.proto(event.run)
             proto.at = Google_Protobuf_Timestamp(date: Date())
+            if effects.refunded, event.kind == TimerEventKind.attemptFailed {
+                proto.detail = "attempt refunded: the queue's downstream was failing (circuit breaker tripping or open)"
+            }
             var headers = NATSHeaders()
             headers[SundialHeader.natsMessageID] =
                 "\(TimerID.text(event.timer.id)):\(event.run.occurrence):\(event.run.attempt):\(event.kind)"
@@ -235,17 +248,6 @@ extension DispatcherService {
             }
         }
         try? await consumer.ack(message)
-    }
-
-    /// No next attempt (the executor said the failure is permanent).
-    @Sendable static func noRetry(_ timer: StoredTimer, failedAttempt: Int) -> Date? { nil }
-
-    /// When the next attempt runs, or nil when the timer's retry policy is exhausted.
-    @Sendable static func retryTime(_ timer: StoredTimer, failedAttempt: Int) -> Date? {
-        let policy = RetryBackoff(timer.retryPolicy.flatMap { try? Sundial_V1_RetryPolicy(serializedBytes: $0) })
-        guard policy.allowsRetry(after: failedAttempt) else { return nil }
-        let delay = policy.delay(after: failedAttempt, timerID: TimerID.text(timer.id), occurrence: timer.occurrence)
-        return Date().addingTimeInterval(Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
     }
 
     /// A dependent timer's first fire, its schedule starting when the parent succeeded.

@@ -45,6 +45,13 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
             self.probeTimeout = probeTimeout
         }
 
+        /// The part of it that decides when it trips (what a plan tells the dispatchers).
+        public var trip: BreakerTrip {
+            BreakerTrip(
+                windowMillis: max(1, Int64(window.fairnessSeconds * 1000)), slots: slots, minimumSamples: minimumSamples,
+                failureRatio: failureRatio)
+        }
+
         /// Why a configuration is unusable, or nil.
         public var problem: String? {
             if window <= .zero { return "window must be positive" }
@@ -69,12 +76,6 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
         case closed
     }
 
-    struct Slot: Sendable {
-        var start: C.Instant
-        var successes = 0
-        var failures = 0
-    }
-
     public private(set) var configuration: Configuration
     public private(set) var state: State = .closed
     /// When the current state began.
@@ -83,7 +84,7 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
     public private(set) var coolDown: Duration
     /// The failure ratio that last opened it.
     public private(set) var openedAtRatio: Double?
-    private var slots = FIFO<Slot>()
+    private var window: FailureWindow<C>
     /// Half-open round: results seen since it began.
     private var probeSuccesses = 0
     private var probeFailures = 0
@@ -92,6 +93,16 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
         self.configuration = configuration
         self.since = now
         self.coolDown = configuration.coolDown
+        self.window = FailureWindow(rule: configuration.trip)
+    }
+
+    /// Takes new settings (an operator changed the queue's): the state stays; the cool-down in
+    /// force is clamped to the new bounds, the window keeps its outcomes.
+    public mutating func reconfigure(_ configuration: Configuration) {
+        guard configuration != self.configuration else { return }
+        self.configuration = configuration
+        coolDown = min(max(coolDown, configuration.coolDown), configuration.maximumCoolDown)
+        window.rule = configuration.trip
     }
 
     /// Restores a state published earlier (a restarted Governor): open for `remaining` more,
@@ -132,11 +143,12 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
         }
     }
 
-    /// A breaker restored from a published status (a governor taking over).
-    public init(configuration: Configuration, restoring status: BreakerStatus, now: C.Instant) {
+    /// A breaker restored from a published status (a governor taking over), issued `age` ago:
+    /// an open breaker's remaining cool-down is counted from then.
+    public init(configuration: Configuration, restoring status: BreakerStatus, age: Duration = .zero, now: C.Instant) {
         self.init(
             configuration: configuration, restoring: status.state,
-            remaining: .milliseconds(status.reopensInMillis ?? status.coolDownMillis),
+            remaining: .milliseconds(status.reopensInMillis ?? status.coolDownMillis) - max(age, .zero),
             coolDown: .milliseconds(status.coolDownMillis), now: now)
         self.openedAtRatio = status.failureRatio
     }
@@ -144,17 +156,8 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
     /// When an open breaker half-opens (nil unless open).
     public var reopensAt: C.Instant? { state == .open ? since.advanced(by: coolDown) : nil }
 
-    /// Outcomes and failure ratio in the window (closed state).
-    public func windowCounts(now: C.Instant) -> (successes: Int, failures: Int) {
-        let horizon = now.advanced(by: .zero - configuration.window)
-        var s = 0
-        var f = 0
-        for slot in slots.elements where slot.start > horizon {
-            s += slot.successes
-            f += slot.failures
-        }
-        return (s, f)
-    }
+    /// Outcomes in the window (closed state).
+    public func windowCounts(now: C.Instant) -> (successes: Int, failures: Int) { window.counts(now: now) }
 
     /// Records outcomes reported since the last call (negative counts are ignored).
     public mutating func record(successes: Int, failures: Int, now: C.Instant) -> Transition? {
@@ -162,22 +165,9 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
         let failures = max(0, failures)
         switch state {
         case .closed:
-            let slotLength = configuration.window / configuration.slots
-            if slots.elements.last.map({ $0.start.advanced(by: slotLength) <= now }) ?? true {
-                slots.append(Slot(start: now))
-            }
-            slots.updateLast {
-                $0.successes = min($0.successes + successes, Int.max / 4)
-                $0.failures = min($0.failures + failures, Int.max / 4)
-            }
-            let horizon = now.advanced(by: .zero - configuration.window)
-            while let first = slots.first, first.start <= horizon { _ = slots.popFirst() }
-            let (s, f) = windowCounts(now: now)
-            let total = s + f
-            guard total >= configuration.minimumSamples, Double(f) / Double(total) >= configuration.failureRatio else {
-                return nil
-            }
-            return open(now: now, ratio: Double(f) / Double(total))
+            window.record(successes: successes, failures: failures, now: now)
+            guard let ratio = window.trippingRatio(now: now) else { return nil }
+            return open(now: now, ratio: ratio)
         case .open:
             // Results of jobs that went out before it opened: they say nothing new.
             return nil
@@ -193,7 +183,7 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
                 state = .closed
                 since = now
                 coolDown = configuration.coolDown
-                slots = FIFO()
+                window.reset()
                 return .closed
             }
             return nil
@@ -221,7 +211,7 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
                 state = .closed
                 since = now
                 coolDown = configuration.coolDown
-                slots = FIFO()
+                window.reset()
                 return .closed
             }
             since = now
@@ -234,11 +224,110 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
         state = .open
         openedAtRatio = ratio
         since = now
-        slots = FIFO()
+        window.reset()
         probeSuccesses = 0
         probeFailures = 0
         return .opened(failureRatio: ratio, coolDown: coolDown)
     }
+}
+
+/// When a breaker trips: at least `minimumSamples` outcomes within `windowMillis` (counted in
+/// `slots` time slots) of which at least `failureRatio` were downstream failures. The plan
+/// carries it so the dispatchers can tell a queue that is tripping before the governor's
+/// next plan says so (refunds, docs/failures.md).
+public struct BreakerTrip: Sendable, Hashable, Codable {
+    public var windowMillis: Int64
+    public var slots: Int
+    public var minimumSamples: Int
+    public var failureRatio: Double
+
+    public init(windowMillis: Int64, slots: Int, minimumSamples: Int, failureRatio: Double) {
+        self.windowMillis = windowMillis
+        self.slots = slots
+        self.minimumSamples = minimumSamples
+        self.failureRatio = failureRatio
+    }
+
+    /// Numbers a dispatcher can act on (a KV entry is untrusted).
+    public var isValid: Bool {
+        (1...86_400_000).contains(windowMillis) && (1...1000).contains(slots) && minimumSamples >= 1
+            && failureRatio > 0 && failureRatio <= 1
+    }
+}
+
+/// Outcomes over a sliding window of time slots, and whether they trip a `BreakerTrip`
+/// (pure; a `CircuitBreaker` keeps one while closed, a dispatcher one per queue and per
+/// (queue, tenant) to recognise tripping early).
+public struct FailureWindow<C: Clock>: Sendable where C.Duration == Duration {
+    struct Slot: Sendable {
+        var start: C.Instant
+        var successes = 0
+        var failures = 0
+        /// Of `failures`, first attempts: distinct jobs (a job's own retries are not).
+        var firstAttemptFailures = 0
+    }
+
+    public var rule: BreakerTrip
+    private var slots = FIFO<Slot>()
+
+    public init(rule: BreakerTrip) {
+        self.rule = rule
+    }
+
+    private var length: Duration { .milliseconds(max(1, rule.windowMillis)) }
+
+    public mutating func record(successes: Int, failures: Int, firstAttemptFailures: Int = 0, now: C.Instant) {
+        let slotLength = length / max(1, rule.slots)
+        if slots.elements.last.map({ $0.start.advanced(by: slotLength) <= now }) ?? true {
+            slots.append(Slot(start: now))
+        }
+        slots.updateLast {
+            $0.successes = min($0.successes + max(0, successes), Int.max / 4)
+            $0.failures = min($0.failures + max(0, failures), Int.max / 4)
+            $0.firstAttemptFailures = min($0.firstAttemptFailures + min(max(0, firstAttemptFailures), max(0, failures)), Int.max / 4)
+        }
+        let horizon = now.advanced(by: .zero - length)
+        while let first = slots.first, first.start <= horizon { _ = slots.popFirst() }
+    }
+
+    public func counts(now: C.Instant) -> (successes: Int, failures: Int) {
+        let horizon = now.advanced(by: .zero - length)
+        var s = 0
+        var f = 0
+        for slot in slots.elements where slot.start > horizon {
+            s += slot.successes
+            f += slot.failures
+        }
+        return (s, f)
+    }
+
+    /// Whether the window looks like the start of an outage without enough outcomes to trip:
+    /// at least two jobs' first attempts failed, and failures are at the rule's ratio.
+    public func suspects(now: C.Instant) -> Bool {
+        let horizon = now.advanced(by: .zero - length)
+        var s = 0
+        var f = 0
+        var firsts = 0
+        for slot in slots.elements where slot.start > horizon {
+            s += slot.successes
+            f += slot.failures
+            firsts += slot.firstAttemptFailures
+        }
+        return firsts >= 2 && Double(f) / Double(s + f) >= rule.failureRatio
+    }
+
+    /// The failure ratio when the window trips its rule, else nil.
+    public func trippingRatio(now: C.Instant) -> Double? {
+        let (s, f) = counts(now: now)
+        let total = s + f
+        guard total >= rule.minimumSamples, total > 0, Double(f) / Double(total) >= rule.failureRatio else { return nil }
+        return Double(f) / Double(total)
+    }
+
+    /// Nothing left in the window.
+    public func isEmpty(now: C.Instant) -> Bool { counts(now: now) == (0, 0) }
+
+    public mutating func reset() { slots = FIFO() }
 }
 
 /// A circuit breaker's state (JSON: `closed`, `open`, `half_open`).

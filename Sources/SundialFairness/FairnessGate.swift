@@ -192,6 +192,13 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     /// plan in force: every other fire skips the breaker check.
     private var breakerQueues: Set<String> = []
     private var breakersOnOtherQueues = false
+    /// How long before it was applied the plan in force was issued (its stated times count
+    /// from its issue).
+    private var planAge: Duration = .zero
+    /// This dispatcher's own outcome windows under the plan's trip rules, per queue (tenant "")
+    /// and per (queue, tenant): they show a downstream tripping before a plan says its breaker
+    /// opened (`judgeFailure`). At most `maximumTracked`; empty ones are dropped first.
+    private var failureWindows: [QueueTenant: FailureWindow<C>] = [:]
 
     private func mayHold(_ queue: String) -> Bool {
         breakersOnOtherQueues ? plan.queues[queue] == nil || breakerQueues.contains(queue) : breakerQueues.contains(queue)
@@ -212,12 +219,15 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     /// Switches to `plan` (ignored if older than the current one by (epoch, generation), so a
     /// new governor leader's plans win even when its generations restart). Buckets keep the
     /// tokens they have (clamped to the new burst), so a new plan never releases a burst.
-    public mutating func apply(_ plan: FairnessPlan, now: C.Instant) {
+    /// `age`: how long ago the plan was issued (a plan read from KV at start may be old; fleet
+    /// clocks are synchronised anyway, as due times are wall-clock times).
+    public mutating func apply(_ plan: FairnessPlan, age: Duration = .zero, now: C.Instant) {
         // Strictly newer only: the same plan read again (the periodic re-read) must not restart
         // the times it states, such as a breaker's remaining cool-down.
         guard planAppliedAt == nil || plan.isNewer(than: self.plan) else { return }
         self.plan = plan
         planAppliedAt = now
+        planAge = min(max(age, .zero), .seconds(86_400))
         func holds(_ q: QuotaPlan) -> Bool { q.breaker != nil || q.tenants.values.contains { $0.breaker != nil } }
         breakerQueues = Set(plan.queues.filter { holds($0.value) }.keys)
         breakersOnOtherQueues = plan.otherQueues.map(holds) ?? false
@@ -472,7 +482,10 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     /// Records results applied for `tenant` on `queue` (reported to the governor, whose circuit
     /// breakers judge the downstream by them). Beyond `maximumTracked` (queue, tenant) pairs a
     /// new pair is not tracked: queue names in results come from executors.
-    public mutating func recordResults(queue: String, tenant: String, succeeded: Int, failedDownstream: Int, now: C.Instant) {
+    /// `failedFirstAttempts`: of `failedDownstream`, first attempts (distinct jobs).
+    public mutating func recordResults(
+        queue: String, tenant: String, succeeded: Int, failedDownstream: Int, failedFirstAttempts: Int = 0, now: C.Instant
+    ) {
         let key = QueueTenant(queue: queue, tenant: tenant)
         guard tenants[key] != nil || tenants.count < configuration.maximumTracked else { return }
         var state = self.state(for: key, now: now)
@@ -480,6 +493,47 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         state.failedDownstream = min(state.failedDownstream + max(0, failedDownstream), Int.max / 4)
         state.lastActive = now
         tenants[key] = state
+        guard let rule = plan.breakerTrip(for: queue) else { return }
+        for scope in [key, QueueTenant(queue: queue, tenant: "")] {
+            var window: FailureWindow<C>
+            if let existing = failureWindows[scope] {
+                window = existing
+            } else {
+                if failureWindows.count >= configuration.maximumTracked {
+                    failureWindows = failureWindows.filter { !$0.value.isEmpty(now: now) }
+                    if failureWindows.count >= configuration.maximumTracked { continue }
+                }
+                window = FailureWindow(rule: rule)
+            }
+            window.rule = rule
+            window.record(
+                successes: succeeded, failures: failedDownstream, firstAttemptFailures: failedFirstAttempts, now: now)
+            failureWindows[scope] = window
+        }
+    }
+
+    /// How the downstream of `tenant`'s jobs on `queue` looks when one of them failed in a way
+    /// that counts towards its breaker (record the result with `recordResults` first):
+    /// - `.tripping`: the plan has a breaker not closed over it (the queue's or the tenant's on
+    ///   it, or an operator's pause), or this dispatcher's own window for the queue or the
+    ///   tenant on it already trips the plan's rule — the failures that trip a breaker arrive
+    ///   before the plan that says it opened. The failure's attempt is given back.
+    /// - `.suspected`: the window's failures are at the rule's ratio but fewer than its
+    ///   minimum samples, and at least two jobs failed their first attempt (a job failing
+    ///   alone, retry after retry, is not suspect): maybe the start of an outage. A failure that would
+    ///   dead-letter gets one provisional retry, by which time the evidence is in.
+    /// - `.healthy`; also always with breakers off, or in FIFO mode (nothing is held).
+    public func judgeFailure(queue: String, tenant: String, now: C.Instant) -> DownstreamJudgement {
+        guard configuration.enforce, plan.breakerTrip(for: queue) != nil else { return .healthy }
+        if let queuePlan = plan.plan(for: queue),
+            queuePlan.breaker != nil || queuePlan.tenants[tenant]?.breaker != nil
+        {
+            return .tripping
+        }
+        let windows = [QueueTenant(queue: queue, tenant: tenant), QueueTenant(queue: queue, tenant: "")]
+            .compactMap { failureWindows[$0] }
+        if windows.contains(where: { $0.trippingRatio(now: now) != nil }) { return .tripping }
+        return windows.contains { $0.suspects(now: now) } ? .suspected : .healthy
     }
 
     /// Retries per queue are limited to a share of first attempts (as gRPC and Finagle retry
@@ -533,7 +587,7 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
             queuePlan.tenants[key.tenant]?.breaker.map { (key, $0) },
         ].compactMap { $0 }
         guard !scopes.isEmpty else { return nil }
-        let elapsed = planAppliedAt.map { $0 < now ? $0.duration(to: now) : .zero } ?? .zero
+        let elapsed = planAge + (planAppliedAt.map { $0 < now ? $0.duration(to: now) : .zero } ?? .zero)
         var wait: Duration?
         var probing: [(QueueTenant, BreakerStatus)] = []
         for (scope, status) in scopes {
@@ -618,4 +672,9 @@ public struct QueueTenant: Sendable, Hashable, Comparable {
 
 extension FairnessGate.Candidate {
     var key: QueueTenant { QueueTenant(queue: queue, tenant: tenant) }
+}
+
+/// What a failed job says about its downstream (`FairnessGate.judgeFailure`).
+public enum DownstreamJudgement: Sendable, Hashable {
+    case healthy, suspected, tripping
 }

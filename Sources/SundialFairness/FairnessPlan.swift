@@ -31,6 +31,18 @@ public struct FairnessPlan: Sendable, Hashable, Codable {
     public var otherQueues: QuotaPlan?
     /// Queues holding jobs that no live executor takes, and how many (for visibility).
     public var queuesWithoutExecutors: [String: UInt64]?
+    /// When a breaker trips, for queues without their own rule (nil: breakers are off). The
+    /// dispatchers use it to recognise a queue that is tripping before a plan says it opened,
+    /// and give back the attempts that failed meanwhile.
+    public var breakerTrip: BreakerTrip?
+    /// Queues with their own rule (`QueueBreakerSettings`).
+    public var queueBreakerTrips: [String: BreakerTrip]?
+
+    /// The trip rule in force on `queue` (nil: breakers are off).
+    public func breakerTrip(for queue: String) -> BreakerTrip? {
+        guard let breakerTrip else { return nil }
+        return queueBreakerTrips?[queue] ?? breakerTrip
+    }
 
     public init(
         generation: UInt64, epoch: UInt64? = nil, issuedAtMillis: Int64, dispatchers: Int? = nil,
@@ -152,9 +164,12 @@ public struct FairnessPlan: Sendable, Hashable, Codable {
         let plan = try JSONDecoder().decode(FairnessPlan.self, from: Data(jsonBytes))
         // A KV entry is untrusted like any message: every queue's plan is checked like a
         // published `QuotaPlan`.
-        guard (plan.dispatchers ?? 1) >= 1, plan.queues.count <= Self.maximumQueues else {
+        guard (plan.dispatchers ?? 1) >= 1, plan.queues.count <= Self.maximumQueues,
+            plan.breakerTrip?.isValid ?? true, (plan.queueBreakerTrips?.count ?? 0) <= QueueBreakerSettings.maximumQueues,
+            plan.queueBreakerTrips?.values.allSatisfy(\.isValid) ?? true
+        else {
             throw DecodingError.dataCorrupted(
-                DecodingError.Context(codingPath: [], debugDescription: "FairnessPlan with too many queues or no dispatcher"))
+                DecodingError.Context(codingPath: [], debugDescription: "FairnessPlan with too many queues, no dispatcher, or an unusable breaker rule"))
         }
         for queuePlan in plan.queues.values { try queuePlan.validate() }
         try plan.otherQueues?.validate()

@@ -139,6 +139,16 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
     /// states an open breaker marked `paused`, re-stated each plan, so the dispatchers hold
     /// them until resumed.
     public var pausedQueues: Set<String> = []
+    /// Breaker settings an operator set per queue (`QueueBreakerSettings`, already applied to
+    /// the default and checked), set by the caller every period; other queues use
+    /// `configuration.breaker`.
+    public var breakerOverrides: [String: CircuitBreaker<C>.Configuration] = [:]
+
+    /// The breaker settings in force on `queue` (its own breaker and its tenants').
+    public func breakerConfiguration(for queue: String) -> CircuitBreaker<C>.Configuration {
+        breakerOverrides[queue] ?? configuration.breaker
+    }
+
     /// How long each plan says a paused queue stays held (re-stated every period).
     public static var pauseStatement: Duration { .seconds(86_400) }
 
@@ -158,7 +168,9 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
     /// its governor takes the lease.
     public var epoch: UInt64 = 0
 
-    public mutating func resume(from plan: FairnessPlan, now: C.Instant) {
+    /// `age` is how long ago the plan was issued (its breakers' remaining cool-downs are
+    /// counted from then).
+    public mutating func resume(from plan: FairnessPlan, age: Duration = .zero, now: C.Instant) {
         if plan.generation > (lastPlan?.generation ?? 0) { lastPlan = plan }
         var bulk = Set<String>()
         for (queue, queuePlan) in plan.queues {
@@ -174,12 +186,14 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             if configuration.breakers, let status = queuePlan.breaker, status.isValid, status.paused != true,
                 queueBreakers[queue] == nil
             {
-                queueBreakers[queue] = CircuitBreaker(configuration: configuration.breaker, restoring: status, now: now)
+                queueBreakers[queue] = CircuitBreaker(
+                    configuration: breakerConfiguration(for: queue), restoring: status, age: age, now: now)
             }
             for (tenant, quota) in queuePlan.tenants {
                 let key = QueueTenant(queue: queue, tenant: tenant)
                 if configuration.breakers, let status = quota.breaker, status.isValid, tenantBreakers[key] == nil {
-                    tenantBreakers[key] = CircuitBreaker(configuration: configuration.breaker, restoring: status, now: now)
+                    tenantBreakers[key] = CircuitBreaker(
+                        configuration: breakerConfiguration(for: queue), restoring: status, age: age, now: now)
                 }
             }
             var estimate = queuePlan.capacityEstimate
@@ -255,10 +269,12 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
     /// of those, each round, not the one with the most failures — so it opens only when
     /// several tenants fail at once (a downstream they share).
     mutating func updateBreakers(now: C.Instant) {
-        let config = configuration.breaker
+        // Settings an operator changed apply to breakers that exist too.
+        for key in Array(tenantBreakers.keys) { tenantBreakers[key]!.reconfigure(breakerConfiguration(for: key.queue)) }
+        for queue in Array(queueBreakers.keys) { queueBreakers[queue]!.reconfigure(breakerConfiguration(for: queue)) }
         var byQueue: [String: [(tenant: String, succeeded: Int, failed: Int)]] = [:]
         for (key, o) in outcomes {
-            var breaker = tenantBreakers[key] ?? CircuitBreaker(configuration: config, now: now)
+            var breaker = tenantBreakers[key] ?? CircuitBreaker(configuration: breakerConfiguration(for: key.queue), now: now)
             if let change = breaker.record(successes: o.succeeded, failures: o.failed, now: now) {
                 breakerChanges.append(BreakerChange(queue: key.queue, tenant: key.tenant, transition: change))
             }
@@ -277,7 +293,7 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
         }
         let byQueueTotals = queueOutcomes
         for (queue, o) in byQueueTotals {
-            var breaker = queueBreakers[queue] ?? CircuitBreaker(configuration: config, now: now)
+            var breaker = queueBreakers[queue] ?? CircuitBreaker(configuration: breakerConfiguration(for: queue), now: now)
             if let change = breaker.record(successes: o.succeeded, failures: o.failed, now: now) {
                 breakerChanges.append(BreakerChange(queue: queue, tenant: nil, transition: change))
             }
@@ -422,7 +438,8 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             if pausedQueues.contains(queue) {
                 let day = Int64(Self.pauseStatement.components.seconds) * 1000
                 plan.breaker = BreakerStatus(
-                    state: .open, reopensInMillis: day, coolDownMillis: day, probes: c.breaker.probes, failureRatio: nil)
+                    state: .open, reopensInMillis: day, coolDownMillis: day, probes: breakerConfiguration(for: queue).probes,
+                    failureRatio: nil)
                 plan.breaker?.paused = true
             }
             for (key, breaker) in tenantBreakersByQueue[queue] ?? [] {
@@ -441,6 +458,11 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
             generation: generation, epoch: epoch, issuedAtMillis: issuedAtMillis,
             dispatchers: max(1, liveDispatchers(now: now)), queues: queues)
         plan.queuesWithoutExecutors = queuesWithoutExecutors.isEmpty ? nil : queuesWithoutExecutors
+        if c.breakers {
+            plan.breakerTrip = c.breaker.trip
+            let own = breakerOverrides.mapValues(\.trip).filter { $0.value != c.breaker.trip }
+            plan.queueBreakerTrips = own.isEmpty ? nil : own
+        }
         lastPlan = plan
         return plan
     }

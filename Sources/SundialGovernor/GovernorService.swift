@@ -6,6 +6,7 @@ import SundialContract
 import SundialFairness
 import SundialNATS
 import SundialProto
+import SundialSchedule
 import SundialStore
 
 /// Governor settings; defaults are production values (see services/governor/README.md).
@@ -94,6 +95,8 @@ public struct GovernorSnapshot: Sendable {
     public var breakersOpened = 0
     /// Queues paused by an operator, as last read.
     public var pausedQueues: Set<String> = []
+    /// Queues with their own breaker settings, as in force.
+    public var breakerSettings: [String: CircuitBreaker<ContinuousClock>.Configuration] = [:]
 }
 
 /// The Fairness-Governor: gathers demand reports from the Dispatchers and samples the work stream,
@@ -197,6 +200,9 @@ public final class GovernorService: Service, Sendable {
                 logger.notice(leader ? "governor \(config.instanceID) is now the leader" : "governor \(config.instanceID) stands by")
             }
             if leader {
+                // The queues' own breaker settings first: breakers restored from the plan take
+                // their queue's bounds (a cool-down longer than the default survives).
+                await readBreakerSettings(bucket)
                 if !wasLeader { await resume(bucket) }
                 profiles = await refreshProfiles(profiles)
                 await readPausedQueues(bucket)
@@ -230,12 +236,43 @@ public final class GovernorService: Service, Sendable {
         state.withLock { $0.pausedQueues = paused }
     }
 
+    /// The per-queue breaker settings (KV key `breakers`); on a read error the last ones stay.
+    /// A queue whose settings are unusable keeps the defaults, with a warning.
+    private func readBreakerSettings(_ bucket: KeyValueBucket) async {
+        let settings: QueueBreakerSettings
+        do {
+            guard let stored = try await bucket.get(SundialNamespace.breakerSettingsKey), !stored.value.isEmpty else {
+                core.withLock { $0.breakerOverrides = [:] }
+                state.withLock { $0.breakerSettings = [:] }
+                return
+            }
+            settings = try QueueBreakerSettings(jsonBytes: stored.value, isValidQueue: SubjectToken.isValidQueue)
+        } catch {
+            logger.warning("reading breaker settings failed; keeping the last ones: \(error)")
+            return
+        }
+        let base = config.core.breaker
+        var overrides: [String: CircuitBreaker<ContinuousClock>.Configuration] = [:]
+        for (queue, override) in settings.queues {
+            if let configuration = override.applied(to: base) {
+                overrides[queue] = configuration
+            } else {
+                logger.warning("breaker settings of queue \(queue) are unusable; it keeps the defaults")
+            }
+        }
+        core.withLock { $0.breakerOverrides = overrides }
+        state.withLock { $0.breakerSettings = overrides }
+    }
+
     /// Continues from the plan in KV (generation, capacities) when becoming leader.
     private func resume(_ bucket: KeyValueBucket) async {
         guard let stored = try? await bucket.get(SundialNamespace.quotaPlanKey),
             let plan = try? FairnessPlan(jsonBytes: stored.value)
         else { return }
-        core.withLock { $0.resume(from: plan, now: .now) }
+        // The plan's age (wall clock; at most a day, never negative) shortens the cool-downs
+        // of the breakers it states.
+        let ageMillis = min(max(0, Int64(Date().timeIntervalSince1970 * 1000) - plan.issuedAtMillis), 86_400_000)
+        core.withLock { $0.resume(from: plan, age: .milliseconds(ageMillis), now: .now) }
         logger.info("resuming after quota plan generation \(plan.generation)")
     }
 
@@ -419,6 +456,14 @@ public final class GovernorService: Service, Sendable {
         }
         for queue in s.pausedQueues {
             queues[queue, default: ["executors": "none", "capacity_known": false]]["paused"] = true
+        }
+        for (queue, c) in s.breakerSettings {
+            queues[queue, default: ["executors": "none", "capacity_known": false]]["breaker_settings"] = [
+                "window_seconds": c.window.seconds, "minimum_samples": c.minimumSamples,
+                "failure_ratio": c.failureRatio, "cool_down_seconds": c.coolDown.seconds,
+                "maximum_cool_down_seconds": c.maximumCoolDown.seconds, "probes": c.probes,
+                "probe_timeout_seconds": c.probeTimeout.seconds,
+            ]
         }
         var held: [String: [String: String]] = [:]
         for (key, breaker) in s.tenantBreakers { held[key.queue, default: [:]][key.tenant] = breaker.rawValue }

@@ -61,13 +61,13 @@ enum TimerQueries {
             """)
 
     /// An armed run. $1 timer, $2 occurrence, $3 attempt, $4 tenant, $5 version,
-    /// $6 scheduled_at, $7 shard.
+    /// $6 scheduled_at, $7 shard, $8 attempts refunded before it.
     static let insertArmedRun = PostgresQuery(
         name: "sundial_insert_armed_run",
         sql: """
             INSERT INTO timer_runs (timer_id, occurrence, attempt, tenant, version, scheduled_at, shard,
-                                    outcome, armed_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, 'armed', now())
+                                    refunded, outcome, armed_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'armed', now())
             ON CONFLICT DO NOTHING
             """)
 
@@ -288,7 +288,8 @@ enum TimerQueries {
     static let selectRunForResult = PostgresQuery(
         name: "sundial_select_run_for_result",
         sql: """
-            SELECT r.outcome AS run_outcome, r.scheduled_at AS run_scheduled_at, \(timerColumnsQualified)
+            SELECT r.outcome AS run_outcome, r.scheduled_at AS run_scheduled_at, r.refunded AS run_refunded,
+                   \(timerColumnsQualified)
             FROM timer_runs r JOIN timers t ON t.id = r.timer_id
             WHERE r.timer_id = $1 AND r.occurrence = $2 AND r.attempt = $3
             FOR UPDATE OF r, t

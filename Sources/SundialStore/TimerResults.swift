@@ -1,6 +1,8 @@
 import Foundation
 import SundialContract
 import SundialPostgres
+import SundialProto
+import SundialSchedule
 
 /// An executor's report on one job.
 public struct JobOutcome: Sendable, Hashable {
@@ -20,10 +22,32 @@ public struct JobOutcome: Sendable, Hashable {
     }
 }
 
+/// How a failure is judged beyond the timer's own retry policy (decided by the Dispatcher
+/// before the transaction).
+public struct FailureHandling: Sendable, Hashable {
+    /// The failure hit a downstream whose circuit breaker was tripping or open: give the
+    /// attempt back (`RetryBackoff.verdict`).
+    public var refund: Bool
+    /// The downstream may be starting to fail (not enough evidence yet): a failure that would
+    /// dead-letter gets one provisional retry (`RetryBackoff.verdict`).
+    public var suspected: Bool
+    /// Most attempts given back per occurrence, so a downstream that never recovers cannot
+    /// keep a job retrying for ever.
+    public var maximumRefunds: Int
+
+    public init(refund: Bool = false, suspected: Bool = false, maximumRefunds: Int = 0) {
+        self.refund = refund
+        self.suspected = suspected
+        self.maximumRefunds = maximumRefunds
+    }
+}
+
 /// What applying a result requires next (outside the transaction).
 public struct ResultEffects: Sendable {
     /// A retry run armed for the next attempt: publish it.
     public var retry: FireRow?
+    /// The failed attempt was given back (it does not count against the retry policy).
+    public var refunded = false
     /// Tenant events to publish: (kind, timer, run).
     public var events: [(kind: String, timer: StoredTimer, run: StoredRun)] = []
     /// The result did not match a run awaiting one (a duplicate report): nothing changed.
@@ -31,14 +55,14 @@ public struct ResultEffects: Sendable {
 }
 
 extension TimerStore {
-    /// Applies a failure report in one transaction: finishes the run and arms the next
-    /// attempt (`retryAt` decides when, nil = no attempts left) or dead-letters the occurrence,
-    /// settling a one-shot timer and cancelling its waiting children. Successes go through
-    /// `applySuccesses`, set-wise.
-    public func applyFailure(
-        _ outcome: JobOutcome,
-        retryAt: @escaping @Sendable (StoredTimer, _ failedAttempt: Int) -> Date?
-    ) async throws -> ResultEffects {
+    /// Applies a failure report in one transaction: finishes the run and, by
+    /// `RetryBackoff.verdict` over the timer's retry policy, arms the next attempt or
+    /// dead-letters the occurrence, settling a one-shot timer and cancelling its waiting
+    /// children. A cancelled timer gets no retry. Successes go through `applySuccesses`,
+    /// set-wise.
+    public func applyFailure(_ outcome: JobOutcome, handling: FailureHandling, now: Date = Date()) async throws
+        -> ResultEffects
+    {
         try await pool.transaction { session in
             var effects = ResultEffects()
             let key = outcome.key
@@ -50,6 +74,7 @@ extension TimerStore {
                 return effects
             }
             let timer = try StoredTimer(row: row)
+            let refundedBefore = try row.int("run_refunded") ?? 0
             let finished = { (state: String, error: String?) throws -> StoredRun in
                 let rows = try session.execute(
                     TimerQueries.finishRun,
@@ -61,10 +86,19 @@ extension TimerStore {
             }
 
             let error = String((outcome.error ?? "failed").prefix(2000))
-            let retryTime = timer.state == .cancelled ? nil : retryAt(timer, key.attempt)
-            if let retryTime {
+            let policy = RetryBackoff(timer.retryPolicy.flatMap { try? Sundial_V1_RetryPolicy(serializedBytes: $0) })
+            let verdict: FailureVerdict = timer.state == .cancelled
+                ? .deadLetter
+                : policy.verdict(
+                    failedAttempt: key.attempt, refundedBefore: refundedBefore, retryable: outcome.retryable,
+                    refund: handling.refund, suspected: handling.suspected, maximumRefunds: handling.maximumRefunds,
+                    timerID: TimerID.text(timer.id),
+                    occurrence: key.occurrence)
+            if case .retry(let delay, let refunded) = verdict {
+                let retryTime = now.addingTimeInterval(delay.seconds)
+                effects.refunded = verdict.refunds(given: refundedBefore)
                 let run = try finished("failed", error)
-                let next = ArmedRun(occurrence: key.occurrence, attempt: key.attempt + 1, dueAt: retryTime)
+                let next = ArmedRun(occurrence: key.occurrence, attempt: key.attempt + 1, dueAt: retryTime, refunded: refunded)
                 let settled = timer.recurring
                     ? try session.execute(TimerQueries.noteTimerError, [.uuid(timer.id), .text(error)])[0]
                     : try session.execute(

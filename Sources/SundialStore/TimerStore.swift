@@ -134,11 +134,14 @@ public struct ArmedRun: Sendable, Hashable {
     public var occurrence: Int64
     public var attempt: Int
     public var dueAt: Date
+    /// Attempts of this occurrence given back before this one (see `FailureHandling`).
+    public var refunded: Int
 
-    public init(occurrence: Int64, attempt: Int = 1, dueAt: Date) {
+    public init(occurrence: Int64, attempt: Int = 1, dueAt: Date, refunded: Int = 0) {
         self.occurrence = occurrence
         self.attempt = attempt
         self.dueAt = dueAt
+        self.refunded = refunded
     }
 }
 
@@ -326,7 +329,7 @@ public struct TimerStore: Sendable {
             TimerQueries.insertArmedRun,
             [
                 .uuid(timer.id), .int64(run.occurrence), .int(run.attempt), .text(timer.tenant),
-                .int64(timer.version), .timestamp(run.dueAt), .int(timer.shard),
+                .int64(timer.version), .timestamp(run.dueAt), .int(timer.shard), .int(run.refunded),
             ])
     }
 

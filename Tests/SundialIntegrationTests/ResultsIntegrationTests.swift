@@ -33,11 +33,6 @@ struct ResultsIntegrationTests {
                 }
             }
             #expect(attempts.map(\.0) == [1, 2, 3])
-            if attempts.count == 3 {
-                // Equal-jitter backoff: at least half the base (0.3 s, then 0.6 s).
-                #expect(attempts[1].1.timeIntervalSince(attempts[0].1) >= 0.15)
-                #expect(attempts[2].1.timeIntervalSince(attempts[1].1) >= 0.3)
-            }
             try await eventually("timer is dead") {
                 try await system.client(tenant: "acme").get(created.timer.id).state == .dead
             }
@@ -46,6 +41,13 @@ struct ResultsIntegrationTests {
             let runs = try await system.store.runs(timerID: TimerID.parse(created.timer.id)!)
             #expect(runs.map(\.outcome) == ["failed", "failed", "dead"])
             #expect(runs.map(\.attempt) == [1, 2, 3])
+            // Full-jitter backoff: each retry is scheduled within [0, base] (0.3 s, then 0.6 s)
+            // after the failure was applied — never before the failure, never beyond its base
+            // (plus the time to apply the result).
+            for (failed, next, base) in [(runs[0], runs[1], 0.3), (runs[1], runs[2], 0.6)] {
+                let gap = next.scheduledAt.timeIntervalSince(try #require(failed.finishedAt))
+                #expect(gap >= -0.05 && gap <= base + 2, "retry \(next.attempt) scheduled \(gap) s after the failure")
+            }
 
             var kinds: [String] = []
             var iterator = events.makeAsyncIterator()

@@ -19,14 +19,16 @@ struct RetryAndOccurrenceTests {
         #expect(custom.allowsRetry(after: 2) && !custom.allowsRetry(after: 3))
     }
 
-    @Test("delays double per attempt within [half, all] of the base, capped, deterministic")
+    @Test("delays double per attempt with full jitter (anywhere in [0, base]), capped, deterministic")
     func exponentialWithJitter() {
         let policy = RetryBackoff(maxAttempts: 20, initial: .seconds(1), maximum: .seconds(30))
         for attempt in 1...10 {
             let base = min(Duration.seconds(1 << (attempt - 1)), .seconds(30))
-            let delay = policy.delay(after: attempt, timerID: "t", occurrence: 0)
-            #expect(delay >= base / 2 && delay <= base, "attempt \(attempt): \(delay) vs base \(base)")
-            #expect(delay == policy.delay(after: attempt, timerID: "t", occurrence: 0))
+            let delays = (0..<100).map { policy.delay(after: attempt, timerID: "t\($0)", occurrence: 0) }
+            #expect(delays.allSatisfy { $0 >= .zero && $0 <= base }, "attempt \(attempt) vs base \(base)")
+            // Full jitter uses the whole interval, the lower half included.
+            #expect(delays.contains { $0 < base / 4 } && delays.contains { $0 > base * 3 / 4 })
+            #expect(delays[0] == policy.delay(after: attempt, timerID: "t0", occurrence: 0))
         }
     }
 
@@ -34,9 +36,53 @@ struct RetryAndOccurrenceTests {
     func jitterSpreadsAQueue() {
         let policy = RetryBackoff(maxAttempts: 5, initial: .seconds(10), maximum: .seconds(600))
         let delays = (0..<200).map { policy.delay(after: 1, timerID: "timer-\($0)", occurrence: 0) }
-        let distinctTenths = Set(delays.map { Int($0.components.seconds * 10) + Int($0.components.attoseconds / 100_000_000_000_000_000) })
-        #expect(distinctTenths.count > 30)  // 200 retries over [5 s, 10 s], not one burst
-        #expect(delays.allSatisfy { $0 >= .seconds(5) && $0 <= .seconds(10) })
+        let seconds = delays.map { Int($0.components.seconds) }
+        // 200 retries over [0 s, 10 s]: every whole second gets some, none gets most.
+        #expect(Set(seconds).count == 10)
+        #expect(Dictionary(grouping: seconds, by: { $0 }).values.allSatisfy { $0.count < 50 })
+        #expect(delays.allSatisfy { $0 >= .zero && $0 <= .seconds(10) })
+    }
+
+    @Test("verdicts: a refunded attempt does not count and does not grow the backoff; refunds are capped; permanent is permanent")
+    func verdicts() {
+        let policy = RetryBackoff(maxAttempts: 2, initial: .seconds(1), maximum: .seconds(60))
+        func verdict(_ attempt: Int, refunded: Int, refund: Bool, retryable: Bool = true, cap: Int = 3) -> FailureVerdict {
+            policy.verdict(
+                failedAttempt: attempt, refundedBefore: refunded, retryable: retryable, refund: refund, maximumRefunds: cap,
+                timerID: "t", occurrence: 0)
+        }
+        // Attempt 2 of 2 would be the last…
+        #expect(verdict(2, refunded: 0, refund: false) == .deadLetter)
+        // …given back, it retries, and attempt 3 is then the second that counts.
+        guard case .retry(let delay, let refunded) = verdict(2, refunded: 0, refund: true) else {
+            Issue.record("a refunded last attempt must retry")
+            return
+        }
+        #expect(refunded == 1 && delay <= .seconds(1))
+        #expect(verdict(2, refunded: 0, refund: true).refunds(given: 0))
+        #expect(verdict(3, refunded: 1, refund: false) == .deadLetter)
+        if case .retry(_, let r) = verdict(2, refunded: 1, refund: false) { #expect(r == 1) } else {
+            Issue.record("one counted attempt of two: retry")
+        }
+        // At the cap, the failure counts again.
+        #expect(verdict(5, refunded: 3, refund: true) == .deadLetter)
+        #expect(!verdict(5, refunded: 3, refund: true).refunds(given: 3))
+        // Suspected (not yet tripping): only a failure that would dead-letter gets one
+        // provisional retry, and only if nothing was given back before.
+        func suspected(_ attempt: Int, refunded: Int) -> FailureVerdict {
+            policy.verdict(
+                failedAttempt: attempt, refundedBefore: refunded, retryable: true, refund: false, suspected: true,
+                maximumRefunds: 3, timerID: "t", occurrence: 0)
+        }
+        #expect(suspected(2, refunded: 0).refunds(given: 0))
+        #expect(!suspected(1, refunded: 0).refunds(given: 0))  // attempts left: the policy retries anyway
+        #expect(suspected(3, refunded: 1) == .deadLetter)
+        // The executor's "permanent" wins over a refund.
+        #expect(verdict(1, refunded: 0, refund: true, retryable: false) == .deadLetter)
+        // A stored count beyond the attempts (hostile or corrupt) is clamped.
+        if case .retry(_, let r) = verdict(2, refunded: 99, refund: false) { #expect(r == 1) } else {
+            Issue.record("99 refunds claimed for attempt 2 count as 1: one counted attempt of two, retry")
+        }
     }
 
     @Test("stepping a recurring schedule: increasing numbers and times, ends at max occurrences")

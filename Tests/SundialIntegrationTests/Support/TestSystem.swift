@@ -163,14 +163,23 @@ final class TestSystem: Sendable {
         return (governor, launch(governor))
     }
 
-    /// Starts a dispatcher in-process (for systems started with `dispatcher = false`).
-    func startDispatcher(fetchBatch: Int = 250, pipelines: Int = 1) throws -> (DispatcherService, Task<Void, Never>) {
+    /// Starts a dispatcher in-process (for systems started with `dispatcher = false`);
+    /// cancelling the returned task stops it gracefully. `fairness`: enforce the plan, with
+    /// the system's own dispatcher's test timings.
+    func startDispatcher(fetchBatch: Int = 250, pipelines: Int = 1, fairness: Bool = false) throws
+        -> (DispatcherService, Task<Void, Never>)
+    {
         var config = DispatcherConfig()
         config.namespace = namespace
         config.fetchBatch = fetchBatch
         config.pipelines = pipelines
         config.fetchMaxWait = .milliseconds(500)
-        config.fairness.enforce = false
+        config.fairness.enforce = fairness
+        if fairness {
+            config.demandReportInterval = .milliseconds(250)
+            config.planRefresh = .seconds(1)
+            config.recordDeferralsBeyond = .seconds(2)
+        }
         let dispatcher = try DispatcherService(config: config, connection: bulk, timers: store, logger: TestNATS.logger)
         return (dispatcher, launch(dispatcher))
     }
