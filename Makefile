@@ -3,7 +3,7 @@
 #   make test   install what is needed, build, and run the full test suite
 SWIFT ?= swift
 
-.PHONY: setup build run test test-unit test-integration bench proto clean
+.PHONY: setup build run test check-deploy test-unit test-integration bench proto clean
 
 setup:
 	@scripts/setup.sh
@@ -19,10 +19,18 @@ run: build
 # executables, so everything is built first. The fairness suite floods a system with thousands
 # of timers on purpose; it runs on its own after the rest, so its load cannot make the
 # timing-sensitive suites of the first run late.
-test: setup
+test: setup check-deploy
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip FairnessIntegrationTests
 	$(SWIFT) test --skip-build --filter FairnessIntegrationTests
+
+# Offline checks of deploy/: the alert rules parse and their unit tests pass (promtool from
+# scripts/setup.sh); the Kubernetes manifests validate against the Kubernetes schemas and
+# ours for the custom resources, and agree with the code (scripts/check-k8s.py).
+check-deploy: setup
+	.tools/promtool check rules deploy/prometheus/sundial-alerts.yml
+	cd deploy/prometheus && ../../.tools/promtool test rules sundial-alerts.test.yml
+	.venv/bin/python scripts/check-k8s.py
 
 test-unit: setup
 	$(SWIFT) test --skip "Integration"

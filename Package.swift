@@ -20,6 +20,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        // Metrics (issue 13): the API and its Prometheus backend; both depend only on
+        // swift-atomics — no SwiftNIO.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
     ],
     targets: [
         // C, in exactly two places. Imported only by SundialNATS and SundialPostgres.
@@ -61,10 +65,28 @@ let package = Package(
             dependencies: ["SundialPostgres", "SundialContract", "SundialSchedule"],
             resources: [.copy("Migrations")]),
 
+        // Metric names and the sampling helpers services use (swift-metrics API only).
+        .target(
+            name: "SundialObservability",
+            dependencies: [.product(name: "CoreMetrics", package: "swift-metrics")]),
+        // The Prometheus backend and the /metrics, /healthz, /readyz listener; linked by the
+        // server entry point only.
+        .target(
+            name: "SundialMetricsServer",
+            dependencies: [
+                "SundialObservability", "SundialThreads",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
         .target(
             name: "SundialIngest",
             dependencies: [
                 "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialSchedule",
+                "SundialObservability",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -72,6 +94,8 @@ let package = Package(
             name: "SundialPlanner",
             dependencies: [
                 "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialSchedule",
+                "SundialObservability",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -79,6 +103,8 @@ let package = Package(
             name: "SundialDispatcher",
             dependencies: [
                 "SundialContract", "SundialStore", "SundialPostgres", "SundialNATS", "SundialProto", "SundialFairness",
+                "SundialObservability",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -86,6 +112,8 @@ let package = Package(
             name: "SundialGovernor",
             dependencies: [
                 "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialFairness", "SundialSchedule",
+                "SundialObservability",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -114,8 +142,11 @@ let package = Package(
             dependencies: [
                 "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor", "SundialExecutor",
                 "SundialFairness", "SundialLocalCluster", "SundialBench", "SundialSchedule", "SundialProto",
-                "SundialContract", "SundialNATS", "SundialStore",
+                "SundialContract", "SundialNATS", "SundialStore", "SundialObservability", "SundialMetricsServer",
+                "SundialPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -146,14 +177,19 @@ let package = Package(
             dependencies: [
                 "SundialPlanner", "SundialDispatcher", "SundialIngest", "SundialContract",
                 "SundialNATS", "SundialThreads", "SundialStore", "SundialSchedule", "SundialProto",
+                "SundialMetricsServer", "SundialObservability",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
             name: "SundialIntegrationTests",
             dependencies: [
                 "SundialLocalCluster", "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor",
                 "SundialFairness", "SundialExecutor", "SundialNATS", "SundialPostgres", "SundialStore", "SundialProto",
-                "SundialContract", "SundialCLI",
+                "SundialContract", "SundialCLI", "SundialMetricsServer", "SundialObservability",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
     ]
 )

@@ -23,6 +23,9 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "Postgres port (default: the last one used here, else a free one).")
     var postgresPort: Int?
 
+    @Option(help: "Port of /metrics, /healthz and /readyz on 127.0.0.1 (default: 9464 if free, else a free one).")
+    var metricsPort: Int?
+
     @Flag(inversion: .prefixedNo, help: "Create a demo timer after startup and show it arrive.")
     var demo: Bool = true
 
@@ -85,6 +88,8 @@ struct DevCommand: AsyncParsableCommand {
         let watchdog = try postgres.stopWhenProcessExits(getpid())
         saved["SUNDIAL_NATS_URL"] = nats.url
         saved["SUNDIAL_DEV_NATS_PORT"] = String(nats.port)
+        let metricsPort = try self.metricsPort ?? Self.ifFree(9464) ?? FreePort.allocate()
+        saved["SUNDIAL_DEV_METRICS_URL"] = "http://127.0.0.1:\(metricsPort)/metrics"
         try DevEnvironmentFile.write(saved, to: envFile)
         let defaultEnvFile = DevEnvironmentFile.defaultURL.standardizedFileURL
         let envHint = envFile.path == defaultEnvFile.path
@@ -95,6 +100,7 @@ struct DevCommand: AsyncParsableCommand {
             Sundial dev is starting.
               NATS:      \(nats.url)   (nats-server \(natsBinary.path))
               Postgres:  \(postgres.url)   (schema "sundial")
+              Metrics:   http://127.0.0.1:\(metricsPort)/metrics   (also /healthz, /readyz)
               Data:      \(root.path)
             Try, in another shell \(envHint):
               swift run sundial timers create --tenant acme --in 10s --queue emails --payload 'hello'
@@ -106,6 +112,7 @@ struct DevCommand: AsyncParsableCommand {
         environment.natsURL = nats.url
         environment.postgresURL = postgres.url
         environment.schema = "sundial"
+        environment.metricsAddress = "127.0.0.1:\(metricsPort)"
         if let servicePassword {
             environment.natsUser = NATSAuthConfig.serviceUser
             environment.natsPassword = servicePassword

@@ -68,6 +68,7 @@ struct PlannerLoadBench: AsyncParsableCommand {
         env["SUNDIAL_NATS_URL"] = nats.url
         env["SUNDIAL_POSTGRES_URL"] = postgres.url
         env["SUNDIAL_POSTGRES_SCHEMA"] = "sundial"
+        env["SUNDIAL_METRICS_ADDRESS"] = "off"  // a benchmark's services must not need port 9464
         env["SUNDIAL_LOG_LEVEL"] = env["SUNDIAL_LOG_LEVEL"] ?? "warning"
         if let budgetBytes { env["SUNDIAL_PLANNER_CLAIM_BUDGET_BYTES"] = String(budgetBytes) }
         let executable = plannerBinary ?? URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path

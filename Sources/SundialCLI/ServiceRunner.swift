@@ -1,16 +1,21 @@
+import CoreMetrics
 import Foundation
 import Logging
+import Prometheus
 import ServiceLifecycle
 import SundialContract
 import SundialDispatcher
 import SundialFairness
 import SundialGovernor
 import SundialIngest
+import SundialMetricsServer
 import SundialNATS
+import SundialObservability
 import SundialPlanner
 import SundialPostgres
 import SundialSchedule
 import SundialStore
+import Synchronization
 
 /// Which services one process runs.
 public enum SundialComponent: String, CaseIterable, Sendable {
@@ -32,6 +37,10 @@ public struct ServiceEnvironment: Sendable {
     public var streamLimits = StreamLimits()
     public var postgresPoolSize = 8
     public var logLevel = Logger.Level.info
+    /// `text` (one line per event) or `json` (one JSON object per line).
+    public var logFormat = SundialLogging.Format.text
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (`host:port`; nil: not served).
+    public var metricsAddress: String? = "0.0.0.0:9464"
     public var ingest = IngestConfig()
     public var planner = PlannerConfig()
     public var dispatcher = DispatcherConfig()
@@ -79,6 +88,22 @@ public struct ServiceEnvironment: Sendable {
                 throw SundialError.invalid("SUNDIAL_LOG_LEVEL", "must be trace|debug|info|notice|warning|error|critical")
             }
             result.logLevel = parsed
+        }
+        if let value = env["SUNDIAL_LOG_FORMAT"] {
+            guard let format = SundialLogging.Format(rawValue: value) else {
+                throw SundialError.invalid("SUNDIAL_LOG_FORMAT", "must be text or json")
+            }
+            result.logFormat = format
+        }
+        if let value = env["SUNDIAL_METRICS_ADDRESS"] {
+            if value == "off" {
+                result.metricsAddress = nil
+            } else {
+                guard MetricsEndpoint.Configuration(address: value).parsed != nil else {
+                    throw SundialError.invalid("SUNDIAL_METRICS_ADDRESS", "must be host:port (IPv4) or off")
+                }
+                result.metricsAddress = value
+            }
         }
         if let value = try integer("SUNDIAL_WORK_MAX_PER_QUEUE") { result.streamLimits.workPerQueue = value }
         if let value = try integer("SUNDIAL_WORK_MAX_BYTES") { result.streamLimits.workBytes = value }
@@ -204,6 +229,15 @@ public enum ServiceRunner {
 
         let store = TimerStore(pool: pool)
         var services: [any Service] = []
+        let started = Atomic<Bool>(false)
+        if let address = environment.metricsAddress {
+            // Bound before anything runs: a taken port is a startup error.
+            let endpoint = try MetricsEndpoint(
+                configuration: .init(address: address), registry: metricsRegistry, logger: logger,
+                ready: { started.load(ordering: .acquiring) && api.isConnected && bulk.isConnected && !pool.isDown })
+            services.append(endpoint)
+            services.append(ProcessMetricsSampler(connections: ["api": api, "bulk": bulk], pool: pool))
+        }
         for component in components {
             switch component {
             case .ingest:
@@ -227,6 +261,7 @@ public enum ServiceRunner {
                 services: services.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         logger.info("sundial running \(components.map(\.rawValue)) against \(environment.natsURL)")
+        started.store(true, ordering: .releasing)
         do {
             try await group.run()
         } catch {
@@ -252,7 +287,9 @@ public enum ServiceMain {
             FileHandle.standardError.write(Data("configuration error: \(error)\n".utf8))
             exit(2)
         }
-        let logger = SundialLogging.bootstrap(level: environment.logLevel, label: "sundial")
+        let logger = SundialLogging.bootstrap(
+            level: environment.logLevel, label: "sundial", format: environment.logFormat,
+            service: components.map(\.rawValue).joined(separator: "+"))
         do {
             try await ServiceRunner.run(components, environment: environment, logger: logger)
         } catch {
@@ -262,16 +299,81 @@ public enum ServiceMain {
     }
 }
 
-/// Logging setup for executables: one line per event on stderr, with metadata.
+/// The process's Prometheus registry: swift-metrics is bootstrapped with it once, on first
+/// use by a server entry point (`sundial dev` or a service executable).
+let metricsRegistry: PrometheusCollectorRegistry = MetricsBootstrap.prometheus()
+
+/// Process-wide metrics every 5 s: NATS connections (connected, reconnects) and the Postgres
+/// pool (time callers waited for a connection, whether it is failing fast).
+struct ProcessMetricsSampler: Service {
+    let connections: [String: NATSConnection]
+    let pool: PostgresPool
+
+    func run() async throws {
+        let mirror = MetricsMirror()
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                for (name, connection) in connections {
+                    mirror.gauge(MetricName.natsConnected, connection.isConnected ? 1 : 0, [("connection", name)])
+                    mirror.counter(MetricName.natsReconnects, connection.reconnectCount, [("connection", name)])
+                }
+                let (waits, waited) = pool.waitTotals
+                mirror.counter(MetricName.postgresPoolWaits, waits)
+                waitedSeconds.record(waited)
+                mirror.gauge(MetricName.postgresDown, pool.isDown ? 1 : 0)
+                try? await Task.sleep(for: .seconds(5))
+            }
+        }
+    }
+
+    private let waitedSeconds = SecondsCounter(MetricName.postgresPoolWait)
+}
+
+/// A floating-point seconds counter fed with a growing total duration.
+final class SecondsCounter: Sendable {
+    private let counter: CoreMetrics.FloatingPointCounter
+    private let last = Mutex<Duration>(.zero)
+
+    init(_ name: String) {
+        counter = CoreMetrics.FloatingPointCounter(label: name)
+    }
+
+    func record(_ total: Duration) {
+        let growth = last.withLock { last -> Duration in
+            defer { last = max(last, total) }
+            return total - last
+        }
+        if growth > .zero {
+            counter.increment(by: Double(growth.components.seconds) + Double(growth.components.attoseconds) / 1e18)
+        }
+    }
+}
+
+/// Logging setup for executables: one event per line on stderr, as text or JSON.
 public enum SundialLogging {
-    public static func bootstrap(level: Logger.Level, label: String) -> Logger {
+    public enum Format: String, Sendable {
+        case text, json
+    }
+
+    public static func bootstrap(level: Logger.Level, label: String, format: Format = .text, service: String = "sundial")
+        -> Logger
+    {
+        let instance = ProcessInfo.processInfo.hostName + ":" + String(getpid())
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            case .json:
+                var handler = JSONLogHandler(label: label, service: service, instance: instance)
+                handler.logLevel = level
+                return handler
+            }
         }
         var logger = Logger(label: label)
         logger.logLevel = level
         return logger
     }
 }
+

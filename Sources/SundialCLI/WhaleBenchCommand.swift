@@ -118,6 +118,7 @@ enum PrivateStack {
         env["SUNDIAL_NATS_URL"] = nats.url
         env["SUNDIAL_POSTGRES_URL"] = postgres.url
         env["SUNDIAL_POSTGRES_SCHEMA"] = "sundial"
+        env["SUNDIAL_METRICS_ADDRESS"] = "off"  // a benchmark's services must not need port 9464
         env["SUNDIAL_LOG_LEVEL"] = "warning"
         env.merge(extra) { _, new in new }
         let executable = servicesBinary ?? URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -5,6 +6,7 @@ import Synchronization
 import SundialContract
 import SundialFairness
 import SundialNATS
+import SundialObservability
 import SundialProto
 import SundialSchedule
 import SundialStore
@@ -44,6 +46,8 @@ public struct DispatcherConfig: Sendable {
     /// whose circuit breaker was tripping or open (docs/failures.md); beyond it, failures
     /// count again, so a downstream that never recovers cannot keep a job retrying for ever.
     public var maximumRefunds: Int = 10
+    /// Metrics (`MetricName`) are sampled from the counters this often.
+    public var metricsInterval: Duration = .seconds(5)
     /// Re-read the quota plan this often even without a KV update (a missed update heals).
     public var planRefresh: Duration = .seconds(5)
     /// Names this dispatcher in demand reports (the governor counts live dispatchers by it).
@@ -172,6 +176,9 @@ public final class DispatcherService: Service, Sendable {
     private let queueFullAnnounced = Mutex<[QueueTenant: Int64]>([:])
     /// Failures (not outages) applying a result, by results-stream sequence: poison after a few.
     let resultFailures = Mutex([UInt64: Int]())
+    /// Fire lag histograms per (tier, queue), made once each (queue names bounded).
+    private let lagHistograms = Mutex([String: CoreMetrics.Timer]())
+    private let metricLabels = LabelBudget()
     let connection: NATSConnection
     let timers: TimerStore
     let logger: Logger
@@ -228,6 +235,7 @@ public final class DispatcherService: Service, Sendable {
             group.addTask { for await update in planUpdates { self.applyPlan(update.payload) } }
             group.addTask { await self.refreshPlan(bucket) }
             group.addTask { await self.reportDemand() }
+            group.addTask { await self.sampleMetrics() }
             group.addTask {
                 // Graceful shutdown stops fetching; a batch in progress finishes and is acked.
                 await cancelWhenGracefulShutdown {
@@ -242,6 +250,47 @@ public final class DispatcherService: Service, Sendable {
             try await group.next()
             planUpdates.unsubscribe()
             group.cancelAll()
+        }
+    }
+
+    // MARK: metrics
+
+    private func lagHistogram(tier: Tier, queue: String) -> CoreMetrics.Timer {
+        let key = tier.rawValue + "/" + queue
+        return lagHistograms.withLock { cache in
+            if let timer = cache[key] { return timer }
+            let timer = CoreMetrics.Timer(
+                label: MetricName.fireLag, dimensions: [("tier", tier.rawValue), ("queue", metricLabels.queue(queue))])
+            if cache.count < 1000 { cache[key] = timer }
+            return timer
+        }
+    }
+
+    /// Mirrors the counters into metrics every `metricsInterval`; also reads the fire
+    /// consumer's pending count (one JetStream API request).
+    private func sampleMetrics() async {
+        let mirror = MetricsMirror(labels: metricLabels)
+        while !Task.isCancelled {
+            let s = stats
+            mirror.counter(MetricName.fires, s.fired.load(ordering: .relaxed))
+            mirror.counter(MetricName.dispatched, s.dispatched.load(ordering: .relaxed))
+            mirror.counter(MetricName.deferred, s.deferred.load(ordering: .relaxed))
+            mirror.counter(MetricName.staleDropped, s.staleDropped.load(ordering: .relaxed))
+            mirror.counter(MetricName.results, s.succeeded.load(ordering: .relaxed), [("outcome", "succeeded")])
+            mirror.counter(MetricName.results, s.attemptsFailed.load(ordering: .relaxed), [("outcome", "retried")])
+            mirror.counter(MetricName.results, s.deadLettered.load(ordering: .relaxed), [("outcome", "dead_letter")])
+            mirror.counter(MetricName.resultsRejected, s.resultsRejected.values.reduce(0, +))
+            mirror.counter(MetricName.attemptsRefunded, s.attemptsRefunded.load(ordering: .relaxed))
+            let (held, overBudget, deferredNow) = gate.withLock { ($0.heldTotal, $0.retriesOverBudget, $0.deferredNow) }
+            mirror.counter(MetricName.breakerHeld, held)
+            mirror.counter(MetricName.retriesOverBudget, overBudget)
+            mirror.gauge(MetricName.deferredNow, Double(deferredNow))
+            if let info = try? await connection.consumerInfo(stream: config.namespace.fireStream, durable: config.namespace.dispatcherDurable),
+                let pending = (info["num_pending"] as? NSNumber)?.doubleValue
+            {
+                mirror.gauge(MetricName.fireConsumerPending, pending)
+            }
+            try? await Task.sleep(for: config.metricsInterval)
         }
     }
 
@@ -521,7 +570,9 @@ public final class DispatcherService: Service, Sendable {
         for fire in forwarded {
             let lag = fire.firedAt.timeIntervalSince(fire.envelope.scheduledAt.date)
             stats.fireLagMicros.add(Int(max(0, lag) * 1e6), ordering: .relaxed)
-            stats.recordLag(now.timeIntervalSince(fire.envelope.scheduledAt.date), tier: fire.tier)
+            let dispatchLag = now.timeIntervalSince(fire.envelope.scheduledAt.date)
+            stats.recordLag(dispatchLag, tier: fire.tier)
+            lagHistogram(tier: fire.tier, queue: fire.envelope.queue).recordNanoseconds(Int64(max(0, min(dispatchLag, 1e9)) * 1e9))
         }
         stats.dispatched.add(forwarded.count, ordering: .relaxed)
         toAck += forwarded.map(\.message)

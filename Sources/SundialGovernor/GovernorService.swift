@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -5,6 +6,7 @@ import Synchronization
 import SundialContract
 import SundialFairness
 import SundialNATS
+import SundialObservability
 import SundialProto
 import SundialSchedule
 import SundialStore
@@ -141,6 +143,7 @@ public final class GovernorService: Service, Sendable {
             group.addTask {
                 for await message in reports { self.ingest(message) }
             }
+            group.addTask { await self.sampleMetrics() }
             group.addTask {
                 await cancelWhenGracefulShutdown { await self.loop(bucket: bucket, lease: lease) }
                 await lease.release()
@@ -148,6 +151,53 @@ public final class GovernorService: Service, Sendable {
             }
             try await group.next()
             group.cancelAll()
+        }
+    }
+
+    /// Mirrors the snapshot into metrics every 5 s: leadership, and per queue its capacity
+    /// (0 while unknown), backlog (also of queues without live executors), throttled tenants
+    /// and circuit breakers. Only the leader states them; a standby (or a former leader)
+    /// reports 0 for every queue it has seen, so sums and maxima over instances stay right.
+    private func sampleMetrics() async {
+        let labels = LabelBudget()
+        let mirror = MetricsMirror(labels: labels)
+        var seen = Set<String>()
+        while !Task.isCancelled {
+            let s = snapshot
+            mirror.gauge(MetricName.governorLeader, s.leader ? 1 : 0)
+            mirror.gauge(MetricName.planGeneration, Double(s.plan?.generation ?? 0))
+            mirror.counter(MetricName.breakersOpened, s.breakersOpened)
+            if s.leader {
+                let queues = Set(s.queues.keys).union(s.plan?.queues.keys.map { $0 } ?? [])
+                    .union(s.queueBreakers.keys).union(s.pausedQueues).union(s.tenantBreakers.keys.map(\.queue))
+                    .union(s.queuesWithoutExecutors.keys)
+                for queue in queues where seen.count < labels.maximumQueues { seen.insert(queue) }
+            }
+            var notClosed: [String: Int] = [:]
+            for key in s.tenantBreakers.keys { notClosed[key.queue, default: 0] += 1 }
+            for queue in seen {
+                let dims = [("queue", queue)]
+                guard s.leader else {
+                    for name in [MetricName.queueCapacity, MetricName.workBacklog, MetricName.throttledTenants,
+                                 MetricName.breakerState, MetricName.tenantBreakersNotClosed] {
+                        mirror.gauge(name, 0, dims)
+                    }
+                    continue
+                }
+                mirror.gauge(MetricName.queueCapacity, s.queues[queue]?.estimate ?? 0, dims)
+                let backlog = max(s.queues[queue]?.backlog ?? 0, s.queuesWithoutExecutors[queue] ?? 0)
+                mirror.gauge(MetricName.workBacklog, Double(backlog), dims)
+                let throttled = s.plan?.queues[queue]?.tenants.values.filter { $0.allocated + 1e-9 < $0.demand }.count ?? 0
+                mirror.gauge(MetricName.throttledTenants, Double(throttled), dims)
+                let breaker: Double = switch s.queueBreakers[queue] {
+                case .open: 2
+                case .halfOpen: 1
+                default: 0
+                }
+                mirror.gauge(MetricName.breakerState, s.pausedQueues.contains(queue) ? 3 : breaker, dims)
+                mirror.gauge(MetricName.tenantBreakersNotClosed, Double(notClosed[queue] ?? 0), dims)
+            }
+            try? await Task.sleep(for: .seconds(5))
         }
     }
 

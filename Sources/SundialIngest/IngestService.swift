@@ -1,7 +1,10 @@
+import CoreMetrics
 import Logging
 import ServiceLifecycle
+import Synchronization
 import SundialContract
 import SundialNATS
+import SundialObservability
 import SundialProto
 import SundialStore
 
@@ -58,9 +61,35 @@ public final class IngestService: Service, Sendable {
                     try await handler.history(tenant: tenant, body: body)
                 },
             ],
-            maxConcurrentRequests: handler.config.maxConcurrentRequests, logger: logger)
+            maxConcurrentRequests: handler.config.maxConcurrentRequests, logger: logger,
+            observe: Self.requestMetrics())
         try await cancelWhenGracefulShutdown {
             try await service.run()
+        }
+    }
+
+    /// Counts answered requests per (method, code) and their latency per method. Metric
+    /// objects are made once per label set (endpoint names and codes are a small fixed set).
+    static func requestMetrics() -> @Sendable (String, Int, Duration?) -> Void {
+        let counters = Mutex([String: CoreMetrics.Counter]())
+        let timers = Mutex([String: CoreMetrics.Timer]())
+        return { endpoint, code, elapsed in
+            let method = endpoint.hasPrefix("Timers.") ? String(endpoint.dropFirst("Timers.".count)) : endpoint
+            let key = method + "/" + String(code)
+            counters.withLock { cache in
+                if cache[key] == nil, cache.count < 200 {
+                    cache[key] = CoreMetrics.Counter(
+                        label: MetricName.requests, dimensions: [("method", method), ("code", String(code))])
+                }
+                return cache[key]
+            }?.increment()
+            guard let elapsed else { return }  // refused on arrival: counted, not timed
+            timers.withLock { cache in
+                if cache[method] == nil, cache.count < 50 {
+                    cache[method] = CoreMetrics.Timer(label: MetricName.requestDuration, dimensions: [("method", method)])
+                }
+                return cache[method]
+            }?.recordNanoseconds(max(Int64(0), elapsed.components.seconds &* 1_000_000_000 &+ elapsed.components.attoseconds / 1_000_000_000))
         }
     }
 

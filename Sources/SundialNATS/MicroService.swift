@@ -118,13 +118,18 @@ public final class MicroService: Sendable {
     private let stats: Mutex<[String: EndpointStats]>
     /// Extra fields merged into the STATS `data` object (service-specific counters).
     private let extraStats: @Sendable () -> [String: Any]
+    /// Told of every answered request: endpoint name, code (200, or the error's), time from
+    /// arrival to answer — nil for a request refused on arrival, which did not run (for metrics).
+    private let observe: @Sendable (_ endpoint: String, _ code: Int, _ elapsed: Duration?) -> Void
     private let logger: Logger
 
     public init(
         identity: Identity, connection: NATSConnection, endpoints: [MicroEndpoint],
         maxConcurrentRequests: Int = 64, logger: Logger,
-        extraStats: @escaping @Sendable () -> [String: Any] = { [:] }
+        extraStats: @escaping @Sendable () -> [String: Any] = { [:] },
+        observe: @escaping @Sendable (_ endpoint: String, _ code: Int, _ elapsed: Duration?) -> Void = { _, _, _ in }
     ) {
+        self.observe = observe
         self.identity = identity
         self.id = Self.makeID()
         self.connection = connection
@@ -230,6 +235,7 @@ public final class MicroService: Sendable {
     }
 
     private func refuse(_ endpoint: MicroEndpoint, _ message: NATSMessage, _ error: MicroServiceError) async {
+        observe(endpoint.name, error.code, nil)
         stats.withLock { stats in
             stats[endpoint.name, default: EndpointStats()].requests += 1
             stats[endpoint.name, default: EndpointStats()].errors += 1
@@ -256,6 +262,7 @@ public final class MicroService: Sendable {
             reply = message.replySubject.map { Self.errorReply(to: $0, error) }
         }
         let elapsed = (ContinuousClock.now - start).nanoseconds
+        observe(endpoint.name, failure?.code ?? 200, ContinuousClock.now - arrived)
         stats.withLock { stats in
             stats[endpoint.name, default: EndpointStats()].requests += 1
             stats[endpoint.name, default: EndpointStats()].processingNanos += elapsed

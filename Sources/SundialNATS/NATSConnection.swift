@@ -65,6 +65,9 @@ public final class NATSConnection: @unchecked Sendable {
     let handle: OpaquePointer
     private let optionsHandle: OpaquePointer
     private let events: Unmanaged<ConnectionEvents>
+    /// A strong reference besides cnats's: readable for as long as this object lives, also
+    /// after the closed callback released cnats's.
+    private let eventsBox: ConnectionEvents
     let publisher: DedicatedThread
     let requests: RequestMux
     private let inbox: NATSSubscription
@@ -149,6 +152,7 @@ public final class NATSConnection: @unchecked Sendable {
         self.handle = handle
         self.optionsHandle = optionsHandle
         self.events = events
+        self.eventsBox = events.takeUnretainedValue()
         self.publisher = publisher
         self.options = options
         self.logger = logger
@@ -196,6 +200,10 @@ public final class NATSConnection: @unchecked Sendable {
     }
 
     public var isClosed: Bool { closed.load(ordering: .acquiring) }
+    /// Connected to a server now (false while reconnecting, or closed).
+    public var isConnected: Bool { !isClosed && eventsBox.connected.load(ordering: .acquiring) }
+    /// Reconnects since the connection was opened.
+    public var reconnectCount: Int { eventsBox.reconnects.load(ordering: .relaxed) }
 
     /// Flushes, then closes. In-flight requests fail with `.closed`.
     public func close() async {
@@ -332,6 +340,9 @@ final class ConnectionEvents: Sendable {
     let logger: Logger
     /// Set before a deliberate close, so its disconnect is not reported as a failure.
     let closing = Atomic<Bool>(false)
+    /// Connected now, and reconnects since start (for readiness and metrics).
+    let connected = Atomic<Bool>(true)
+    let reconnects = Atomic<Int>(0)
     /// Recent permission violations (see `NATSConnection.permissionViolations`).
     let violations = Mutex<[String]>([])
     private let requests = Mutex<RequestMux?>(nil)
@@ -378,6 +389,7 @@ private let connectionError: natsErrHandler = { nc, subscription, status, closur
 private let connectionDisconnected: natsConnectionHandler = { _, closure in
     guard let closure else { return }
     let events = Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue()
+    events.connected.store(false, ordering: .releasing)
     if !events.closing.load(ordering: .acquiring) {
         events.logger.warning("nats disconnected; reconnecting")
     }
@@ -390,8 +402,10 @@ private let connectionClosed: natsConnectionHandler = { _, closure in
 
 private let connectionReconnected: natsConnectionHandler = { _, closure in
     guard let closure else { return }
-    Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue().logger
-        .info("nats reconnected")
+    let events = Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue()
+    events.connected.store(true, ordering: .releasing)
+    events.reconnects.add(1, ordering: .relaxed)
+    events.logger.info("nats reconnected")
 }
 
 /// Routes replies on the connection's inbox to waiting requests.

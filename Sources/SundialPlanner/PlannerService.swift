@@ -1,9 +1,11 @@
+import CoreMetrics
 import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
 import SundialContract
 import SundialNATS
+import SundialObservability
 import SundialProto
 import SundialSchedule
 import SundialStore
@@ -116,6 +118,7 @@ public final class PlannerService: Service, Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await micro.run() }
             group.addTask { await self.planLoop() }
+            group.addTask { await self.sampleMetrics() }
             // When the plan loop ends (graceful shutdown), stop answering discovery too.
             try await group.next()
             group.cancelAll()
@@ -224,6 +227,20 @@ public final class PlannerService: Service, Sendable {
             } catch {
                 logger.warning("rescue on shard \(lease.shard) failed: \(error)")
             }
+        }
+    }
+
+    /// Mirrors the counters into metrics every 5 s.
+    private func sampleMetrics() async {
+        let mirror = MetricsMirror()
+        while !Task.isCancelled {
+            mirror.gauge(MetricName.shardsHeld, Double(stats.heldShards.load(ordering: .relaxed)))
+            mirror.gauge(MetricName.shards, Double(ShardMap.count))
+            mirror.counter(MetricName.leaseAcquisitions, stats.leaseAcquisitions.load(ordering: .relaxed))
+            mirror.counter(MetricName.published, stats.published.load(ordering: .relaxed))
+            mirror.counter(MetricName.rescued, stats.rescued.load(ordering: .relaxed))
+            mirror.counter(MetricName.publishFailures, stats.publishFailures.load(ordering: .relaxed))
+            try? await Task.sleep(for: .seconds(5))
         }
     }
 

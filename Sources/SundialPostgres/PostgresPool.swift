@@ -37,6 +37,14 @@ public final class PostgresPool: Sendable {
         var lastProbe: ContinuousClock.Instant?
         var probeInFlight = false
         var consecutiveFailures = 0
+        /// Callers that had to wait for a connection, and their total wait (for metrics).
+        var waits = 0
+        var waitedNanos: Int64 = 0
+    }
+
+    /// Callers that waited for a connection (all were busy) and their total wait, since start.
+    public var waitTotals: (waits: Int, waited: Duration) {
+        state.withLock { ($0.waits, .nanoseconds($0.waitedNanos)) }
     }
 
     /// While down, how often one call is let through to find out whether it is back
@@ -197,6 +205,14 @@ public final class PostgresPool: Sendable {
             }
             return connection
         case .wait:
+            let started = ContinuousClock.now
+            defer {
+                let waited = ContinuousClock.now - started
+                state.withLock {
+                    $0.waits += 1
+                    $0.waitedNanos &+= waited.components.seconds * 1_000_000_000 + waited.components.attoseconds / 1_000_000_000
+                }
+            }
             return try await waitForConnection()
         }
     }

@@ -221,6 +221,7 @@ final class TestSystem: Sendable {
         env["SUNDIAL_NATS_URL"] = nats.url
         env["SUNDIAL_POSTGRES_URL"] = postgres.url
         env["SUNDIAL_POSTGRES_SCHEMA"] = schema
+        env["SUNDIAL_METRICS_ADDRESS"] = "off"  // tests that want metrics pass an address
         env["SUNDIAL_SUBJECT_ROOT"] = namespace.subjectRoot
         env["SUNDIAL_STREAM_PREFIX"] = namespace.streamPrefix
         env["SUNDIAL_LOG_LEVEL"] = "warning"
