@@ -156,6 +156,14 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
     /// When an open breaker half-opens (nil unless open).
     public var reopensAt: C.Instant? { state == .open ? since.advanced(by: coolDown) : nil }
 
+    /// Downstream failures ÷ outcomes: in the window while closed (0 when empty), else the
+    /// ratio that opened it.
+    public func failureRatio(now: C.Instant) -> Double {
+        guard state == .closed else { return openedAtRatio ?? 0 }
+        let (s, f) = window.counts(now: now)
+        return s + f == 0 ? 0 : Double(f) / Double(s + f)
+    }
+
     /// Outcomes in the window (closed state).
     public func windowCounts(now: C.Instant) -> (successes: Int, failures: Int) { window.counts(now: now) }
 

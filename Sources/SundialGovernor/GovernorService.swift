@@ -95,6 +95,9 @@ public struct GovernorSnapshot: Sendable {
     public var queueBreakers: [String: BreakerState] = [:]
     public var tenantBreakers: [QueueTenant: BreakerState] = [:]
     public var breakersOpened = 0
+    /// Per queue with a breaker in memory: downstream failures ÷ outcomes in its window (while
+    /// closed), or the ratio that opened it.
+    public var queueFailureRatios: [String: Double] = [:]
     /// Queues paused by an operator, as last read.
     public var pausedQueues: Set<String> = []
     /// Queues with their own breaker settings, as in force.
@@ -179,7 +182,7 @@ public final class GovernorService: Service, Sendable {
                 let dims = [("queue", queue)]
                 guard s.leader else {
                     for name in [MetricName.queueCapacity, MetricName.workBacklog, MetricName.throttledTenants,
-                                 MetricName.breakerState, MetricName.tenantBreakersNotClosed] {
+                                 MetricName.breakerState, MetricName.tenantBreakersNotClosed, MetricName.breakerFailureRatio] {
                         mirror.gauge(name, 0, dims)
                     }
                     continue
@@ -196,6 +199,7 @@ public final class GovernorService: Service, Sendable {
                 }
                 mirror.gauge(MetricName.breakerState, s.pausedQueues.contains(queue) ? 3 : breaker, dims)
                 mirror.gauge(MetricName.tenantBreakersNotClosed, Double(notClosed[queue] ?? 0), dims)
+                mirror.gauge(MetricName.breakerFailureRatio, s.queueFailureRatios[queue] ?? 0, dims)
             }
             try? await Task.sleep(for: .seconds(5))
         }
@@ -399,14 +403,19 @@ public final class GovernorService: Service, Sendable {
                 }
             }
             try await bucket.put(SundialNamespace.quotaPlanKey, bytes)
-            let (changes, breakers) = core.withLock { core in
-                (core.takeBreakerChanges(), (core.queueBreakers.mapValues(\.state), core.tenantBreakers.mapValues(\.state)))
+            let now = ContinuousClock.now
+            let (changes, breakers, ratios) = core.withLock { core in
+                (
+                    core.takeBreakerChanges(), (core.queueBreakers.mapValues(\.state), core.tenantBreakers.mapValues(\.state)),
+                    core.queueBreakers.mapValues { $0.failureRatio(now: now) }
+                )
             }
             state.withLock {
                 $0.plan = plan
                 $0.planBytes = bytes.count
                 $0.planTenantsDropped = dropped
                 $0.queueBreakers = breakers.0.filter { $0.value != .closed }
+                $0.queueFailureRatios = ratios
                 $0.tenantBreakers = breakers.1.filter { $0.value != .closed }
                 for change in changes {
                     if case .opened = change.transition { $0.breakersOpened += 1 }
@@ -503,6 +512,9 @@ public final class GovernorService: Service, Sendable {
         }
         for (queue, breaker) in s.queueBreakers {
             queues[queue, default: ["executors": "none", "capacity_known": false]]["breaker"] = breaker.rawValue
+        }
+        for (queue, ratio) in s.queueFailureRatios where ratio > 0 {
+            queues[queue, default: ["executors": "none", "capacity_known": false]]["breaker_failure_ratio"] = ratio
         }
         for queue in s.pausedQueues {
             queues[queue, default: ["executors": "none", "capacity_known": false]]["paused"] = true

@@ -38,6 +38,9 @@ public enum MetricName {
     public static let breakerState = "sundial_breaker_state"
     /// Gauge {queue}: tenants on the queue whose own breaker is not closed.
     public static let tenantBreakersNotClosed = "sundial_tenant_breakers_not_closed"
+    /// Gauge {queue}: the queue breaker's downstream failure ratio (its window while closed,
+    /// the ratio that opened it otherwise; 0 when it has no recent outcomes).
+    public static let breakerFailureRatio = "sundial_breaker_failure_ratio"
     public static let breakersOpened = "sundial_breakers_opened_total"
 
     // Planner

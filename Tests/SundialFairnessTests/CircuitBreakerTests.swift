@@ -21,6 +21,14 @@ struct CircuitBreakerTests {
         #expect(breaker.record(successes: 0, failures: 9, now: clock.now) == nil)
         let counts = breaker.windowCounts(now: clock.now)
         #expect(counts.successes == 0 && counts.failures == 9)
+        #expect(breaker.failureRatio(now: clock.now) == 1)
+        _ = breaker.record(successes: 27, failures: 0, now: clock.now)
+        #expect(breaker.failureRatio(now: clock.now) == 0.25)
+        clock.advance(by: .seconds(11))
+        #expect(breaker.failureRatio(now: clock.now) == 0)  // an empty window
+        // Open: the ratio that opened it.
+        _ = breaker.record(successes: 2, failures: 8, now: clock.now)
+        #expect(breaker.state == .open && breaker.failureRatio(now: clock.now) == 0.8)
     }
 
     @Test func tripsHoldsForTheCoolDownAndClosesOnSuccessfulProbes() {

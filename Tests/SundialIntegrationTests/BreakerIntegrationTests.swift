@@ -318,7 +318,8 @@ struct BreakerIntegrationTests {
                 let status = dispatcher.currentPlan.plan(for: "dep")?.tenants["t"]?.breaker
                 return status?.state == .open && status?.coolDownMillis == 30_000
             }
-            #expect(failedOther == 6)
+            // Each of the six failed (some once more: a provisional retry while suspect).
+            #expect(failedOther >= 6)
             // Same failures on `other`: below the default 20 samples, nothing opens there.
             #expect(dispatcher.currentPlan.plan(for: "other")?.tenants["t"]?.breaker == nil)
             #expect(dispatcher.currentPlan.breakerTrip(for: "dep")?.minimumSamples == 4)
