@@ -135,6 +135,21 @@ let package = Package(
             ],
             path: "Benchmarks/SundialBench"),
 
+        // The server entry point (composition root): environment → configs, connections,
+        // migrations, the services in one ServiceGroup, metrics and logging. Linked by the
+        // deployables under services/ and by the CLI's `serve` and `dev`; never the reverse.
+        .target(
+            name: "SundialServer",
+            dependencies: [
+                "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor", "SundialFairness",
+                "SundialContract", "SundialNATS", "SundialPostgres", "SundialStore", "SundialSchedule",
+                "SundialObservability", "SundialMetricsServer",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
+
         // The CLI: `sundial dev`, `sundial timers …`, `sundial work tail`, `sundial bench`,
         // `sundial schedule preview`. Commands live in a library so tests can drive them.
         .target(
@@ -142,11 +157,8 @@ let package = Package(
             dependencies: [
                 "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor", "SundialExecutor",
                 "SundialFairness", "SundialLocalCluster", "SundialBench", "SundialSchedule", "SundialProto",
-                "SundialContract", "SundialNATS", "SundialStore", "SundialObservability", "SundialMetricsServer",
-                "SundialPostgres",
+                "SundialContract", "SundialNATS", "SundialStore", "SundialServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "CoreMetrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -155,17 +167,18 @@ let package = Package(
             name: "sundial", dependencies: ["SundialCLI"], swiftSettings: [.swiftLanguageMode(.v5)]),
 
         // One deployable per folder under services/; each folder's README is its contract.
+        // They link the server entry point only: no CLI, no benchmarks.
         .executableTarget(
-            name: "sundial-ingest", dependencies: ["SundialCLI"], path: "services/ingest",
+            name: "sundial-ingest", dependencies: ["SundialServer"], path: "services/ingest",
             exclude: ["README.md"]),
         .executableTarget(
-            name: "sundial-planner", dependencies: ["SundialCLI"], path: "services/planner",
+            name: "sundial-planner", dependencies: ["SundialServer"], path: "services/planner",
             exclude: ["README.md"]),
         .executableTarget(
-            name: "sundial-dispatcher", dependencies: ["SundialCLI"], path: "services/dispatcher",
+            name: "sundial-dispatcher", dependencies: ["SundialServer"], path: "services/dispatcher",
             exclude: ["README.md"]),
         .executableTarget(
-            name: "sundial-governor", dependencies: ["SundialCLI"], path: "services/governor",
+            name: "sundial-governor", dependencies: ["SundialServer"], path: "services/governor",
             exclude: ["README.md"]),
 
         .testTarget(
@@ -187,7 +200,7 @@ let package = Package(
             dependencies: [
                 "SundialLocalCluster", "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor",
                 "SundialFairness", "SundialExecutor", "SundialNATS", "SundialPostgres", "SundialStore", "SundialProto",
-                "SundialContract", "SundialCLI", "SundialMetricsServer", "SundialObservability",
+                "SundialContract", "SundialCLI", "SundialServer", "SundialMetricsServer", "SundialObservability",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SundialServer
 import Logging
 import SundialContract
 import SundialExecutor

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SundialServer
 
 /// `sundial serve ingest planner dispatcher governor`: run services against existing NATS/Postgres,
 /// configured by `SUNDIAL_*` environment variables (see services/*/README.md).

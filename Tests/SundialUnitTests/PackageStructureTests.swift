@@ -1,0 +1,65 @@
+import Foundation
+import Testing
+
+/// The deployables (services/*) link the server entry point only — never the CLI, the
+/// benchmarks or the local-cluster launcher — and the pure core imports neither NATS nor
+/// Postgres. Read from Package.swift's target graph.
+@Suite("Package structure")
+struct PackageStructureTests {
+    /// target name → its dependencies (target names and product names), from Package.swift.
+    static func graph() throws -> [String: [String]] {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let text = try String(contentsOf: root.appendingPathComponent("Package.swift"), encoding: .utf8)
+        var graph: [String: [String]] = [:]
+        // Each target declaration: `.target(` / `.executableTarget(` … `name: "X"` … up to the next one.
+        let pieces = text.components(separatedBy: "Target(").dropFirst()
+            + text.components(separatedBy: ".target(").dropFirst()
+        for piece in pieces {
+            guard let nameRange = piece.range(of: #"name: "([^"]+)""#, options: .regularExpression) else { continue }
+            let name = String(piece[nameRange].dropFirst(7).dropLast())
+            let body = piece.components(separatedBy: "\n        .").first ?? piece
+            guard let deps = body.range(of: "dependencies:") else {
+                graph[name, default: []] += []
+                continue
+            }
+            let list = body[deps.upperBound...]
+            let quoted = list.matches(of: #/"([A-Za-z0-9_-]+)"/#).map { String($0.output.1) }
+            graph[name, default: []] += quoted.filter { $0 != name }
+        }
+        return graph
+    }
+
+    static func closure(of target: String, in graph: [String: [String]]) -> Set<String> {
+        var seen: Set<String> = []
+        var stack = [target]
+        while let next = stack.popLast() {
+            for dep in graph[next] ?? [] where seen.insert(dep).inserted { stack.append(dep) }
+        }
+        return seen
+    }
+
+    @Test func deployablesLinkNeitherTheCLINorBenchmarks() throws {
+        let graph = try Self.graph()
+        for service in ["sundial-ingest", "sundial-planner", "sundial-dispatcher", "sundial-governor"] {
+            let linked = Self.closure(of: service, in: graph)
+            #expect(linked.contains("SundialServer"), "\(service): \(linked.sorted())")
+            for forbidden in ["SundialCLI", "SundialBench", "SundialLocalCluster", "ArgumentParser", "swift-argument-parser"] {
+                #expect(!linked.contains(forbidden), "\(service) links \(forbidden)")
+            }
+        }
+        // The CLI may use the server entry point, not the other way round.
+        #expect(!Self.closure(of: "SundialServer", in: graph).contains("SundialCLI"))
+    }
+
+    @Test func thePureCoreImportsNeitherNATSNorPostgres() throws {
+        let graph = try Self.graph()
+        for core in ["SundialFairness", "SundialSchedule", "SundialObservability"] {
+            let linked = Self.closure(of: core, in: graph)
+            #expect(graph[core] != nil, "\(core) is a target")
+            for forbidden in ["SundialNATS", "SundialPostgres", "CNats", "CLibPQ"] {
+                #expect(!linked.contains(forbidden), "\(core) links \(forbidden)")
+            }
+        }
+    }
+}
