@@ -15,6 +15,16 @@ public enum TimerID {
                            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
     }
 
+    /// The smallest id a timer created at `instant` can have (its millisecond, every other bit
+    /// zero): ids below it were created before.
+    public static func lowerBound(at instant: Date) -> UUID {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        let millis = UInt64(max(0, instant.timeIntervalSince1970 * 1000))
+        for index in 0..<6 { bytes[index] = UInt8(truncatingIfNeeded: millis >> (8 * (5 - index))) }
+        return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                           bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+    }
+
     /// Parses a client-supplied id; nil if it is not a UUID.
     public static func parse(_ text: String) -> UUID? { UUID(uuidString: text) }
 

@@ -51,6 +51,9 @@ public enum MetricName {
     public static let published = "sundial_planner_published_total"
     public static let rescued = "sundial_planner_rescued_total"
     public static let publishFailures = "sundial_planner_publish_failures_total"
+    /// Deleted by the reaper after the retention: timers (with their runs), and runs.
+    public static let reapedTimers = "sundial_retention_deleted_timers_total"
+    public static let reapedRuns = "sundial_retention_deleted_runs_total"
 
     // Ingest (its Timers endpoints)
     /// Counter {method, code}: answered requests; code 200 or the error contract's code.

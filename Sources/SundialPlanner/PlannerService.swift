@@ -35,6 +35,11 @@ public struct PlannerConfig: Sendable {
     /// between a commit and its publish). The Dispatcher drops the duplicate otherwise.
     public var rescueGrace: Duration = .seconds(60)
     public var rescueInterval: Duration = .seconds(10)
+    /// Finished timers (with their runs and payloads), and finished runs of timers that go
+    /// on, are deleted this long after they finished (nil: kept for ever). See `ReaperPacing`.
+    public var retention: Duration? = .seconds(7 * 86_400)
+    /// Timers walked per reaper transaction.
+    public var reaperBatchSize: Int = 1000
 
     public init() {}
 
@@ -55,6 +60,12 @@ public struct PlannerConfig: Sendable {
             throw .invalid("planner.claim_budget", "needs at least 1 MiB and 1 run")
         }
         guard rescueGrace >= .seconds(1) else { throw .invalid("planner.rescue_grace", "must be at least 1s") }
+        if let retention, retention < .seconds(1) || retention > .seconds(3650 * 86_400) {
+            throw .invalid("planner.retention", "must be 1s…3650d, or off")
+        }
+        guard (1...100_000).contains(reaperBatchSize) else {
+            throw .invalid("planner.reaper_batch_size", "must be in 1…100000")
+        }
     }
 }
 
@@ -67,6 +78,9 @@ public final class PlannerStats: Sendable {
     public let publishFailures = Atomic<Int>(0)
     public let leaseAcquisitions = Atomic<Int>(0)
     public let heldShards = Atomic<Int>(0)
+    /// Deleted by the reaper (retention): timers, and runs.
+    public let reapedTimers = Atomic<Int>(0)
+    public let reapedRuns = Atomic<Int>(0)
     /// Claims that stopped early at the byte or run budget.
     public let claimsCutByBudget = Atomic<Int>(0)
     /// Claims, republishes and rescues put off to the next tick by its time box.
@@ -119,6 +133,7 @@ public final class PlannerService: Service, Sendable {
             group.addTask { try await micro.run() }
             group.addTask { await self.planLoop() }
             group.addTask { await self.sampleMetrics() }
+            group.addTask { await self.reapLoop() }
             // When the plan loop ends (graceful shutdown), stop answering discovery too.
             try await group.next()
             group.cancelAll()
@@ -230,6 +245,29 @@ public final class PlannerService: Service, Sendable {
         }
     }
 
+    /// Deletes what the retention no longer keeps, a batch at a time (`RetentionStore`; one
+    /// reaper at a time across planners), paced by `ReaperPacing`.
+    private func reapLoop() async {
+        guard let retention = config.retention else { return }
+        let store = RetentionStore(pool: timers.pool)
+        var pacing = ReaperPacing()
+        while !Task.isCancelled {
+            let wait: Duration
+            do {
+                let outcome = try await store.reapBatch(now: Date(), retention: retention, batchSize: config.reaperBatchSize)
+                if case .walked(_, let timersDeleted, let runsDeleted) = outcome {
+                    stats.reapedTimers.add(timersDeleted, ordering: .relaxed)
+                    stats.reapedRuns.add(runsDeleted, ordering: .relaxed)
+                }
+                wait = pacing.next(after: outcome)
+            } catch {
+                wait = pacing.nextAfterFailure()
+                logger.warning("retention: a reaper batch failed, retrying in \(wait): \(error)")
+            }
+            try? await Task.sleep(for: wait)
+        }
+    }
+
     /// Mirrors the counters into metrics every 5 s.
     private func sampleMetrics() async {
         let mirror = MetricsMirror()
@@ -240,6 +278,8 @@ public final class PlannerService: Service, Sendable {
             mirror.counter(MetricName.published, stats.published.load(ordering: .relaxed))
             mirror.counter(MetricName.rescued, stats.rescued.load(ordering: .relaxed))
             mirror.counter(MetricName.publishFailures, stats.publishFailures.load(ordering: .relaxed))
+            mirror.counter(MetricName.reapedTimers, stats.reapedTimers.load(ordering: .relaxed))
+            mirror.counter(MetricName.reapedRuns, stats.reapedRuns.load(ordering: .relaxed))
             try? await Task.sleep(for: .seconds(5))
         }
     }

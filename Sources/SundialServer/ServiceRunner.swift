@@ -130,6 +130,17 @@ public struct ServiceEnvironment: Sendable {
         if let value = try duration("SUNDIAL_PLANNER_LEASE_TTL") { result.planner.leaseTTL = value }
         if let value = try integer("SUNDIAL_PLANNER_MAX_SHARDS") { result.planner.maxShards = value }
         if let value = try duration("SUNDIAL_PLANNER_RESCUE_GRACE") { result.planner.rescueGrace = value }
+        if let value = env["SUNDIAL_RETENTION"] {
+            if value == "off" {
+                result.planner.retention = nil
+            } else {
+                guard let parsed = ScheduleDuration.parse(value) else {
+                    throw SundialError.invalid("SUNDIAL_RETENTION", "is not a duration like 7d or 12h, nor off: \(value)")
+                }
+                result.planner.retention = parsed
+            }
+        }
+        if let value = try integer("SUNDIAL_REAPER_BATCH") { result.planner.reaperBatchSize = value }
         if let value = try integer("SUNDIAL_DISPATCHER_PIPELINES") { result.dispatcher.pipelines = value }
         if let value = try integer("SUNDIAL_DISPATCHER_FETCH_BATCH") { result.dispatcher.fetchBatch = value }
         if let value = env["SUNDIAL_DISPATCHER_FAIRNESS"] {

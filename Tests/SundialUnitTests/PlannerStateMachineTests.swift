@@ -171,3 +171,17 @@ struct PlannerStateMachineTests {
         #expect(machine.nextDeadline(after: clock.now) == clock.now)
     }
 }
+
+@Suite("Reaper pacing")
+struct ReaperPacingTests {
+    @Test func aWalkGoesOnWithPausesThenIdlesAndFailuresBackOff() {
+        var pacing = ReaperPacing(pause: .milliseconds(50), idle: .seconds(60))
+        #expect(pacing.next(after: .walked(walked: 1000, timersDeleted: 10, runsDeleted: 30)) == .milliseconds(50))
+        #expect(pacing.next(after: .caughtUp) == .seconds(60))
+        #expect(pacing.next(after: .busy) == .seconds(60))
+        #expect((1...8).map { _ in pacing.nextAfterFailure() } == [1, 2, 4, 8, 16, 32, 60, 60].map { .seconds($0) })
+        // A success resets the back-off.
+        _ = pacing.next(after: .caughtUp)
+        #expect(pacing.nextAfterFailure() == .seconds(1))
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import SundialContract
+import SundialPostgres
+import SundialProto
+import SundialStore
+import Testing
+
+/// Issue 13, retention: the reaper deletes finished timers with their runs (and so their
+/// payloads) and old finished runs of timers that go on, never what is still live; batches
+/// resume where the last one stopped; one reaper at a time. Time is injected (`now`).
+@Suite("Integration: retention", .serialized)
+struct RetentionIntegrationTests {
+    @Test("finished timers and old finished runs go after the retention; live timers and pending runs stay")
+    func reaperDeletesOnlyWhatIsFinished() async throws {
+        try await withTestSystem("retention") { system in
+            let client = system.client(tenant: "acme")
+            let worker = try await system.worker(queue: "r")
+            var done: [String] = []
+            for index in 0..<5 {
+                done.append(try await client.create(.delay(.milliseconds(300 + index * 50), queue: "r", payload: "done-\(index)")).timer.id)
+            }
+            let cancelled = try await client.create(.delay(.seconds(3600), queue: "r")).timer.id
+            _ = try await client.cancel(cancelled)
+            let future = try await client.create(.delay(.seconds(3600), queue: "r")).timer.id
+            let ticking = try await client.create(.every(.seconds(1), maxOccurrences: 1000, queue: "r", payload: "tick")).timer.id
+            // Run the one-shots and two ticks to success.
+            var ticks = 0
+            let deadline = ContinuousClock.now + .seconds(30)
+            var succeeded = Set<String>()
+            while (succeeded.count < done.count || ticks < 2), ContinuousClock.now < deadline {
+                for job in try await worker.next(max: 16, maxWait: .milliseconds(300)) {
+                    try await worker.complete(job)
+                    if job.timerID == ticking { ticks += 1 } else { succeeded.insert(job.timerID) }
+                }
+            }
+            #expect(succeeded == Set(done) && ticks >= 2)
+            let oneShots = done
+            try await eventually("the one-shots are settled") {
+                var all = true
+                for id in oneShots where try await client.get(id).state != .succeeded { all = false }
+                return all
+            }
+            let tickID = try #require(TimerID.parse(ticking))
+            try await eventually("the ticks' runs are finished") {
+                try await system.store.runs(timerID: tickID).filter { $0.outcome == "succeeded" }.count >= 2
+            }
+
+            let store = RetentionStore(pool: system.pool)
+            // Within the retention nothing goes.
+            var outcome = try await store.reapBatch(now: Date(), retention: .seconds(3600), batchSize: 100)
+            #expect(outcome == .caughtUp)
+            // Eight days later, with 7 days' retention, in batches of 3 timers.
+            let later = Date().addingTimeInterval(8 * 86_400)
+            var deleted = 0
+            var runs = 0
+            var batches = 0
+            var attempts = 0
+            repeat {
+                attempts += 1
+                outcome = try await store.reapBatch(now: later, retention: .seconds(7 * 86_400), batchSize: 3)
+                // The system's own planner reaps too (with today's clock): if it holds the lock
+                // this instant, try again.
+                if outcome == .busy { continue }
+                if case .walked(let walked, let timers, let gone) = outcome {
+                    #expect(walked <= 3)
+                    deleted += timers
+                    runs += gone
+                }
+                batches += 1
+            } while outcome != .caughtUp && attempts < 50
+            // 8 timers walked in batches of 3, then the walk is over.
+            #expect(batches == 4, "\(batches) batches")
+            #expect(deleted == done.count + 1, "the five succeeded one-shots and the cancelled one")
+            for id in done + [cancelled] {
+                await #expect(throws: (any Error).self) { _ = try await client.get(id) }
+                #expect(try await system.store.runs(timerID: TimerID.parse(id)!).isEmpty)
+            }
+            // What is live stays: the future timer, the recurring one and its pending run; only
+            // the recurring timer's finished runs went.
+            let futureState = try await client.get(future).state
+            #expect(futureState == .armed || futureState == .scheduled)
+            #expect(try await client.get(ticking).state != .succeeded)
+            let tickRuns = try await system.store.runs(timerID: tickID)
+            #expect(!tickRuns.contains { $0.outcome == "succeeded" })
+            #expect(tickRuns.contains { ["armed", "dispatching", "dispatched"].contains($0.outcome) })
+            #expect(runs >= done.count + 2)
+        }
+    }
+
+    @Test("one reaper at a time: while another holds the lock a batch reports busy")
+    func oneReaperAtATime() async throws {
+        try await withTestSystem("reaperlock", .init()) { system in
+            let holder = try await TestPostgres.pool(schema: system.schema, size: 1)
+            let lock = "hashtext('\(system.schema)' || '.sundial_reaper')"
+            _ = try await holder.withSession { try $0.execute("SELECT pg_advisory_lock(\(lock))") }
+            let store = RetentionStore(pool: system.pool)
+            #expect(try await store.reapBatch(now: Date(), retention: .seconds(60), batchSize: 10) == .busy)
+            _ = try await holder.withSession { try $0.execute("SELECT pg_advisory_unlock(\(lock))") }
+            #expect(try await store.reapBatch(now: Date(), retention: .seconds(60), batchSize: 10) != .busy)
+            await holder.close()
+        }
+    }
+}
