@@ -5,12 +5,18 @@ import Foundation
 public enum TimerID {
     public static func make(now: Date = Date()) -> UUID {
         var bytes = [UInt8](repeating: 0, count: 16)
-        let millis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
-        for index in 0..<6 { bytes[index] = UInt8(truncatingIfNeeded: millis >> (8 * (5 - index))) }
         var random = SystemRandomNumberGenerator()
         for index in 6..<16 { bytes[index] = UInt8.random(in: 0...255, using: &random) }
         bytes[6] = (bytes[6] & 0x0F) | 0x70  // version 7
         bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
+        return uuid(millisecondOf: now, rest: bytes)
+    }
+
+    /// `rest` with its first 6 bytes replaced by `instant`'s Unix milliseconds (big-endian).
+    private static func uuid(millisecondOf instant: Date, rest: [UInt8]) -> UUID {
+        var bytes = rest
+        let millis = UInt64(max(0, instant.timeIntervalSince1970 * 1000))
+        for index in 0..<6 { bytes[index] = UInt8(truncatingIfNeeded: millis >> (8 * (5 - index))) }
         return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
                            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
     }
@@ -18,11 +24,7 @@ public enum TimerID {
     /// The smallest id a timer created at `instant` can have (its millisecond, every other bit
     /// zero): ids below it were created before.
     public static func lowerBound(at instant: Date) -> UUID {
-        var bytes = [UInt8](repeating: 0, count: 16)
-        let millis = UInt64(max(0, instant.timeIntervalSince1970 * 1000))
-        for index in 0..<6 { bytes[index] = UInt8(truncatingIfNeeded: millis >> (8 * (5 - index))) }
-        return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-                           bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+        uuid(millisecondOf: instant, rest: [UInt8](repeating: 0, count: 16))
     }
 
     /// Parses a client-supplied id; nil if it is not a UUID.

@@ -23,15 +23,21 @@ struct BreakerIntegrationTests {
         let attempts = Mutex<[Attempt]>([])
     }
 
-    @Test("one tenant's downstream down for 20 s: it is held without spending attempts, the other tenant on the queue goes on, and it recovers by itself")
-    func failingTenantIsHeldAndRecovers() async throws {
+    /// A system whose governor's breakers judge a 10 s window at ratio 0.5, cool down from 2 s,
+    /// and probe with 2 jobs.
+    static func options(minimumSamples: Int, maximumCoolDown: Duration) -> TestSystem.Options {
         var options = TestSystem.Options()
         var governor = TestSystem.governorConfig(capacity: nil)
         governor.core.breaker = .init(
-            window: .seconds(10), slots: 10, minimumSamples: 8, failureRatio: 0.5, coolDown: .seconds(2),
-            maximumCoolDown: .seconds(8), probes: 2, probeTimeout: .seconds(20))
+            window: .seconds(10), slots: 10, minimumSamples: minimumSamples, failureRatio: 0.5, coolDown: .seconds(2),
+            maximumCoolDown: maximumCoolDown, probes: 2, probeTimeout: .seconds(20))
         options.governor = governor
-        try await withTestSystem("breaker", options) { system in
+        return options
+    }
+
+    @Test("one tenant's downstream down for 20 s: it is held without spending attempts, the other tenant on the queue goes on, and it recovers by itself")
+    func failingTenantIsHeldAndRecovers() async throws {
+        try await withTestSystem("breaker", Self.options(minimumSamples: 8, maximumCoolDown: .seconds(8))) { system in
             let events = try await system.api.subscribe(subject: system.namespace.event(tenant: "broken", kind: ">"))
             let fineEvents = try await system.api.subscribe(subject: system.namespace.event(tenant: "fine", kind: ">"))
             let worker = try await system.worker(queue: "dep")
@@ -156,16 +162,14 @@ struct BreakerIntegrationTests {
 
     @Test("attempts that fail while a breaker trips are given back: one-attempt jobs outlive an outage")
     func attemptsFailedWhileTrippingAreRefunded() async throws {
-        var options = TestSystem.Options()
-        var governor = TestSystem.governorConfig(capacity: nil)
-        governor.core.breaker = .init(
-            window: .seconds(10), slots: 10, minimumSamples: 5, failureRatio: 0.5, coolDown: .seconds(2),
-            maximumCoolDown: .seconds(4), probes: 2, probeTimeout: .seconds(20))
-        options.governor = governor
-        try await withTestSystem("refunds", options) { system in
+        try await withTestSystem("refunds", Self.options(minimumSamples: 5, maximumCoolDown: .seconds(4))) { system in
             let events = try await system.api.subscribe(subject: system.namespace.event(tenant: "t", kind: ">"))
             let executor = FlakyExecutor()
             let running = executor.run(try await system.worker(queue: "dep"))
+            // Refunds need the trip rule from the governor's plan: wait for its first plan.
+            try await eventually("the dispatcher has the governor's trip rule") {
+                system.dispatcher!.currentPlan.breakerTrip != nil
+            }
             // One attempt each: without refunds every job is dead-lettered by its first failure.
             let ids = try await Self.createJobs(
                 system, tenant: "t", count: 40, firstIn: .seconds(2), spread: .seconds(4), maxAttempts: 1)
@@ -200,7 +204,9 @@ struct BreakerIntegrationTests {
                 if event.kind == TimerEventKind.attemptFailed { details.append(event.detail) }
             }
             print("refunds: 40 one-attempt jobs, downstream down: \(dead) dead-lettered, \(executor.succeeded.count) succeeded, \(refunded) of \(executor.ledger.attempts.withLock { $0.filter(\.failed).count }) failed attempts given back")
-            #expect(dead <= 1, "only a failure alone in the window counts")
+            // The first failure alone in the window counts (no evidence yet); a second one in a
+            // separate result batch may race it.
+            #expect(dead <= 2, "only the first failures, before a second one is in the window, count")
             #expect(executor.succeeded.count == ids.count - dead)
             // With one attempt per job, every failed attempt was either given back or dead-lettered.
             let failedAttempts = executor.ledger.attempts.withLock { $0.filter(\.failed).count }

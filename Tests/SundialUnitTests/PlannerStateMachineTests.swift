@@ -1,4 +1,5 @@
 import Foundation
+import SundialContract
 import SundialPlanner
 import SundialStore
 import Synchronization
@@ -183,5 +184,18 @@ struct ReaperPacingTests {
         // A success resets the back-off.
         _ = pacing.next(after: .caughtUp)
         #expect(pacing.nextAfterFailure() == .seconds(1))
+    }
+}
+
+@Suite("Timer ids bound the reaper's walk")
+struct TimerIDBoundTests {
+    @Test func theLowerBoundOfAnInstantSortsBetweenIdsBeforeAndIdsFrom() {
+        let instant = Date(timeIntervalSince1970: 1_800_000_000.5)
+        let bound = TimerID.lowerBound(at: instant).uuidString
+        for _ in 0..<100 {
+            #expect(TimerID.make(now: instant.addingTimeInterval(-0.001)).uuidString < bound)
+            #expect(TimerID.make(now: instant).uuidString >= bound)
+        }
+        #expect(bound.hasSuffix("-0000-0000-000000000000"))
     }
 }
