@@ -21,16 +21,44 @@ struct SchedulePreviewCommand: ParsableCommand {
         commandName: "preview",
         abstract: "Print the next fire times of a schedule, one per line: UTC instant, then local time.",
         discussion: """
-            Give exactly one kind: --cron, --weekdays, --date, --every, --delay, --at, or --json.
+            Give exactly one kind: --cron, --weekdays, --date, --every, --in (or --delay), --at, or --schedule-json.
             Examples:
               sundial schedule preview --cron '0 9 * * MON-FRI' --time-zone Europe/Berlin
               sundial schedule preview --weekdays mon,wed --at-time 09:00 --recurring
               sundial schedule preview --date 03-15 --at-time 09:00 --time-zone America/New_York
               sundial schedule preview --every 90m --max-occurrences 5
-              sundial schedule preview --json '{"cron":{"expression":"@daily"},"timeZone":"Asia/Kolkata"}'
+              sundial schedule preview --schedule-json '{"cron":{"expression":"@daily"},"timeZone":"Asia/Kolkata"}'
             See docs/schedules.md for the semantics.
             """)
 
+    @OptionGroup var schedule: ScheduleOptions
+
+    @Option(help: "Preview as if the timer were created at this instant (RFC 3339; default now).")
+    var from: String?
+
+    @Option(help: "How many fire times to print.")
+    var count: Int = 10
+
+    @Option(name: .customLong("timer-id"), help: "Timer id used to derive the jitter offsets.")
+    var timerID: String = "preview"
+
+    mutating func run() throws {
+        do {
+            let now = try ScheduleOptions.instant(from, "--from") ?? Date()
+            let built = try schedule.buildSchedule()
+            try built.validate(now: now)
+            for line in ScheduleOptions.preview(built, createdAt: now, timerID: timerID, count: count) { print(line) }
+        } catch let error as ScheduleValidationError {
+            ScheduleOptions.report(error)
+            throw ExitCode(2)
+        }
+    }
+}
+
+/// The options that describe a schedule, shared by `schedule preview` and `timers create`:
+/// exactly one kind (`--cron`, `--weekdays`, `--date`, `--every`, `--in`/`--delay`, `--at`,
+/// `--schedule-json`) plus time zone, end conditions and jitter (docs/schedules.md).
+struct ScheduleOptions: ParsableArguments {
     @Option(help: "Cron expression: 5 fields, 6 with leading seconds, or @hourly/@daily/…")
     var cron: String?
 
@@ -49,13 +77,13 @@ struct SchedulePreviewCommand: ParsableCommand {
     @Option(help: "Fixed interval, e.g. 90m, 1h30m, 10s.")
     var every: String?
 
-    @Option(help: "With --every: first fire (RFC 3339); default one interval after --from.")
+    @Option(help: "With --every: first fire (RFC 3339); default one interval after creation.")
     var start: String?
 
     @Option(help: "With --every: last possible fire (RFC 3339).")
     var end: String?
 
-    @Option(help: "One-shot delay after --from, e.g. 3d, 10s, 500ms.")
+    @Option(name: [.customLong("in"), .customLong("delay")], help: "One-shot delay after creation, e.g. 3d, 10s, 500ms.")
     var delay: String?
 
     @Option(help: "One-shot absolute instant (RFC 3339).")
@@ -63,12 +91,6 @@ struct SchedulePreviewCommand: ParsableCommand {
 
     @Option(name: .customLong("time-zone"), help: "IANA time zone (default UTC).")
     var timeZone: String?
-
-    @Option(help: "Preview as if the timer were created at this instant (RFC 3339; default now).")
-    var from: String?
-
-    @Option(help: "How many fire times to print.")
-    var count: Int = 10
 
     @Option(help: "End condition: no fire after this instant (RFC 3339).")
     var until: String?
@@ -79,41 +101,35 @@ struct SchedulePreviewCommand: ParsableCommand {
     @Option(help: "Jitter window, e.g. 30s (fires spread over [0, jitter)).")
     var jitter: String?
 
-    @Option(name: .customLong("timer-id"), help: "Timer id used to derive the jitter offsets.")
-    var timerID: String = "preview"
-
-    @Option(help: "The schedule as protobuf JSON (sundial.v1.Schedule), as the API accepts it.")
+    @Option(name: .customLong("schedule-json"), help: "The schedule as protobuf JSON (sundial.v1.Schedule), as the API accepts it.")
     var json: String?
 
-    mutating func run() throws {
-        do {
-            let now = try instant(from, "--from") ?? Date()
-            let schedule = try buildSchedule()
-            try schedule.validate(now: now)
-            let zone = schedule.resolvedTimeZone ?? TimeZone(identifier: "UTC")!
-            var printed = 0
-            for (index, nominal) in schedule.upcoming(createdAt: now).enumerated() {
-                guard printed < count else { break }
-                let occurrence = UInt64(index)  // 0-based, as the services number them
-                let fire = schedule.fireTime(nominal: nominal, timerID: timerID, occurrence: occurrence)
-                var line = "\(RFC3339.format(fire))  \(RFC3339.formatLocal(fire, zone: zone, zoneName: schedule.timeZone))"
-                if schedule.jitter != nil {
-                    let offset = schedule.jitterOffset(timerID: timerID, occurrence: occurrence)
-                    line += "  (nominal \(RFC3339.format(nominal)) +\(ScheduleDuration.format(offset)) jitter)"
-                }
-                print(line)
-                printed += 1
+    /// The next `count` fire times, one line each: UTC instant, then local time (and the
+    /// jitter offset when there is one).
+    static func preview(_ schedule: TimerSchedule, createdAt now: Date, timerID: String, count: Int) -> [String] {
+        let zone = schedule.resolvedTimeZone ?? TimeZone(identifier: "UTC")!
+        var lines: [String] = []
+        for (index, nominal) in schedule.upcoming(createdAt: now).enumerated() {
+            guard lines.count < count else { break }
+            let occurrence = UInt64(index)  // 0-based, as the services number them
+            let fire = schedule.fireTime(nominal: nominal, timerID: timerID, occurrence: occurrence)
+            var line = "\(RFC3339.format(fire))  \(RFC3339.formatLocal(fire, zone: zone, zoneName: schedule.timeZone))"
+            if schedule.jitter != nil {
+                let offset = schedule.jitterOffset(timerID: timerID, occurrence: occurrence)
+                line += "  (nominal \(RFC3339.format(nominal)) +\(ScheduleDuration.format(offset)) jitter)"
             }
-            if printed == 0 { print("(no upcoming fire times)") }
-        } catch let error as ScheduleValidationError {
-            for v in error.violations {
-                FileHandle.standardError.write(Data("error: \(v.field): \(v.reason)\n".utf8))
-            }
-            throw ExitCode(2)
+            lines.append(line)
+        }
+        return lines.isEmpty ? ["(no upcoming fire times)"] : lines
+    }
+
+    static func report(_ error: ScheduleValidationError) {
+        for v in error.violations {
+            FileHandle.standardError.write(Data("error: \(v.field): \(v.reason)\n".utf8))
         }
     }
 
-    private func instant(_ text: String?, _ flag: String) throws -> Date? {
+    static func instant(_ text: String?, _ flag: String) throws -> Date? {
         guard let text else { return nil }
         guard let d = RFC3339.parse(text) else {
             throw ScheduleValidationError(field: flag, reason: "\"\(text)\" is not an RFC 3339 instant (e.g. 2027-03-15T09:00:00Z)")
@@ -121,7 +137,7 @@ struct SchedulePreviewCommand: ParsableCommand {
         return d
     }
 
-    private func duration(_ text: String, _ flag: String) throws -> Duration {
+    static func duration(_ text: String, _ flag: String) throws -> Duration {
         guard let d = ScheduleDuration.parse(text) else {
             throw ScheduleValidationError(field: flag, reason: "\"\(text)\" is not a duration (e.g. 90m, 1h30m, 10s, 500ms, 3d)")
         }
@@ -134,15 +150,15 @@ struct SchedulePreviewCommand: ParsableCommand {
             throw ScheduleValidationError(
                 field: "schedule",
                 reason: kinds.isEmpty
-                    ? "give one of --cron, --weekdays, --date, --every, --delay, --at, --json"
-                    : "give only one of --cron, --weekdays, --date, --every, --delay, --at, --json")
+                    ? "give one of --cron, --weekdays, --date, --every, --in, --at, --schedule-json"
+                    : "give only one of --cron, --weekdays, --date, --every, --in, --at, --schedule-json")
         }
         if let json {
             var schedule = try Sundial_V1_Schedule.timerSchedule(json: json)
             if let timeZone { schedule.timeZone = timeZone }
-            if let until { schedule.until = try instant(until, "--until") }
+            if let until { schedule.until = try Self.instant(until, "--until") }
             if let maxOccurrences { schedule.maxOccurrences = maxOccurrences }
-            if let jitter { schedule.jitter = try duration(jitter, "--jitter") }
+            if let jitter { schedule.jitter = try Self.duration(jitter, "--jitter") }
             return schedule
         }
         var timeOfDay: LocalTime?
@@ -174,11 +190,11 @@ struct SchedulePreviewCommand: ParsableCommand {
                 : .date(year: p[0], month: p[1], day: p[2], timeOfDay: timeOfDay)
         } else if let every {
             kind = .every(
-                interval: try duration(every, "--every"), start: try instant(start, "--start"), end: try instant(end, "--end"))
+                interval: try Self.duration(every, "--every"), start: try Self.instant(start, "--start"), end: try Self.instant(end, "--end"))
         } else if let delay {
-            kind = .delay(try duration(delay, "--delay"))
+            kind = .delay(try Self.duration(delay, "--delay"))
         } else {
-            kind = .at(try instant(at, "--at")!)
+            kind = .at(try Self.instant(at, "--at")!)
         }
         if (start != nil || end != nil) && every == nil {
             throw ScheduleValidationError(field: "--start", reason: "--start/--end only apply to --every")
@@ -187,7 +203,7 @@ struct SchedulePreviewCommand: ParsableCommand {
             throw ScheduleValidationError(field: "--recurring", reason: "only applies to --weekdays")
         }
         return TimerSchedule(
-            kind, timeZone: timeZone ?? "UTC", until: try instant(until, "--until"), maxOccurrences: maxOccurrences,
-            jitter: try jitter.map { try duration($0, "--jitter") })
+            kind, timeZone: timeZone ?? "UTC", until: try Self.instant(until, "--until"), maxOccurrences: maxOccurrences,
+            jitter: try jitter.map { try Self.duration($0, "--jitter") })
     }
 }

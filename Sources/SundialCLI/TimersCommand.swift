@@ -11,36 +11,42 @@ struct TimersCommand: AsyncParsableCommand {
         subcommands: [Create.self, Get.self, Update.self, Cancel.self, List.self, History.self])
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a one-shot timer.")
+        static let configuration = CommandConfiguration(
+            abstract: "Create a timer of any kind; --dry-run prints its next fire times instead.",
+            discussion: """
+                Give exactly one kind: --in, --at, --cron, --weekdays, --date, --every or --schedule-json.
+                Examples:
+                  sundial timers create --tenant acme --queue emails --in 10s --payload hi
+                  sundial timers create --tenant acme --queue reports --cron '0 9 * * MON-FRI' --time-zone Europe/Berlin
+                  sundial timers create --tenant acme --queue ticks --every 5m --max-occurrences 12 --dry-run
+                  sundial timers create --tenant acme --queue follow-up --in 1h --after <timer id>
+                See docs/schedules.md for the semantics.
+                """)
 
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "Tenant (the subject prefix sundial.v1.<tenant>).") var tenant: String
-        @Option(name: .customLong("in"), help: "Delay from now, e.g. 10s, 5m, 3d, 1h30m.") var delay: String?
-        @Option(help: "Absolute due time, RFC 3339.") var at: String?
+        @OptionGroup var schedule: ScheduleOptions
         @Option(help: "Work queue: jobs go to sundial.work.<queue>.") var queue: String
         @Option(help: "Payload text (UTF-8).") var payload: String = ""
         @Option(help: "Idempotency key: a retried create returns the same timer.") var idempotencyKey: String?
         @Option(help: "Priority: high, normal, low.") var priority: String = "normal"
         @Option(help: "Label key=value (repeatable).") var label: [String] = []
+        @Option(help: "Retry policy: attempts in all, including the first (default 5).") var maxAttempts: UInt32?
+        @Option(help: "Retry policy: first backoff, e.g. 1s (default 1s).") var initialBackoff: String?
+        @Option(help: "Retry policy: longest backoff, e.g. 10m (default 10m).") var maxBackoff: String?
+        @Option(help: "Start the schedule when this timer's job succeeds (a dependency).") var after: String?
+        @Flag(help: "Print the next fire times (the preview) and create nothing.") var dryRun = false
+        @Option(help: "With --dry-run: how many fire times to print.") var count: Int = 10
         @Flag(help: "Print the reply as protobuf JSON.") var json = false
 
-        func run() async throws {
+        /// The request these options describe (checked as the CLI can; Ingest checks again).
+        func request() throws -> Sundial_V1_CreateTimerRequest {
+            let built = try schedule.buildSchedule()
             var request = Sundial_V1_CreateTimerRequest()
+            request.schedule = built.proto
             request.queue = queue
             request.payload = Data(payload.utf8)
             if let idempotencyKey { request.idempotencyKey = idempotencyKey }
-            switch (delay, at) {
-            case (let text?, nil):
-                guard let duration = ScheduleDuration.parse(text) else {
-                    throw ValidationError("--in: not a duration like 10s, 5m, 3d: \(text)")
-                }
-                request.schedule.delay.duration = Google_Protobuf_Duration(rounding: duration)
-            case (nil, let text?):
-                guard let date = RFC3339.parse(text) else { throw ValidationError("--at: not RFC 3339: \(text)") }
-                request.schedule.at.instant = Google_Protobuf_Timestamp(date: date)
-            default:
-                throw ValidationError("give exactly one of --in or --at")
-            }
             switch priority {
             case "high": request.priority = .high
             case "low": request.priority = .low
@@ -51,6 +57,39 @@ struct TimersCommand: AsyncParsableCommand {
                 let parts = pair.split(separator: "=", maxSplits: 1)
                 guard parts.count == 2 else { throw ValidationError("--label must be key=value: \(pair)") }
                 request.labels[String(parts[0])] = String(parts[1])
+            }
+            if let maxAttempts { request.retryPolicy.maxAttempts = maxAttempts }
+            if let initialBackoff {
+                request.retryPolicy.initialBackoff = Google_Protobuf_Duration(
+                    rounding: try ScheduleOptions.duration(initialBackoff, "--initial-backoff"))
+            }
+            if let maxBackoff {
+                request.retryPolicy.maxBackoff = Google_Protobuf_Duration(
+                    rounding: try ScheduleOptions.duration(maxBackoff, "--max-backoff"))
+            }
+            if let after {
+                guard TimerID.parse(after) != nil else { throw ValidationError("--after: not a timer id: \(after)") }
+                request.afterTimerID = after
+            }
+            return request
+        }
+
+        func run() async throws {
+            let request: Sundial_V1_CreateTimerRequest
+            do {
+                request = try self.request()
+                if dryRun {
+                    let built = try schedule.buildSchedule()
+                    try built.validate(now: Date())
+                    if after != nil { print("(starts when timer \(after!) succeeds; times below are as if that were now)") }
+                    for line in ScheduleOptions.preview(built, createdAt: Date(), timerID: "dry-run", count: count) {
+                        print(line)
+                    }
+                    return
+                }
+            } catch let error as ScheduleValidationError {
+                ScheduleOptions.report(error)
+                throw ExitCode(2)
             }
             let nats = try await connection.connect(name: "sundial-cli", as: .tenant(tenant))
             let client = TimersClient(connection: nats, tenant: tenant)

@@ -256,11 +256,12 @@ public final class DispatcherService: Service, Sendable {
     // MARK: metrics
 
     private func lagHistogram(tier: Tier, queue: String) -> CoreMetrics.Timer {
-        let key = tier.rawValue + "/" + queue
+        let label = metricLabels.queue(queue)  // bounded: at most 200 names, then `other`
+        let key = tier.rawValue + "/" + label
         return lagHistograms.withLock { cache in
             if let timer = cache[key] { return timer }
             let timer = CoreMetrics.Timer(
-                label: MetricName.fireLag, dimensions: [("tier", tier.rawValue), ("queue", metricLabels.queue(queue))])
+                label: MetricName.fireLag, dimensions: [("tier", tier.rawValue), ("queue", label)])
             if cache.count < 1000 { cache[key] = timer }
             return timer
         }

@@ -54,7 +54,7 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
 
         /// Why a configuration is unusable, or nil.
         public var problem: String? {
-            if window <= .zero { return "window must be positive" }
+            if window <= .zero || window > .seconds(86_400) { return "window must be positive and at most a day" }
             if !(1...1000).contains(slots) { return "slots must be 1…1000" }
             if minimumSamples < 1 { return "minimum samples must be at least 1" }
             if !(failureRatio > 0 && failureRatio <= 1) { return "failure ratio must be in (0, 1]" }

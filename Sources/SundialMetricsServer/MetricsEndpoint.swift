@@ -86,6 +86,8 @@ public final class MetricsEndpoint: Service, Sendable {
         _ = withUnsafeMutablePointer(to: &actual) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
+        // Non-blocking: a connection aborted between poll and accept must not block the loop.
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         self.fd = fd
         self.boundPort = UInt16(bigEndian: actual.sin_port)
         self.host = host
@@ -99,9 +101,15 @@ public final class MetricsEndpoint: Service, Sendable {
         let serving = Task { [self] in
             await thread.run { self.serve() }
         }
-        await withGracefulShutdownHandler {
-            await serving.value
-        } onGracefulShutdown: { [self] in
+        // Stop on a graceful shutdown and on cancellation (another service of the group ended):
+        // the serving thread is not a child task, so cancellation must be passed on by hand.
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await serving.value
+            } onGracefulShutdown: { [self] in
+                stopping.store(true, ordering: .releasing)
+            }
+        } onCancel: { [self] in
             stopping.store(true, ordering: .releasing)
         }
         // A cancelled task (no graceful shutdown) must stop the loop too.
@@ -117,7 +125,12 @@ public final class MetricsEndpoint: Service, Sendable {
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&poller, 1, 200) > 0 else { continue }
             let client = accept(fd, nil, nil)
-            guard client >= 0 else { continue }
+            guard client >= 0 else {
+                // Out of descriptors (or similar): the connection stays queued and poll would
+                // return at once, so wait a little instead of spinning.
+                if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR { usleep(100_000) }
+                continue
+            }
             var timeout = timeval(tv_sec: 0, tv_usec: 500_000)
             setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -149,7 +162,10 @@ public final class MetricsEndpoint: Service, Sendable {
 
     private func write(_ client: Int32, _ bytes: [UInt8]) {
         var offset = 0
-        while offset < bytes.count {
+        // The whole answer within 2 s (each send waits at most 0.5 s): a client that reads
+        // slowly cannot hold the listener longer.
+        let deadline = ContinuousClock.now + .seconds(2)
+        while offset < bytes.count, ContinuousClock.now < deadline {
             let n = bytes[offset...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             guard n > 0 else { return }
             offset += n

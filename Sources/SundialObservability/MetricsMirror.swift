@@ -28,10 +28,14 @@ public final class MetricsMirror: Sendable {
         let original = Key(name: name, labels: dimensions.flatMap { [$0.0, $0.1] })
         let mapped = labels.bounded(dimensions)
         let key = Key(name: name, labels: mapped.flatMap { [$0.0, $0.1] })
-        let previous = last.withLock { last -> Int64? in
-            defer { if last.count < 100_000 || last[original] != nil { last[original] = Int64(total) } }
-            return last[original]
-        }
+        // A label set that cannot be remembered (beyond 100,000) is not counted at all: adding
+        // its whole total every sample would over-count.
+        guard let previous = last.withLock({ last -> Int64?? in
+            let known = last[original]
+            guard known != nil || last.count < 100_000 else { return nil }
+            last[original] = Int64(total)
+            return .some(known)
+        }) else { return }
         let counter = counters.withLock { counters in
             if let existing = counters[key] { return existing }
             let made = CoreMetrics.Counter(label: name, dimensions: mapped)

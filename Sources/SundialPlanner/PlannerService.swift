@@ -248,7 +248,11 @@ public final class PlannerService: Service, Sendable {
     /// Deletes what the retention no longer keeps, a batch at a time (`RetentionStore`; one
     /// reaper at a time across planners), paced by `ReaperPacing`.
     private func reapLoop() async {
-        guard let retention = config.retention else { return }
+        guard let retention = config.retention else {
+            // Retention off: nothing to do, but returning would end the service's task group.
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            return
+        }
         let store = RetentionStore(pool: timers.pool)
         var pacing = ReaperPacing()
         while !Task.isCancelled {

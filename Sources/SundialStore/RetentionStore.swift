@@ -77,12 +77,18 @@ enum RetentionQueries {
         name: "sundial_reaper_walk",
         sql: "SELECT id FROM timers WHERE id > $1 AND id < $2 ORDER BY id LIMIT $3")
 
-    /// Of $1, the timers in a final state ($2) last changed before $3.
+    /// Of $1, the timers in a final state ($2) last changed before $3 with no run still to
+    /// fire or to report (a `completed` recurring timer's last occurrence may still be armed —
+    /// held by a paused queue, say — and must fire).
     static let deleteTimers = PostgresQuery(
         name: "sundial_reaper_delete_timers",
         sql: """
-            DELETE FROM timers WHERE id = ANY($1::uuid[]) AND state = ANY($2::text[]) AND updated_at < $3
-            RETURNING id
+            DELETE FROM timers t
+            WHERE t.id = ANY($1::uuid[]) AND t.state = ANY($2::text[]) AND t.updated_at < $3
+              AND NOT EXISTS (
+                  SELECT 1 FROM timer_runs r
+                  WHERE r.timer_id = t.id AND r.outcome IN ('armed', 'dispatching', 'dispatched'))
+            RETURNING t.id
             """)
 
     /// Every run of the deleted timers $2; of the other walked timers $1, finished runs ($3)
