@@ -48,6 +48,11 @@ public enum MetricName {
     public static let shardsHeld = "sundial_planner_shards_held"
     public static let shards = "sundial_planner_shards"
     public static let leaseAcquisitions = "sundial_planner_lease_acquisitions_total"
+    /// Of those, shards taken over: their lease had expired under another planner.
+    public static let leaseTakeovers = "sundial_planner_lease_takeovers_total"
+    /// Gauge: armed runs in the whole store (loaded into JetStream, waiting to fire); the same
+    /// figure on every planner (take the max), refreshed every 30 s.
+    public static let armedRuns = "sundial_armed_runs"
     public static let published = "sundial_planner_published_total"
     public static let rescued = "sundial_planner_rescued_total"
     public static let publishFailures = "sundial_planner_publish_failures_total"

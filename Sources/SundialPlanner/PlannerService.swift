@@ -78,6 +78,8 @@ public final class PlannerStats: Sendable {
     public let publishFailures = Atomic<Int>(0)
     public let leaseAcquisitions = Atomic<Int>(0)
     public let heldShards = Atomic<Int>(0)
+    /// Of `leaseAcquisitions`, shards whose lease had expired under another owner.
+    public let leaseTakeovers = Atomic<Int>(0)
     /// Deleted by the reaper (retention): timers, and runs.
     public let reapedTimers = Atomic<Int>(0)
     public let reapedRuns = Atomic<Int>(0)
@@ -191,9 +193,11 @@ public final class PlannerService: Service, Sendable {
         switch action {
         case .acquire(let limit):
             do {
-                let acquired = try await leases.acquire(owner: config.instanceID, ttl: config.leaseTTL, limit: limit)
+                let (acquired, takenOver) = try await leases.acquireCountingTakeovers(
+                    owner: config.instanceID, ttl: config.leaseTTL, limit: limit)
                 if !acquired.isEmpty {
                     stats.leaseAcquisitions.add(acquired.count, ordering: .relaxed)
+                    stats.leaseTakeovers.add(takenOver, ordering: .relaxed)
                     logger.info("planner \(config.instanceID) acquired shards \(acquired.map(\.shard))")
                 }
                 machine.acquired(acquired, now: clock.now)
@@ -275,6 +279,7 @@ public final class PlannerService: Service, Sendable {
     /// Mirrors the counters into metrics every 5 s.
     private func sampleMetrics() async {
         let mirror = MetricsMirror()
+        var sample = 0
         while !Task.isCancelled {
             mirror.gauge(MetricName.shardsHeld, Double(stats.heldShards.load(ordering: .relaxed)))
             mirror.gauge(MetricName.shards, Double(ShardMap.count))
@@ -284,6 +289,12 @@ public final class PlannerService: Service, Sendable {
             mirror.counter(MetricName.publishFailures, stats.publishFailures.load(ordering: .relaxed))
             mirror.counter(MetricName.reapedTimers, stats.reapedTimers.load(ordering: .relaxed))
             mirror.counter(MetricName.reapedRuns, stats.reapedRuns.load(ordering: .relaxed))
+            mirror.counter(MetricName.leaseTakeovers, stats.leaseTakeovers.load(ordering: .relaxed))
+            // Every 30 s (a count over the armed-runs index): the same figure on every planner.
+            if sample % 6 == 0, let armed = try? await leases.armedRuns() {
+                mirror.gauge(MetricName.armedRuns, Double(armed))
+            }
+            sample += 1
             try? await Task.sleep(for: .seconds(5))
         }
     }

@@ -31,10 +31,27 @@ public struct LeaseStore: Sendable {
 
     /// Takes up to `limit` shards that are free or whose lease expired.
     public func acquire(owner: String, ttl: Duration, limit: Int) async throws -> [ShardLease] {
+        try await acquireCountingTakeovers(owner: owner, ttl: ttl, limit: limit).leases
+    }
+
+    /// `acquire`, also telling how many of the shards were taken over: their lease had expired
+    /// while another owner held it (a planner that died or lost Postgres), rather than being
+    /// free or released.
+    public func acquireCountingTakeovers(owner: String, ttl: Duration, limit: Int) async throws
+        -> (leases: [ShardLease], takenOver: Int)
+    {
         try await pool.withSession { session in
-            try session.execute(
-                TimerQueries.acquireLeases, [.text(owner), .int64(ttl.wholeMilliseconds), .int(limit)]
-            ).map(ShardLease.init(row:))
+            let rows = try session.execute(
+                TimerQueries.acquireLeases, [.text(owner), .int64(ttl.wholeMilliseconds), .int(limit)])
+            let takenOver = try rows.filter { row in try row.string("previous").map { $0 != owner } ?? false }.count
+            return (try rows.map(ShardLease.init(row:)), takenOver)
+        }
+    }
+
+    /// Armed runs in the whole table (all shards): what is loaded into JetStream and waiting.
+    public func armedRuns() async throws -> Int {
+        try await pool.withSession { session in
+            Int(try session.execute(TimerQueries.countArmedRuns).first?.int64("armed") ?? 0)
         }
     }
 

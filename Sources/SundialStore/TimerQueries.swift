@@ -443,17 +443,22 @@ enum TimerQueries {
     static let acquireLeases = PostgresQuery(
         name: "sundial_acquire_leases",
         sql: """
-            UPDATE shard_leases
-            SET owner = $1, epoch = epoch + 1, expires_at = now() + $2 * interval '1 millisecond',
-                acquired_at = now()
-            WHERE shard IN (
-                SELECT shard FROM shard_leases
+            WITH picked AS (
+                SELECT shard, owner AS previous FROM shard_leases
                 WHERE owner IS NULL OR expires_at < now()
                 ORDER BY shard
                 LIMIT $3
                 FOR UPDATE SKIP LOCKED)
-            RETURNING shard, epoch, expires_at
+            UPDATE shard_leases l
+            SET owner = $1, epoch = l.epoch + 1, expires_at = now() + $2 * interval '1 millisecond',
+                acquired_at = now()
+            FROM picked WHERE l.shard = picked.shard
+            RETURNING l.shard, l.epoch, l.expires_at, picked.previous
             """)
+
+    /// Armed runs: loaded into JetStream, waiting to fire (counted from the partial index).
+    static let countArmedRuns = PostgresQuery(
+        name: "sundial_count_armed_runs", sql: "SELECT count(*) AS armed FROM timer_runs WHERE outcome = 'armed'")
 
     /// Extends the leases owner $1 still holds at the given epochs. $3 shards, $4 epochs.
     static let renewLeases = PostgresQuery(

@@ -141,13 +141,34 @@ struct LeaseStoreIntegrationTests {
         #expect(try await claim(timers, lease: lease, owner: "A", dueBefore: Date().addingTimeInterval(1)).isEmpty)
         #expect(try await leases.renew(owner: "A", leases: [lease], ttl: .seconds(30)).isEmpty)
 
-        // Re-acquiring gives a new epoch, which works; the lapsed one still does not.
-        let again = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 64)
+        // Re-acquiring gives a new epoch, which works; the lapsed one still does not. Its own
+        // lapsed leases are no takeover.
+        let (again, takenOver) = try await leases.acquireCountingTakeovers(owner: "A", ttl: .seconds(30), limit: 64)
+        #expect(takenOver == 0)
         let fresh = try #require(again.first { $0.shard == shard })
         #expect(fresh.epoch == lease.epoch + 1)
         #expect(try await claim(timers, lease: lease, owner: "A", dueBefore: Date().addingTimeInterval(1)).isEmpty)
         let claimed = try await claim(timers, lease: fresh, owner: "A", dueBefore: Date().addingTimeInterval(1))
         #expect(claimed.map(\.id) == [timerID])
+        await pool.close()
+    }
+
+    @Test("shards whose lease lapsed under another owner count as taken over; free or released ones do not")
+    func takeoversAreCounted() async throws {
+        let (pool, leases, _) = try await openStore("takeover")
+        let first = try await leases.acquireCountingTakeovers(owner: "A", ttl: .milliseconds(300), limit: 10)
+        #expect(first.leases.count == 10 && first.takenOver == 0)  // free shards
+        try await leases.release(owner: "A", shards: first.leases.prefix(4).map(\.shard))
+        try await eventually("A's other leases lapse", timeout: .seconds(10)) {
+            try await pool.withSession { session in
+                try session.execute("SELECT count(*) AS n FROM shard_leases WHERE owner = 'A' AND expires_at < now()")
+                    .first?.int64("n") == 6
+            }
+        }
+        // B gets the 4 released and 6 lapsed shards first (lowest numbers), then free ones.
+        let second = try await leases.acquireCountingTakeovers(owner: "B", ttl: .seconds(30), limit: 12)
+        #expect(second.leases.count == 12 && second.takenOver == 6)
+        #expect(try await leases.armedRuns() == 0)
         await pool.close()
     }
 
