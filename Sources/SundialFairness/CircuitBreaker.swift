@@ -96,12 +96,14 @@ public struct CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
         self.window = FailureWindow(rule: configuration.trip)
     }
 
-    /// Takes new settings (an operator changed the queue's): the state stays; the cool-down in
-    /// force is clamped to the new bounds, the window keeps its outcomes.
+    /// Takes new settings (an operator changed the queue's): the state stays; a closed
+    /// breaker's next cool-down is the new first one, an open or half-open one's is clamped to
+    /// the new bounds; the window keeps its outcomes.
     public mutating func reconfigure(_ configuration: Configuration) {
         guard configuration != self.configuration else { return }
         self.configuration = configuration
-        coolDown = min(max(coolDown, configuration.coolDown), configuration.maximumCoolDown)
+        coolDown = state == .closed
+            ? configuration.coolDown : min(max(coolDown, configuration.coolDown), configuration.maximumCoolDown)
         window.rule = configuration.trip
     }
 

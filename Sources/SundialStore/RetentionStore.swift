@@ -26,8 +26,13 @@ public struct RetentionStore: Sendable {
     /// Run outcomes that are history (not awaiting anything).
     static let finishedRunOutcomes = ["succeeded", "failed", "dead", "cancelled", "superseded"]
 
-    /// One batch of at most `batchSize` timers, with `now` injected (tests move it).
-    public func reapBatch(now: Date, retention: Duration, batchSize: Int) async throws -> BatchOutcome {
+    /// One batch of at most `batchSize` timers, with `now` injected (tests move it). At most
+    /// `runsPerBatch` runs are deleted per transaction: when a batch's timers have more (long
+    /// histories, the first time retention is enabled), the walk stays on them and the next
+    /// batch goes on deleting; their timers go once their runs are gone.
+    public func reapBatch(now: Date, retention: Duration, batchSize: Int, runsPerBatch: Int = 50_000) async throws
+        -> BatchOutcome
+    {
         let seconds = Double(retention.components.seconds) + Double(retention.components.attoseconds) / 1e18
         let cutoff = now.addingTimeInterval(-seconds)
         // Timers created after the cutoff cannot have finished before it: the walk stops at
@@ -44,16 +49,20 @@ public struct RetentionStore: Sendable {
                 try session.execute(RetentionQueries.moveCursor, [.uuid(UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)))])
                 return .caughtUp
             }
-            let deleted = try session.execute(
-                RetentionQueries.deleteTimers,
+            let doomed = try session.execute(
+                RetentionQueries.finishedTimers,
                 [.uuidArray(ids), .textArray(Self.finalStates.map(\.rawValue)), .timestamp(cutoff)]
             ).compactMap { try $0.uuid("id") }
+            let cap = max(1, runsPerBatch)
             let runs = try session.execute(
                 RetentionQueries.deleteRuns,
-                [.uuidArray(ids), .uuidArray(deleted), .textArray(Self.finishedRunOutcomes), .timestamp(cutoff)]
+                [.uuidArray(ids), .uuidArray(doomed), .textArray(Self.finishedRunOutcomes), .timestamp(cutoff), .int(cap)]
             ).first?.int("deleted") ?? 0
+            // More runs than one transaction may delete: stay on these timers (cursor not moved).
+            guard runs < cap else { return .walked(walked: ids.count, timersDeleted: 0, runsDeleted: runs) }
+            let deleted = try session.execute(RetentionQueries.deleteTimers, [.uuidArray(doomed)]).affectedRows
             try session.execute(RetentionQueries.moveCursor, [.uuid(last)])
-            return .walked(walked: ids.count, timersDeleted: deleted.count, runsDeleted: runs)
+            return .walked(walked: ids.count, timersDeleted: deleted, runsDeleted: runs)
         }
     }
 }
@@ -79,29 +88,34 @@ enum RetentionQueries {
 
     /// Of $1, the timers in a final state ($2) last changed before $3 with no run still to
     /// fire or to report (a `completed` recurring timer's last occurrence may still be armed —
-    /// held by a paused queue, say — and must fire).
-    static let deleteTimers = PostgresQuery(
-        name: "sundial_reaper_delete_timers",
+    /// held by a paused queue, say — and must fire); locked until the batch ends.
+    static let finishedTimers = PostgresQuery(
+        name: "sundial_reaper_finished_timers",
         sql: """
-            DELETE FROM timers t
+            SELECT t.id FROM timers t
             WHERE t.id = ANY($1::uuid[]) AND t.state = ANY($2::text[]) AND t.updated_at < $3
               AND NOT EXISTS (
                   SELECT 1 FROM timer_runs r
                   WHERE r.timer_id = t.id AND r.outcome IN ('armed', 'dispatching', 'dispatched'))
-            RETURNING t.id
+            FOR UPDATE OF t
             """)
 
-    /// Every run of the deleted timers $2; of the other walked timers $1, finished runs ($3)
-    /// older than $4.
+    /// $1 the finished timers (their runs are gone).
+    static let deleteTimers = PostgresQuery(
+        name: "sundial_reaper_delete_timers", sql: "DELETE FROM timers WHERE id = ANY($1::uuid[])")
+
+    /// At most $5 runs: every run of the finished timers $2 (none is pending); of the other
+    /// walked timers $1, finished runs ($3) older than $4.
     static let deleteRuns = PostgresQuery(
         name: "sundial_reaper_delete_runs",
         sql: """
-            WITH gone AS (
-                DELETE FROM timer_runs
+            WITH doomed AS (
+                SELECT ctid FROM timer_runs
                 WHERE timer_id = ANY($1::uuid[])
                   AND (timer_id = ANY($2::uuid[])
                        OR (outcome = ANY($3::text[]) AND coalesce(finished_at, scheduled_at) < $4))
-                RETURNING 1)
+                LIMIT $5),
+            gone AS (DELETE FROM timer_runs WHERE ctid IN (SELECT ctid FROM doomed) RETURNING 1)
             SELECT count(*) AS deleted FROM gone
             """)
 }

@@ -101,11 +101,25 @@ struct CircuitBreakerTests {
         #expect(hostile.coolDown == .seconds(18) && hostile.reopensAt == clock.now.advanced(by: .seconds(18)))
     }
 
+    @Test func aClosedBreakerTakesANewShorterCoolDownAtOnce() {
+        let clock = ManualClock()
+        var breaker = Breaker(configuration: Self.config, now: clock.now)  // cool-down 5 s
+        var shorter = Self.config
+        shorter.coolDown = .seconds(2)
+        breaker.reconfigure(shorter)
+        #expect(breaker.coolDown == .seconds(2))
+        _ = breaker.record(successes: 0, failures: 10, now: clock.now)
+        #expect(breaker.state == .open && breaker.reopensAt == clock.now.advanced(by: .seconds(2)))
+    }
+
     @Test func configurationsAreChecked() {
         #expect(Self.config.problem == nil)
         var bad = Self.config
         bad.failureRatio = 0
         #expect(bad.problem != nil)
+        var longWindow = Self.config
+        longWindow.window = .seconds(2 * 86_400)  // the plan's trip rule allows at most a day
+        #expect(longWindow.problem != nil)
         bad = Self.config
         bad.maximumCoolDown = .seconds(1)
         #expect(bad.problem != nil)

@@ -240,14 +240,17 @@ struct RecurringUpdateIntegrationTests {
             #expect((try #require(updated)).version > created.timer.version)
             let acknowledgedAt = Date()
             let rest = try await collectJobs(worker, count: 4, timeout: .seconds(12))
-            let jobs = early + rest
+            // In due order: fires that reach a dispatcher in one batch (on a loaded machine)
+            // may land on the work stream in any order among themselves.
+            let jobs = (early + rest).sorted { $0.0.occurrence < $1.0.occurrence }
             // Still exactly occurrences 0…5 — the update used up none of max_occurrences —
             // and one second apart, the cadence unchanged.
             #expect(jobs.map(\.0.occurrence) == Array(0..<6))
             let times = jobs.map(\.0.scheduledAt.timeIntervalSince1970)
             for (a, b) in zip(times, times.dropFirst()) { #expect(abs(b - a - 1.0) < 0.01, "\(times)") }
             let payloads = jobs.map { String(decoding: $0.0.payload, as: UTF8.self) }
-            #expect(payloads.prefix(2).allSatisfy { $0 == "v1" })
+            // The jobs taken before the update was sent carry the old payload.
+            #expect(early.allSatisfy { String(decoding: $0.0.payload, as: UTF8.self) == "v1" })
             // Every occurrence due after the update was acknowledged carries the new payload
             // (how many that is depends on how long the 409s lasted on a loaded machine).
             let afterAck = jobs.filter { $0.0.scheduledAt > acknowledgedAt }.map { String(decoding: $0.0.payload, as: UTF8.self) }
