@@ -16,15 +16,20 @@ run: build
 
 # The full suite: unit, schedule, and integration tests against real nats-server and
 # Postgres started by the test harness. The planner and governor crash tests run the built
-# executables, so everything is built first. The fairness suite floods a system with thousands
-# of timers on purpose, the breaker suite runs outages of tens of seconds, and the metrics
-# suite runs a whole `sundial serve` process; each runs on its own after the rest, so its load
-# cannot make the timing-sensitive suites late on a 2-core machine.
+# executables, so everything is built first. Swift Testing would start every test at once; on a
+# 2-core machine a dozen integration systems at a time make the timing-sensitive ones (fire
+# accuracy, nak delays) late, so at most $(TEST_WIDTH) tests run at a time. The fairness suite
+# floods a system with thousands of timers on purpose, the breaker and Postgres-outage suites
+# run outages of tens of seconds and judge how fast the backlog drains, and the metrics suite
+# runs a whole `sundial serve` process; each runs on its own after the rest.
+TEST_WIDTH ?= 2
+ALONE = FairnessIntegrationTests|BreakerIntegrationTests|PostgresOutageIntegrationTests|MetricsIntegrationTests
 test: setup check-deploy
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --skip "FairnessIntegrationTests|MetricsIntegrationTests|BreakerIntegrationTests"
+	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_WIDTH) $(SWIFT) test --skip-build --skip "$(ALONE)"
 	$(SWIFT) test --skip-build --filter FairnessIntegrationTests
 	$(SWIFT) test --skip-build --filter BreakerIntegrationTests
+	$(SWIFT) test --skip-build --filter PostgresOutageIntegrationTests
 	$(SWIFT) test --skip-build --filter MetricsIntegrationTests
 
 # Offline checks of deploy/: the alert rules parse and their unit tests pass (promtool from

@@ -100,6 +100,9 @@ public final class DispatcherStats: Sendable {
     /// `attemptsFailed`.
     public let attemptsRefunded = Atomic<Int>(0)
     public let deadLettered = Atomic<Int>(0)
+    /// Results that matched no run awaiting one (a repeat, or a stale or forged report naming
+    /// another version): acked, nothing changed.
+    public let resultsIgnored = Atomic<Int>(0)
     /// Sum and count of fire lag (JetStream fire time − due time), for the average.
     public let fireLagMicros = Atomic<Int>(0)
     /// Fires held back by quota (nak'd with a delay), counting each deferral.
@@ -145,7 +148,7 @@ public final class DispatcherStats: Sendable {
         lag.withLock { windows in windows.mapValues { $0.summary() } }
     }
 
-    var snapshot: [String: Any] {
+    public var snapshot: [String: Any] {
         let fired = fired.load(ordering: .relaxed)
         var out: [String: Any] = [
             "fired": fired, "dispatched": dispatched.load(ordering: .relaxed),
@@ -153,6 +156,7 @@ public final class DispatcherStats: Sendable {
             "undecodable": undecodable.load(ordering: .relaxed), "retried": retried.load(ordering: .relaxed),
             "succeeded": succeeded.load(ordering: .relaxed), "attempts_failed": attemptsFailed.load(ordering: .relaxed),
             "attempts_refunded": attemptsRefunded.load(ordering: .relaxed),
+            "results_ignored": resultsIgnored.load(ordering: .relaxed),
             "dead_lettered": deadLettered.load(ordering: .relaxed), "deferred": deferred.load(ordering: .relaxed),
             "average_fire_lag_ms": dispatched.load(ordering: .relaxed) == 0
                 ? 0 : Double(fireLagMicros.load(ordering: .relaxed)) / Double(dispatched.load(ordering: .relaxed)) / 1000,
@@ -280,6 +284,7 @@ public final class DispatcherService: Service, Sendable {
             mirror.counter(MetricName.results, s.succeeded.load(ordering: .relaxed), [("outcome", "succeeded")])
             mirror.counter(MetricName.results, s.attemptsFailed.load(ordering: .relaxed), [("outcome", "retried")])
             mirror.counter(MetricName.results, s.deadLettered.load(ordering: .relaxed), [("outcome", "dead_letter")])
+            mirror.counter(MetricName.results, s.resultsIgnored.load(ordering: .relaxed), [("outcome", "ignored")])
             mirror.counter(MetricName.resultsRejected, s.resultsRejected.values.reduce(0, +))
             mirror.counter(MetricName.attemptsRefunded, s.attemptsRefunded.load(ordering: .relaxed))
             let (held, overBudget, deferredNow) = gate.withLock { ($0.heldTotal, $0.retriesOverBudget, $0.deferredNow) }

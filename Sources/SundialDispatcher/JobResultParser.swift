@@ -15,6 +15,8 @@ public enum JobResultRejection: Error, Sendable, Hashable {
     case attemptOutOfRange(UInt32)
     /// The result names another tenant than the subject it was published on.
     case tenantMismatch(String)
+    /// Versions are stored as bigint (0 means not given).
+    case versionOutOfRange(UInt64)
 
     public var reason: String {
         switch self {
@@ -25,6 +27,7 @@ public enum JobResultRejection: Error, Sendable, Hashable {
             return "attempt \(value) is out of range (1…\(JobResultParser.maximumAttempt))"
         case .tenantMismatch(let tenant):
             return "tenant '\(tenant.prefix(64))' differs from the results subject's tenant"
+        case .versionOutOfRange(let value): return "version \(value) is out of range (0…\(Int64.max))"
         }
     }
 
@@ -36,6 +39,7 @@ public enum JobResultRejection: Error, Sendable, Hashable {
         case .occurrenceOutOfRange: return "occurrence_out_of_range"
         case .attemptOutOfRange: return "attempt_out_of_range"
         case .tenantMismatch: return "tenant_mismatch"
+        case .versionOutOfRange: return "version_out_of_range"
         }
     }
 }
@@ -82,6 +86,7 @@ public enum JobResultParser {
         guard (1...maximumAttempt).contains(result.attempt) else {
             return .failure(.attemptOutOfRange(result.attempt))
         }
+        guard let version = Int64(exactly: result.version) else { return .failure(.versionOutOfRange(result.version)) }
         var finishedAt = receivedAt
         var replaced = true
         if result.hasFinishedAt, (0..<1_000_000_000).contains(result.finishedAt.nanos) {
@@ -98,7 +103,7 @@ public enum JobResultParser {
                 outcome: JobOutcome(
                     key: FireKey(id: id, occurrence: occurrence, attempt: Int(result.attempt)),
                     success: result.success, error: error, finishedAt: finishedAt,
-                    retryable: !result.hasRetryable || result.retryable),
+                    retryable: !result.hasRetryable || result.retryable, version: version == 0 ? nil : version),
                 finishedAtReplaced: replaced && result.hasFinishedAt,
                 tenant: result.tenant.isEmpty ? (subjectTenant ?? "") : result.tenant,
                 queue: SubjectToken.isValidQueue(result.queue) ? result.queue : "",

@@ -72,6 +72,7 @@ extension DispatcherService {
             do {
                 let count = try await timers.applySuccesses(successes.map(\.1), childStart: Self.childStart)
                 stats.succeeded.add(count, ordering: .relaxed)
+                stats.resultsIgnored.add(successes.count - count, ordering: .relaxed)
                 try? await consumer.ack(successes.map(\.0))
             } catch let error as PostgresError where error.isConnectionFailure {
                 logger.warning("applying \(successes.count) results failed; redelivering: \(error)")
@@ -82,8 +83,9 @@ extension DispatcherService {
                 logger.warning("applying \(successes.count) results set-wise failed; one by one: \(error)")
                 for (message, outcome) in successes {
                     do {
-                        stats.succeeded.add(
-                            try await timers.applySuccesses([outcome], childStart: Self.childStart), ordering: .relaxed)
+                        let count = try await timers.applySuccesses([outcome], childStart: Self.childStart)
+                        stats.succeeded.add(count, ordering: .relaxed)
+                        stats.resultsIgnored.add(1 - count, ordering: .relaxed)
                         try? await consumer.ack(message)
                     } catch {
                         await resultNotApplied(message, error, consumer)
@@ -209,6 +211,7 @@ extension DispatcherService {
             await resultNotApplied(message, error, consumer)
             return
         }
+        if effects.ignored { stats.resultsIgnored.add(1, ordering: .relaxed) }
         if effects.refunded { stats.attemptsRefunded.add(1, ordering: .relaxed) }
         if let retry = effects.retry {
             stats.attemptsFailed.add(1, ordering: .relaxed)

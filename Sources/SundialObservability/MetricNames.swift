@@ -12,7 +12,7 @@ public enum MetricName {
     public static let deferred = "sundial_deferred_total"
     /// Fires dropped at claim: cancelled, superseded, or already forwarded.
     public static let staleDropped = "sundial_stale_dropped_total"
-    /// Results applied {outcome = succeeded | retried | dead_letter}.
+    /// Results applied {outcome = succeeded | retried | dead_letter | ignored}.
     public static let results = "sundial_results_total"
     public static let resultsRejected = "sundial_results_rejected_total"
     public static let attemptsRefunded = "sundial_attempts_refunded_total"

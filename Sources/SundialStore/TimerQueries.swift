@@ -284,26 +284,28 @@ enum TimerQueries {
     // MARK: results
 
     /// Locks a run and its timer for applying an executor's result. $1 timer, $2 occurrence,
-    /// $3 attempt.
+    /// $3 attempt, $4 the version the result names (0: not given).
     static let selectRunForResult = PostgresQuery(
         name: "sundial_select_run_for_result",
         sql: """
             SELECT r.outcome AS run_outcome, r.scheduled_at AS run_scheduled_at, r.refunded AS run_refunded,
                    \(timerColumnsQualified)
             FROM timer_runs r JOIN timers t ON t.id = r.timer_id
-            WHERE r.timer_id = $1 AND r.occurrence = $2 AND r.attempt = $3
+            WHERE r.timer_id = $1 AND r.occurrence = $2 AND r.attempt = $3 AND ($4::bigint = 0 OR r.version = $4::bigint)
             FOR UPDATE OF r, t
             """)
 
     /// Successful results, set-wise: finishes the runs still awaiting a result and returns
-    /// their timers. Arrays: $1 ids, $2 occurrences, $3 attempts, $4 finished_at.
+    /// their timers. Arrays: $1 ids, $2 occurrences, $3 attempts, $4 finished_at, $5 the
+    /// versions the results name (0: not given).
     static let succeedRuns = PostgresQuery(
         name: "sundial_succeed_runs",
         sql: """
             UPDATE timer_runs r SET outcome = 'succeeded', finished_at = f.finished_at
-            FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::timestamptz[])
-                AS f(id, occurrence, attempt, finished_at)
+            FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::timestamptz[], $5::bigint[])
+                AS f(id, occurrence, attempt, finished_at, version)
             WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
+              AND (f.version = 0 OR r.version = f.version)
               AND r.outcome IN ('dispatched', 'dispatching')
             RETURNING r.timer_id
             """)

@@ -12,13 +12,20 @@ public struct JobOutcome: Sendable, Hashable {
     public var finishedAt: Date
     /// false: the executor said not to retry — dead-lettered at once.
     public var retryable: Bool
+    /// The timer version the job was dispatched with (the job's `Sundial-Version` header);
+    /// nil when the executor did not say. A result naming another version than its run's
+    /// applies to nothing: it is stale or forged.
+    public var version: Int64?
 
-    public init(key: FireKey, success: Bool, error: String?, finishedAt: Date, retryable: Bool = true) {
+    public init(
+        key: FireKey, success: Bool, error: String?, finishedAt: Date, retryable: Bool = true, version: Int64? = nil
+    ) {
         self.key = key
         self.success = success
         self.error = error
         self.finishedAt = finishedAt
         self.retryable = retryable
+        self.version = version
     }
 }
 
@@ -67,7 +74,8 @@ extension TimerStore {
             var effects = ResultEffects()
             let key = outcome.key
             guard let row = try session.execute(
-                TimerQueries.selectRunForResult, [.uuid(key.id), .int64(key.occurrence), .int(key.attempt)]
+                TimerQueries.selectRunForResult,
+                [.uuid(key.id), .int64(key.occurrence), .int(key.attempt), .int64(outcome.version ?? 0)]
             ).first, let runState = try row.string("run_outcome"), runState == "dispatched" || runState == "dispatching"
             else {
                 effects.ignored = true
@@ -140,6 +148,7 @@ extension TimerStore {
                 [
                     .uuidArray(outcomes.map(\.key.id)), .int64Array(outcomes.map(\.key.occurrence)),
                     .intArray(outcomes.map(\.key.attempt)), .timestampArray(outcomes.map(\.finishedAt)),
+                    .int64Array(outcomes.map { $0.version ?? 0 }),
                 ]
             ).map { try $0.uuid("timer_id")! }
             guard !succeeded.isEmpty else { return 0 }

@@ -4,6 +4,7 @@ import SundialExecutor
 import SundialLocalCluster
 import SundialNATS
 import SundialProto
+import SundialStore
 import Synchronization
 import Testing
 
@@ -72,16 +73,29 @@ struct PostgresOutageIntegrationTests {
             try await Task.sleep(for: Self.outage)
             _ = try await LocalPostgresServer.start(
                 dataDirectory: postgres.dataDirectory, port: postgres.port, fsync: false, logger: TestPostgres.logger)
-            ledger.setDown(false)
-            let second = executor(try await system.worker(queue: "outage")) { stop.load(ordering: .relaxed) }
+            // Taken before the executors come back: nothing can be dispatched while Postgres is
+            // down, so every fire received from here on was drained after the restart.
             let backAt = ContinuousClock.now
             let backAtDate = Date()
+            ledger.setDown(false)
+            let second = executor(try await system.worker(queue: "outage")) { stop.load(ordering: .relaxed) }
             try await eventually("creates succeed again", timeout: .seconds(30)) { ledger.acknowledgedSinceBack > 0 }
             let firstSuccess = ContinuousClock.now - backAt
             try await Task.sleep(for: .seconds(5))
             creating.store(false, ordering: .relaxed)
             await creator.value
-            try await eventually("every acknowledged timer dispatched", timeout: .seconds(90)) { ledger.missing.isEmpty }
+            do {
+                try await eventually("every acknowledged timer dispatched", timeout: .seconds(90)) { ledger.missing.isEmpty }
+            } catch {
+                // Where the missing ones are, for the failure report.
+                let missing = ledger.missing
+                print("postgres outage: \(missing.count) acknowledged timers not received; dispatcher \(system.dispatcher.map { "\($0.stats.snapshot)" } ?? "-")")
+                for id in missing.sorted().prefix(5) {
+                    let runs = (try? await system.store.runs(timerID: TimerID.parse(id)!)) ?? []
+                    print("postgres outage: missing \(id): runs \(runs.map { "\($0.occurrence)/\($0.attempt) \($0.outcome) due \($0.scheduledAt) fired \($0.firedAt.map { "\($0)" } ?? "-") dispatched \($0.dispatchedAt.map { "\($0)" } ?? "-")" })")
+                }
+                throw error
+            }
             stop.store(true, ordering: .relaxed)
             await second.value
             let report = ledger.report

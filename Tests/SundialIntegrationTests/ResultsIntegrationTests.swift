@@ -82,10 +82,42 @@ struct ResultsIntegrationTests {
             result.error = "late failure"
             _ = try await system.api.jetStream.publish(
                 NATSOutgoingMessage(subject: system.namespace.results(tenant: "acme"), payload: try result.serializedBytes()))
-            try await Task.sleep(for: .seconds(1))  // give a wrong state change the chance to happen
+            let dispatcher = try #require(system.dispatcher)
+            try await eventually("the repeat is ignored") { dispatcher.stats.resultsIgnored.load(ordering: .relaxed) == 1 }
             let timer = try await system.client(tenant: "acme").get(created.timer.id)
             #expect(timer.state == .succeeded)
             #expect(timer.lastError.isEmpty)
+        }
+    }
+
+    @Test("a failure report naming another version than its run's is ignored: no retry, the real report settles the timer")
+    func otherVersionReportIgnored() async throws {
+        try await withTestSystem("version") { system in
+            let dispatcher = try #require(system.dispatcher)
+            let client = system.client(tenant: "acme")
+            let worker = try await system.worker(queue: "ok")
+            let created = try await client.create(.delay(.milliseconds(300), queue: "ok"))
+            let job = try #require(try await collectJobs(worker, count: 1, timeout: .seconds(10)).first).0
+            // Same timer, occurrence and attempt, another version: stale or forged.
+            var result = Sundial_V1_JobResult()
+            result.tenant = "acme"
+            result.timerID = created.timer.id
+            result.occurrence = UInt64(job.occurrence)
+            result.attempt = UInt32(job.attempt)
+            result.version = job.version + 1
+            result.success = false
+            result.error = "forged failure"
+            _ = try await system.api.jetStream.publish(
+                NATSOutgoingMessage(subject: system.namespace.results(tenant: "acme"), payload: try result.serializedBytes()))
+            try await eventually("the other version's report is ignored") {
+                dispatcher.stats.resultsIgnored.load(ordering: .relaxed) == 1
+            }
+            #expect(dispatcher.stats.attemptsFailed.load(ordering: .relaxed) == 0)
+            #expect(try await client.get(created.timer.id).lastError.isEmpty)
+            try await worker.complete(job)
+            try await eventually("succeeded") { try await client.get(created.timer.id).state == .succeeded }
+            #expect(dispatcher.stats.succeeded.load(ordering: .relaxed) == 1)
+            #expect(try await collectJobs(worker, count: 1, timeout: .seconds(2)).isEmpty)
         }
     }
 

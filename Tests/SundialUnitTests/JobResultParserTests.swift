@@ -74,14 +74,20 @@ struct JobResultParserTests {
         #expect(Self.parse(try Self.bytes { $0.attempt = UInt32.max }) == .failure(.attemptOutOfRange(UInt32.max)))
         #expect(Self.parse(try Self.bytes { $0.timerID = "x" }) == .failure(.invalidTimerID))
         #expect(Self.parse([0xFF, 0xFF, 0xFF]) == .failure(.undecodable))
+        #expect(Self.parse(try Self.bytes { $0.version = UInt64(Int64.max) + 1 })
+            == .failure(.versionOutOfRange(UInt64(Int64.max) + 1)))
         // The largest accepted values pass.
         let largest = try Self.parse(
             try Self.bytes {
                 $0.occurrence = UInt64(Int64.max)
                 $0.attempt = JobResultParser.maximumAttempt
+                $0.version = UInt64(Int64.max)
             }
         ).get()
         #expect(largest.outcome.key.occurrence == Int64.max)
+        #expect(largest.outcome.version == Int64.max)
+        // Version 0 means the executor did not say.
+        #expect(try Self.parse(try Self.bytes { $0.version = 0 }).get().outcome.version == nil)
     }
 
     @Test("a result naming another tenant than its subject is refused")
