@@ -12,7 +12,9 @@ let package = Package(
         .executable(name: "sundial-planner", targets: ["sundial-planner"]),
         .executable(name: "sundial-dispatcher", targets: ["sundial-dispatcher"]),
         .executable(name: "sundial-governor", targets: ["sundial-governor"]),
-        .library(name: "SundialExecutor", targets: ["SundialExecutor"]),
+        // What an application links to create timers (`TimersClient`) and run their jobs
+        // (`SundialWorker`), with the connection and message types they take.
+        .library(name: "SundialClient", targets: ["SundialClient", "SundialExecutor", "SundialNATS", "SundialProto"]),
         .library(name: "SundialSchedule", targets: ["SundialSchedule"]),
     ],
     dependencies: [
@@ -54,15 +56,35 @@ let package = Package(
         .target(name: "SundialSchedule"),
         // Pure fair-share and token-bucket logic for the Governor and Dispatcher (issue 5).
         .target(name: "SundialFairness", exclude: ["README.md"]),
+        // The pure core: timer ids, the shard map, occurrence stepping, retry backoff and the
+        // scheduled-fire record. Imports neither NATS nor Postgres.
+        .target(
+            name: "SundialCore",
+            dependencies: [
+                "SundialProto", "SundialSchedule", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
+        // The wire contract as data: subjects, headers, error codes, schedule ↔ protobuf.
         .target(
             name: "SundialContract",
             dependencies: [
-                "SundialProto", "SundialSchedule", "SundialNATS",
+                "SundialProto", "SundialSchedule",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
+        // The contract on NATS: stream and consumer topology, the scheduled-fire message, error
+        // replies.
+        .target(
+            name: "SundialMessaging",
+            dependencies: ["SundialContract", "SundialCore", "SundialNATS", "SundialProto", "SundialSchedule"]),
+        // The Timers API client.
+        .target(
+            name: "SundialClient",
+            dependencies: [
+                "SundialContract", "SundialMessaging", "SundialNATS", "SundialProto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
         .target(
             name: "SundialStore",
-            dependencies: ["SundialPostgres", "SundialContract", "SundialSchedule"],
+            dependencies: ["SundialPostgres", "SundialCore", "SundialContract", "SundialSchedule", "SundialProto"],
             resources: [.copy("Migrations")]),
 
         // Metric names and the sampling helpers services use (swift-metrics API only).
@@ -84,7 +106,7 @@ let package = Package(
         .target(
             name: "SundialIngest",
             dependencies: [
-                "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialSchedule",
+                "SundialCore", "SundialMessaging", "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialSchedule",
                 "SundialObservability",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -93,7 +115,7 @@ let package = Package(
         .target(
             name: "SundialPlanner",
             dependencies: [
-                "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialSchedule",
+                "SundialCore", "SundialMessaging", "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialSchedule",
                 "SundialObservability",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -102,7 +124,7 @@ let package = Package(
         .target(
             name: "SundialDispatcher",
             dependencies: [
-                "SundialContract", "SundialStore", "SundialPostgres", "SundialNATS", "SundialProto", "SundialFairness",
+                "SundialCore", "SundialMessaging", "SundialContract", "SundialStore", "SundialPostgres", "SundialNATS", "SundialProto", "SundialFairness",
                 "SundialObservability",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -111,7 +133,7 @@ let package = Package(
         .target(
             name: "SundialGovernor",
             dependencies: [
-                "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialFairness", "SundialSchedule",
+                "SundialCore", "SundialMessaging", "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialFairness", "SundialSchedule",
                 "SundialObservability",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -119,17 +141,17 @@ let package = Package(
             ]),
         .target(
             name: "SundialExecutor",
-            dependencies: ["SundialContract", "SundialNATS", "SundialProto", "SundialSchedule"]),
+            dependencies: ["SundialCore", "SundialContract", "SundialNATS", "SundialProto", "SundialSchedule"]),
         .target(
             name: "SundialLocalCluster",
             dependencies: [
-                "SundialContract", "SundialNATS", "SundialPostgres", "SundialStore",
+                "SundialCore", "SundialMessaging", "SundialContract", "SundialNATS", "SundialPostgres", "SundialStore",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
             name: "SundialBench",
             dependencies: [
-                "SundialContract", "SundialExecutor", "SundialNATS", "SundialProto",
+                "SundialCore", "SundialMessaging", "SundialClient", "SundialExecutor", "SundialContract", "SundialExecutor", "SundialNATS", "SundialProto",
                 "SundialStore", "SundialPostgres", "SundialSchedule", "SundialFairness",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -141,7 +163,7 @@ let package = Package(
         .target(
             name: "SundialServer",
             dependencies: [
-                "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor", "SundialFairness",
+                "SundialCore", "SundialMessaging", "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor", "SundialFairness",
                 "SundialContract", "SundialNATS", "SundialPostgres", "SundialStore", "SundialSchedule",
                 "SundialObservability", "SundialMetricsServer",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -155,7 +177,7 @@ let package = Package(
         .target(
             name: "SundialCLI",
             dependencies: [
-                "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor", "SundialExecutor",
+                "SundialCore", "SundialMessaging", "SundialClient", "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor", "SundialExecutor",
                 "SundialFairness", "SundialLocalCluster", "SundialBench", "SundialSchedule", "SundialProto",
                 "SundialContract", "SundialNATS", "SundialStore", "SundialServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -183,12 +205,12 @@ let package = Package(
 
         .testTarget(
             name: "SundialScheduleTests",
-            dependencies: ["SundialSchedule", "SundialProto", "SundialContract"]),
+            dependencies: ["SundialCore", "SundialSchedule", "SundialProto", "SundialContract"]),
         .testTarget(name: "SundialFairnessTests", dependencies: ["SundialFairness"]),
         .testTarget(
             name: "SundialUnitTests",
             dependencies: [
-                "SundialPlanner", "SundialDispatcher", "SundialIngest", "SundialContract",
+                "SundialCore", "SundialMessaging", "SundialPlanner", "SundialDispatcher", "SundialIngest", "SundialContract",
                 "SundialNATS", "SundialThreads", "SundialStore", "SundialSchedule", "SundialProto",
                 "SundialMetricsServer", "SundialObservability",
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -198,7 +220,7 @@ let package = Package(
         .testTarget(
             name: "SundialIntegrationTests",
             dependencies: [
-                "SundialLocalCluster", "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor",
+                "SundialCore", "SundialMessaging", "SundialClient", "SundialLocalCluster", "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor",
                 "SundialFairness", "SundialExecutor", "SundialNATS", "SundialPostgres", "SundialStore", "SundialProto",
                 "SundialContract", "SundialCLI", "SundialServer", "SundialMetricsServer", "SundialObservability",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

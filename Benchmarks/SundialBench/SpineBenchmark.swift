@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SundialClient
 import SundialContract
 import SundialExecutor
 import SundialNATS

@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
-import SundialServer
 import Logging
+import SundialClient
 import SundialContract
 import SundialExecutor
 import SundialLocalCluster
 import SundialNATS
 import SundialProto
+import SundialServer
 
 /// `sundial dev`: the embedded default. Starts a private nats-server (2.15, from the project
 /// venv) and a private Postgres cluster under `.sundial/`, migrates, runs every service in

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SundialContract
+import SundialCore
 import SundialLocalCluster
 import SundialPostgres
 import SundialStore

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import SundialClient
 import SundialContract
+import SundialCore
 import SundialProto
 import SundialSchedule
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SundialClient
 import SundialContract
 import SundialProto
 import SundialSchedule

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SundialBench
+import SundialClient
 import SundialContract
 import SundialLocalCluster
 import SundialNATS

@@ -1,7 +1,7 @@
-import SundialNATS
 import SundialProto
 
-/// The error contract (BRIEF §3): NATS micro headers plus a `sundial.v1.Status` body.
+/// The error contract: NATS micro headers plus a `sundial.v1.Status` body (`SundialMessaging`
+/// reads and writes the reply form).
 public enum SundialErrorCode: Int, Sendable {
     case invalidArgument = 400
     case forbidden = 403
@@ -18,6 +18,12 @@ public struct SundialError: Error, Sendable, CustomStringConvertible {
     public var code: SundialErrorCode
     public var message: String
     public var violations: [Sundial_V1_FieldViolation]
+
+    public init(_ code: SundialErrorCode, _ message: String, violations: [Sundial_V1_FieldViolation]) {
+        self.code = code
+        self.message = message
+        self.violations = violations
+    }
 
     public init(_ code: SundialErrorCode, _ message: String, violations: [(field: String, reason: String)] = []) {
         self.code = code
@@ -40,22 +46,6 @@ public struct SundialError: Error, Sendable, CustomStringConvertible {
         status.message = message
         status.violations = violations
         return status
-    }
-
-    /// The reply form: headers carry code and message, the body the full Status.
-    public var microServiceError: MicroServiceError {
-        MicroServiceError(
-            code: code.rawValue, description: message,
-            body: (try? status.serializedBytes() as [UInt8]) ?? [])
-    }
-
-    /// Reads an error reply, or returns nil for a success reply.
-    public init?(reply: NATSMessage) {
-        guard let codeText = reply.headers[SundialHeader.serviceErrorCode] else { return nil }
-        let status = try? Sundial_V1_Status(serializedBytes: reply.payload)
-        self.code = SundialErrorCode(rawValue: Int(codeText) ?? 500) ?? .internal
-        self.message = status?.message ?? reply.headers[SundialHeader.serviceError] ?? "error"
-        self.violations = status?.violations ?? []
     }
 
     public var description: String {

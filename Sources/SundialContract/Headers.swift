@@ -1,6 +1,6 @@
 /// Every message header Sundial sets or reads, in one place.
 public enum SundialHeader {
-    // On jobs in the work stream (BRIEF §3), for executors.
+    // On jobs in the work stream, for executors (services/dispatcher/README.md, "Job headers").
     public static let timerID = "Sundial-Timer-Id"
     public static let tenant = "Sundial-Tenant"
     /// RFC 3339 (UTC, milliseconds) due time of this occurrence.

@@ -1,6 +1,6 @@
 /// Every NATS subject and stream name Sundial uses, in one place.
 ///
-/// The defaults are the wire contract (BRIEF §3): requests on `sundial.v1.<tenant>.Timers.<Method>`,
+/// The defaults are the wire contract (docs/architecture.md): requests on `sundial.v1.<tenant>.Timers.<Method>`,
 /// work on stream `SUNDIAL_WORK`, subject `sundial.work.<queue>`. A namespace with another root
 /// exists so that integration tests can run isolated topologies side by side on one server
 /// (JetStream forbids two streams with overlapping subjects).

@@ -2,14 +2,16 @@ import CoreMetrics
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
 import SundialContract
+import SundialCore
 import SundialFairness
+import SundialMessaging
 import SundialNATS
 import SundialObservability
 import SundialProto
 import SundialSchedule
 import SundialStore
+import Synchronization
 
 /// Dispatcher settings; defaults are production values (see services/dispatcher/README.md).
 public struct DispatcherConfig: Sendable {
@@ -649,7 +651,7 @@ public final class DispatcherService: Service, Sendable {
         }
     }
 
-    /// The job as executors see it (BRIEF §3 headers), deduped per (timer, occurrence, attempt).
+    /// The job as executors see it (the work headers in SundialHeader), deduped per (timer, occurrence, attempt).
     private func job(for fire: Fire, dispatchedAt: Date) -> NATSOutgoingMessage {
         let envelope = fire.envelope
         var headers = NATSHeaders()

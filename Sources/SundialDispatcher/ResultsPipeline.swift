@@ -1,8 +1,10 @@
 import Foundation
 import SundialContract
+import SundialCore
 import SundialFairness
-import SundialPostgres
+import SundialMessaging
 import SundialNATS
+import SundialPostgres
 import SundialProto
 import SundialSchedule
 import SundialStore

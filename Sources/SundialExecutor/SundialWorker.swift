@@ -1,5 +1,6 @@
 import Foundation
 import SundialContract
+import SundialMessaging
 import SundialNATS
 import SundialProto
 import SundialSchedule

@@ -2,14 +2,15 @@ import CoreMetrics
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
 import SundialContract
 import SundialFairness
+import SundialMessaging
 import SundialNATS
 import SundialObservability
 import SundialProto
 import SundialSchedule
 import SundialStore
+import Synchronization
 
 /// Governor settings; defaults are production values (see services/governor/README.md).
 public struct GovernorConfig: Sendable {

@@ -1,4 +1,5 @@
 import SundialContract
+import SundialMessaging
 
 /// Ingest settings. Defaults are production values; executables may override them from the
 /// environment (see services/ingest/README.md).

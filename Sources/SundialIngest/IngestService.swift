@@ -1,12 +1,13 @@
 import CoreMetrics
 import Logging
 import ServiceLifecycle
-import Synchronization
 import SundialContract
+import SundialMessaging
 import SundialNATS
 import SundialObservability
 import SundialProto
 import SundialStore
+import Synchronization
 
 /// The Ingest service: answers `sundial.v1.<tenant>.Timers.<Method>` (Create, Get, Update, Cancel,
 /// List, History) in a queue group (so

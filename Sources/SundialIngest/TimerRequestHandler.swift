@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import SundialContract
+import SundialCore
+import SundialMessaging
 import SundialNATS
 import SundialPostgres
 import SundialProto

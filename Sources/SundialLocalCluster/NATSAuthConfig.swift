@@ -1,7 +1,7 @@
 import SundialContract
 
 /// Renders the `authorization { users = [...] }` block of a nats-server config that
-/// isolates tenants (BRIEF §3, §5; deploy/README.md "Tenant credentials"):
+/// isolates tenants (deploy/README.md "Tenant credentials"):
 ///
 /// - `tenant-<name>` may publish only `<root>.v1.<name>.Timers.>` (its requests) and
 ///   subscribe only `_INBOX_<name>.>` (its replies: clients set the inbox prefix

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Stream settings. Built as raw JSON because cnats 3.4.1's `jsStreamConfig` lacks
-/// `allow_msg_schedules` (see SUBSTRATE-NOTES).
+/// `allow_msg_schedules` (message scheduling needs NATS 2.12 or later).
 public struct JetStreamStreamConfig: Sendable {
     public enum Retention: String, Sendable { case limits, interest, workqueue }
     public enum Storage: String, Sendable { case file, memory }

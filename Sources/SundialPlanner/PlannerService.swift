@@ -2,13 +2,15 @@ import CoreMetrics
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
 import SundialContract
+import SundialCore
+import SundialMessaging
 import SundialNATS
 import SundialObservability
 import SundialProto
 import SundialSchedule
 import SundialStore
+import Synchronization
 
 /// Planner settings; defaults are production values (see services/planner/README.md).
 public struct PlannerConfig: Sendable {

@@ -8,6 +8,7 @@ import SundialDispatcher
 import SundialFairness
 import SundialGovernor
 import SundialIngest
+import SundialMessaging
 import SundialMetricsServer
 import SundialNATS
 import SundialObservability

@@ -1,5 +1,6 @@
 import Foundation
 import SundialContract
+import SundialCore
 import SundialPostgres
 
 /// Deletes what the retention no longer keeps (see migration 0006): timers in a final state

@@ -1,5 +1,6 @@
 import Foundation
 import SundialContract
+import SundialCore
 import SundialDispatcher
 import SundialExecutor
 import SundialFairness

@@ -1,11 +1,12 @@
 import Foundation
 import SundialContract
+import SundialCore
 import SundialNATS
 import SundialProto
 import Synchronization
 import Testing
 
-/// Bad input never crashes Ingest nor corrupts state (BRIEF §5): thousands of random,
+/// Bad input never crashes Ingest nor corrupts state (docs/limits.md): thousands of random,
 /// mutated and absurd requests against a real Ingest, then the service must still answer
 /// and Postgres must hold exactly the timers whose creates succeeded.
 ///

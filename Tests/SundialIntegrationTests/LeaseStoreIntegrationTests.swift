@@ -1,5 +1,6 @@
 import Foundation
 import SundialContract
+import SundialCore
 import SundialPostgres
 import SundialStore
 import Testing

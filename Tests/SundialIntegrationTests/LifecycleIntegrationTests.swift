@@ -1,4 +1,5 @@
 import Foundation
+import SundialClient
 import SundialContract
 import SundialExecutor
 import SundialProto

@@ -1,12 +1,14 @@
 import Foundation
+import SundialClient
 import SundialContract
 import SundialExecutor
 import SundialLocalCluster
+import SundialMessaging
 import SundialNATS
 import SundialProto
 import Testing
 
-/// Tenant isolation enforced by nats-server permissions (BRIEF §3, §5): each test runs a
+/// Tenant isolation enforced by nats-server permissions (deploy/README.md): each test runs a
 /// private nats-server with the deployment config (`NATSAuthConfig.deploymentExample`, the
 /// content of deploy/nats/auth.conf, its password variables defined in the config), Sundial's
 /// services logged in as `sundial-service`, and real tenant connections.

@@ -54,11 +54,31 @@ struct PackageStructureTests {
 
     @Test func thePureCoreImportsNeitherNATSNorPostgres() throws {
         let graph = try Self.graph()
-        for core in ["SundialFairness", "SundialSchedule", "SundialObservability"] {
+        // The wire contract is data too; the store reaches ids and stepping without NATS.
+        for core in ["SundialCore", "SundialContract", "SundialFairness", "SundialSchedule", "SundialObservability"] {
             let linked = Self.closure(of: core, in: graph)
             #expect(graph[core] != nil, "\(core) is a target")
             for forbidden in ["SundialNATS", "SundialPostgres", "CNats", "CLibPQ"] {
                 #expect(!linked.contains(forbidden), "\(core) links \(forbidden)")
+            }
+        }
+        for forbidden in ["SundialNATS", "CNats"] {
+            #expect(!Self.closure(of: "SundialStore", in: graph).contains(forbidden), "SundialStore links \(forbidden)")
+        }
+    }
+
+    /// An application links the client library (timers client + executor worker): no server
+    /// module, no Postgres.
+    @Test func theClientLibraryLinksNoServerPart() throws {
+        let graph = try Self.graph()
+        for client in ["SundialClient", "SundialExecutor"] {
+            let linked = Self.closure(of: client, in: graph)
+            #expect(graph[client] != nil, "\(client) is a target")
+            for forbidden in [
+                "SundialPostgres", "CLibPQ", "SundialStore", "SundialServer", "SundialIngest", "SundialPlanner",
+                "SundialDispatcher", "SundialGovernor", "SundialCLI",
+            ] {
+                #expect(!linked.contains(forbidden), "\(client) links \(forbidden)")
             }
         }
     }

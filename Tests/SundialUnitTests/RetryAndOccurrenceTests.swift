@@ -1,5 +1,6 @@
 import Foundation
 import SundialContract
+import SundialCore
 import SundialProto
 import SundialSchedule
 import SundialStore

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import SundialClient
 import SundialContract
 import SundialDispatcher
 import SundialExecutor
@@ -8,6 +9,7 @@ import SundialFairness
 import SundialGovernor
 import SundialIngest
 import SundialLocalCluster
+import SundialMessaging
 import SundialNATS
 import SundialPlanner
 import SundialPostgres

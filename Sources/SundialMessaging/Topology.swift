@@ -1,3 +1,4 @@
+import SundialContract
 import SundialNATS
 
 /// Bounds of the streams Sundial creates (docs/limits.md). Each is chosen so that reaching

@@ -1,11 +1,10 @@
 import Foundation
-import SundialNATS
 import SundialProto
 import SundialSchedule
 
 /// One occurrence/attempt of a timer, as loaded into JetStream. Ingest (near-term timers)
-/// and the Planner (everything else) both publish through `scheduleMessage`, so the two
-/// paths produce byte-identical schedules and a republish simply replaces.
+/// and the Planner (everything else) both publish through `scheduleMessage` (SundialMessaging),
+/// so the two paths produce byte-identical schedules and a republish simply replaces.
 public struct ScheduledFire: Sendable, Hashable {
     public var tenant: String
     public var timerID: UUID
@@ -47,17 +46,6 @@ public struct ScheduledFire: Sendable, Hashable {
         envelope.shard = UInt32(shard)
         envelope.occurrence = UInt64(occurrence)
         return envelope
-    }
-
-    /// `Nats-Schedule: @at <due>` on `sched.<shard>.<timer>.<occurrence>.<attempt>`, firing to
-    /// `fired.<shard>`.
-    public func scheduleMessage(_ namespace: SundialNamespace) throws -> NATSOutgoingMessage {
-        var headers = NATSHeaders()
-        headers[SundialHeader.natsSchedule] = "@at " + RFC3339.format(dueAt)
-        headers[SundialHeader.natsScheduleTarget] = namespace.fired(shard: shard)
-        return NATSOutgoingMessage(
-            subject: namespace.schedule(shard: shard, timerID: TimerID.text(timerID), occurrence: occurrence, attempt: attempt),
-            headers: headers, payload: try envelope.serializedBytes())
     }
 }
 

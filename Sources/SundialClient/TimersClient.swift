@@ -1,3 +1,5 @@
+import SundialContract
+import SundialMessaging
 import SundialNATS
 import SundialProto
 
