@@ -72,7 +72,7 @@ extension DispatcherService {
         // Successes — nearly all results — in one set-wise transaction per batch.
         if !successes.isEmpty {
             do {
-                let count = try await timers.applySuccesses(successes.map(\.1), childStart: Self.childStart)
+                let count = try await timers.applySuccesses(successes.map(\.1))
                 stats.succeeded.add(count, ordering: .relaxed)
                 stats.resultsIgnored.add(successes.count - count, ordering: .relaxed)
                 try? await consumer.ack(successes.map(\.0))
@@ -85,7 +85,7 @@ extension DispatcherService {
                 logger.warning("applying \(successes.count) results set-wise failed; one by one: \(error)")
                 for (message, outcome) in successes {
                     do {
-                        let count = try await timers.applySuccesses([outcome], childStart: Self.childStart)
+                        let count = try await timers.applySuccesses([outcome])
                         stats.succeeded.add(count, ordering: .relaxed)
                         stats.resultsIgnored.add(1 - count, ordering: .relaxed)
                         try? await consumer.ack(message)
@@ -253,13 +253,5 @@ extension DispatcherService {
             }
         }
         try? await consumer.ack(message)
-    }
-
-    /// A dependent timer's first fire, its schedule starting when the parent succeeded.
-    @Sendable static func childStart(_ child: StoredTimer, parentSucceededAt: Date) -> (fireAt: Date, nominal: Date)? {
-        guard let schedule = try? TimerSchedule(proto: Sundial_V1_Schedule(serializedBytes: child.schedule)),
-            let first = OccurrenceStepper.first(schedule, timerID: TimerID.text(child.id), createdAt: parentSucceededAt)
-        else { return nil }
-        return (first.fireAt, first.nominal)
     }
 }

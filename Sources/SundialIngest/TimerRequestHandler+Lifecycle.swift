@@ -70,49 +70,14 @@ extension TimerRequestHandler {
         guard violations.isEmpty else {
             throw SundialError(.invalidArgument, violations.map { "\($0.field): \($0.reason)" }.joined(separator: "; "), violations: violations)
         }
-        let (replacement, newPriority) = (newSchedule, priority)  // immutable for the closure below
-        let labelsJSON = request.labels.isEmpty ? nil : Self.labelsJSON(request.labels)
-        let scheduleBytes = newSchedule.flatMap { try? $0.proto.serializedBytes() as [UInt8] }
-        let payload = request.updatePayload ? [UInt8](request.payload) : nil
-        let horizon = config.horizon.seconds
-
+        let change = TimerChange(
+            schedule: newSchedule, scheduleBytes: newSchedule.flatMap { try? $0.proto.serializedBytes() as [UInt8] } ?? [],
+            payload: request.updatePayload ? [UInt8](request.payload) : nil, priority: priority,
+            labelsJSON: request.labels.isEmpty ? nil : Self.labelsJSON(request.labels),
+            at: updatedAt, horizon: config.horizon.seconds)
         let outcome: MutationOutcome
         do {
-            outcome = try await store.update(
-                tenant: tenant, id: id, expectedVersion: expectedVersion, keepSchedule: replacement == nil
-            ) { current, next in
-                if replacement == nil {
-                    // Same schedule: same cursor and occurrences; only the fields change (the
-                    // store moves the armed runs to the new version; they are republished).
-                    return TimerRewrite(
-                        state: current.state, nextFireAt: current.nextFireAt ?? updatedAt,
-                        nextNominalAt: current.nextNominalAt ?? current.nextFireAt ?? updatedAt,
-                        nextOccurrence: current.occurrence, schedule: current.schedule, kind: current.kind,
-                        recurring: current.recurring, payload: payload ?? current.payload,
-                        priority: newPriority ?? current.priority, labelsJSON: labelsJSON ?? current.labelsJSON,
-                        armedRun: nil)
-                }
-                // A new schedule starts now, numbered from `next` (numbers never repeat).
-                guard let schedule = replacement else { throw SundialError(.internal, "unreachable") }
-                let first = OccurrenceStepper.first(schedule, timerID: TimerID.text(id), createdAt: updatedAt, number: next)
-                var state = StoredTimerState.scheduled
-                var cursor = first ?? OccurrenceStepper.Occurrence(number: next, nominal: updatedAt, fireAt: updatedAt)
-                var run: ArmedRun?
-                if first == nil {
-                    state = .completed
-                } else if let first, first.fireAt < updatedAt.addingTimeInterval(horizon) {
-                    let step = TimerStore.LoadStep.loading(first, recurring: schedule.isRecurring, schedule: schedule, timerID: id)
-                    state = step.nextState
-                    cursor = .init(number: step.nextOccurrence, nominal: step.nextNominalAt, fireAt: step.nextFireAt)
-                    run = step.run
-                }
-                return TimerRewrite(
-                    state: state, nextFireAt: cursor.fireAt, nextNominalAt: cursor.nominal, nextOccurrence: cursor.number,
-                    schedule: scheduleBytes ?? [],
-                    kind: TimerMapping.kindName(schedule), recurring: schedule.isRecurring,
-                    payload: payload ?? current.payload, priority: newPriority ?? current.priority,
-                    labelsJSON: labelsJSON ?? current.labelsJSON, armedRun: run)
-            }
+            outcome = try await store.update(tenant: tenant, id: id, expectedVersion: expectedVersion, change: change)
         } catch {
             throw storeFailure(error, "update")
         }

@@ -44,9 +44,10 @@ public struct TimerRequestHandler: Sendable {
         let createdAt = now()
         let plan = try validate(request, createdAt: createdAt)
         let id = TimerID.make(now: createdAt)
-        guard let first = OccurrenceStepper.first(plan.schedule, timerID: TimerID.text(id), createdAt: createdAt) else {
-            throw .invalid("schedule", "never fires")
-        }
+        // Where the schedule starts, and its first run when that is due within the horizon
+        // (loaded by Ingest itself, so a 10 s delay does not wait for a planner tick).
+        guard let load = FirstLoad.plan(plan.schedule, timerID: id, startingAt: createdAt, horizon: config.horizon.seconds)
+        else { throw .invalid("schedule", "never fires") }
         var parent: UUID?
         if !request.afterTimerID.isEmpty {
             guard let parentID = TimerID.parse(request.afterTimerID) else {
@@ -55,19 +56,17 @@ public struct TimerRequestHandler: Sendable {
             parent = parentID
         }
         // A dependent timer waits for its parent; it is never loaded at create time.
-        let load = parent == nil
-            ? initialLoad(first, schedule: plan.schedule, timerID: id, now: createdAt)
-            : (state: StoredTimerState.waiting, cursor: first, run: nil)
+        let (state, cursor, run) = parent == nil ? (load.state, load.cursor, load.run) : (.waiting, load.first, nil)
         var newTimer = NewTimer(
-            id: id, tenant: tenant, shard: ShardMap.shard(of: id), state: load.state, kind: plan.kind,
-            recurring: plan.schedule.isRecurring, schedule: plan.scheduleBytes, nextFireAt: load.cursor.fireAt,
-            nextNominalAt: load.cursor.nominal, occurrence: load.cursor.number, armedRun: load.run,
+            id: id, tenant: tenant, shard: ShardMap.shard(of: id), state: state, kind: plan.kind,
+            recurring: plan.schedule.isRecurring, schedule: plan.scheduleBytes, nextFireAt: cursor.fireAt,
+            nextNominalAt: cursor.nominal, occurrence: cursor.number, armedRun: run,
             queue: request.queue, payload: [UInt8](request.payload), priority: plan.priority.rawValue,
             labelsJSON: plan.labelsJSON,
             retryPolicy: request.hasRetryPolicy ? try? request.retryPolicy.serializedBytes() : nil,
             idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey,
             requestHash: RequestFingerprint.of(request), afterTimerID: parent)
-        newTimer.startedCursor = (first.fireAt, first.nominal)
+        newTimer.startedCursor = (load.first.fireAt, load.first.nominal)
 
         let outcome: CreateOutcome
         do {
@@ -82,7 +81,7 @@ public struct TimerRequestHandler: Sendable {
         switch outcome {
         case .created(let stored):
             usage.created(tenant: tenant, payloadBytes: stored.payload.count)
-            if let run = load.run { await publish(run, of: stored) }
+            if let run { await publish(run, of: stored) }
             response.timer = TimerMapping.proto(stored)
             response.created = true
         case .existing(let stored):
@@ -104,23 +103,6 @@ public struct TimerRequestHandler: Sendable {
                 violations: [("after_timer_id", "parent is \(state.rawValue)")])
         }
         return response
-    }
-
-    /// What a new (or re-scheduled) timer stores: if its first occurrence is due within
-    /// the horizon, Ingest loads it itself (so a 10 s delay does not wait for a planner tick).
-    func initialLoad(_ first: OccurrenceStepper.Occurrence, schedule: TimerSchedule, timerID: UUID, now: Date)
-        -> (state: StoredTimerState, cursor: OccurrenceStepper.Occurrence, run: ArmedRun?)
-    {
-        guard first.fireAt < now.addingTimeInterval(config.horizon.seconds) else {
-            return (.scheduled, first, nil)
-        }
-        let step = TimerStore.LoadStep.loading(
-            first, recurring: schedule.isRecurring, schedule: schedule, timerID: timerID)
-        return (
-            step.nextState,
-            OccurrenceStepper.Occurrence(number: step.nextOccurrence, nominal: step.nextNominalAt, fireAt: step.nextFireAt),
-            step.run
-        )
     }
 
     /// Publishes an armed run as a JetStream scheduled message. If JetStream is unreachable

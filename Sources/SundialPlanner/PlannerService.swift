@@ -225,7 +225,7 @@ public final class PlannerService: Service, Sendable {
                 let due = Date().addingTimeInterval(config.horizon.seconds)
                 let loaded = try await timers.loadDue(
                     lease: lease, owner: config.instanceID, dueBefore: due, limit: config.claimBatchSize,
-                    budget: config.claimBudget, step: Self.loadStep)
+                    budget: config.claimBudget)
                 stats.claimed.add(loaded.rows.count, ordering: .relaxed)
                 if loaded.truncated && loaded.timers < config.claimBatchSize { stats.claimsCutByBudget.add(1, ordering: .relaxed) }
                 await publish(loaded.rows, counter: stats.published)
@@ -337,21 +337,6 @@ public final class PlannerService: Service, Sendable {
         }
         counter.add(results.count - failures, ordering: .relaxed)
         stats.publishFailures.add(failures, ordering: .relaxed)
-    }
-}
-
-extension PlannerService {
-    /// Loads one due timer: see `TimerStore.LoadStep.loading`. A recurring timer gets every
-    /// occurrence due within the horizon (up to 1000 per load), so even a 1-second timer
-    /// stays ahead of its due times.
-    @Sendable static func loadStep(_ timer: StoredTimer, dueBefore: Date) -> TimerStore.LoadStep {
-        let fireAt = timer.nextFireAt ?? Date()
-        let current = OccurrenceStepper.Occurrence(
-            number: timer.occurrence, nominal: timer.nextNominalAt ?? fireAt, fireAt: fireAt)
-        let schedule = timer.recurring
-            ? try? TimerSchedule(proto: Sundial_V1_Schedule(serializedBytes: timer.schedule)) : nil
-        return .loading(
-            current, recurring: timer.recurring, schedule: schedule, timerID: timer.id, through: dueBefore, limit: 1000)
     }
 }
 

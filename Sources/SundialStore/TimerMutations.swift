@@ -1,4 +1,6 @@
 import Foundation
+import SundialCore
+import SundialSchedule
 import SundialPostgres
 
 /// How an update or cancel ended.
@@ -17,36 +19,83 @@ public enum MutationOutcome: Sendable {
     case finished(StoredTimer)
 }
 
-/// A new definition for an updated timer, computed by the caller (Ingest) from the current row.
-public struct TimerRewrite: Sendable {
-    public var state: StoredTimerState
-    public var nextFireAt: Date
-    public var nextNominalAt: Date
-    public var nextOccurrence: Int64
-    public var schedule: [UInt8]
-    public var kind: String
-    public var recurring: Bool
-    public var payload: [UInt8]
-    public var priority: Int
-    public var labelsJSON: String
-    /// When Ingest loads the new first occurrence itself (near-term).
-    public var armedRun: ArmedRun?
+/// What an update changes (checked by Ingest); nil keeps the current value.
+public struct TimerChange: Sendable {
+    /// A new schedule: it starts at `at`, numbered past every earlier occurrence. nil keeps
+    /// the schedule, its cursor and its armed runs (moved to the new version).
+    public var schedule: TimerSchedule?
+    public var scheduleBytes: [UInt8]
+    public var payload: [UInt8]?
+    public var priority: Int?
+    public var labelsJSON: String?
+    /// When the update is made.
+    public var at: Date
+    /// The load horizon: a new schedule's first occurrence due within it is armed at once.
+    public var horizon: TimeInterval
 
     public init(
-        state: StoredTimerState, nextFireAt: Date, nextNominalAt: Date, nextOccurrence: Int64, schedule: [UInt8],
-        kind: String, recurring: Bool, payload: [UInt8], priority: Int, labelsJSON: String, armedRun: ArmedRun?
+        schedule: TimerSchedule?, scheduleBytes: [UInt8], payload: [UInt8]?, priority: Int?, labelsJSON: String?,
+        at: Date, horizon: TimeInterval
     ) {
-        self.recurring = recurring
-        self.state = state
-        self.nextFireAt = nextFireAt
-        self.nextNominalAt = nextNominalAt
-        self.nextOccurrence = nextOccurrence
         self.schedule = schedule
-        self.kind = kind
+        self.scheduleBytes = scheduleBytes
         self.payload = payload
         self.priority = priority
         self.labelsJSON = labelsJSON
-        self.armedRun = armedRun
+        self.at = at
+        self.horizon = horizon
+    }
+}
+
+/// A timer's new definition, written by an update.
+struct TimerRewrite: Sendable {
+    var state: StoredTimerState
+    var nextFireAt: Date
+    var nextNominalAt: Date
+    var nextOccurrence: Int64
+    var schedule: [UInt8]
+    var kind: String
+    var recurring: Bool
+    var payload: [UInt8]
+    var priority: Int
+    var labelsJSON: String
+    /// The new first occurrence's run when it is due within the horizon.
+    var armedRun: ArmedRun?
+
+    /// `change` applied to `current`; a new schedule starts at occurrence `next`.
+    init(_ change: TimerChange, of current: StoredTimer, next: Int64) {
+        payload = change.payload ?? current.payload
+        priority = change.priority ?? current.priority
+        labelsJSON = change.labelsJSON ?? current.labelsJSON
+        guard let schedule = change.schedule else {
+            // Same schedule: same cursor and occurrences; only the fields change.
+            state = current.state
+            nextFireAt = current.nextFireAt ?? change.at
+            nextNominalAt = current.nextNominalAt ?? current.nextFireAt ?? change.at
+            nextOccurrence = current.occurrence
+            self.schedule = current.schedule
+            kind = current.kind
+            recurring = current.recurring
+            armedRun = nil
+            return
+        }
+        self.schedule = change.scheduleBytes
+        kind = TimerMapping.kindName(schedule)
+        recurring = schedule.isRecurring
+        if let load = FirstLoad.plan(schedule, timerID: current.id, startingAt: change.at, number: next, horizon: change.horizon) {
+            state = load.state
+            nextFireAt = load.cursor.fireAt
+            nextNominalAt = load.cursor.nominal
+            nextOccurrence = load.cursor.number
+            armedRun = load.run
+        } else {
+            // Never fires from now on: nothing to load.
+            state = .completed
+            nextFireAt = change.at
+            nextNominalAt = change.at
+            nextOccurrence = next
+            armedRun = nil
+        }
     }
 }
 
@@ -87,26 +136,26 @@ extension TimerStore {
     }
 
     /// Updates a timer: armed runs of the old version are superseded (their fires are
-    /// dropped by the Dispatcher's version check), then `rewrite` gives the new definition,
-    /// starting at occurrence number `next` (numbers never repeat, so run keys and
-    /// `Nats-Msg-Id`s stay unique).
-    public func update(
-        tenant: String, id: UUID, expectedVersion: Int64?, keepSchedule: Bool = false,
-        rewrite: @escaping @Sendable (_ current: StoredTimer, _ nextOccurrence: Int64) throws -> TimerRewrite
-    ) async throws -> MutationOutcome {
-        try await mutate(
+    /// dropped by the Dispatcher's version check) and the new schedule starts at the next
+    /// unused occurrence number (numbers never repeat, so run keys and `Nats-Msg-Id`s stay
+    /// unique). Without a new schedule the armed runs stay, moved to the new version.
+    public func update(tenant: String, id: UUID, expectedVersion: Int64?, change: TimerChange) async throws
+        -> MutationOutcome
+    {
+        let keepSchedule = change.schedule == nil
+        return try await mutate(
             tenant: tenant, id: id, expectedVersion: expectedVersion,
             mode: keepSchedule ? .reversion : .retire("superseded")
         ) { timer, retired, rearmed, session in
             if keepSchedule {
                 // Same schedule, new fields: the armed runs stay (same occurrences, same due
                 // times) at the new version; the caller republishes them.
-                let updated = try Self.store(rewrite(timer, timer.occurrence), of: timer, session)
+                let updated = try Self.store(TimerRewrite(change, of: timer, next: timer.occurrence), of: timer, session)
                 return .applied(updated, retired: [], armed: rearmed)
             }
             let inFlight = try session.execute(TimerQueries.inFlightRuns, [.uuid(timer.id)])[0]
             let highest = max(retired.map(\.occurrence).max() ?? -1, try inFlight.int64("max_occurrence") ?? -1)
-            let new = try rewrite(timer, max(timer.occurrence, highest + 1))
+            let new = TimerRewrite(change, of: timer, next: max(timer.occurrence, highest + 1))
             let updated = try Self.store(new, of: timer, session)
             if let run = new.armedRun { try Self.insertArmedRun(run, of: updated, session) }
             return .applied(updated, retired: retired, armed: new.armedRun.map { [$0] } ?? [])

@@ -138,10 +138,7 @@ extension TimerStore {
     /// Applies successful results set-wise in one transaction (the common case on the hot
     /// path): runs finished, one-shot timers settled, waiting children started. Results that
     /// match no run awaiting one are ignored. Returns how many runs succeeded.
-    public func applySuccesses(
-        _ outcomes: [JobOutcome],
-        childStart: @escaping @Sendable (StoredTimer, _ parentSucceededAt: Date) -> (fireAt: Date, nominal: Date)?
-    ) async throws -> Int {
+    public func applySuccesses(_ outcomes: [JobOutcome]) async throws -> Int {
         guard !outcomes.isEmpty else { return 0 }
         return try await pool.transaction { session in
             let succeeded = try session.execute(
@@ -159,13 +156,23 @@ extension TimerStore {
             for child in try session.execute(TimerQueries.selectWaitingChildrenOfAny, [.uuidArray(parents)])
                 .map(StoredTimer.init(row:))
             {
-                guard let parent = child.afterTimerID, let at = finishedAt[parent], let start = childStart(child, at) else {
+                guard let parent = child.afterTimerID, let at = finishedAt[parent], let start = Self.start(child, at) else {
                     continue
                 }
                 try session.execute(TimerQueries.startChild, [.uuid(child.id), .timestamp(start.fireAt), .timestamp(start.nominal)])
             }
             return succeeded.count
         }
+    }
+}
+
+extension TimerStore {
+    /// A dependent timer's first fire: its schedule starts when the parent succeeded.
+    static func start(_ child: StoredTimer, _ parentSucceededAt: Date) -> OccurrenceStepper.Occurrence? {
+        guard let schedule = try? TimerSchedule(proto: Sundial_V1_Schedule(serializedBytes: child.schedule)) else {
+            return nil
+        }
+        return OccurrenceStepper.first(schedule, timerID: TimerID.text(child.id), createdAt: parentSucceededAt)
     }
 }
 

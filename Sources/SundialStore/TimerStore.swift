@@ -2,14 +2,8 @@ import Foundation
 import SundialContract
 import SundialCore
 import SundialPostgres
+import SundialProto
 import SundialSchedule
-
-/// Lifecycle states as stored in `timers.state`.
-public enum StoredTimerState: String, Sendable, CaseIterable {
-    case scheduled, armed, dispatched, succeeded, retrying, dead, cancelled, completed
-    /// Created with `after_timer_id`: starts when the parent's job succeeds.
-    case waiting
-}
 
 /// A row of `timers`.
 public struct StoredTimer: Sendable, Hashable {
@@ -127,22 +121,6 @@ public struct NewTimer: Sendable {
         self.idempotencyKey = idempotencyKey
         self.requestHash = requestHash
         self.afterTimerID = afterTimerID
-    }
-}
-
-/// A run to store as armed: one occurrence (and attempt) loaded into JetStream.
-public struct ArmedRun: Sendable, Hashable {
-    public var occurrence: Int64
-    public var attempt: Int
-    public var dueAt: Date
-    /// Attempts of this occurrence given back before this one (see `FailureHandling`).
-    public var refunded: Int
-
-    public init(occurrence: Int64, attempt: Int = 1, dueAt: Date, refunded: Int = 0) {
-        self.occurrence = occurrence
-        self.attempt = attempt
-        self.dueAt = dueAt
-        self.refunded = refunded
     }
 }
 
@@ -325,6 +303,18 @@ public struct TimerStore: Sendable {
         }
     }
 
+    /// Loading a due timer: its current occurrence, and a recurring timer's following ones due
+    /// before `horizon` (at most 1,000 per claim).
+    static func loadStep(_ timer: StoredTimer, through horizon: Date) -> LoadStep {
+        let fireAt = timer.nextFireAt ?? Date()
+        let current = OccurrenceStepper.Occurrence(
+            number: timer.occurrence, nominal: timer.nextNominalAt ?? fireAt, fireAt: fireAt)
+        let schedule = timer.recurring
+            ? try? TimerSchedule(proto: Sundial_V1_Schedule(serializedBytes: timer.schedule)) : nil
+        return .loading(
+            current, recurring: timer.recurring, schedule: schedule, timerID: timer.id, through: horizon, limit: 1000)
+    }
+
     static func insertArmedRun(_ run: ArmedRun, of timer: StoredTimer, _ session: PostgresSession) throws {
         try session.execute(
             TimerQueries.insertArmedRun,
@@ -377,70 +367,6 @@ public struct TimerStore: Sendable {
 
     // MARK: planner
 
-    /// What loading one due timer does: the run it arms and where its cursor moves.
-    public struct LoadStep: Sendable {
-        /// The runs to arm: the current occurrence, and for a recurring timer every following
-        /// one already due before the load's horizon (so a fast timer cannot fall behind).
-        public var runs: [ArmedRun]
-        public var nextState: StoredTimerState
-        public var nextFireAt: Date
-        public var nextNominalAt: Date
-        public var nextOccurrence: Int64
-        /// Set when the timer cannot go on (its stored schedule no longer evaluates, e.g. a
-        /// time zone that fails to load): it ends `dead` with this as `last_error`.
-        public var failure: String?
-
-        /// The first run (Ingest and updates load a single occurrence).
-        public var run: ArmedRun { runs[0] }
-
-        /// Loading `current`: arms it and moves the cursor on — a recurring timer to its next
-        /// occurrence (still `scheduled`, loaded again when that comes within the horizon), a
-        /// one-shot to `armed`, a recurring timer without further occurrences to `completed`.
-        /// With `through`, also arms following occurrences due before it, up to `limit` runs.
-        public static func loading(
-            _ current: OccurrenceStepper.Occurrence, recurring: Bool, schedule: TimerSchedule?, timerID: UUID,
-            through horizon: Date? = nil, limit: Int = 1
-        ) -> LoadStep {
-            var runs = [ArmedRun(occurrence: current.number, dueAt: current.fireAt)]
-            var last = current
-            if recurring, schedule == nil {
-                // The current occurrence was computed while the schedule still evaluated: it
-                // runs; nothing after it can be computed, and the timer says why.
-                var step = LoadStep(
-                    runs: runs, nextState: .dead, nextFireAt: current.fireAt, nextNominalAt: current.nominal,
-                    nextOccurrence: current.number + 1)
-                step.failure = "the schedule can no longer be evaluated (time zone or rule failed to load); no further occurrences"
-                return step
-            }
-            guard recurring, let schedule else {
-                return LoadStep(
-                    runs: runs, nextState: recurring ? .completed : .armed, nextFireAt: current.fireAt,
-                    nextNominalAt: current.nominal, nextOccurrence: current.number + 1)
-            }
-            while let next = OccurrenceStepper.following(schedule, timerID: TimerID.text(timerID), after: last) {
-                guard runs.count < limit, let horizon, next.fireAt < horizon else {
-                    return LoadStep(
-                        runs: runs, nextState: .scheduled, nextFireAt: next.fireAt, nextNominalAt: next.nominal,
-                        nextOccurrence: next.number)
-                }
-                runs.append(ArmedRun(occurrence: next.number, dueAt: next.fireAt))
-                last = next
-            }
-            return LoadStep(
-                runs: runs, nextState: .completed, nextFireAt: last.fireAt, nextNominalAt: last.nominal,
-                nextOccurrence: last.number + 1)
-        }
-
-        public init(runs: [ArmedRun], nextState: StoredTimerState, nextFireAt: Date, nextNominalAt: Date, nextOccurrence: Int64) {
-            precondition(!runs.isEmpty)
-            self.runs = runs
-            self.nextState = nextState
-            self.nextFireAt = nextFireAt
-            self.nextNominalAt = nextNominalAt
-            self.nextOccurrence = nextOccurrence
-        }
-    }
-
     /// Loads up to `limit` timers of `lease.shard` due before `dueBefore`: in one transaction,
     /// arms a run for each and advances its cursor as `step` decides (a recurring timer moves
     /// to its next occurrence, so it never stalls and an occurrence is loaded exactly once).
@@ -466,7 +392,6 @@ public struct TimerStore: Sendable {
 
     public func loadDue(
         lease: ShardLease, owner: String, dueBefore: Date, limit: Int, budget: LoadBudget = LoadBudget(),
-        step: @escaping @Sendable (StoredTimer, _ dueBefore: Date) -> LoadStep
     ) async throws -> LoadedRuns {
         try await pool.transaction { session in
             let selected = try session.execute(
@@ -483,7 +408,7 @@ public struct TimerStore: Sendable {
             var runCount = 0
             var bytes = 0
             for timer in selected {
-                let next = step(timer, dueBefore)
+                let next = Self.loadStep(timer, through: dueBefore)
                 let cost = next.runs.count * (timer.payload.count + 512)
                 if !timers.isEmpty, runCount + next.runs.count > budget.runs || bytes + cost > budget.bytes { break }
                 timers.append(timer)

@@ -287,8 +287,8 @@ private func insertDueTimer(
     }
 }
 
-/// The planner's fenced claim of due timers (`TimerStore.loadDue`), loading each as a one-shot:
-/// one armed run for the current occurrence, the timer moved to `armed`.
+/// The planner's fenced claim of due timers (`TimerStore.loadDue`); the timers here are
+/// one-shots: one armed run for the current occurrence, the timer moved to `armed`.
 private func claim(
     _ timers: TimerStore, lease: ShardLease, owner: String, dueBefore: Date,
     budget: TimerStore.LoadBudget = TimerStore.LoadBudget()
@@ -300,12 +300,7 @@ private func claimRuns(
     _ timers: TimerStore, lease: ShardLease, owner: String, dueBefore: Date,
     budget: TimerStore.LoadBudget = TimerStore.LoadBudget()
 ) async throws -> TimerStore.LoadedRuns {
-    try await timers.loadDue(lease: lease, owner: owner, dueBefore: dueBefore, limit: 10, budget: budget) { timer, _ in
-        let due = timer.nextFireAt ?? Date()
-        return TimerStore.LoadStep(
-            runs: [ArmedRun(occurrence: timer.occurrence, dueAt: due)], nextState: .armed, nextFireAt: due,
-            nextNominalAt: due, nextOccurrence: timer.occurrence + 1)
-    }
+    try await timers.loadDue(lease: lease, owner: owner, dueBefore: dueBefore, limit: 10, budget: budget)
 }
 
 /// Runs (armed or later) recorded for a timer: a fenced-off claim must leave none.

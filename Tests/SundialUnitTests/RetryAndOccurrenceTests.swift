@@ -125,12 +125,12 @@ struct LoadStepTests {
         let schedule = TimerSchedule(.every(interval: .seconds(1), start: nil, end: nil))
         let id = UUID()
         let first = try #require(OccurrenceStepper.first(schedule, timerID: TimerID.text(id), createdAt: start))
-        let step = TimerStore.LoadStep.loading(
+        let step = LoadStep.loading(
             first, recurring: true, schedule: schedule, timerID: id, through: start.addingTimeInterval(30.5), limit: 1000)
         #expect(step.runs.map(\.occurrence) == Array(0..<30))
         #expect(step.nextState == .scheduled && step.nextOccurrence == 30)
         #expect(step.nextFireAt == start.addingTimeInterval(31))
-        let capped = TimerStore.LoadStep.loading(
+        let capped = LoadStep.loading(
             first, recurring: true, schedule: schedule, timerID: id, through: start.addingTimeInterval(300), limit: 10)
         #expect(capped.runs.count == 10 && capped.nextOccurrence == 10)
     }
@@ -141,10 +141,10 @@ struct LoadStepTests {
         let limited = TimerSchedule(.every(interval: .seconds(1), start: nil, end: nil), maxOccurrences: 3)
         let id = UUID()
         let first = try #require(OccurrenceStepper.first(limited, timerID: TimerID.text(id), createdAt: start))
-        let step = TimerStore.LoadStep.loading(
+        let step = LoadStep.loading(
             first, recurring: true, schedule: limited, timerID: id, through: start.addingTimeInterval(60), limit: 1000)
         #expect(step.runs.count == 3 && step.nextState == .completed)
-        let oneShot = TimerStore.LoadStep.loading(first, recurring: false, schedule: nil, timerID: id)
+        let oneShot = LoadStep.loading(first, recurring: false, schedule: nil, timerID: id)
         #expect(oneShot.runs.count == 1 && oneShot.nextState == .armed && oneShot.nextOccurrence == 1)
     }
 
@@ -170,11 +170,11 @@ struct LoadStepTests {
         let every = TimerSchedule(.every(interval: .seconds(60), start: nil, end: nil))
         let id = UUID()
         let first = try #require(OccurrenceStepper.first(every, timerID: TimerID.text(id), createdAt: start))
-        let step = TimerStore.LoadStep.loading(first, recurring: true, schedule: nil, timerID: id)
+        let step = LoadStep.loading(first, recurring: true, schedule: nil, timerID: id)
         #expect(step.runs.count == 1)
         #expect(step.nextState == .dead)
         #expect(step.failure?.contains("time zone") == true)
-        let healthy = TimerStore.LoadStep.loading(first, recurring: true, schedule: every, timerID: id)
+        let healthy = LoadStep.loading(first, recurring: true, schedule: every, timerID: id)
         #expect(healthy.nextState == .scheduled && healthy.failure == nil)
     }
 }
