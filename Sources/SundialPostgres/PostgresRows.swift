@@ -46,6 +46,16 @@ public struct PostgresRow: Sendable {
         return self[index]
     }
 
+    /// A column that must not be NULL: NULL throws `PostgresError(kind: .decoding)` naming the
+    /// column, so a row that breaks the schema's promise is reported, never trapped on.
+    /// `read` is one of the accessors, e.g. `row.required("id", row.uuid)`.
+    public func required<Value>(_ column: String, _ read: (String) throws -> Value?) throws -> Value {
+        guard let value = try read(column) else {
+            throw PostgresError(kind: .decoding, message: "column \(column) is NULL")
+        }
+        return value
+    }
+
     public func isNull(_ column: Int) throws -> Bool {
         try storage.withCell(row: row, column: checked(column)) { $0 == nil }
     }

@@ -16,9 +16,9 @@ public struct ShardLease: Sendable, Hashable {
     }
 
     init(row: PostgresRow) throws {
-        shard = try row.int("shard")!
-        epoch = try row.int64("epoch")!
-        expiresAt = try row.date("expires_at")!
+        shard = try row.required("shard", row.int)
+        epoch = try row.required("epoch", row.int64)
+        expiresAt = try row.required("expires_at", row.date)
     }
 }
 

@@ -25,7 +25,7 @@ public struct RetentionStore: Sendable {
     /// States a timer ends in (nothing more will happen to it).
     static let finalStates: [StoredTimerState] = [.succeeded, .dead, .cancelled, .completed]
     /// Run outcomes that are history (not awaiting anything).
-    static let finishedRunOutcomes = ["succeeded", "failed", "dead", "cancelled", "superseded"]
+    static let finishedRunOutcomes: [RunOutcome] = [.succeeded, .failed, .dead, .cancelled, .superseded]
 
     /// One batch of at most `batchSize` timers, with `now` injected (tests move it). At most
     /// `runsPerBatch` runs are deleted per transaction: when a batch's timers have more (long
@@ -57,7 +57,7 @@ public struct RetentionStore: Sendable {
             let cap = max(1, runsPerBatch)
             let runs = try session.execute(
                 RetentionQueries.deleteRuns,
-                [.uuidArray(ids), .uuidArray(doomed), .textArray(Self.finishedRunOutcomes), .timestamp(cutoff), .int(cap)]
+                [.uuidArray(ids), .uuidArray(doomed), .textArray(Self.finishedRunOutcomes.map(\.rawValue)), .timestamp(cutoff), .int(cap)]
             ).first?.int("deleted") ?? 0
             // More runs than one transaction may delete: stay on these timers (cursor not moved).
             guard runs < cap else { return .walked(walked: ids.count, timersDeleted: 0, runsDeleted: runs) }
@@ -97,7 +97,7 @@ enum RetentionQueries {
             WHERE t.id = ANY($1::uuid[]) AND t.state = ANY($2::text[]) AND t.updated_at < $3
               AND NOT EXISTS (
                   SELECT 1 FROM timer_runs r
-                  WHERE r.timer_id = t.id AND r.outcome IN ('armed', 'dispatching', 'dispatched'))
+                  WHERE r.timer_id = t.id AND r.outcome IN (\(RunOutcome.sql(.armed, .dispatching, .dispatched))))
             FOR UPDATE OF t
             """)
 

@@ -10,9 +10,9 @@ public struct TenantProfileRow: Sendable, Hashable {
     public var pinnedTier: String?
 
     init(row: PostgresRow) throws {
-        tenant = try row.string("tenant")!
-        firstSeenAt = try row.date("first_seen_at")!
-        trial = try row.bool("trial")!
+        tenant = try row.required("tenant", row.string)
+        firstSeenAt = try row.required("first_seen_at", row.date)
+        trial = try row.required("trial", row.bool)
         pinnedTier = try row.string("pinned_tier")
     }
 }

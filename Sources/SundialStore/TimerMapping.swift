@@ -77,7 +77,7 @@ public enum TimerMapping {
         if let fired = run.firedAt { proto.firedAt = Google_Protobuf_Timestamp(date: fired) }
         if let dispatched = run.dispatchedAt { proto.dispatchedAt = Google_Protobuf_Timestamp(date: dispatched) }
         if let finished = run.finishedAt { proto.finishedAt = Google_Protobuf_Timestamp(date: finished) }
-        proto.outcome = run.outcome
+        proto.outcome = run.outcome.rawValue
         proto.error = run.error ?? ""
         return proto
     }

@@ -101,8 +101,8 @@ struct TimerRewrite: Sendable {
 
 /// What a mutation does to the timer's armed runs before anything else.
 enum ArmedRunsMode {
-    /// Take them out of play with this outcome ('cancelled' or 'superseded').
-    case retire(String)
+    /// Take them out of play with this outcome (`cancelled` or `superseded`).
+    case retire(RunOutcome)
     /// Move them to the timer's next version (the update keeps the schedule).
     case reversion
 }
@@ -124,7 +124,7 @@ extension TimerStore {
     /// run was claimed meanwhile rolls back as `alreadyFired`. A committed cancel therefore
     /// means no later claim can succeed: the Dispatcher's compare-and-set needs 'armed'.
     public func cancel(tenant: String, id: UUID, expectedVersion: Int64?) async throws -> MutationOutcome {
-        try await mutate(tenant: tenant, id: id, expectedVersion: expectedVersion, mode: .retire("cancelled")) {
+        try await mutate(tenant: tenant, id: id, expectedVersion: expectedVersion, mode: .retire(.cancelled)) {
             timer, retired, _, session in
             guard let row = try session.execute(TimerQueries.cancelTimer, [.uuid(timer.id)]).first else {
                 throw Rollback(outcome: .notFound)
@@ -145,7 +145,7 @@ extension TimerStore {
         let keepSchedule = change.schedule == nil
         return try await mutate(
             tenant: tenant, id: id, expectedVersion: expectedVersion,
-            mode: keepSchedule ? .reversion : .retire("superseded")
+            mode: keepSchedule ? .reversion : .retire(.superseded)
         ) { timer, retired, rearmed, session in
             if keepSchedule {
                 // Same schedule, new fields: the armed runs stay (same occurrences, same due
@@ -201,11 +201,11 @@ extension TimerStore {
                 var rearmed: [ArmedRun] = []
                 switch mode {
                 case .retire(let outcome):
-                    retired = try session.execute(TimerQueries.retireArmedRuns, [.uuid(timer.id), .text(outcome)])
-                        .map { RunKey(occurrence: try $0.int64("occurrence")!, attempt: try $0.int("attempt")!) }
+                    retired = try session.execute(TimerQueries.retireArmedRuns, [.uuid(timer.id), .text(outcome.rawValue)])
+                        .map { RunKey(occurrence: try $0.required("occurrence", $0.int64), attempt: try $0.required("attempt", $0.int)) }
                 case .reversion:
                     rearmed = try session.execute(TimerQueries.reversionArmedRuns, [.uuid(timer.id), .int64(timer.version + 1)])
-                        .map { ArmedRun(occurrence: try $0.int64("occurrence")!, attempt: try $0.int("attempt")!, dueAt: try $0.date("scheduled_at")!) }
+                        .map { ArmedRun(occurrence: try $0.required("occurrence", $0.int64), attempt: try $0.required("attempt", $0.int), dueAt: try $0.required("scheduled_at", $0.date)) }
                 }
                 // A recurring timer is `completed` as soon as its last occurrence is loaded; until
                 // those armed runs fire it can still be cancelled or updated. Nothing armed: finished.

@@ -1,4 +1,5 @@
 import Foundation
+import SundialCore
 import SundialPostgres
 
 /// Every SQL statement of the timer store, named, in one place (River's driver-layer model).
@@ -54,7 +55,7 @@ enum TimerQueries {
             ), run AS (
                 INSERT INTO timer_runs (timer_id, occurrence, attempt, tenant, version, scheduled_at, shard,
                                         outcome, armed_at)
-                SELECT id, $18::bigint, 1, tenant, version, $19::timestamptz, shard, 'armed', now()
+                SELECT id, $18::bigint, 1, tenant, version, $19::timestamptz, shard, \(RunOutcome.armed.sql), now()
                 FROM t WHERE $18::bigint IS NOT NULL
             )
             SELECT * FROM t
@@ -67,7 +68,7 @@ enum TimerQueries {
         sql: """
             INSERT INTO timer_runs (timer_id, occurrence, attempt, tenant, version, scheduled_at, shard,
                                     refunded, outcome, armed_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'armed', now())
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \(RunOutcome.armed.sql), now())
             ON CONFLICT DO NOTHING
             """)
 
@@ -126,7 +127,7 @@ enum TimerQueries {
         sql: """
             WITH locked AS (
                 SELECT id, next_fire_at, octet_length(payload) AS size FROM timers
-                WHERE shard = $1 AND state = 'scheduled' AND next_fire_at < $2
+                WHERE shard = $1 AND state = \(StoredTimerState.scheduled.sql) AND next_fire_at < $2
                   AND EXISTS (SELECT 1 FROM shard_leases
                               WHERE shard = $1 AND owner = $4 AND epoch = $5 AND expires_at > now())
                 ORDER BY next_fire_at
@@ -148,7 +149,7 @@ enum TimerQueries {
         sql: """
             INSERT INTO timer_runs (timer_id, occurrence, attempt, tenant, version, scheduled_at, shard,
                                     outcome, armed_at)
-            SELECT id, occurrence, attempt, tenant, version, scheduled_at, shard, 'armed', now()
+            SELECT id, occurrence, attempt, tenant, version, scheduled_at, shard, \(RunOutcome.armed.sql), now()
             FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::text[], $5::bigint[], $6::timestamptz[], $7::int[])
                 AS f(id, occurrence, attempt, tenant, version, scheduled_at, shard)
             ON CONFLICT DO NOTHING
@@ -176,7 +177,7 @@ enum TimerQueries {
         sql: """
             SELECT \(runFireColumns)
             FROM timer_runs r JOIN timers t ON t.id = r.timer_id
-            WHERE r.shard = $1 AND r.outcome = 'armed' AND (r.scheduled_at, r.timer_id) > ($2::timestamptz, $3::uuid)
+            WHERE r.shard = $1 AND r.outcome = \(RunOutcome.armed.sql) AND (r.scheduled_at, r.timer_id) > ($2::timestamptz, $3::uuid)
             ORDER BY r.scheduled_at, r.timer_id
             LIMIT $4
             """)
@@ -190,7 +191,7 @@ enum TimerQueries {
         sql: """
             WITH due AS (
                 SELECT timer_id, occurrence, attempt FROM timer_runs
-                WHERE shard = $1 AND outcome = 'armed' AND scheduled_at < $2 AND armed_at < $2
+                WHERE shard = $1 AND outcome = \(RunOutcome.armed.sql) AND scheduled_at < $2 AND armed_at < $2
                 ORDER BY scheduled_at
                 LIMIT $3
                 FOR UPDATE SKIP LOCKED
@@ -213,11 +214,11 @@ enum TimerQueries {
         name: "sundial_claim_for_dispatch",
         sql: """
             UPDATE timer_runs r
-            SET outcome = 'dispatching', fired_at = coalesce(r.fired_at, f.fired_at)
+            SET outcome = \(RunOutcome.dispatching.sql), fired_at = coalesce(r.fired_at, f.fired_at)
             FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::bigint[], $5::timestamptz[])
                 AS f(id, occurrence, attempt, version, fired_at)
             WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
-              AND r.version = f.version AND r.outcome IN ('armed', 'dispatching')
+              AND r.version = f.version AND r.outcome IN (\(RunOutcome.sql(.armed, .dispatching)))
             RETURNING r.timer_id, r.occurrence, r.attempt, r.version
             """)
 
@@ -234,7 +235,7 @@ enum TimerQueries {
             UPDATE timer_runs r SET armed_at = f.until
             FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::timestamptz[]) AS f(id, occurrence, attempt, until)
             WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
-              AND r.outcome = 'armed' AND r.armed_at < f.until - interval '10 seconds'
+              AND r.outcome = \(RunOutcome.armed.sql) AND r.armed_at < f.until - interval '10 seconds'
             """)
 
     /// Hands claimed runs back ('dispatching' → 'armed') whose job could not be forwarded
@@ -244,10 +245,10 @@ enum TimerQueries {
     static let releaseClaims = PostgresQuery(
         name: "sundial_release_claims",
         sql: """
-            UPDATE timer_runs r SET outcome = 'armed', armed_at = f.until
+            UPDATE timer_runs r SET outcome = \(RunOutcome.armed.sql), armed_at = f.until
             FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::timestamptz[]) AS f(id, occurrence, attempt, until)
             WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
-              AND r.outcome = 'dispatching'
+              AND r.outcome = \(RunOutcome.dispatching.sql)
             """)
 
     static let markDispatched = PostgresQuery(
@@ -260,20 +261,20 @@ enum TimerQueries {
                 -- The executor's result can be applied before this (the job is forwarded first):
                 -- then the run is already finished; record the dispatch time but keep its outcome.
                 UPDATE timer_runs r
-                SET outcome = CASE WHEN r.outcome = 'dispatching' THEN 'dispatched' ELSE r.outcome END,
+                SET outcome = CASE WHEN r.outcome = \(RunOutcome.dispatching.sql) THEN \(RunOutcome.dispatched.sql) ELSE r.outcome END,
                     dispatched_at = f.dispatched_at
                 FROM f
                 WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
                   AND r.dispatched_at IS NULL
-                  AND r.outcome IN ('dispatching', 'succeeded', 'failed', 'dead')
-                RETURNING r.timer_id, r.attempt, r.outcome = 'dispatched' AS awaiting_result
+                  AND r.outcome IN (\(RunOutcome.sql(.dispatching, .succeeded, .failed, .dead)))
+                RETURNING r.timer_id, r.attempt, r.outcome = \(RunOutcome.dispatched.sql) AS awaiting_result
             ), counts AS (
                 SELECT timer_id, count(*) AS attempts, count(*) FILTER (WHERE attempt = 1) AS occurrences,
                        bool_or(awaiting_result) AS awaiting_result
                 FROM runs GROUP BY timer_id
             )
             UPDATE timers t
-            SET state = CASE WHEN c.awaiting_result AND t.state IN ('armed', 'retrying') THEN 'dispatched'
+            SET state = CASE WHEN c.awaiting_result AND t.state IN (\(StoredTimerState.sql(.armed, .retrying))) THEN \(StoredTimerState.dispatched.sql)
                              ELSE t.state END,
                 attempts = t.attempts + c.attempts, occurrences_fired = t.occurrences_fired + c.occurrences,
                 updated_at = now()
@@ -301,12 +302,12 @@ enum TimerQueries {
     static let succeedRuns = PostgresQuery(
         name: "sundial_succeed_runs",
         sql: """
-            UPDATE timer_runs r SET outcome = 'succeeded', finished_at = f.finished_at
+            UPDATE timer_runs r SET outcome = \(RunOutcome.succeeded.sql), finished_at = f.finished_at
             FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::timestamptz[], $5::bigint[])
                 AS f(id, occurrence, attempt, finished_at, version)
             WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
               AND (f.version = 0 OR r.version = f.version)
-              AND r.outcome IN ('dispatched', 'dispatching')
+              AND r.outcome IN (\(RunOutcome.sql(.dispatched, .dispatching)))
             RETURNING r.timer_id
             """)
 
@@ -314,14 +315,14 @@ enum TimerQueries {
     static let settleSucceeded = PostgresQuery(
         name: "sundial_settle_succeeded",
         sql: """
-            UPDATE timers SET state = 'succeeded', updated_at = now()
+            UPDATE timers SET state = \(StoredTimerState.succeeded.sql), updated_at = now()
             WHERE id = ANY($1::uuid[]) AND NOT recurring
             """)
 
     /// Waiting children of any of the parents $1, locked for starting them.
     static let selectWaitingChildrenOfAny = PostgresQuery(
         name: "sundial_select_waiting_children_of_any",
-        sql: "SELECT \(timerColumns) FROM timers WHERE after_timer_id = ANY($1::uuid[]) AND state = 'waiting' FOR UPDATE")
+        sql: "SELECT \(timerColumns) FROM timers WHERE after_timer_id = ANY($1::uuid[]) AND state = \(StoredTimerState.waiting.sql) FOR UPDATE")
 
     /// $1 timer, $2 occurrence, $3 attempt, $4 outcome, $5 error, $6 finished_at.
     static let finishRun = PostgresQuery(
@@ -351,7 +352,7 @@ enum TimerQueries {
     static let startChild = PostgresQuery(
         name: "sundial_start_child",
         sql: """
-            UPDATE timers SET state = 'scheduled', next_fire_at = $2, next_nominal_at = $3, occurrence = 0,
+            UPDATE timers SET state = \(StoredTimerState.scheduled.sql), next_fire_at = $2, next_nominal_at = $3, occurrence = 0,
                               updated_at = now()
             WHERE id = $1
             """)
@@ -360,9 +361,9 @@ enum TimerQueries {
     static let cancelWaitingChildren = PostgresQuery(
         name: "sundial_cancel_waiting_children",
         sql: """
-            UPDATE timers SET state = 'cancelled', version = version + 1,
+            UPDATE timers SET state = \(StoredTimerState.cancelled.sql), version = version + 1,
                               last_error = 'parent timer ' || $1::text || ' ended without success', updated_at = now()
-            WHERE after_timer_id = $1 AND state = 'waiting'
+            WHERE after_timer_id = $1 AND state = \(StoredTimerState.waiting.sql)
             """)
 
     /// The parent of a new dependent timer, shared-locked so its outcome cannot change while
@@ -372,14 +373,14 @@ enum TimerQueries {
         name: "sundial_tenant_active_usage",
         sql: """
             SELECT count(*)::bigint AS timers, coalesce(sum(octet_length(payload)), 0)::bigint AS bytes
-            FROM timers WHERE tenant = $1 AND state IN ('scheduled', 'armed', 'dispatched', 'retrying', 'waiting')
+            FROM timers WHERE tenant = $1 AND state IN (\(StoredTimerState.sql(.scheduled, .armed, .dispatched, .retrying, .waiting)))
             """)
 
     static let selectParentForChild = PostgresQuery(
         name: "sundial_select_parent_for_child",
         sql: """
             SELECT t.state, EXISTS (
-                SELECT 1 FROM timer_runs r WHERE r.timer_id = t.id AND r.outcome = 'succeeded'
+                SELECT 1 FROM timer_runs r WHERE r.timer_id = t.id AND r.outcome = \(RunOutcome.succeeded.sql)
             ) AS has_succeeded
             FROM timers t WHERE t.tenant = $1 AND t.id = $2 FOR SHARE OF t
             """)
@@ -392,7 +393,7 @@ enum TimerQueries {
         name: "sundial_retire_armed_runs",
         sql: """
             UPDATE timer_runs SET outcome = $2, finished_at = now()
-            WHERE timer_id = $1 AND outcome = 'armed'
+            WHERE timer_id = $1 AND outcome = \(RunOutcome.armed.sql)
             RETURNING occurrence, attempt
             """)
 
@@ -402,7 +403,7 @@ enum TimerQueries {
         name: "sundial_reversion_armed_runs",
         sql: """
             UPDATE timer_runs SET version = $2, armed_at = now()
-            WHERE timer_id = $1 AND outcome = 'armed'
+            WHERE timer_id = $1 AND outcome = \(RunOutcome.armed.sql)
             RETURNING occurrence, attempt, scheduled_at
             """)
 
@@ -410,10 +411,10 @@ enum TimerQueries {
     static let inFlightRuns = PostgresQuery(
         name: "sundial_in_flight_runs",
         sql: """
-            SELECT count(*) AS n, count(*) FILTER (WHERE outcome = 'dispatching') AS claiming,
+            SELECT count(*) AS n, count(*) FILTER (WHERE outcome = \(RunOutcome.dispatching.sql)) AS claiming,
                    coalesce(max(occurrence), -1) AS max_occurrence
             FROM timer_runs
-            WHERE timer_id = $1 AND outcome IN ('dispatching', 'dispatched')
+            WHERE timer_id = $1 AND outcome IN (\(RunOutcome.sql(.dispatching, .dispatched)))
             """)
 
     /// $1 id, $2 state, $3 next_fire_at, $4 next_nominal_at, $5 occurrence, $6 schedule,
@@ -434,7 +435,7 @@ enum TimerQueries {
     static let cancelTimer = PostgresQuery(
         name: "sundial_cancel_timer",
         sql: """
-            UPDATE timers SET state = 'cancelled', version = version + 1, updated_at = now()
+            UPDATE timers SET state = \(StoredTimerState.cancelled.sql), version = version + 1, updated_at = now()
             WHERE id = $1
             RETURNING \(timerColumns)
             """)
@@ -460,7 +461,7 @@ enum TimerQueries {
 
     /// Armed runs: loaded into JetStream, waiting to fire (counted from the partial index).
     static let countArmedRuns = PostgresQuery(
-        name: "sundial_count_armed_runs", sql: "SELECT count(*) AS armed FROM timer_runs WHERE outcome = 'armed'")
+        name: "sundial_count_armed_runs", sql: "SELECT count(*) AS armed FROM timer_runs WHERE outcome = \(RunOutcome.armed.sql)")
 
     /// Extends the leases owner $1 still holds at the given epochs. $3 shards, $4 epochs.
     static let renewLeases = PostgresQuery(

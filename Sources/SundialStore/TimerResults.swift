@@ -77,18 +77,18 @@ extension TimerStore {
             guard let row = try session.execute(
                 TimerQueries.selectRunForResult,
                 [.uuid(key.id), .int64(key.occurrence), .int(key.attempt), .int64(outcome.version ?? 0)]
-            ).first, let runState = try row.string("run_outcome"), runState == "dispatched" || runState == "dispatching"
+            ).first, try [.dispatched, .dispatching].contains(RunOutcome(stored: row.required("run_outcome", row.string)))
             else {
                 effects.ignored = true
                 return effects
             }
             let timer = try StoredTimer(row: row)
             let refundedBefore = try row.int("run_refunded") ?? 0
-            let finished = { (state: String, error: String?) throws -> StoredRun in
+            let finished = { (state: RunOutcome, error: String?) throws -> StoredRun in
                 let rows = try session.execute(
                     TimerQueries.finishRun,
                     [
-                        .uuid(key.id), .int64(key.occurrence), .int(key.attempt), .text(state),
+                        .uuid(key.id), .int64(key.occurrence), .int(key.attempt), .text(state.rawValue),
                         error.map { .text($0) } ?? .null, .timestamp(outcome.finishedAt),
                     ])
                 return try StoredRun(row: rows[0])
@@ -106,12 +106,12 @@ extension TimerStore {
             if case .retry(let delay, let refunded) = verdict {
                 let retryTime = now.addingTimeInterval(delay.seconds)
                 effects.refunded = verdict.refunds(given: refundedBefore)
-                let run = try finished("failed", error)
+                let run = try finished(.failed, error)
                 let next = ArmedRun(occurrence: key.occurrence, attempt: key.attempt + 1, dueAt: retryTime, refunded: refunded)
                 let settled = timer.recurring
                     ? try session.execute(TimerQueries.noteTimerError, [.uuid(timer.id), .text(error)])[0]
                     : try session.execute(
-                        TimerQueries.settleTimer, [.uuid(timer.id), .text("retrying"), .text(error), .timestamp(retryTime)])[0]
+                        TimerQueries.settleTimer, [.uuid(timer.id), .text(StoredTimerState.retrying.rawValue), .text(error), .timestamp(retryTime)])[0]
                 let current = try StoredTimer(row: settled)
                 try Self.insertArmedRun(next, of: current, session)
                 effects.retry = FireRow(
@@ -120,10 +120,10 @@ extension TimerStore {
                     payload: current.payload, priority: current.priority)
                 effects.events.append((TimerEventKind.attemptFailed, current, run))
             } else {
-                let run = try finished("dead", error)
+                let run = try finished(.dead, error)
                 let settled = timer.recurring
                     ? try session.execute(TimerQueries.noteTimerError, [.uuid(timer.id), .text(error)])[0]
-                    : try session.execute(TimerQueries.settleTimer, [.uuid(timer.id), .text("dead"), .text(error), .null])[0]
+                    : try session.execute(TimerQueries.settleTimer, [.uuid(timer.id), .text(StoredTimerState.dead.rawValue), .text(error), .null])[0]
                 if !timer.recurring {
                     try session.execute(TimerQueries.cancelWaitingChildren, [.uuid(timer.id)])
                 }
@@ -148,7 +148,7 @@ extension TimerStore {
                     .intArray(outcomes.map(\.key.attempt)), .timestampArray(outcomes.map(\.finishedAt)),
                     .int64Array(outcomes.map { $0.version ?? 0 }),
                 ]
-            ).map { try $0.uuid("timer_id")! }
+            ).map { try $0.required("timer_id", $0.uuid) }
             guard !succeeded.isEmpty else { return 0 }
             let parents = Array(Set(succeeded))
             try session.execute(TimerQueries.settleSucceeded, [.uuidArray(parents)])
@@ -178,14 +178,14 @@ extension TimerStore {
 
 extension StoredRun {
     init(row: PostgresRow) throws {
-        occurrence = try row.int64("occurrence")!
-        attempt = try row.int("attempt")!
-        version = try row.int64("version")!
-        scheduledAt = try row.date("scheduled_at")!
+        occurrence = try row.required("occurrence", row.int64)
+        attempt = try row.required("attempt", row.int)
+        version = try row.required("version", row.int64)
+        scheduledAt = try row.required("scheduled_at", row.date)
         firedAt = try row.date("fired_at")
         dispatchedAt = try row.date("dispatched_at")
         finishedAt = try row.date("finished_at")
-        outcome = try row.string("outcome")!
+        outcome = try RunOutcome(stored: row.required("outcome", row.string))
         error = try row.string("error")
     }
 }

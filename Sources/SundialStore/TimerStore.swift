@@ -36,34 +36,30 @@ public struct StoredTimer: Sendable, Hashable {
     public var updatedAt: Date
 
     init(row: PostgresRow) throws {
-        id = try row.uuid("id")!
-        tenant = try row.string("tenant")!
-        shard = try row.int("shard")!
-        let stateText = try row.string("state")!
-        guard let state = StoredTimerState(rawValue: stateText) else {
-            throw PostgresError(kind: .decoding, message: "unknown timer state \(stateText)")
-        }
-        self.state = state
-        kind = try row.string("kind")!
+        id = try row.required("id", row.uuid)
+        tenant = try row.required("tenant", row.string)
+        shard = try row.required("shard", row.int)
+        state = try StoredTimerState(stored: row.required("state", row.string))
+        kind = try row.required("kind", row.string)
         recurring = try row.bool("recurring") ?? false
         schedule = try row.bytes("schedule") ?? []
         nextFireAt = try row.date("next_fire_at")
         nextNominalAt = try row.date("next_nominal_at")
-        occurrence = try row.int64("occurrence")!
-        attempt = try row.int("attempt")!
-        version = try row.int64("version")!
-        queue = try row.string("queue")!
+        occurrence = try row.required("occurrence", row.int64)
+        attempt = try row.required("attempt", row.int)
+        version = try row.required("version", row.int64)
+        queue = try row.required("queue", row.string)
         payload = try row.bytes("payload") ?? []
-        priority = try row.int("priority")!
+        priority = try row.required("priority", row.int)
         labelsJSON = try row.string("labels") ?? "{}"
         retryPolicy = try row.bytes("retry_policy")
         idempotencyKey = try row.string("idempotency_key")
         afterTimerID = try row.uuid("after_timer_id")
-        attempts = try row.int("attempts")!
-        occurrencesFired = try row.int64("occurrences_fired")!
+        attempts = try row.required("attempts", row.int)
+        occurrencesFired = try row.required("occurrences_fired", row.int64)
         lastError = try row.string("last_error")
-        createdAt = try row.date("created_at")!
-        updatedAt = try row.date("updated_at")!
+        createdAt = try row.required("created_at", row.date)
+        updatedAt = try row.required("updated_at", row.date)
     }
 }
 
@@ -167,16 +163,16 @@ public struct FireRow: Sendable, Hashable {
     }
 
     init(row: PostgresRow) throws {
-        id = try row.uuid("id")!
-        tenant = try row.string("tenant")!
-        shard = try row.int("shard")!
-        version = try row.int64("version")!
-        nextFireAt = try row.date("next_fire_at")!
-        occurrence = try row.int64("occurrence")!
-        attempt = try row.int("attempt")!
-        queue = try row.string("queue")!
+        id = try row.required("id", row.uuid)
+        tenant = try row.required("tenant", row.string)
+        shard = try row.required("shard", row.int)
+        version = try row.required("version", row.int64)
+        nextFireAt = try row.required("next_fire_at", row.date)
+        occurrence = try row.required("occurrence", row.int64)
+        attempt = try row.required("attempt", row.int)
+        queue = try row.required("queue", row.string)
         payload = try row.bytes("payload") ?? []
-        priority = try row.int("priority")!
+        priority = try row.required("priority", row.int)
     }
 }
 
@@ -215,7 +211,7 @@ public struct StoredRun: Sendable, Hashable {
     public var firedAt: Date?
     public var dispatchedAt: Date?
     public var finishedAt: Date?
-    public var outcome: String
+    public var outcome: RunOutcome
     public var error: String?
 }
 
@@ -253,8 +249,8 @@ public struct TimerStore: Sendable {
             if let parent = timer.afterTimerID {
                 guard let row = try session.execute(
                     TimerQueries.selectParentForChild, [.text(timer.tenant), .uuid(parent)]
-                ).first, let parentState = StoredTimerState(rawValue: try row.string("state") ?? "")
-                else { return .parentNotFound }
+                ).first else { return .parentNotFound }
+                let parentState = try StoredTimerState(stored: row.required("state", row.string))
                 // A finished recurring parent (`completed`) counts as succeeded when any of
                 // its occurrences did; otherwise the child could never start and is refused.
                 let hasSucceeded = try row.bool("has_succeeded") ?? false

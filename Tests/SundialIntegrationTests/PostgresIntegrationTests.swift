@@ -127,6 +127,24 @@ struct PostgresIntegrationTests {
         await pool.close()
     }
 
+    @Test("a required column that is NULL throws a decoding error naming it, never traps")
+    func requiredColumn() async throws {
+        let pool = try await TestPostgres.pool(schema: TestPostgres.freshSchema("required"))
+        let row = try #require(try await pool.withSession { session in
+            try session.execute("SELECT NULL::uuid AS id, 'x'::text AS name")
+        }.first)
+        #expect(try row.required("name", row.string) == "x")
+        do {
+            _ = try row.required("id", row.uuid)
+            Issue.record("a NULL required column decoded")
+        } catch let error as PostgresError {
+            #expect(error.kind == .decoding)
+            #expect(error.message.contains("id"))
+        }
+        // An unknown column is a decoding error too.
+        #expect(throws: PostgresError.self) { try row.required("missing", row.string) }
+    }
+
     @Test("timestamp text forms decode: offsets, no fraction, date, infinity")
     func timestampForms() async throws {
         let pool = try await TestPostgres.pool(schema: TestPostgres.freshSchema("tsforms"))

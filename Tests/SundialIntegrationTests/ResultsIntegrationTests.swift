@@ -40,7 +40,7 @@ struct ResultsIntegrationTests {
             let timer = try await system.client(tenant: "acme").get(created.timer.id)
             #expect(timer.lastError == "boom 3")
             let runs = try await system.store.runs(timerID: TimerID.parse(created.timer.id)!)
-            #expect(runs.map(\.outcome) == ["failed", "failed", "dead"])
+            #expect(runs.map(\.outcome) == [.failed, .failed, .dead])
             #expect(runs.map(\.attempt) == [1, 2, 3])
             // Full-jitter backoff: each retry is scheduled within [0, base] (0.3 s, then 0.6 s)
             // after the failure was applied — never before the failure, never beyond its base

@@ -43,7 +43,7 @@ struct RetentionIntegrationTests {
             }
             let tickID = try #require(TimerID.parse(ticking))
             try await eventually("the ticks' runs are finished") {
-                try await system.store.runs(timerID: tickID).filter { $0.outcome == "succeeded" }.count >= 2
+                try await system.store.runs(timerID: tickID).filter { $0.outcome == .succeeded }.count >= 2
             }
 
             let store = RetentionStore(pool: system.pool)
@@ -85,8 +85,8 @@ struct RetentionIntegrationTests {
             #expect(futureState == .armed || futureState == .scheduled)
             #expect(try await client.get(ticking).state != .succeeded)
             let tickRuns = try await system.store.runs(timerID: tickID)
-            #expect(!tickRuns.contains { $0.outcome == "succeeded" })
-            #expect(tickRuns.contains { ["armed", "dispatching", "dispatched"].contains($0.outcome) })
+            #expect(!tickRuns.contains { $0.outcome == .succeeded })
+            #expect(tickRuns.contains { RunOutcome.open.contains($0.outcome) })
             #expect(runs >= done.count + 2)
 
             // A timer in a final state whose last run has not fired yet (a `completed`
@@ -101,7 +101,7 @@ struct RetentionIntegrationTests {
                 outcome = try await store.reapBatch(now: later, retention: .seconds(7 * 86_400), batchSize: 100)
             } while outcome != .caughtUp && tries < 50
             #expect(try await client.get(ticking).state == .completed)
-            #expect(try await system.store.runs(timerID: tickID).contains { $0.outcome == "armed" || $0.outcome == "dispatched" || $0.outcome == "dispatching" })
+            #expect(try await system.store.runs(timerID: tickID).contains { $0.outcome == .armed || $0.outcome == .dispatched || $0.outcome == .dispatching })
         }
     }
 

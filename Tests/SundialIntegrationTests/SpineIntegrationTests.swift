@@ -48,7 +48,7 @@ struct SpineIntegrationTests {
             #expect(timer.attempts == 1)
             let runs = try await system.store.runs(timerID: TimerID.parse(created.timer.id)!)
             #expect(runs.count == 1)
-            #expect(runs.first?.outcome == "succeeded")
+            #expect(runs.first?.outcome == .succeeded)
             #expect(runs.first?.firedAt != nil)
         }
     }

@@ -1,0 +1,43 @@
+import SundialCore
+
+// The one place run outcomes (`timer_runs.outcome`) and timer states (`timers.state`) become
+// SQL text: queries interpolate these instead of spelling the literals.
+
+extension RunOutcome {
+    /// The quoted SQL literal, e.g. `'armed'`.
+    var sql: String { "'\(rawValue)'" }
+
+    /// A list for `IN (…)`, e.g. `'armed', 'dispatching'`.
+    static func sql(_ outcomes: RunOutcome...) -> String { outcomes.map(\.sql).joined(separator: ", ") }
+}
+
+extension StoredTimerState {
+    /// The quoted SQL literal, e.g. `'scheduled'`.
+    var sql: String { "'\(rawValue)'" }
+
+    /// A list for `IN (…)`.
+    static func sql(_ states: StoredTimerState...) -> String { states.map(\.sql).joined(separator: ", ") }
+}
+
+/// A stored value that maps to no case: the row is reported, never trapped on.
+struct UnknownStoredValue: Error, CustomStringConvertible {
+    let column: String
+    let value: String
+    var description: String { "\(column) holds '\(value.prefix(64))', which this version does not know" }
+}
+
+extension RunOutcome {
+    /// `timer_runs.outcome` as read from a row.
+    init(stored: String) throws {
+        guard let outcome = RunOutcome(rawValue: stored) else { throw UnknownStoredValue(column: "timer_runs.outcome", value: stored) }
+        self = outcome
+    }
+}
+
+extension StoredTimerState {
+    /// `timers.state` as read from a row.
+    init(stored: String) throws {
+        guard let state = StoredTimerState(rawValue: stored) else { throw UnknownStoredValue(column: "timers.state", value: stored) }
+        self = state
+    }
+}
