@@ -207,6 +207,13 @@ let package = Package(
             name: "SundialScheduleTests",
             dependencies: ["SundialCore", "SundialSchedule", "SundialProto", "SundialContract"]),
         .testTarget(name: "SundialFairnessTests", dependencies: ["SundialFairness"]),
+        // The Dispatcher's pure parts: per-batch decisions and result parsing.
+        .testTarget(
+            name: "SundialDispatcherTests",
+            dependencies: [
+                "SundialDispatcher", "SundialCore", "SundialContract", "SundialFairness", "SundialProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
         .testTarget(
             name: "SundialUnitTests",
             dependencies: [

@@ -33,6 +33,19 @@ public enum RunOutcome: String, Sendable, CaseIterable {
     public static let open: [RunOutcome] = [.armed, .dispatching, .dispatched]
 }
 
+/// Identifies one attempt of one occurrence of a timer.
+public struct FireKey: Sendable, Hashable {
+    public var id: UUID
+    public var occurrence: Int64
+    public var attempt: Int
+
+    public init(id: UUID, occurrence: Int64, attempt: Int) {
+        self.id = id
+        self.occurrence = occurrence
+        self.attempt = attempt
+    }
+}
+
 /// A run to store as armed: one occurrence (and attempt) loaded into JetStream.
 public struct ArmedRun: Sendable, Hashable {
     public var occurrence: Int64

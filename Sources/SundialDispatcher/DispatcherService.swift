@@ -409,221 +409,176 @@ public final class DispatcherService: Service, Sendable {
         }
     }
 
-    struct Fire {
-        var message: JetStreamMessage
-        var envelope: Sundial_V1_FireEnvelope
-        var id: UUID
-        var key: FireKey
-        /// The timer version the fire was scheduled under; only the claimed version goes out.
-        var version: Int64
-        var firedAt: Date
-        /// The tier fairness applied (for per-tier lag).
-        var tier: Tier = .standard
-    }
-
-    /// One batch: check Postgres, forward the live ones, record, ack.
+    /// One batch: decode, the fairness gate, claim in Postgres, forward the live ones, record,
+    /// ack. Every decision is `DispatchBatch`'s; this runs its I/O.
     func process(_ batch: [JetStreamMessage], _ consumer: JetStreamPullConsumer) async {
         stats.fired.add(batch.count, ordering: .relaxed)
-        var fires: [Fire] = []
-        for message in batch {
+        var state = DispatchBatch(
+            size: batch.count,
+            settings: DispatchBatch.Settings(
+                retryDelay: config.retryDelay, queueFullDelay: config.queueFullDelay,
+                recordDeferralsBeyond: config.recordDeferralsBeyond))
+        var fires: [DispatchBatch.Fire] = []
+        // By batch position; an undecodable message keeps an empty one (it is never forwarded).
+        var envelopes = [Sundial_V1_FireEnvelope](repeating: Sundial_V1_FireEnvelope(), count: batch.count)
+        for (index, message) in batch.enumerated() {
             guard let envelope = try? Sundial_V1_FireEnvelope(serializedBytes: message.payload),
-                let id = TimerID.parse(envelope.timerID),
-                let occurrence = Int64(exactly: envelope.occurrence),
-                (1...JobResultParser.maximumAttempt).contains(envelope.attempt),
-                let version = Int64(exactly: envelope.version)
+                let fire = Self.fire(envelope, index: index, message: message)
             else {
                 // Poison: never redeliver, but keep it visible.
-                stats.undecodable.add(1, ordering: .relaxed)
+                state.undecodable(index)
                 logger.error("undecodable or out-of-range fired message on \(message.subject); poisoned")
                 await poison(message, reason: "undecodable or out-of-range FireEnvelope", consumer)
                 continue
             }
-            let firedAt = message.metadata.map { Date(timeIntervalSince1970: Double($0.timestampNanos) / 1e9) } ?? Date()
-            fires.append(
-                Fire(
-                    message: message, envelope: envelope, id: id,
-                    key: FireKey(id: id, occurrence: occurrence, attempt: Int(envelope.attempt)), version: version,
-                    firedAt: firedAt))
+            envelopes[index] = envelope
+            fires.append(fire)
         }
+        defer { record(state.counts) }
         guard !fires.isEmpty else { return }
 
         // Fairness: over-quota fires go back to JetStream with a delay (nak), smeared at their
         // tenant's rate; they are not claimed, so nothing about the run changes.
         let now0 = ContinuousClock.now
-        let (decisions, tiers) = gate.withLock { gate in
+        let decisions = gate.withLock { gate in
             let decisions = gate.decide(
                 fires.map {
                     FairnessGate.Candidate(
-                        tenant: $0.envelope.tenant, queue: $0.envelope.queue, priority: jobPriority($0.envelope.priority),
-                        redelivered: ($0.message.metadata?.deliveries ?? 1) > 1,
-                        dueSecond: $0.envelope.scheduledAt.seconds, attempt: Int(clamping: $0.envelope.attempt))
+                        tenant: $0.tenant, queue: $0.queue, priority: $0.priority, redelivered: $0.redelivered,
+                        dueSecond: envelopes[$0.index].scheduledAt.seconds, attempt: $0.key.attempt)
                 }, now: now0)
-            return (decisions, fires.map { gate.tier(of: $0.envelope.tenant, queue: $0.envelope.queue) })
+            for index in fires.indices { fires[index].tier = gate.tier(of: fires[index].tenant, queue: fires[index].queue) }
+            return decisions
         }
-        var deferrals: [(message: JetStreamMessage, delay: Duration)] = []
-        var recorded: [(key: FireKey, until: Date)] = []
-        let wallNow = Date()
-        let recordBeyond = config.recordDeferralsBeyond.seconds
-        var admitted: [Fire] = []
-        for (index, fire) in fires.enumerated() {
-            switch decisions[index] {
-            case .dispatch:
-                var fire = fire
-                fire.tier = tiers[index]
-                admitted.append(fire)
-            case .deferred(let delay, let lineWait):
-                deferrals.append((fire.message, delay))
-                // Recorded for the whole expected wait, not just this nak's delay: re-deferrals
-                // of the same fire then find `armed_at` far enough ahead and write nothing.
-                let back = wallNow.addingTimeInterval(lineWait.seconds)
-                if back.timeIntervalSince(fire.envelope.scheduledAt.date) > recordBeyond {
-                    // Slack past the return, for redelivery and processing.
-                    recorded.append((fire.key, back.addingTimeInterval(recordBeyond)))
-                }
-            }
-        }
-        if !deferrals.isEmpty {
-            stats.deferred.add(deferrals.count, ordering: .relaxed)
-            do { try await consumer.nak(deferrals) } catch {
+        let gated = state.gate(fires, decisions: decisions, now: Date())
+        if !gated.naks.isEmpty {
+            do { try await consumer.nak(gated.naks.map { (batch[$0.index], $0.delay) }) } catch {
                 // Not nak'd: they come back after ack_wait instead (later, never lost).
-                logger.warning("nak of \(deferrals.count) deferred fires failed: \(error)")
+                logger.warning("nak of \(gated.naks.count) deferred fires failed: \(error)")
             }
         }
-        await dispatch(admitted, consumer)
+        await dispatch(gated.claim, &state, batch, envelopes, consumer)
         // Recorded after the admitted fires are through: they should not wait for it.
-        if !recorded.isEmpty {
-            do { try await timers.recordDeferrals(recorded) } catch {
+        if !gated.recordDeferrals.isEmpty {
+            do { try await timers.recordDeferrals(gated.recordDeferrals) } catch {
                 // Worst case the rescue pass republishes some: the claim still drops duplicates.
-                logger.warning("recording \(recorded.count) deferrals failed: \(error)")
+                logger.warning("recording \(gated.recordDeferrals.count) deferrals failed: \(error)")
             }
         }
+    }
+
+    /// A fired message's envelope, range-checked; nil if any field is out of range.
+    static func fire(_ envelope: Sundial_V1_FireEnvelope, index: Int, message: JetStreamMessage) -> DispatchBatch.Fire? {
+        guard let id = TimerID.parse(envelope.timerID),
+            let occurrence = Int64(exactly: envelope.occurrence),
+            (1...JobResultParser.maximumAttempt).contains(envelope.attempt),
+            let version = Int64(exactly: envelope.version)
+        else { return nil }
+        return DispatchBatch.Fire(
+            index: index, key: FireKey(id: id, occurrence: occurrence, attempt: Int(envelope.attempt)),
+            version: version, tenant: envelope.tenant, queue: envelope.queue, priority: JobPriority(envelope.priority),
+            scheduledAt: envelope.scheduledAt.date,
+            firedAt: message.metadata.map { Date(timeIntervalSince1970: Double($0.timestampNanos) / 1e9) } ?? Date(),
+            redelivered: (message.metadata?.deliveries ?? 1) > 1)
     }
 
     /// Claim in Postgres, forward the live ones, record, ack.
-    private func dispatch(_ fires: [Fire], _ consumer: JetStreamPullConsumer) async {
+    private func dispatch(
+        _ fires: [DispatchBatch.Fire], _ state: inout DispatchBatch, _ batch: [JetStreamMessage],
+        _ envelopes: [Sundial_V1_FireEnvelope], _ consumer: JetStreamPullConsumer
+    ) async {
         guard !fires.isEmpty else { return }
-        var toAck: [JetStreamMessage] = []
-
         // Compare-and-set in Postgres: only runs still armed at this version (or claimed by
-        // a dispatcher that died mid-batch) may go out. Cancelled, superseded and already
-        // dispatched runs are not claimed: their fires are acked and dropped.
-        let claimed: [FireKey: Int64]
+        // a dispatcher that died mid-batch) may go out.
+        var versions: [FireKey: Int64]?
         do {
-            claimed = try await timers.claimForDispatch(
+            versions = try await timers.claimForDispatch(
                 fires.map { FiredRun(key: $0.key, version: $0.version, firedAt: $0.firedAt) })
         } catch {
             logger.warning("dispatch claim failed; redelivering \(fires.count) fires: \(error)")
-            await retryLater(fires.map(\.message), consumer)
-            return
         }
-        // Only the fire of the version the claim matched goes out: after an update, the old
-        // version's fire (same run key) can sit in the same batch, before the new one.
-        var live: [Fire] = []
-        var seen = Set<FireKey>()
-        for fire in fires {
-            if claimed[fire.key] == fire.version, seen.insert(fire.key).inserted {
-                live.append(fire)
-            } else {
-                stats.staleDropped.add(1, ordering: .relaxed)
-                if let current = claimed[fire.key], current != fire.version { stats.count(.supersededDropped) }
-                toAck.append(fire.message)
-            }
-        }
-        // With a backlog, higher priority goes first; ties keep fetch order.
-        live = live.enumerated().sorted {
-            (rank($0.element.envelope.priority), $0.offset) < (rank($1.element.envelope.priority), $1.offset)
-        }.map(\.element)
+        let claim = state.claimed(fires, versions: versions)
+        if !claim.naks.isEmpty { try? await consumer.nak(claim.naks.map { (batch[$0.index], $0.delay) }) }
 
         let now = Date()
-        let results = await connection.jetStream.publish(batch: live.map { job(for: $0, dispatchedAt: now) })
-        var forwarded: [Fire] = []
-        var failed: [JetStreamMessage] = []
-        var queueFull: [Fire] = []
-        var fullQueues = Set<String>()
-        for (fire, result) in zip(live, results) {
-            switch result {
-            case .success: forwarded.append(fire)
-            case .failure(let error) where error.isStreamLimitReached:
-                // Its queue is at its backlog bound: the fire waits here (the run stays
-                // claimed, `dispatching`, and is claimed again when it returns).
-                queueFull.append(fire)
-                fullQueues.insert(fire.envelope.queue)
-            case .failure(let error):
-                logger.warning("forward of timer \(fire.envelope.timerID) failed: \(error)")
-                failed.append(fire.message)
+        var results: [DispatchBatch.ForwardResult] = []
+        if !claim.forward.isEmpty {
+            let published = await connection.jetStream.publish(
+                batch: claim.forward.map { job(envelopes[$0.index], firedAt: $0.firedAt, dispatchedAt: now) })
+            results = zip(claim.forward, published).map { fire, result in
+                switch result {
+                case .success: return .forwarded
+                case .failure(let error) where error.isStreamLimitReached: return .queueFull
+                case .failure(let error):
+                    logger.warning("forward of timer \(TimerID.text(fire.key.id)) failed: \(error)")
+                    return .failed
+                }
             }
         }
-        if !queueFull.isEmpty {
-            stats.count(.queueFullDeferred, queueFull.count)
-            logger.notice("\(queueFull.count) fires wait: queue backlog at its bound (\(fullQueues.sorted().prefix(5)))")
-            // Back to armed while they wait, so a cancel or update still wins meanwhile.
+        let forwarded = state.forwarded(claim.forward, results: results, dispatchedAt: now)
+        if !forwarded.queueFull.isEmpty {
+            let queues = Set(forwarded.queueFull.map(\.queue)).sorted().prefix(5)
+            logger.notice("\(forwarded.queueFull.count) fires wait: queue backlog at its bound (\(queues))")
             do {
-                try await timers.releaseClaims(
-                    queueFull.map(\.key), until: now.addingTimeInterval(config.queueFullDelay.seconds + 30))
+                try await timers.releaseClaims(forwarded.queueFull.map(\.key), until: forwarded.releaseUntil)
             } catch {
-                logger.warning("handing back \(queueFull.count) claims failed (they stay claimed until they return): \(error)")
+                logger.warning("handing back \(forwarded.queueFull.count) claims failed (they stay claimed until they return): \(error)")
             }
-            try? await consumer.nak(queueFull.map(\.message), delay: config.queueFullDelay)
-            await announceQueueFull(queueFull)
+            try? await consumer.nak(forwarded.queueFullNaks.map { (batch[$0.index], $0.delay) })
+            await announceQueueFull(forwarded.queueFull)
         }
-        do {
-            try await timers.markDispatched(forwarded.map(\.key), at: now)
-        } catch {
-            // Forwarded but not recorded: redeliver. The run stays 'dispatching', so it is
-            // claimed again; the work stream's dedupe window drops the second forward.
-            logger.warning("recording \(forwarded.count) dispatches failed; redelivering: \(error)")
-            failed += forwarded.map(\.message)
-            forwarded = []
+        var recorded = true
+        if !forwarded.mark.isEmpty {
+            do {
+                try await timers.markDispatched(forwarded.mark.map(\.key), at: now)
+            } catch {
+                // Forwarded but not recorded: redeliver. The run stays 'dispatching', so it is
+                // claimed again; the work stream's dedupe window drops the second forward.
+                logger.warning("recording \(forwarded.mark.count) dispatches failed; redelivering: \(error)")
+                recorded = false
+            }
         }
-        for fire in forwarded {
-            let lag = fire.firedAt.timeIntervalSince(fire.envelope.scheduledAt.date)
-            stats.fireLagMicros.add(Int(max(0, lag) * 1e6), ordering: .relaxed)
-            let dispatchLag = now.timeIntervalSince(fire.envelope.scheduledAt.date)
+        let final = state.marked(recorded)
+        for fire in final.dispatched {
+            let lag = fire.firedAt.timeIntervalSince(fire.scheduledAt)
+            // Clamped: a fire's due time is the envelope's, which need not be sane.
+            stats.fireLagMicros.add(Int(min(max(0, lag), 1e9) * 1e6), ordering: .relaxed)
+            let dispatchLag = now.timeIntervalSince(fire.scheduledAt)
             stats.recordLag(dispatchLag, tier: fire.tier)
-            lagHistogram(tier: fire.tier, queue: fire.envelope.queue).recordNanoseconds(Int64(max(0, min(dispatchLag, 1e9)) * 1e9))
+            lagHistogram(tier: fire.tier, queue: fire.queue).recordNanoseconds(Int64(max(0, min(dispatchLag, 1e9)) * 1e9))
         }
-        stats.dispatched.add(forwarded.count, ordering: .relaxed)
-        toAck += forwarded.map(\.message)
-        do {
-            try await consumer.ack(toAck)
-        } catch {
-            // The fires come back after ack_wait and are then dropped (no longer claimable).
-            logger.warning("ack of \(toAck.count) fires failed: \(error)")
+        if !final.acks.isEmpty {
+            do {
+                try await consumer.ack(final.acks.map { batch[$0] })
+            } catch {
+                // The fires come back after ack_wait and are then dropped (no longer claimable).
+                logger.warning("ack of \(final.acks.count) fires failed: \(error)")
+            }
         }
-        if !failed.isEmpty { await retryLater(failed, consumer) }
+        if !final.naks.isEmpty { try? await consumer.nak(final.naks.map { (batch[$0.index], $0.delay) }) }
     }
 
-    private func retryLater(_ messages: [JetStreamMessage], _ consumer: JetStreamPullConsumer) async {
-        stats.retried.add(messages.count, ordering: .relaxed)
-        try? await consumer.nak(messages, delay: config.retryDelay)
-    }
-
-    private func jobPriority(_ priority: Sundial_V1_Priority) -> JobPriority {
-        switch priority {
-        case .high: return .high
-        case .low: return .low
-        default: return .normal
-        }
-    }
-
-    private func rank(_ priority: Sundial_V1_Priority) -> Int {
-        switch priority {
-        case .high: return 0
-        case .low: return 2
-        default: return 1
-        }
+    /// A batch's counts into the dispatcher's stats.
+    private func record(_ counts: DispatchBatch.Counts) {
+        stats.undecodable.add(counts.undecodable, ordering: .relaxed)
+        stats.deferred.add(counts.deferred, ordering: .relaxed)
+        stats.staleDropped.add(counts.staleDropped, ordering: .relaxed)
+        if counts.supersededDropped > 0 { stats.count(.supersededDropped, counts.supersededDropped) }
+        if counts.queueFull > 0 { stats.count(.queueFullDeferred, counts.queueFull) }
+        stats.retried.add(counts.retried, ordering: .relaxed)
+        stats.dispatched.add(counts.dispatched, ordering: .relaxed)
     }
 
     /// Tells each tenant whose fires wait for room in a full queue, at most once a minute per
     /// (tenant, queue) — deduped across dispatchers by the minute in the message ID.
-    private func announceQueueFull(_ fires: [Fire]) async {
+    private func announceQueueFull(_ fires: [DispatchBatch.Fire]) async {
         let now = Date()
         let minute = Int64(now.timeIntervalSince1970 / 60)
         let due = queueFullAnnounced.withLock { announced -> [QueueTenant] in
             if announced.count > 10_000 { announced = announced.filter { $0.value == minute } }
             var out: [QueueTenant] = []
             for fire in fires {
-                let key = QueueTenant(queue: fire.envelope.queue, tenant: fire.envelope.tenant)
+                let key = QueueTenant(queue: fire.queue, tenant: fire.tenant)
                 if announced[key] != minute {
                     announced[key] = minute
                     out.append(key)
@@ -652,8 +607,7 @@ public final class DispatcherService: Service, Sendable {
     }
 
     /// The job as executors see it (the work headers in SundialHeader), deduped per (timer, occurrence, attempt).
-    private func job(for fire: Fire, dispatchedAt: Date) -> NATSOutgoingMessage {
-        let envelope = fire.envelope
+    private func job(_ envelope: Sundial_V1_FireEnvelope, firedAt: Date, dispatchedAt: Date) -> NATSOutgoingMessage {
         var headers = NATSHeaders()
         headers[SundialHeader.natsMessageID] = "\(envelope.timerID):\(envelope.occurrence):\(envelope.attempt)"
         headers[SundialHeader.timerID] = envelope.timerID
@@ -663,10 +617,21 @@ public final class DispatcherService: Service, Sendable {
         headers[SundialHeader.occurrence] = String(envelope.occurrence)
         headers[SundialHeader.version] = String(envelope.version)
         headers[SundialHeader.priority] = envelope.priority.headerValue
-        headers[SundialHeader.firedAt] = RFC3339.format(fire.firedAt)
+        headers[SundialHeader.firedAt] = RFC3339.format(firedAt)
         headers[SundialHeader.dispatchedAt] = RFC3339.format(dispatchedAt)
         return NATSOutgoingMessage(
             subject: config.namespace.work(queue: envelope.queue), headers: headers,
             payload: [UInt8](envelope.payload))
+    }
+}
+
+extension JobPriority {
+    /// The wire priority (unknown values count as normal).
+    init(_ priority: Sundial_V1_Priority) {
+        switch priority {
+        case .high: self = .high
+        case .low: self = .low
+        default: self = .normal
+        }
     }
 }

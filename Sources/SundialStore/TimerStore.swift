@@ -176,19 +176,6 @@ public struct FireRow: Sendable, Hashable {
     }
 }
 
-/// Identifies one attempt of one occurrence of a timer.
-public struct FireKey: Sendable, Hashable {
-    public var id: UUID
-    public var occurrence: Int64
-    public var attempt: Int
-
-    public init(id: UUID, occurrence: Int64, attempt: Int) {
-        self.id = id
-        self.occurrence = occurrence
-        self.attempt = attempt
-    }
-}
-
 /// A fired run, as the Dispatcher claims it.
 public struct FiredRun: Sendable, Hashable {
     public var key: FireKey
