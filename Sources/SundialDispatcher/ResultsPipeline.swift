@@ -219,14 +219,11 @@ extension DispatcherService {
             stats.attemptsFailed.add(1, ordering: .relaxed)
             // If this publish fails the retry run stays armed in Postgres: the Planner's
             // rescue pass republishes it.
-            let fire = ScheduledFire(
-                tenant: retry.tenant, timerID: retry.id, shard: retry.shard, version: retry.version,
-                dueAt: retry.nextFireAt, occurrence: retry.occurrence, attempt: retry.attempt, queue: retry.queue,
-                payload: retry.payload, priority: retry.priority)
+            let fire = retry
             if let message = try? fire.scheduleMessage(config.namespace),
                 case .failure(let error) = await connection.jetStream.publish(batch: [message])[0]
             {
-                logger.warning("publishing retry of \(retry.id) failed; rescue will republish it: \(error)")
+                logger.warning("publishing retry of \(retry.timerID) failed; rescue will republish it: \(error)")
             }
         }
         for event in effects.events {

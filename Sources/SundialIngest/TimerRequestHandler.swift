@@ -124,7 +124,7 @@ public struct TimerRequestHandler: Sendable {
     /// (only the retired runs'). Best effort: a fire that still happens is dropped by the
     /// Dispatcher's compare-and-set. Many retired runs (a fast recurring timer) are left to
     /// that drop rather than purged one request each.
-    func purgeSchedules(of stored: StoredTimer, runs: [RunKey]?) async {
+    func purgeSchedules(of stored: StoredTimer, runs: [FireKey]?) async {
         let namespace = config.namespace
         let id = TimerID.text(stored.id)
         let subjects = runs.map {

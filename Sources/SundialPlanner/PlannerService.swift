@@ -312,20 +312,20 @@ public final class PlannerService: Service, Sendable {
                 let page = try await timers.armedFuture(shard: lease.shard, after: after, afterID: afterID, limit: 5000)
                 await publish(page, counter: stats.republished)
                 guard let last = page.last, page.count == 5000 else { break }
-                after = last.nextFireAt
-                afterID = last.id
+                after = last.dueAt
+                afterID = last.timerID
             }
         } catch {
             logger.warning("republish of shard \(lease.shard) failed; rescue will cover it: \(error)")
         }
     }
 
-    private func publish(_ rows: [FireRow], counter: borrowing Atomic<Int>) async {
+    private func publish(_ rows: [ScheduledFire], counter: borrowing Atomic<Int>) async {
         guard !rows.isEmpty else { return }
         var messages: [NATSOutgoingMessage] = []
         messages.reserveCapacity(rows.count)
         for row in rows {
-            if let message = try? row.scheduledFire.scheduleMessage(config.namespace) { messages.append(message) }
+            if let message = try? row.scheduleMessage(config.namespace) { messages.append(message) }
         }
         let results = await connection.jetStream.publish(batch: messages)
         var failures = 0
@@ -337,13 +337,5 @@ public final class PlannerService: Service, Sendable {
         }
         counter.add(results.count - failures, ordering: .relaxed)
         stats.publishFailures.add(failures, ordering: .relaxed)
-    }
-}
-
-extension FireRow {
-    var scheduledFire: ScheduledFire {
-        ScheduledFire(
-            tenant: tenant, timerID: id, shard: shard, version: version, dueAt: nextFireAt,
-            occurrence: occurrence, attempt: attempt, queue: queue, payload: payload, priority: priority)
     }
 }

@@ -8,7 +8,7 @@ public enum MutationOutcome: Sendable {
     /// Applied. `retired`: armed runs taken out of play (occurrence, attempt) whose schedules
     /// should be purged; `armed`: runs to publish — the run an update armed for its new first
     /// occurrence, or the re-versioned runs of an update that kept the schedule.
-    case applied(StoredTimer, retired: [RunKey], armed: [ArmedRun] = [])
+    case applied(StoredTimer, retired: [FireKey], armed: [ArmedRun] = [])
     case notFound
     /// `expected_version` did not match.
     case versionMismatch(StoredTimer)
@@ -107,12 +107,6 @@ enum ArmedRunsMode {
     case reversion
 }
 
-/// A run within its timer.
-public struct RunKey: Sendable, Hashable {
-    public var occurrence: Int64
-    public var attempt: Int
-}
-
 /// Thrown inside a transaction to roll it back with a definite outcome.
 private struct Rollback: Error {
     let outcome: MutationOutcome
@@ -177,7 +171,7 @@ extension TimerStore {
 
     private func mutate(
         tenant: String, id: UUID, expectedVersion: Int64?, mode: ArmedRunsMode,
-        apply: @escaping @Sendable (StoredTimer, [RunKey], [ArmedRun], PostgresSession) throws -> MutationOutcome
+        apply: @escaping @Sendable (StoredTimer, [FireKey], [ArmedRun], PostgresSession) throws -> MutationOutcome
     ) async throws -> MutationOutcome {
         do {
             return try await pool.transaction { session in
@@ -197,12 +191,12 @@ extension TimerStore {
                 }
                 // The armed runs' row locks come first (see the race rules above): retired for
                 // a cancel or a new schedule, moved to the next version when the schedule stays.
-                var retired: [RunKey] = []
+                var retired: [FireKey] = []
                 var rearmed: [ArmedRun] = []
                 switch mode {
                 case .retire(let outcome):
                     retired = try session.execute(TimerQueries.retireArmedRuns, [.uuid(timer.id), .text(outcome.rawValue)])
-                        .map { RunKey(occurrence: try $0.required("occurrence", $0.int64), attempt: try $0.required("attempt", $0.int)) }
+                        .map { FireKey(id: timer.id, occurrence: try $0.required("occurrence", $0.int64), attempt: try $0.required("attempt", $0.int)) }
                 case .reversion:
                     rearmed = try session.execute(TimerQueries.reversionArmedRuns, [.uuid(timer.id), .int64(timer.version + 1)])
                         .map { ArmedRun(occurrence: try $0.required("occurrence", $0.int64), attempt: try $0.required("attempt", $0.int), dueAt: try $0.required("scheduled_at", $0.date)) }

@@ -53,7 +53,7 @@ public struct FailureHandling: Sendable, Hashable {
 /// What applying a result requires next (outside the transaction).
 public struct ResultEffects: Sendable {
     /// A retry run armed for the next attempt: publish it.
-    public var retry: FireRow?
+    public var retry: ScheduledFire?
     /// The failed attempt was given back (it does not count against the retry policy).
     public var refunded = false
     /// Tenant events to publish: (kind, timer, run).
@@ -114,9 +114,9 @@ extension TimerStore {
                         TimerQueries.settleTimer, [.uuid(timer.id), .text(StoredTimerState.retrying.rawValue), .text(error), .timestamp(retryTime)])[0]
                 let current = try StoredTimer(row: settled)
                 try Self.insertArmedRun(next, of: current, session)
-                effects.retry = FireRow(
-                    id: current.id, tenant: current.tenant, shard: current.shard, version: current.version,
-                    nextFireAt: retryTime, occurrence: next.occurrence, attempt: next.attempt, queue: current.queue,
+                effects.retry = ScheduledFire(
+                    tenant: current.tenant, timerID: current.id, shard: current.shard, version: current.version,
+                    dueAt: retryTime, occurrence: next.occurrence, attempt: next.attempt, queue: current.queue,
                     payload: current.payload, priority: current.priority)
                 effects.events.append((TimerEventKind.attemptFailed, current, run))
             } else {

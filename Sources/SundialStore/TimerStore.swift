@@ -133,46 +133,15 @@ public enum CreateOutcome: Sendable {
     case parentEnded(StoredTimerState)
 }
 
-/// Everything needed to (re)publish one occurrence as a JetStream scheduled message.
-public struct FireRow: Sendable, Hashable {
-    public var id: UUID
-    public var tenant: String
-    public var shard: Int
-    public var version: Int64
-    public var nextFireAt: Date
-    public var occurrence: Int64
-    public var attempt: Int
-    public var queue: String
-    public var payload: [UInt8]
-    public var priority: Int
-
-    public init(
-        id: UUID, tenant: String, shard: Int, version: Int64, nextFireAt: Date, occurrence: Int64, attempt: Int,
-        queue: String, payload: [UInt8], priority: Int
-    ) {
-        self.id = id
-        self.tenant = tenant
-        self.shard = shard
-        self.version = version
-        self.nextFireAt = nextFireAt
-        self.occurrence = occurrence
-        self.attempt = attempt
-        self.queue = queue
-        self.payload = payload
-        self.priority = priority
-    }
-
+extension ScheduledFire {
+    /// A row with a run's timer columns (`id`, `tenant`, …, `next_fire_at` as the run's due time).
     init(row: PostgresRow) throws {
-        id = try row.required("id", row.uuid)
-        tenant = try row.required("tenant", row.string)
-        shard = try row.required("shard", row.int)
-        version = try row.required("version", row.int64)
-        nextFireAt = try row.required("next_fire_at", row.date)
-        occurrence = try row.required("occurrence", row.int64)
-        attempt = try row.required("attempt", row.int)
-        queue = try row.required("queue", row.string)
-        payload = try row.bytes("payload") ?? []
-        priority = try row.required("priority", row.int)
+        self.init(
+            tenant: try row.required("tenant", row.string), timerID: try row.required("id", row.uuid),
+            shard: try row.required("shard", row.int), version: try row.required("version", row.int64),
+            dueAt: try row.required("next_fire_at", row.date), occurrence: try row.required("occurrence", row.int64),
+            attempt: try row.required("attempt", row.int), queue: try row.required("queue", row.string),
+            payload: try row.bytes("payload") ?? [], priority: try row.required("priority", row.int))
     }
 }
 
@@ -368,7 +337,7 @@ public struct TimerStore: Sendable {
 
     /// The runs of one claim, and whether a budget cut it short (more may be due now).
     public struct LoadedRuns: Sendable {
-        public var rows: [FireRow]
+        public var rows: [ScheduledFire]
         public var timers: Int
         public var truncated: Bool
     }
@@ -418,9 +387,9 @@ public struct TimerStore: Sendable {
                     .int64Array(steps.map(\.nextOccurrence)), .textArray(steps.map { $0.failure ?? "" }),
                 ])
             let rows = runs.map { timer, run in
-                FireRow(
-                    id: timer.id, tenant: timer.tenant, shard: timer.shard, version: timer.version,
-                    nextFireAt: run.dueAt, occurrence: run.occurrence, attempt: run.attempt,
+                ScheduledFire(
+                    tenant: timer.tenant, timerID: timer.id, shard: timer.shard, version: timer.version,
+                    dueAt: run.dueAt, occurrence: run.occurrence, attempt: run.attempt,
                     queue: timer.queue, payload: timer.payload, priority: timer.priority)
             }
             return LoadedRuns(rows: rows, timers: timers.count, truncated: truncated)
@@ -428,20 +397,20 @@ public struct TimerStore: Sendable {
     }
 
     /// Armed runs of `shard` due after `after` (exclusive, keyset on time then id).
-    public func armedFuture(shard: Int, after: Date, afterID: UUID, limit: Int) async throws -> [FireRow] {
+    public func armedFuture(shard: Int, after: Date, afterID: UUID, limit: Int) async throws -> [ScheduledFire] {
         try await pool.withSession { session in
             try session.execute(
                 TimerQueries.armedFuture, [.int(shard), .timestamp(after), .uuid(afterID), .int(limit)]
-            ).map(FireRow.init(row:))
+            ).map(ScheduledFire.init(row:))
         }
     }
 
     /// Armed runs overdue since before `overdueBefore` and not re-armed since then.
-    public func rescueOverdue(shard: Int, overdueBefore: Date, limit: Int) async throws -> [FireRow] {
+    public func rescueOverdue(shard: Int, overdueBefore: Date, limit: Int) async throws -> [ScheduledFire] {
         try await pool.withSession { session in
             try session.execute(
                 TimerQueries.rescueOverdue, [.int(shard), .timestamp(overdueBefore), .int(limit)]
-            ).map(FireRow.init(row:))
+            ).map(ScheduledFire.init(row:))
         }
     }
 

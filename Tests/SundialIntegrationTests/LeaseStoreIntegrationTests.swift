@@ -80,7 +80,7 @@ struct LeaseStoreIntegrationTests {
         #expect(try await runCount(pool, timerID) == 0)
 
         let claimed = try await claim(timers, lease: currentLease, owner: "B", dueBefore: dueBefore)
-        #expect(claimed.map(\.id) == [timerID])
+        #expect(claimed.map(\.timerID) == [timerID])
         #expect(claimed.first?.shard == shard)
         #expect(claimed.first?.payload == [1, 2, 3])
         #expect(try await timers.get(tenant: "lease-tests", id: timerID)?.state == .armed)
@@ -102,7 +102,7 @@ struct LeaseStoreIntegrationTests {
         try await insertDueTimer(pool, id: timerID, shard: shard, due: Date().addingTimeInterval(-120))
         let lease = try #require(held.first { $0.shard == shard })
         let armed = try #require(try await claim(timers, lease: lease, owner: "A", dueBefore: Date()).first)
-        let key = FireKey(id: armed.id, occurrence: armed.occurrence, attempt: armed.attempt)
+        let key = FireKey(id: armed.timerID, occurrence: armed.occurrence, attempt: armed.attempt)
         let now = Date()
 
         // Deferred until now + 120 s: a rescue pass looking for runs armed before now + 100 s
@@ -116,7 +116,7 @@ struct LeaseStoreIntegrationTests {
         #expect(try await timers.rescueOverdue(shard: shard, overdueBefore: now.addingTimeInterval(100), limit: 10).isEmpty)
         // So armed_at is still now + 120 s: a pass at now + 122 s finds it (and re-arms it).
         let rescued = try await timers.rescueOverdue(shard: shard, overdueBefore: now.addingTimeInterval(122), limit: 10)
-        #expect(rescued.map(\.id) == [timerID])
+        #expect(rescued.map(\.timerID) == [timerID])
         // The rescue re-armed it at the database's now; a record 200 s ahead moves it again.
         try await timers.recordDeferrals([(key, now.addingTimeInterval(200))])
         #expect(try await timers.rescueOverdue(shard: shard, overdueBefore: now.addingTimeInterval(190), limit: 10).isEmpty)
@@ -150,7 +150,7 @@ struct LeaseStoreIntegrationTests {
         #expect(fresh.epoch == lease.epoch + 1)
         #expect(try await claim(timers, lease: lease, owner: "A", dueBefore: Date().addingTimeInterval(1)).isEmpty)
         let claimed = try await claim(timers, lease: fresh, owner: "A", dueBefore: Date().addingTimeInterval(1))
-        #expect(claimed.map(\.id) == [timerID])
+        #expect(claimed.map(\.timerID) == [timerID])
         await pool.close()
     }
 
@@ -198,7 +198,7 @@ struct LeaseStoreIntegrationTests {
             // 10,000-byte payloads (+512 per run) under a 35,000-byte budget: three per claim.
             #expect(loaded.rows.count <= 3)
             #expect(loaded.truncated == (seen.count + loaded.rows.count < 20))
-            seen += loaded.rows.map(\.id)
+            seen += loaded.rows.map(\.timerID)
         }
         #expect(seen.count == 20)
         #expect(Set(seen) == ids)
@@ -206,7 +206,7 @@ struct LeaseStoreIntegrationTests {
         // One payload larger than the budget still goes, alone.
         let big = UUID()
         try await insertDueTimer(pool, id: big, shard: shard, due: due, payload: Array(repeating: 9, count: 50_000))
-        #expect(try await claim(timers, lease: lease, owner: "A", dueBefore: Date(), budget: budget).map(\.id) == [big])
+        #expect(try await claim(timers, lease: lease, owner: "A", dueBefore: Date(), budget: budget).map(\.timerID) == [big])
         await pool.close()
     }
 
@@ -292,7 +292,7 @@ private func insertDueTimer(
 private func claim(
     _ timers: TimerStore, lease: ShardLease, owner: String, dueBefore: Date,
     budget: TimerStore.LoadBudget = TimerStore.LoadBudget()
-) async throws -> [FireRow] {
+) async throws -> [ScheduledFire] {
     try await claimRuns(timers, lease: lease, owner: owner, dueBefore: dueBefore, budget: budget).rows
 }
 
