@@ -150,23 +150,23 @@ public final class DispatcherStats: Sendable {
         lag.withLock { windows in windows.mapValues { $0.summary() } }
     }
 
-    public var snapshot: [String: Any] {
-        let fired = fired.load(ordering: .relaxed)
-        var out: [String: Any] = [
-            "fired": fired, "dispatched": dispatched.load(ordering: .relaxed),
-            "stale_dropped": staleDropped.load(ordering: .relaxed),
-            "undecodable": undecodable.load(ordering: .relaxed), "retried": retried.load(ordering: .relaxed),
-            "succeeded": succeeded.load(ordering: .relaxed), "attempts_failed": attemptsFailed.load(ordering: .relaxed),
-            "attempts_refunded": attemptsRefunded.load(ordering: .relaxed),
-            "results_ignored": resultsIgnored.load(ordering: .relaxed),
-            "dead_lettered": deadLettered.load(ordering: .relaxed), "deferred": deferred.load(ordering: .relaxed),
-            "average_fire_lag_ms": dispatched.load(ordering: .relaxed) == 0
-                ? 0 : Double(fireLagMicros.load(ordering: .relaxed)) / Double(dispatched.load(ordering: .relaxed)) / 1000,
-            "results_rejected": resultsRejected,
-        ]
+    /// The counters as `$SRV.STATS` reports them (`data`).
+    public var snapshot: DispatcherStatsReport {
         let events = events.withLock { $0 }
-        for event in Event.allCases { out[event.rawValue] = events[event.rawValue] ?? 0 }
-        return out
+        let dispatched = dispatched.load(ordering: .relaxed)
+        return DispatcherStatsReport(
+            fired: fired.load(ordering: .relaxed), dispatched: dispatched,
+            staleDropped: staleDropped.load(ordering: .relaxed), undecodable: undecodable.load(ordering: .relaxed),
+            retried: retried.load(ordering: .relaxed), succeeded: succeeded.load(ordering: .relaxed),
+            attemptsFailed: attemptsFailed.load(ordering: .relaxed), attemptsRefunded: attemptsRefunded.load(ordering: .relaxed),
+            resultsIgnored: resultsIgnored.load(ordering: .relaxed), deadLettered: deadLettered.load(ordering: .relaxed),
+            deferred: deferred.load(ordering: .relaxed),
+            averageFireLagMs: dispatched == 0 ? 0 : Double(fireLagMicros.load(ordering: .relaxed)) / Double(dispatched) / 1000,
+            resultsRejected: resultsRejected,
+            resultsPoisoned: events[Event.resultPoisoned.rawValue] ?? 0,
+            resultsFinishedAtReplaced: events[Event.resultFinishedAtReplaced.rawValue] ?? 0,
+            supersededDropped: events[Event.supersededDropped.rawValue] ?? 0,
+            queueFullDeferred: events[Event.queueFullDeferred.rawValue] ?? 0)
     }
 }
 
@@ -228,9 +228,9 @@ public final class DispatcherService: Service, Sendable {
                 name: SundialNamespace.dispatcherServiceName, version: "0.1.0",
                 description: "Sundial dispatcher: fired timers to the work stream"),
             connection: connection, endpoints: [], logger: logger, extraStats: { [self] in
-                var out = stats.snapshot
-                out["fairness"] = self.fairnessStats()
-                return out
+                var report = stats.snapshot
+                report.fairness = self.fairnessStats()
+                return report
             })
         // The plan in force before the first fire: a restarted dispatcher must keep holding
         // what an open circuit breaker holds and throttling whom the plan throttles. (An
@@ -352,43 +352,35 @@ public final class DispatcherService: Service, Sendable {
         }
     }
 
-    public func fairnessStats() -> [String: Any] {
+    public func fairnessStats() -> DispatcherStatsReport.Fairness {
         let (plan, appliedAt, counters, deferred, overflow, active, queueCounters) = gate.withLock {
             ($0.plan, $0.planAppliedAt, $0.tierCounters(), $0.deferredNow, $0.overflowDispatched, $0.activeTenants,
              $0.queueCounters())
         }
         let (heldTotal, overBudget) = gate.withLock { ($0.heldTotal, $0.retriesOverBudget) }
-        var queues: [String: Any] = [:]
+        var queues: [String: DispatcherStatsReport.Fairness.Queue] = [:]
         for (queue, c) in queueCounters {
             let queuePlan = plan.plan(for: queue)
-            queues[queue] = [
-                "tenants": c.tenants, "deferred_now": c.deferredNow,
-                "throttled": queuePlan.map { $0.capacityEstimate != nil } ?? false,
-                "plan_capacity": queuePlan.map { $0.capacityEstimate == nil ? 0 : $0.capacity } ?? 0,
-            ]
+            queues[queue] = .init(
+                tenants: c.tenants, deferredNow: c.deferredNow,
+                throttled: queuePlan.map { $0.capacityEstimate != nil } ?? false,
+                planCapacity: queuePlan.map { $0.capacityEstimate == nil ? 0 : $0.capacity } ?? 0)
         }
         let lags = stats.lagPercentiles()
-        var tiers: [String: Any] = [:]
+        var tiers: [String: DispatcherStatsReport.Fairness.TierCounts] = [:]
         for tier in Tier.allCases {
             let c = counters[tier] ?? .init()
-            var entry: [String: Any] = [
-                "tenants": c.tenants, "deferred_now": c.deferredNow, "dispatched_total": c.dispatchedTotal,
-                "deferred_total": c.deferredTotal,
-            ]
-            if let lag = lags[tier] {
-                entry["lag_ms"] = ["p50": lag.p50 * 1000, "p95": lag.p95 * 1000, "p99": lag.p99 * 1000,
-                                   "max": lag.max * 1000, "samples": lag.count]
-            }
-            tiers[tier.rawValue] = entry
+            tiers[tier.rawValue] = .init(
+                tenants: c.tenants, deferredNow: c.deferredNow, dispatchedTotal: c.dispatchedTotal,
+                deferredTotal: c.deferredTotal,
+                lagMs: lags[tier].map { .init(p50: $0.p50 * 1000, p95: $0.p95 * 1000, p99: $0.p99 * 1000, max: $0.max * 1000, samples: $0.count) })
         }
-        return [
-            "enforce": config.fairness.enforce, "plan_generation": plan.generation,
-            "plan_age_seconds": plan.issuedAtMillis == 0 ? -1 : (Date().timeIntervalSince1970 * 1000 - Double(plan.issuedAtMillis)) / 1000,
-            "plan_applied": appliedAt != nil,
-            "plan_issued_at_ms": plan.issuedAtMillis, "dispatchers": plan.dispatchers ?? 1,
-            "active_tenants": active, "deferred_now": deferred, "overflow_dispatched": overflow, "tiers": tiers,
-            "queues": queues, "breaker_held_total": heldTotal, "retries_over_budget_total": overBudget,
-        ]
+        return DispatcherStatsReport.Fairness(
+            enforce: config.fairness.enforce, planGeneration: plan.generation,
+            planAgeSeconds: plan.issuedAtMillis == 0 ? -1 : (Date().timeIntervalSince1970 * 1000 - Double(plan.issuedAtMillis)) / 1000,
+            planApplied: appliedAt != nil, planIssuedAtMs: plan.issuedAtMillis, dispatchers: plan.dispatchers ?? 1,
+            activeTenants: active, deferredNow: deferred, overflowDispatched: overflow, tiers: tiers, queues: queues,
+            breakerHeldTotal: heldTotal, retriesOverBudgetTotal: overBudget)
     }
 
     private func pipeline(_ consumer: JetStreamPullConsumer) async {

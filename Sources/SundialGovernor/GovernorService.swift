@@ -469,74 +469,69 @@ public final class GovernorService: Service, Sendable {
         }
     }
 
-    public static func stats(_ s: GovernorSnapshot) -> [String: Any] {
-        var out: [String: Any] = [
-            "leader": s.leader, "leader_id": s.leaderID ?? "", "reports_received": s.reportsReceived,
-            "reports_rejected": s.reportsRejected, "publish_failures": s.publishFailures,
-            "plan_tenants_dropped": s.planTenantsDropped, "report_lines_rejected": s.reportLinesRejected,
-            "queues_without_executors": s.queuesWithoutExecutors,
-        ]
+    public static func stats(_ s: GovernorSnapshot) -> GovernorStatsReport {
+        typealias Queue = GovernorStatsReport.Queue
+        var out = GovernorStatsReport(
+            leader: s.leader, leaderID: s.leaderID ?? "", reportsReceived: s.reportsReceived,
+            reportsRejected: s.reportsRejected, publishFailures: s.publishFailures,
+            planTenantsDropped: s.planTenantsDropped, reportLinesRejected: s.reportLinesRejected,
+            queuesWithoutExecutors: s.queuesWithoutExecutors, breakersOpened: s.breakersOpened)
         // Per queue: what was measured (live executors) and what the plan shares out.
-        var queues: [String: [String: Any]] = [:]
+        var queues: [String: Queue] = [:]
         for (queue, q) in s.queues {
-            queues[queue] = [
-                "executors": "live", "capacity_estimate": q.estimate ?? 0, "capacity_known": q.estimate != nil,
-                "consumption_rate": q.consumptionRate, "saturated": q.saturated, "backlog": q.backlog,
-            ]
+            queues[queue] = Queue(
+                executors: "live", capacityEstimate: q.estimate ?? 0, capacityKnown: q.estimate != nil,
+                consumptionRate: q.consumptionRate, saturated: q.saturated, backlog: q.backlog)
         }
         for (queue, held) in s.queuesWithoutExecutors where queues[queue] == nil {
-            queues[queue] = ["executors": "none", "capacity_known": false, "backlog": held]
+            queues[queue] = Queue(backlog: held)
         }
         if let plan = s.plan {
-            out["plan_generation"] = plan.generation
-            out["plan_bytes"] = s.planBytes
-            out["dispatchers"] = plan.dispatchers ?? 1
-            out["tenants"] = Set(plan.queues.values.flatMap(\.tenants.keys)).count
+            out.planGeneration = plan.generation
+            out.planBytes = s.planBytes
+            out.dispatchers = plan.dispatchers ?? 1
+            out.tenants = Set(plan.queues.values.flatMap(\.tenants.keys)).count
             for (queue, queuePlan) in plan.queues {
-                var entry = queues[queue] ?? ["executors": "none", "capacity_known": false]
-                entry["plan_capacity"] = queuePlan.capacityEstimate == nil ? nil : queuePlan.capacity
-                entry["tenants"] = queuePlan.tenants.count
-                entry["throttled_tenants"] = queuePlan.tenants.values.filter { $0.allocated + 1e-9 < $0.demand }.count
-                var tiers: [String: Any] = [:]
+                var entry = queues[queue] ?? Queue()
+                entry.planCapacity = queuePlan.capacityEstimate == nil ? nil : queuePlan.capacity
+                entry.tenants = queuePlan.tenants.count
+                entry.throttledTenants = queuePlan.tenants.values.filter { $0.allocated + 1e-9 < $0.demand }.count
+                var tiers: [String: GovernorStatsReport.TierShare] = [:]
                 for (tier, total) in queuePlan.byTier {
-                    tiers[tier.rawValue] = [
-                        "tenants": total.tenants, "demand": total.demand, "allocated": total.allocated,
-                        "default_rate": queuePlan.tierDefaults[tier]?.rate ?? 0,
-                    ]
+                    tiers[tier.rawValue] = .init(
+                        tenants: total.tenants, demand: total.demand, allocated: total.allocated,
+                        defaultRate: queuePlan.tierDefaults[tier]?.rate ?? 0)
                 }
-                entry["tiers"] = tiers
+                entry.tiers = tiers
                 queues[queue] = entry
             }
-            out["throttled_tenants"] = plan.queues.values.reduce(0) { sum, queuePlan in
+            out.throttledTenants = plan.queues.values.reduce(0) { sum, queuePlan in
                 sum + queuePlan.tenants.values.filter { $0.allocated + 1e-9 < $0.demand }.count
             }
         }
         for (queue, breaker) in s.queueBreakers {
-            queues[queue, default: ["executors": "none", "capacity_known": false]]["breaker"] = breaker.rawValue
+            queues[queue, default: Queue()].breaker = breaker.rawValue
         }
         for (queue, ratio) in s.queueFailureRatios where ratio > 0 {
-            queues[queue, default: ["executors": "none", "capacity_known": false]]["breaker_failure_ratio"] = ratio
+            queues[queue, default: Queue()].breakerFailureRatio = ratio
         }
         for queue in s.pausedQueues {
-            queues[queue, default: ["executors": "none", "capacity_known": false]]["paused"] = true
+            queues[queue, default: Queue()].paused = true
         }
         for (queue, c) in s.breakerSettings {
-            queues[queue, default: ["executors": "none", "capacity_known": false]]["breaker_settings"] = [
-                "window_seconds": c.window.seconds, "minimum_samples": c.minimumSamples,
-                "failure_ratio": c.failureRatio, "cool_down_seconds": c.coolDown.seconds,
-                "maximum_cool_down_seconds": c.maximumCoolDown.seconds, "probes": c.probes,
-                "probe_timeout_seconds": c.probeTimeout.seconds,
-            ]
+            queues[queue, default: Queue()].breakerSettings = .init(
+                windowSeconds: c.window.seconds, minimumSamples: c.minimumSamples, failureRatio: c.failureRatio,
+                coolDownSeconds: c.coolDown.seconds, maximumCoolDownSeconds: c.maximumCoolDown.seconds,
+                probes: c.probes, probeTimeoutSeconds: c.probeTimeout.seconds)
         }
         var held: [String: [String: String]] = [:]
         for (key, breaker) in s.tenantBreakers { held[key.queue, default: [:]][key.tenant] = breaker.rawValue }
         for (queue, tenants) in held {
-            queues[queue, default: ["executors": "none", "capacity_known": false]]["tenant_breakers"] =
+            queues[queue, default: Queue()].tenantBreakers =
                 Dictionary(uniqueKeysWithValues: tenants.sorted { $0.key < $1.key }.prefix(100).map { ($0.key, $0.value) })
-            queues[queue]!["tenant_breakers_not_closed"] = tenants.count
+            queues[queue, default: Queue()].tenantBreakersNotClosed = tenants.count
         }
-        out["queues"] = queues
-        out["breakers_opened"] = s.breakersOpened
+        out.queues = queues
         return out
     }
 }

@@ -116,8 +116,8 @@ public final class MicroService: Sendable {
     private let maxConcurrentRequests: Int
     private let started = Date()
     private let stats: Mutex<[String: EndpointStats]>
-    /// Extra fields merged into the STATS `data` object (service-specific counters).
-    private let extraStats: @Sendable () -> [String: Any]
+    /// The STATS `data` object (service-specific counters, a typed report encoded as JSON).
+    private let extraStats: @Sendable () -> (any Encodable)?
     /// Told of every answered request: endpoint name, code (200, or the error's), time from
     /// arrival to answer — nil for a request refused on arrival, which did not run (for metrics).
     private let observe: @Sendable (_ endpoint: String, _ code: Int, _ elapsed: Duration?) -> Void
@@ -126,7 +126,7 @@ public final class MicroService: Sendable {
     public init(
         identity: Identity, connection: NATSConnection, endpoints: [MicroEndpoint],
         maxConcurrentRequests: Int = 64, logger: Logger,
-        extraStats: @escaping @Sendable () -> [String: Any] = { [:] },
+        extraStats: @escaping @Sendable () -> (any Encodable)? = { nil },
         observe: @escaping @Sendable (_ endpoint: String, _ code: Int, _ elapsed: Duration?) -> Void = { _, _, _ in }
     ) {
         self.observe = observe
@@ -365,7 +365,8 @@ public final class MicroService: Sendable {
                     "average_processing_time": s.requests == 0 ? 0 : s.processingNanos / Int64(s.requests),
                 ]
             }
-            object["data"] = extraStats()
+            object["data"] = extraStats().flatMap { try? JSONEncoder().encode($0) }
+                .flatMap { try? JSONSerialization.jsonObject(with: $0) } ?? [String: Any]()
         default:
             return
         }

@@ -92,16 +92,37 @@ public final class PlannerStats: Sendable {
 
     public init() {}
 
-    var snapshot: [String: Any] {
-        [
-            "claimed": claimed.load(ordering: .relaxed), "published": published.load(ordering: .relaxed),
-            "republished": republished.load(ordering: .relaxed), "rescued": rescued.load(ordering: .relaxed),
-            "publish_failures": publishFailures.load(ordering: .relaxed),
-            "lease_acquisitions": leaseAcquisitions.load(ordering: .relaxed),
-            "held_shards": heldShards.load(ordering: .relaxed),
-            "claims_cut_by_budget": claimsCutByBudget.load(ordering: .relaxed),
-            "actions_deferred": actionsDeferred.load(ordering: .relaxed),
-        ]
+    /// The counters as `$SRV.STATS` reports them (`data`).
+    public var snapshot: PlannerStatsReport {
+        PlannerStatsReport(
+            claimed: claimed.load(ordering: .relaxed), published: published.load(ordering: .relaxed),
+            republished: republished.load(ordering: .relaxed), rescued: rescued.load(ordering: .relaxed),
+            publishFailures: publishFailures.load(ordering: .relaxed),
+            leaseAcquisitions: leaseAcquisitions.load(ordering: .relaxed), heldShards: heldShards.load(ordering: .relaxed),
+            claimsCutByBudget: claimsCutByBudget.load(ordering: .relaxed),
+            actionsDeferred: actionsDeferred.load(ordering: .relaxed))
+    }
+}
+
+/// What a planner reports in `$SRV.STATS` (`data`); wire names are the snake_case keys.
+public struct PlannerStatsReport: Codable, Sendable, Hashable {
+    public var claimed: Int
+    public var published: Int
+    public var republished: Int
+    public var rescued: Int
+    public var publishFailures: Int
+    public var leaseAcquisitions: Int
+    public var heldShards: Int
+    public var claimsCutByBudget: Int
+    public var actionsDeferred: Int
+
+    enum CodingKeys: String, CodingKey {
+        case claimed, published, republished, rescued
+        case publishFailures = "publish_failures"
+        case leaseAcquisitions = "lease_acquisitions"
+        case heldShards = "held_shards"
+        case claimsCutByBudget = "claims_cut_by_budget"
+        case actionsDeferred = "actions_deferred"
     }
 }
 

@@ -143,16 +143,16 @@ struct FairnessIntegrationTests {
                 #expect(plan.plan(for: "q")?.tenants["whale"]?.tier == .bulk)
                 #expect(system.dispatcher!.stats.deferred.load(ordering: .relaxed) > 0)
                 let stats = system.dispatcher!.fairnessStats()
-                let bulk = (stats["tiers"] as? [String: Any])?["bulk"] as? [String: Any]
-                #expect((bulk?["deferred_total"] as? Int ?? 0) > 0)
-                #expect((bulk?["lag_ms"] as? [String: Any])?["p95"] != nil)
+                let bulk = stats.tiers["bulk"]
+                #expect((bulk?.deferredTotal ?? 0) > 0)
+                #expect(bulk?.lagMs?.p95 != nil)
                 // What `sundial tenants quotas` prints for this plan.
                 let text = TenantsCommand.Quotas.render(planDuringFlood, revision: 1, lags: nil, limit: 10, only: nil)
                 #expect(text.contains("whale"))
                 #expect(text.contains("throttled"))
                 // The governor's $SRV.STATS data.
-                #expect(governorDuringFlood?["leader"] as? Bool == true)
-                #expect((governorDuringFlood?["throttled_tenants"] as? Int ?? 0) >= 1)
+                #expect(governorDuringFlood?.leader == true)
+                #expect((governorDuringFlood?.throttledTenants ?? 0) >= 1)
                 #expect(planDuringFlood.plan(for: "q")?.tenants["whale"].map { $0.allocated < $0.demand } == true)
             } else {
                 // Plain FIFO: the shop's jobs wait behind the whale's backlog.

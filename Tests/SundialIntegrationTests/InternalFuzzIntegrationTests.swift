@@ -159,7 +159,7 @@ struct InternalFuzzIntegrationTests {
             await executor.value
             let real = received.counts.filter { expected.contains($0.key) }
             print("internal fuzz: executor done after \(ContinuousClock.now - started); deferred \(dispatcher.stats.deferred.load(ordering: .relaxed)), stale \(dispatcher.stats.staleDropped.load(ordering: .relaxed)), dispatched \(dispatcher.stats.dispatched.load(ordering: .relaxed)), plan dispatchers \(dispatcher.currentPlan.dispatchers ?? 0), real quota \(dispatcher.currentPlan.plan(for: "real").map { plan in plan.tenants["real"].map { "\($0.tier) \($0.rate)/\($0.burst)" } ?? "default \(plan.tierDefaults[.new].map { "\($0.rate)/\($0.burst)" } ?? "-")" } ?? "none (not throttled)")")
-            print("internal fuzz: \(real.count) of \(expected.count) real timers received; dispatcher rejected \(dispatcher.stats.resultsRejected.sorted { $0.key < $1.key }), undecodable fires \(dispatcher.stats.undecodable.load(ordering: .relaxed)); governor \(GovernorService.stats(governor.snapshot)["reports_rejected"] ?? 0) reports rejected")
+            print("internal fuzz: \(real.count) of \(expected.count) real timers received; dispatcher rejected \(dispatcher.stats.resultsRejected.sorted { $0.key < $1.key }), undecodable fires \(dispatcher.stats.undecodable.load(ordering: .relaxed)); governor \(GovernorService.stats(governor.snapshot).reportsRejected) reports rejected")
             #expect(Set(real.keys) == expected, "lost: \(expected.subtracting(real.keys).count)")
             #expect(real.values.allSatisfy { $0 == 1 }, "duplicates: \(real.filter { $0.value > 1 }.count)")
 

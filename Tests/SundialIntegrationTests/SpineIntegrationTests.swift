@@ -229,6 +229,22 @@ struct SpineIntegrationTests {
             }
             replies.unsubscribe()
             #expect(creates.contains { $0 >= 1 }, "Create counts per instance: \(creates)")
+
+            // The dispatcher's and planner's typed reports arrive as `data` with their wire names
+            // (any instance on the shared server answers; each has every key).
+            for (name, keys) in [
+                (SundialNamespace.dispatcherServiceName, ["dispatched", "stale_dropped", "results_ignored", "fairness"]),
+                (SundialNamespace.plannerServiceName, ["claimed", "published", "held_shards"]),
+            ] {
+                let reply = try await system.api.request(subject: "$SRV.STATS.\(name)", payload: [], timeout: .seconds(2))
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(reply.payload)) as? [String: Any])
+                let data = try #require(json["data"] as? [String: Any], "\(name): \(json)")
+                for key in keys { #expect(data[key] != nil, "\(name) STATS data lacks \(key): \(data.keys.sorted())") }
+                if name == SundialNamespace.dispatcherServiceName {
+                    let fairness = try #require(data["fairness"] as? [String: Any])
+                    #expect(fairness["tiers"] is [String: Any] && fairness["plan_generation"] != nil)
+                }
+            }
         }
     }
 }
