@@ -203,6 +203,25 @@ let package = Package(
             name: "sundial-governor", dependencies: ["SundialServer"], path: "services/governor",
             exclude: ["README.md"]),
 
+        // Shared by the test targets: the harness's nats-server and Postgres, `eventually`,
+        // reproducible randomness. A library target (test targets cannot depend on each other);
+        // no deployable links it.
+        .target(
+            name: "SundialTestSupport",
+            dependencies: [
+                "SundialLocalCluster", "SundialNATS", "SundialPostgres", .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/SundialTestSupport"),
+        // The C wrappers and the store, each against a real server.
+        .testTarget(
+            name: "SundialNATSTests",
+            dependencies: ["SundialNATS", "SundialTestSupport", "SundialLocalCluster", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "SundialPostgresTests",
+            dependencies: ["SundialPostgres", "SundialTestSupport", "SundialLocalCluster", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "SundialStoreTests",
+            dependencies: ["SundialStore", "SundialCore", "SundialPostgres", "SundialTestSupport"]),
         .testTarget(
             name: "SundialScheduleTests",
             dependencies: ["SundialCore", "SundialSchedule", "SundialProto", "SundialContract"]),
@@ -217,9 +236,8 @@ let package = Package(
         .testTarget(
             name: "SundialUnitTests",
             dependencies: [
-                "SundialCore", "SundialMessaging", "SundialPlanner", "SundialDispatcher", "SundialIngest", "SundialContract",
-                "SundialNATS", "SundialThreads", "SundialStore", "SundialSchedule", "SundialProto",
-                "SundialMetricsServer", "SundialObservability",
+                "SundialCore", "SundialContract", "SundialPlanner", "SundialNATS", "SundialStore", "SundialSchedule",
+                "SundialProto", "SundialMetricsServer", "SundialObservability",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
@@ -227,6 +245,7 @@ let package = Package(
         .testTarget(
             name: "SundialIntegrationTests",
             dependencies: [
+                "SundialTestSupport",
                 "SundialCore", "SundialMessaging", "SundialClient", "SundialLocalCluster", "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor",
                 "SundialFairness", "SundialExecutor", "SundialNATS", "SundialPostgres", "SundialStore", "SundialProto",
                 "SundialContract", "SundialCLI", "SundialServer", "SundialMetricsServer", "SundialObservability",

@@ -5,6 +5,7 @@ import SundialFairness
 import SundialNATS
 import SundialProto
 import Synchronization
+import SundialTestSupport
 import Testing
 
 /// Failing downstreams (issue 18): a circuit breaker per queue and per tenant on it holds due

@@ -8,6 +8,7 @@ import SundialLocalCluster
 import SundialProto
 import SundialStore
 import Synchronization
+import SundialTestSupport
 import Testing
 
 /// Executors with a fixed capacity: completes at most `rate` jobs/s and records when each job

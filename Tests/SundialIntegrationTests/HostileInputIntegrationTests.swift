@@ -9,6 +9,7 @@ import SundialNATS
 import SundialPostgres
 import SundialProto
 import SundialStore
+import SundialTestSupport
 import Testing
 
 /// What tenants' executors and clients send is untrusted (issue 17): out-of-range results,

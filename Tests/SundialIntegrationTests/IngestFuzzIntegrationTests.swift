@@ -4,6 +4,7 @@ import SundialCore
 import SundialNATS
 import SundialProto
 import Synchronization
+import SundialTestSupport
 import Testing
 
 /// Bad input never crashes Ingest nor corrupts state (docs/limits.md): thousands of random,

@@ -8,6 +8,7 @@ import SundialGovernor
 import SundialNATS
 import SundialProto
 import Synchronization
+import SundialTestSupport
 import Testing
 
 /// Messages between services come from code we do not control (issue 17): a fuzzer sends

@@ -4,6 +4,7 @@ import SundialContract
 import SundialExecutor
 import SundialProto
 import SundialStore
+import SundialTestSupport
 import Testing
 
 /// The timer lifecycle through real nats-server and Postgres: recurring timers, cancel and

@@ -6,6 +6,7 @@ import SundialContract
 import SundialExecutor
 import SundialLocalCluster
 import SundialProto
+import SundialTestSupport
 import Testing
 
 /// Issue 13: a real `sundial serve` process serves /metrics, /healthz and /readyz; every metric

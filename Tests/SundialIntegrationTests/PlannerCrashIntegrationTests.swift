@@ -3,6 +3,7 @@ import SundialContract
 import SundialLocalCluster
 import SundialPostgres
 import SundialProto
+import SundialTestSupport
 import Testing
 
 /// The planner as a real process (the `sundial-planner` executable), killed with SIGKILL.

@@ -7,6 +7,7 @@ import SundialNATS
 import SundialProto
 import SundialStore
 import Synchronization
+import SundialTestSupport
 import Testing
 
 /// Postgres goes away under load (issue 10): creates fail fast with 503 while it is down,

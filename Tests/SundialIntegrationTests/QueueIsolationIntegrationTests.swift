@@ -3,6 +3,7 @@ import SundialContract
 import SundialExecutor
 import SundialGovernor
 import SundialProto
+import SundialTestSupport
 import Testing
 
 /// A queue nobody consumes must never slow anyone else (issue 10): its jobs are not the

@@ -6,6 +6,7 @@ import SundialExecutor
 import SundialNATS
 import SundialProto
 import SundialStore
+import SundialTestSupport
 import Testing
 
 /// Executor results: success, retries with backoff, dead letters and tenant events, and

@@ -4,6 +4,7 @@ import SundialCore
 import SundialPostgres
 import SundialProto
 import SundialStore
+import SundialTestSupport
 import Testing
 
 /// Issue 13, retention: the reaper deletes finished timers with their runs (and so their

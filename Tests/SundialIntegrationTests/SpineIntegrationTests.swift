@@ -8,6 +8,7 @@ import SundialPostgres
 import SundialProto
 import SundialSchedule
 import SundialStore
+import SundialTestSupport
 import Testing
 
 /// A one-shot timer end to end through real nats-server (JetStream scheduling) and Postgres.

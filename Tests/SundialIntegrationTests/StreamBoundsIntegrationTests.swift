@@ -5,6 +5,7 @@ import SundialDispatcher
 import SundialExecutor
 import SundialNATS
 import SundialProto
+import SundialTestSupport
 import Testing
 
 /// Every stream has a bound, and reaching it hurts only its owner (issue 17).

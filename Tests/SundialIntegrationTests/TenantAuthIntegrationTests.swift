@@ -6,6 +6,7 @@ import SundialLocalCluster
 import SundialMessaging
 import SundialNATS
 import SundialProto
+import SundialTestSupport
 import Testing
 
 /// Tenant isolation enforced by nats-server permissions (deploy/README.md): each test runs a

@@ -44,7 +44,10 @@ struct PackageStructureTests {
         for service in ["sundial-ingest", "sundial-planner", "sundial-dispatcher", "sundial-governor"] {
             let linked = Self.closure(of: service, in: graph)
             #expect(linked.contains("SundialServer"), "\(service): \(linked.sorted())")
-            for forbidden in ["SundialCLI", "SundialBench", "SundialLocalCluster", "ArgumentParser", "swift-argument-parser"] {
+            for forbidden in [
+                "SundialCLI", "SundialBench", "SundialLocalCluster", "SundialTestSupport", "ArgumentParser",
+                "swift-argument-parser",
+            ] {
                 #expect(!linked.contains(forbidden), "\(service) links \(forbidden)")
             }
         }

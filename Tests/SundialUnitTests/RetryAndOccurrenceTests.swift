@@ -3,7 +3,6 @@ import SundialContract
 import SundialCore
 import SundialProto
 import SundialSchedule
-import SundialStore
 import Testing
 
 @Suite("Unit: retry backoff and occurrence stepping")

@@ -15,6 +15,7 @@ import SundialPlanner
 import SundialPostgres
 import SundialProto
 import SundialStore
+import SundialTestSupport
 import Synchronization
 
 /// A complete Sundial for one test: real nats-server and Postgres, its own schema and its own
@@ -255,27 +256,6 @@ func withTestSystem<T>(
         await system.shutdown()
         throw error
     }
-}
-
-/// Waits for a condition that an event will make true, checking it with a short backoff and
-/// failing after `timeout`. For state reached asynchronously (a row written by a service);
-/// the bound keeps a broken system from hanging the suite.
-func eventually(
-    _ what: String, timeout: Duration = .seconds(15), _ condition: @Sendable () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    var pause = Duration.milliseconds(20)
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: pause)
-        pause = min(pause * 2, .milliseconds(250))
-    }
-    throw TestFailure("timed out after \(timeout) waiting for: \(what)")
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }
 
 /// Collects jobs from a worker until `count` arrived or `timeout` passed.

@@ -6,10 +6,10 @@ import Synchronization
 
 /// One nats-server (2.15 from the project venv) per test process, on a free loopback port
 /// with its store in a temp folder. Tests isolate themselves by namespace (subjects+streams).
-enum TestNATS {
+public enum TestNATS {
     private static let shared = Mutex<Task<LocalNATSServer, any Error>?>(nil)
 
-    static let logger: Logger = {
+    public static let logger: Logger = {
         var logger = Logger(label: "sundial.tests")
         logger.logLevel = .warning
         return logger
@@ -17,15 +17,15 @@ enum TestNATS {
 
     /// Every test namespace creates bounded streams, and JetStream reserves their byte limits
     /// against `max_file_store` (accounting only): room for many namespaces on one server.
-    static let maxFileStore = "1TB"
+    public static let maxFileStore = "1TB"
 
     /// The package root, found from this file's path.
-    static var packageRoot: URL {
+    public static var packageRoot: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
     }
 
-    static func server() async throws -> LocalNATSServer {
+    public static func server() async throws -> LocalNATSServer {
         let task = shared.withLock { task in
             if let task { return task }
             let started = Task { try await startServer() }
@@ -36,7 +36,7 @@ enum TestNATS {
     }
 
     /// A fresh server of its own (for tests that restart or kill it).
-    static func privateServer() async throws -> LocalNATSServer {
+    public static func privateServer() async throws -> LocalNATSServer {
         let binary = try LocalNATSServer.locateBinary(from: packageRoot)
         let root = try TestPostgres.temporaryDirectory("nats")
         let server = try await LocalNATSServer.start(binary: binary, storeDirectory: root, maxFileStore: Self.maxFileStore, logger: logger)
@@ -45,7 +45,7 @@ enum TestNATS {
     }
 
     /// A fresh server of its own that enforces `auth` (users and permissions).
-    static func privateAuthServer(_ auth: NATSAuthConfig) async throws -> LocalNATSServer {
+    public static func privateAuthServer(_ auth: NATSAuthConfig) async throws -> LocalNATSServer {
         let binary = try LocalNATSServer.locateBinary(from: packageRoot)
         let root = try TestPostgres.temporaryDirectory("nats-auth")
         let server = try await LocalNATSServer.start(
@@ -58,7 +58,7 @@ enum TestNATS {
         try await privateServer()
     }
 
-    static func connect(
+    public static func connect(
         _ server: LocalNATSServer, name: String, sendAsap: Bool = true, user: String? = nil, password: String? = nil,
         inboxPrefix: String? = nil
     ) async throws -> NATSConnection {
@@ -75,7 +75,7 @@ enum TestNATS {
     private static let hookInstalled = Atomic<Bool>(false)
 
     /// Swift Testing has no process-level teardown: stop servers at exit.
-    static func registerForExit(_ server: LocalNATSServer) {
+    public static func registerForExit(_ server: LocalNATSServer) {
         toStop.withLock { $0.append(server) }
         if hookInstalled.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
             atexit {

@@ -3,6 +3,7 @@ import SundialContract
 import SundialCore
 import SundialPostgres
 import SundialStore
+import SundialTestSupport
 import Testing
 
 /// Shard leases (`LeaseStore`) and the fencing of the planner's due-timer claim

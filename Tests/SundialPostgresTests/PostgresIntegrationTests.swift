@@ -3,6 +3,7 @@ import Logging
 import SundialLocalCluster
 import SundialPostgres
 import Synchronization
+import SundialTestSupport
 import Testing
 
 @Suite("Integration: Postgres")

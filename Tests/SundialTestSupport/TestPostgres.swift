@@ -6,18 +6,18 @@ import Synchronization
 
 /// One throwaway Postgres per test process (fsync off, fresh temp directory), started on first
 /// use and stopped at process exit. Tests isolate themselves with a fresh schema each.
-enum TestPostgres {
+public enum TestPostgres {
     /// The shared start, so concurrent first callers wait for the same server.
     private static let shared = Mutex<Task<LocalPostgresServer, any Error>?>(nil)
     private static let schemaCounter = Atomic<Int>(0)
 
-    static let logger: Logger = {
+    public static let logger: Logger = {
         var logger = Logger(label: "sundial.tests.postgres")
         logger.logLevel = .warning
         return logger
     }()
 
-    static func server() async throws -> LocalPostgresServer {
+    public static func server() async throws -> LocalPostgresServer {
         let task = shared.withLock { task in
             if let task { return task }
             let started = Task { try await startServer() }
@@ -28,7 +28,7 @@ enum TestPostgres {
     }
 
     /// A unique, valid (lowercase, ≤ 63 bytes) schema name starting with `prefix`.
-    static func freshSchema(_ prefix: String) -> String {
+    public static func freshSchema(_ prefix: String) -> String {
         let cleaned = String(
             prefix.lowercased().map { ($0.isASCII && ($0.isLetter || $0.isNumber)) ? $0 : "_" }.prefix(30))
         let number = schemaCounter.wrappingAdd(1, ordering: .relaxed).newValue
@@ -37,7 +37,7 @@ enum TestPostgres {
     }
 
     /// A pool whose connections use `schema` as search path; the schema is created.
-    static func pool(schema: String, size: Int = 4, server given: LocalPostgresServer? = nil) async throws -> PostgresPool {
+    public static func pool(schema: String, size: Int = 4, server given: LocalPostgresServer? = nil) async throws -> PostgresPool {
         let server: LocalPostgresServer
         if let given { server = given } else { server = try await self.server() }
         var configuration = server.configuration
@@ -51,7 +51,7 @@ enum TestPostgres {
     }
 
     /// A fresh temporary directory for one test's files (cluster, migrations…).
-    static func temporaryDirectory(_ prefix: String) throws -> URL {
+    public static func temporaryDirectory(_ prefix: String) throws -> URL {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("sundial-\(prefix)-\(UUID().uuidString.prefix(8).lowercased())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -59,7 +59,7 @@ enum TestPostgres {
     }
 
     /// A server of the test's own (for tests that stop and restart it), stopped at exit.
-    static func privateServer() async throws -> LocalPostgresServer {
+    public static func privateServer() async throws -> LocalPostgresServer {
         try await startServer()
     }
 
@@ -78,7 +78,7 @@ enum TestPostgres {
     private static let toStop = Mutex<[(LocalPostgresServer, URL)]>([])
     private static let exitHookInstalled = Atomic<Bool>(false)
 
-    static func registerForExit(_ server: LocalPostgresServer, root: URL) {
+    public static func registerForExit(_ server: LocalPostgresServer, root: URL) {
         toStop.withLock { $0.append((server, root)) }
         if exitHookInstalled.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
             atexit {

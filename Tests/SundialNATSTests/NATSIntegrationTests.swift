@@ -2,6 +2,7 @@ import Foundation
 import SundialLocalCluster
 import SundialNATS
 import Synchronization
+import SundialTestSupport
 import Testing
 
 /// The NATS wrapper (SundialNATS) against a real nats-server 2.15. Every test works in its own

@@ -1,9 +1,9 @@
 /// Reproducible randomness for the fuzz suites.
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and reproducible across platforms.
-struct SplitMix64: RandomNumberGenerator {
+public struct SplitMix64: RandomNumberGenerator {
     private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -13,14 +13,14 @@ struct SplitMix64: RandomNumberGenerator {
 }
 
 extension SplitMix64 {
-    mutating func chance(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &self) < p }
+    public mutating func chance(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &self) < p }
 
     /// Mostly short, sometimes up to `max`.
-    mutating func length(max: Int) -> Int {
+    public mutating func length(max: Int) -> Int {
         chance(0.7) ? Int.random(in: 0...min(64, max), using: &self) : Int.random(in: 0...max, using: &self)
     }
 
-    mutating func bytes(count: Int) -> [UInt8] {
+    public mutating func bytes(count: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: next()) }
         return bytes
@@ -28,7 +28,7 @@ extension SplitMix64 {
 
     /// A protobuf body with 1–4 mutations: bit flips, truncation, garbage, a changed first
     /// tag, overwritten bytes, duplicated slices, a huge length prefix.
-    mutating func mutate(_ original: [UInt8]) -> [UInt8] {
+    public mutating func mutate(_ original: [UInt8]) -> [UInt8] {
         var bytes = original
         for _ in 0..<Int.random(in: 1...4, using: &self) {
             switch Int.random(in: 0..<7, using: &self) {
@@ -58,8 +58,8 @@ extension SplitMix64 {
 }
 
 /// Hand-built protobuf wire bytes.
-enum ProtobufWire {
-    static func varint(_ value: UInt64) -> [UInt8] {
+public enum ProtobufWire {
+    public static func varint(_ value: UInt64) -> [UInt8] {
         var value = value
         var bytes: [UInt8] = []
         repeat {
