@@ -237,7 +237,7 @@ let package = Package(
             name: "SundialUnitTests",
             dependencies: [
                 "SundialCore", "SundialContract", "SundialPlanner", "SundialNATS", "SundialStore", "SundialSchedule",
-                "SundialProto", "SundialMetricsServer", "SundialObservability",
+                "SundialProto", "SundialMetricsServer", "SundialObservability", "SundialServer",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
