@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Same-run before/after of the spine benchmark: two release binaries of `sundial`, run
+# alternately (A B A B …) so the machine's noise hits both alike. Each run starts a fresh
+# `sundial dev --no-demo` of that binary (its own data folder), runs
+# `bench spine` against it, and stops it. Reports land in bench-results/spine-<label>-<n>.json.
+#
+#   scripts/bench-spine-compare.sh BEFORE_BINARY AFTER_BINARY [RUNS] [extra bench spine options]
+#
+# A binary needs its `sundial_SundialStore.resources` folder beside it (the migrations).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+before=$1
+after=$2
+runs=${3:-3}
+shift $(( $# < 3 ? $# : 3 ))
+port=19464
+
+run_one() {
+    local binary=$1 label=$2 n=$3
+    local data
+    data=$(mktemp -d /tmp/sundial-spine-XXXXXX)
+    "$binary" dev --no-demo --data-dir "$data" --metrics-port "$port" --log-level warning > "$data/dev.log" 2>&1 &
+    local dev=$!
+    # Ready when /readyz answers 200 (at most 120 s).
+    for _ in $(seq 1 240); do
+        if curl -fsS "http://127.0.0.1:$port/readyz" > /dev/null 2>&1; then break; fi
+        sleep 0.5
+    done
+    SUNDIAL_DEV_ENV="$data/dev.env" "$binary" bench spine --count 60000 --rate 1000 --due-min 5s --due-max 65s \
+        --json "bench-results/spine-$label-$n.json" "$@" | tail -n 12
+    kill -INT "$dev"
+    wait "$dev" || true
+    rm -rf "$data"
+}
+
+for n in $(seq 1 "$runs"); do
+    echo "== run $n: before ($before)"
+    run_one "$before" before "$n" "$@"
+    echo "== run $n: after ($after)"
+    run_one "$after" after "$n" "$@"
+done
