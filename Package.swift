@@ -141,7 +141,7 @@ let package = Package(
             ]),
         .target(
             name: "SundialExecutor",
-            dependencies: ["SundialCore", "SundialContract", "SundialNATS", "SundialProto", "SundialSchedule"]),
+            dependencies: ["SundialCore", "SundialContract", "SundialMessaging", "SundialNATS", "SundialProto", "SundialSchedule"]),
         .target(
             name: "SundialLocalCluster",
             dependencies: [

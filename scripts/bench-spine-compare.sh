@@ -13,6 +13,7 @@ before=$1
 after=$2
 runs=${3:-3}
 shift $(( $# < 3 ? $# : 3 ))
+extra=("$@")
 port=19464
 
 run_one() {
@@ -27,7 +28,7 @@ run_one() {
         sleep 0.5
     done
     SUNDIAL_DEV_ENV="$data/dev.env" "$binary" bench spine --count 60000 --rate 1000 --due-min 5s --due-max 65s \
-        --json "bench-results/spine-$label-$n.json" "$@" | tail -n 12
+        --json "bench-results/spine-$label-$n.json" "${extra[@]}" | tail -n 12
     kill -INT "$dev"
     wait "$dev" || true
     rm -rf "$data"
@@ -35,7 +36,7 @@ run_one() {
 
 for n in $(seq 1 "$runs"); do
     echo "== run $n: before ($before)"
-    run_one "$before" before "$n" "$@"
+    run_one "$before" before "$n"
     echo "== run $n: after ($after)"
-    run_one "$after" after "$n" "$@"
+    run_one "$after" after "$n"
 done

@@ -23,7 +23,7 @@ public enum SundialHeader {
     public static let poisonSubject = "Sundial-Poison-Subject"
 
     // NATS / JetStream.
-    /// Dedupe id; for jobs: `<timer>:<occurrence>:<attempt>`.
+    /// Dedupe id; for jobs: `<timer>:<occurrence>:<attempt>:<version>`.
     public static let natsMessageID = "Nats-Msg-Id"
     public static let natsSchedule = "Nats-Schedule"
     public static let natsScheduleTarget = "Nats-Schedule-Target"

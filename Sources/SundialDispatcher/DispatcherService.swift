@@ -533,8 +533,9 @@ public final class DispatcherService: Service, Sendable {
         let final = state.marked(recorded)
         for fire in final.dispatched {
             let lag = fire.firedAt.timeIntervalSince(fire.scheduledAt)
-            // Clamped: a fire's due time is the envelope's, which need not be sane.
-            stats.fireLagMicros.add(Int(min(max(0, lag), 1e9) * 1e6), ordering: .relaxed)
+            // Clamped to a day: a fire's due time is the envelope's, which need not be sane, and
+            // the sum must not overflow.
+            stats.fireLagMicros.add(Int(min(max(0, lag), 86_400) * 1e6), ordering: .relaxed)
             let dispatchLag = now.timeIntervalSince(fire.scheduledAt)
             stats.recordLag(dispatchLag, tier: fire.tier)
             lagHistogram(tier: fire.tier, queue: fire.queue).recordNanoseconds(Int64(max(0, min(dispatchLag, 1e9)) * 1e9))
@@ -598,10 +599,13 @@ public final class DispatcherService: Service, Sendable {
         }
     }
 
-    /// The job as executors see it (the work headers in SundialHeader), deduped per (timer, occurrence, attempt).
+    /// The job as executors see it (the work headers in SundialHeader), deduped per (timer,
+    /// occurrence, attempt, version): a run moved to a new version by an update is a new job
+    /// (its payload may differ), while every copy of one fire is the same job.
     private func job(_ envelope: Sundial_V1_FireEnvelope, firedAt: Date, dispatchedAt: Date) -> NATSOutgoingMessage {
         var headers = NATSHeaders()
-        headers[SundialHeader.natsMessageID] = "\(envelope.timerID):\(envelope.occurrence):\(envelope.attempt)"
+        headers[SundialHeader.natsMessageID] =
+            "\(envelope.timerID):\(envelope.occurrence):\(envelope.attempt):\(envelope.version)"
         headers[SundialHeader.timerID] = envelope.timerID
         headers[SundialHeader.tenant] = envelope.tenant
         headers[SundialHeader.scheduledAt] = RFC3339.format(envelope.scheduledAt.date)

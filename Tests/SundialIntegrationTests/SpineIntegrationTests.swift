@@ -30,7 +30,7 @@ struct SpineIntegrationTests {
             #expect(job.tenant == "acme")
             #expect(job.attempt == 1)
             #expect(String(decoding: job.payload, as: UTF8.self) == "hello")
-            #expect(job.message.headers[SundialHeader.natsMessageID] == "\(created.timer.id):0:1")
+            #expect(job.message.headers[SundialHeader.natsMessageID] == "\(created.timer.id):0:1:1")
             let due = created.timer.nextFireAt.date
             #expect(abs(job.scheduledAt.timeIntervalSince(due)) < 0.002)
             let lag = receivedAt.timeIntervalSince(due)

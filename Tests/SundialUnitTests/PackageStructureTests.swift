@@ -85,4 +85,33 @@ struct PackageStructureTests {
             }
         }
     }
+
+    /// Every project module a target's sources import is among its declared dependencies (or
+    /// theirs): a module reached only because SwiftPM happened to build it first breaks a
+    /// build of that target alone — an application linking the client library, for one.
+    @Test func everyImportIsADeclaredDependency() throws {
+        let graph = try Self.graph()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let modules = Set(graph.keys)
+        var checked = 0
+        for folder in ["Sources", "Tests"] {
+            let base = root.appendingPathComponent(folder)
+            for name in try FileManager.default.contentsOfDirectory(atPath: base.path) where graph[name] != nil {
+                let linked = Self.closure(of: name, in: graph)
+                let files = FileManager.default.enumerator(atPath: base.appendingPathComponent(name).path)?
+                    .compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") } ?? []
+                for file in files {
+                    let text = try String(contentsOf: base.appendingPathComponent(name).appendingPathComponent(file), encoding: .utf8)
+                    for match in text.matches(of: #/(?m)^(?:@testable )?import (\w+)/#) {
+                        let module = String(match.output.1)
+                        guard modules.contains(module), module != name else { continue }
+                        #expect(linked.contains(module), "\(folder)/\(name)/\(file) imports \(module), which \(name) does not declare")
+                        checked += 1
+                    }
+                }
+            }
+        }
+        #expect(checked > 200, "\(checked) imports checked")
+    }
 }
