@@ -20,6 +20,7 @@ run_one() {
     local binary=$1 label=$2 n=$3
     local data
     data=$(mktemp -d /tmp/sundial-spine-XXXXXX)
+    chmod 755 "$data"  # Postgres runs as the postgres user
     "$binary" dev --no-demo --data-dir "$data" --metrics-port "$port" --log-level warning > "$data/dev.log" 2>&1 &
     local dev=$!
     # Ready when /readyz answers 200 (at most 120 s).
