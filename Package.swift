@@ -151,7 +151,8 @@ let package = Package(
         .target(
             name: "SundialBench",
             dependencies: [
-                "SundialCore", "SundialMessaging", "SundialClient", "SundialExecutor", "SundialContract", "SundialExecutor", "SundialNATS", "SundialProto",
+                "SundialCore", "SundialMessaging", "SundialClient", "SundialContract", "SundialExecutor", "SundialNATS",
+                "SundialProto",
                 "SundialStore", "SundialPostgres", "SundialSchedule", "SundialFairness",
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Same-run before/after of the spine benchmark: two release binaries of `sundial`, run
-# alternately (A B A B …) so the machine's noise hits both alike. Each run starts a fresh
+# alternately (A B B A A B …: the order flips every run) so the machine's noise hits both alike. Each run starts a fresh
 # `sundial dev --no-demo` of that binary (its own data folder), runs
 # `bench spine` against it, and stops it. Reports land in bench-results/spine-<label>-<n>.json.
 #
 #   scripts/bench-spine-compare.sh BEFORE_BINARY AFTER_BINARY [RUNS] [extra bench spine options]
+#
+# FIRST_RUN=N numbers the runs from N (to add runs to an earlier series).
 #
 # A binary needs its `sundial_SundialStore.resources` folder beside it (the migrations).
 set -euo pipefail
@@ -35,9 +37,13 @@ run_one() {
     rm -rf "$data"
 }
 
-for n in $(seq 1 "$runs"); do
-    echo "== run $n: before ($before)"
-    run_one "$before" before "$n"
-    echo "== run $n: after ($after)"
-    run_one "$after" after "$n"
+first=${FIRST_RUN:-1}
+for n in $(seq "$first" $((first + runs - 1))); do
+    if (( n % 2 == 1 )); then
+        echo "== run $n: before ($before)"; run_one "$before" before "$n"
+        echo "== run $n: after ($after)"; run_one "$after" after "$n"
+    else
+        echo "== run $n: after ($after)"; run_one "$after" after "$n"
+        echo "== run $n: before ($before)"; run_one "$before" before "$n"
+    fi
 done
