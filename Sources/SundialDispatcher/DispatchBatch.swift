@@ -109,8 +109,6 @@ public struct DispatchBatch: Sendable {
 
     /// After the claim.
     public struct ClaimStep: Sendable {
-        /// Stale fires to ack (dropped) at the end of the batch.
-        public var dropped: [Int]
         /// Fires to nak at once (the claim failed).
         public var naks: [(index: Int, delay: Duration)]
         /// Fires to forward, highest priority first (ties keep fetch order).
@@ -193,26 +191,25 @@ public struct DispatchBatch: Sendable {
         guard let versions else {
             for fire in fires { settle(fire.index, .nak(delay: settings.retryDelay)) }
             counts.retried += fires.count
-            return ClaimStep(dropped: [], naks: fires.map { ($0.index, settings.retryDelay) }, forward: [])
+            return ClaimStep(naks: fires.map { ($0.index, settings.retryDelay) }, forward: [])
         }
         // Only the fire of the version the claim matched goes out: after an update, the old
         // version's fire (same run key) can sit in the same batch, before the new one.
         var live: [Fire] = []
         var seen = Set<FireKey>()
-        var dropped: [Int] = []
         for fire in fires {
             if versions[fire.key] == fire.version, seen.insert(fire.key).inserted {
                 live.append(fire)
             } else {
                 counts.staleDropped += 1
                 if let current = versions[fire.key], current != fire.version { counts.supersededDropped += 1 }
+                // Acked (dropped) when the batch ends.
                 dropped.append(fire.index)
             }
         }
-        self.dropped += dropped
         let ordered = live.enumerated().sorted { ($0.element.priority, $0.offset) < ($1.element.priority, $1.offset) }
             .map(\.element)
-        return ClaimStep(dropped: dropped, naks: [], forward: ordered)
+        return ClaimStep(naks: [], forward: ordered)
     }
 
     /// Step 4: how each forward ended (same order as `ClaimStep.forward`).

@@ -141,8 +141,11 @@ public final class DispatcherStats: Sendable {
     public func count(of event: Event) -> Int { events.withLock { $0[event.rawValue] ?? 0 } }
     public var resultsRejected: [String: Int] { rejections.withLock { $0 } }
 
-    func recordLag(_ seconds: Double, tier: Tier) {
-        lag.withLock { $0[tier, default: LagWindow()].record(seconds) }
+    /// A batch's dispatch lags, under one lock.
+    func recordLags(_ samples: [(seconds: Double, tier: Tier)]) {
+        lag.withLock { windows in
+            for sample in samples { windows[sample.tier, default: LagWindow()].record(sample.seconds) }
+        }
     }
 
     /// Recent dispatch-lag percentiles per tier, in milliseconds.
@@ -531,14 +534,26 @@ public final class DispatcherService: Service, Sendable {
             }
         }
         let final = state.marked(recorded)
+        // Lag of the batch's dispatched fires: one lock for the windows, one histogram lookup
+        // per (tier, queue) — not per fire.
+        var fireLagMicros = 0
+        var histograms: [String: CoreMetrics.Timer] = [:]
+        var dispatchLags: [(seconds: Double, tier: Tier)] = []
+        dispatchLags.reserveCapacity(final.dispatched.count)
         for fire in final.dispatched {
-            let lag = fire.firedAt.timeIntervalSince(fire.scheduledAt)
             // Clamped to a day: a fire's due time is the envelope's, which need not be sane, and
             // the sum must not overflow.
-            stats.fireLagMicros.add(Int(min(max(0, lag), 86_400) * 1e6), ordering: .relaxed)
+            fireLagMicros += Int(min(max(0, fire.firedAt.timeIntervalSince(fire.scheduledAt)), 86_400) * 1e6)
             let dispatchLag = now.timeIntervalSince(fire.scheduledAt)
-            stats.recordLag(dispatchLag, tier: fire.tier)
-            lagHistogram(tier: fire.tier, queue: fire.queue).recordNanoseconds(Int64(max(0, min(dispatchLag, 1e9)) * 1e9))
+            dispatchLags.append((dispatchLag, fire.tier))
+            let key = fire.tier.rawValue + "/" + fire.queue
+            let histogram = histograms[key] ?? lagHistogram(tier: fire.tier, queue: fire.queue)
+            histograms[key] = histogram
+            histogram.recordNanoseconds(Int64(max(0, min(dispatchLag, 1e9)) * 1e9))
+        }
+        if !dispatchLags.isEmpty {
+            stats.fireLagMicros.add(fireLagMicros, ordering: .relaxed)
+            stats.recordLags(dispatchLags)
         }
         if !final.acks.isEmpty {
             do {

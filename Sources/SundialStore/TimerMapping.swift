@@ -94,3 +94,11 @@ public enum TimerMapping {
         }
     }
 }
+
+extension StoredTimer {
+    /// The stored schedule, decoded; nil when it no longer decodes or evaluates (a time zone
+    /// that fails to load, say).
+    var decodedSchedule: TimerSchedule? {
+        try? TimerSchedule(proto: Sundial_V1_Schedule(serializedBytes: schedule))
+    }
+}

@@ -169,9 +169,7 @@ extension TimerStore {
 extension TimerStore {
     /// A dependent timer's first fire: its schedule starts when the parent succeeded.
     static func start(_ child: StoredTimer, _ parentSucceededAt: Date) -> OccurrenceStepper.Occurrence? {
-        guard let schedule = try? TimerSchedule(proto: Sundial_V1_Schedule(serializedBytes: child.schedule)) else {
-            return nil
-        }
+        guard let schedule = child.decodedSchedule else { return nil }
         return OccurrenceStepper.first(schedule, timerID: TimerID.text(child.id), createdAt: parentSucceededAt)
     }
 }

@@ -262,7 +262,7 @@ public struct TimerStore: Sendable {
         let current = OccurrenceStepper.Occurrence(
             number: timer.occurrence, nominal: timer.nextNominalAt ?? fireAt, fireAt: fireAt)
         let schedule = timer.recurring
-            ? try? TimerSchedule(proto: Sundial_V1_Schedule(serializedBytes: timer.schedule)) : nil
+            ? timer.decodedSchedule : nil
         return .loading(
             current, recurring: timer.recurring, schedule: schedule, timerID: timer.id, through: horizon, limit: 1000)
     }
