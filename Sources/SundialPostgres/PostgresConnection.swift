@@ -3,24 +3,6 @@ import Logging
 import Synchronization
 import SundialThreads
 
-/// A named prepared statement. The name identifies it on each connection, so one name must
-/// always mean the same SQL. Names are lowercase because `DEALLOCATE` folds case while the
-/// protocol does not.
-public struct PostgresQuery: Sendable, Hashable {
-    public let name: String
-    public let sql: String
-
-    /// `name`: 1–63 characters of `a-z`, `0-9`, `_`. A bad name is a programming error (traps).
-    public init(name: String, sql: String) {
-        precondition(
-            !name.isEmpty && name.utf8.count <= 63
-                && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5f },
-            "PostgresQuery name must be 1-63 chars of [a-z0-9_], got \"\(name)\"")
-        self.name = name
-        self.sql = sql
-    }
-}
-
 private let connectionCounter = Atomic<Int>(0)
 
 /// One Postgres connection with its own OS thread. Every libpq call for it runs on that

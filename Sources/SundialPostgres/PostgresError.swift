@@ -13,6 +13,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         case closed
         /// A value in a result could not be decoded as the requested type.
         case decoding
+        /// A statement's named parameters and the values bound for it do not match: one has
+        /// no value, a value names no parameter, or a name is bound twice.
+        case parameters
     }
 
     public var kind: Kind

@@ -30,12 +30,13 @@ public final class PostgresSession {
         }
     }
 
-    /// Runs a named prepared statement, preparing it on first use on this connection. If the
-    /// server no longer knows the statement (SQLSTATE 26000, e.g. after `DISCARD ALL`), it is
-    /// prepared again once.
+    /// Runs a named prepared statement with its named parameters bound, preparing it on first
+    /// use on this connection. If the server no longer knows the statement (SQLSTATE 26000,
+    /// e.g. after `DISCARD ALL`), it is prepared again once.
     @discardableResult
-    public func execute(_ query: PostgresQuery, _ parameters: [PostgresValue] = []) throws -> PostgresRows {
-        try withHandle { handle in
+    public func execute(_ query: PostgresQuery, _ bindings: PostgresBindings = [:]) throws -> PostgresRows {
+        let parameters = try query.values(for: bindings)
+        return try withHandle { handle in
             try prepareIfNeeded(query, handle)
             do {
                 return try executePrepared(query, parameters, handle)
@@ -99,8 +100,10 @@ public final class PostgresSession {
     /// implicit transaction: if a statement fails, the rest of its segment is skipped, that
     /// segment rolls back, later segments are not sent, earlier segments stay committed, and the
     /// first error is thrown. Run it inside `transaction { }` for all-or-nothing.
-    public func pipeline(_ query: PostgresQuery, _ parameterSets: [[PostgresValue]]) throws -> [PostgresRows] {
-        if parameterSets.isEmpty { return [] }
+    public func pipeline(_ query: PostgresQuery, _ bindingSets: [PostgresBindings]) throws -> [PostgresRows] {
+        if bindingSets.isEmpty { return [] }
+        // Every set is checked before anything is sent: a misnamed parameter sends nothing.
+        let parameterSets = try bindingSets.map { try query.values(for: $0) }
         return try withHandle { handle in
             try prepareIfNeeded(query, handle)
             guard PQenterPipelineMode(handle) == 1 else {
@@ -200,19 +203,19 @@ public final class PostgresSession {
 
     private func prepareIfNeeded(_ query: PostgresQuery, _ handle: OpaquePointer) throws {
         if let sql = state.prepared[query.name] {
-            if sql == query.sql { return }
+            if sql == query.preparedSQL { return }
             // Same name, new SQL (e.g. a changed deployment): replace the statement.
             _ = try consume(PQexec(handle, "DEALLOCATE \(query.name)"), handle)
             state.prepared[query.name] = nil
         }
         do {
-            _ = try consume(PQprepare(handle, query.name, query.sql, 0, nil), handle)
+            _ = try consume(PQprepare(handle, query.name, query.preparedSQL, 0, nil), handle)
         } catch let error as PostgresError where error.sqlState == "42P05" && PQtransactionStatus(handle) == PQTRANS_IDLE {
             // Prepared behind the cache's back (e.g. SQL-level PREPARE): replace it.
             _ = try consume(PQexec(handle, "DEALLOCATE \(query.name)"), handle)
-            _ = try consume(PQprepare(handle, query.name, query.sql, 0, nil), handle)
+            _ = try consume(PQprepare(handle, query.name, query.preparedSQL, 0, nil), handle)
         }
-        state.prepared[query.name] = query.sql
+        state.prepared[query.name] = query.preparedSQL
     }
 
     private func executePrepared(_ query: PostgresQuery, _ parameters: [PostgresValue], _ handle: OpaquePointer)

@@ -42,7 +42,9 @@ public struct LeaseStore: Sendable {
     {
         try await pool.withSession { session in
             let rows = try session.execute(
-                TimerQueries.acquireLeases, [.text(owner), .int64(ttl.wholeMilliseconds), .int(limit)])
+                TimerQueries.acquireLeases, [
+                    "owner": .text(owner), "ttl_ms": .int64(ttl.wholeMilliseconds), "limit": .int(limit),
+                ])
             let takenOver = try rows.filter { row in try row.string("previous").map { $0 != owner } ?? false }.count
             return (try rows.map(ShardLease.init(row:)), takenOver)
         }
@@ -62,8 +64,8 @@ public struct LeaseStore: Sendable {
             try session.execute(
                 TimerQueries.renewLeases,
                 [
-                    .text(owner), .int64(ttl.wholeMilliseconds), .intArray(leases.map(\.shard)),
-                    .int64Array(leases.map(\.epoch)),
+                    "owner": .text(owner), "ttl_ms": .int64(ttl.wholeMilliseconds),
+                    "shards": .intArray(leases.map(\.shard)), "epochs": .int64Array(leases.map(\.epoch)),
                 ]
             ).map(ShardLease.init(row:))
         }
@@ -72,7 +74,9 @@ public struct LeaseStore: Sendable {
     public func release(owner: String, shards: [Int]) async throws {
         guard !shards.isEmpty else { return }
         _ = try await pool.withSession { session in
-            try session.execute(TimerQueries.releaseLeases, [.text(owner), .intArray(shards)]).affectedRows
+            try session.execute(TimerQueries.releaseLeases, [
+                "owner": .text(owner), "shards": .intArray(shards),
+            ]).affectedRows
         }
     }
 }

@@ -44,25 +44,36 @@ public struct RetentionStore: Sendable {
             guard try session.execute(RetentionQueries.tryLock).first?.bool("locked") == true else { return .busy }
             let position = try session.execute(RetentionQueries.cursor).first?.uuid("position")
                 ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
-            let ids = try session.execute(RetentionQueries.walk, [.uuid(position), .uuid(bound), .int(batch)])
+            let ids = try session.execute(RetentionQueries.walk, [
+                "after_id": .uuid(position), "before_id": .uuid(bound), "limit": .int(batch),
+            ])
                 .compactMap { try $0.uuid("id") }
             guard let last = ids.last else {
-                try session.execute(RetentionQueries.moveCursor, [.uuid(UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)))])
+                try session.execute(RetentionQueries.moveCursor, [
+                    "position": .uuid(UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))),
+                ])
                 return .caughtUp
             }
             let doomed = try session.execute(
                 RetentionQueries.finishedTimers,
-                [.uuidArray(ids), .textArray(Self.finalStates.map(\.rawValue)), .timestamp(cutoff)]
+                [
+                    "ids": .uuidArray(ids), "final_states": .textArray(Self.finalStates.map(\.rawValue)),
+                    "changed_before": .timestamp(cutoff),
+                ]
             ).compactMap { try $0.uuid("id") }
             let cap = max(1, runsPerBatch)
             let runs = try session.execute(
                 RetentionQueries.deleteRuns,
-                [.uuidArray(ids), .uuidArray(doomed), .textArray(Self.finishedRunOutcomes.map(\.rawValue)), .timestamp(cutoff), .int(cap)]
+                [
+                    "walked": .uuidArray(ids), "finished": .uuidArray(doomed),
+                    "finished_outcomes": .textArray(Self.finishedRunOutcomes.map(\.rawValue)),
+                    "older_than": .timestamp(cutoff), "limit": .int(cap),
+                ]
             ).first?.int("deleted") ?? 0
             // More runs than one transaction may delete: stay on these timers (cursor not moved).
             guard runs < cap else { return .walked(walked: ids.count, timersDeleted: 0, runsDeleted: runs) }
-            let deleted = try session.execute(RetentionQueries.deleteTimers, [.uuidArray(doomed)]).affectedRows
-            try session.execute(RetentionQueries.moveCursor, [.uuid(last)])
+            let deleted = try session.execute(RetentionQueries.deleteTimers, ["ids": .uuidArray(doomed)]).affectedRows
+            try session.execute(RetentionQueries.moveCursor, ["position": .uuid(last)])
             return .walked(walked: ids.count, timersDeleted: deleted, runsDeleted: runs)
         }
     }
@@ -78,45 +89,52 @@ enum RetentionQueries {
     static let cursor = PostgresQuery(
         name: "sundial_reaper_cursor", sql: "SELECT position FROM reaper_cursor WHERE id = 1")
 
-    /// $1 position.
+    /// Where the walk goes on.
     static let moveCursor = PostgresQuery(
-        name: "sundial_reaper_move", sql: "UPDATE reaper_cursor SET position = $1 WHERE id = 1")
+        name: "sundial_reaper_move", sql: "UPDATE reaper_cursor SET position = $position WHERE id = 1")
 
-    /// The next timers after $1 created before $2 (ids), at most $3: a primary-key range scan.
+    /// The next timers after $after_id created before $before_id (ids), at most $limit: a
+    /// primary-key range scan.
     static let walk = PostgresQuery(
         name: "sundial_reaper_walk",
-        sql: "SELECT id FROM timers WHERE id > $1 AND id < $2 ORDER BY id LIMIT $3")
+        sql: "SELECT id FROM timers WHERE id > $after_id AND id < $before_id ORDER BY id LIMIT $limit")
 
-    /// Of $1, the timers in a final state ($2) last changed before $3 with no run still to
-    /// fire or to report (a `completed` recurring timer's last occurrence may still be armed —
-    /// held by a paused queue, say — and must fire); locked until the batch ends.
+    /// Of $ids, the timers in a final state ($final_states) last changed before $changed_before
+    /// with no run still to fire or to report (a `completed` recurring timer's last occurrence
+    /// may still be armed — held by a paused queue, say — and must fire); locked until the batch
+    /// ends.
     static let finishedTimers = PostgresQuery(
         name: "sundial_reaper_finished_timers",
         sql: """
             SELECT t.id FROM timers t
-            WHERE t.id = ANY($1::uuid[]) AND t.state = ANY($2::text[]) AND t.updated_at < $3
+            WHERE t.id = ANY($ids::uuid[]) AND t.state = ANY($final_states::text[]) AND t.updated_at < $changed_before
               AND NOT EXISTS (
                   SELECT 1 FROM timer_runs r
                   WHERE r.timer_id = t.id AND r.outcome IN (\(RunOutcome.sql(.armed, .dispatching, .dispatched))))
             FOR UPDATE OF t
             """)
 
-    /// $1 the finished timers (their runs are gone).
+    /// The finished timers $ids (their runs are gone).
     static let deleteTimers = PostgresQuery(
-        name: "sundial_reaper_delete_timers", sql: "DELETE FROM timers WHERE id = ANY($1::uuid[])")
+        name: "sundial_reaper_delete_timers", sql: "DELETE FROM timers WHERE id = ANY($ids::uuid[])")
 
-    /// At most $5 runs: every run of the finished timers $2 (none is pending); of the other
-    /// walked timers $1, finished runs ($3) older than $4.
+    /// At most $limit runs: every run of the finished timers $finished (none is pending); of the other
+    /// walked timers $walked, finished runs ($finished_outcomes) older than $older_than.
     static let deleteRuns = PostgresQuery(
         name: "sundial_reaper_delete_runs",
         sql: """
             WITH doomed AS (
                 SELECT ctid FROM timer_runs
-                WHERE timer_id = ANY($1::uuid[])
-                  AND (timer_id = ANY($2::uuid[])
-                       OR (outcome = ANY($3::text[]) AND coalesce(finished_at, scheduled_at) < $4))
-                LIMIT $5),
+                WHERE timer_id = ANY($walked::uuid[])
+                  AND (timer_id = ANY($finished::uuid[])
+                       OR (outcome = ANY($finished_outcomes::text[]) AND coalesce(finished_at, scheduled_at) < $older_than))
+                LIMIT $limit),
             gone AS (DELETE FROM timer_runs WHERE ctid IN (SELECT ctid FROM doomed) RETURNING 1)
             SELECT count(*) AS deleted FROM gone
             """)
+
+    /// Every statement above (the statement test prepares each on a real server).
+    static let all: [PostgresQuery] = [
+        tryLock, cursor, moveCursor, walk, finishedTimers, deleteTimers, deleteRuns,
+    ]
 }

@@ -17,4 +17,9 @@ public enum SundialDatabase {
     public static func migrate(_ pool: PostgresPool, schema: String?) async throws -> [Int] {
         try await PostgresMigrator(migrations: migrations(), schema: schema).migrate(pool)
     }
+
+    /// Every named statement the stores run, for checks that prepare each against the schema.
+    public static var statements: [PostgresQuery] {
+        TimerQueries.all + RetentionQueries.all + TenantQueries.all
+    }
 }

@@ -19,12 +19,12 @@ public struct TenantProfileRow: Sendable, Hashable {
 
 /// Every SQL statement of the tenant store, named, in one place.
 enum TenantQueries {
-    /// $1 tenants (text[]). Registers unknown ones, dated by their oldest timer (ids are
+    /// $tenants (text[]). Registers unknown ones, dated by their oldest timer (ids are
     /// UUIDv7, so the first id on `timers_tenant` is the oldest), and returns all of them.
     static let registerAndLoad = PostgresQuery(
         name: "sundial_tenants_register_load",
         sql: """
-            WITH wanted AS (SELECT DISTINCT unnest($1::text[]) AS tenant),
+            WITH wanted AS (SELECT DISTINCT unnest($tenants::text[]) AS tenant),
             added AS (
                 INSERT INTO tenants (tenant, first_seen_at)
                 SELECT w.tenant,
@@ -39,18 +39,24 @@ enum TenantQueries {
             SELECT x.tenant, x.first_seen_at, x.trial, x.pinned_tier FROM tenants x JOIN wanted w USING (tenant)
             """)
 
-    /// $1 tenant, $2 trial (bool or NULL = keep), $3 pinned tier (text; '' = observed, NULL = keep).
+    /// $trial: bool or NULL = keep; $pinned_tier: text, '' = observed,
+    /// NULL = keep.
     static let setFlags = PostgresQuery(
         name: "sundial_tenants_set_flags",
         sql: """
             INSERT INTO tenants (tenant, first_seen_at, trial, pinned_tier)
-            VALUES ($1, now(), coalesce($2::boolean, false), nullif($3, ''))
+            VALUES ($tenant, now(), coalesce($trial::boolean, false), nullif($pinned_tier, ''))
             ON CONFLICT (tenant) DO UPDATE SET
-                trial = coalesce($2::boolean, tenants.trial),
-                pinned_tier = CASE WHEN $3 IS NULL THEN tenants.pinned_tier ELSE nullif($3, '') END,
+                trial = coalesce($trial::boolean, tenants.trial),
+                pinned_tier = CASE WHEN $pinned_tier IS NULL THEN tenants.pinned_tier ELSE nullif($pinned_tier, '') END,
                 updated_at = now()
             RETURNING tenant, first_seen_at, trial, pinned_tier
             """)
+
+    /// Every statement above (the statement test prepares each on a real server).
+    static let all: [PostgresQuery] = [
+        registerAndLoad, setFlags,
+    ]
 }
 
 /// The `tenants` table: first-seen dates, trial flags and pinned tiers for the Governor.
@@ -63,7 +69,9 @@ public struct TenantStore: Sendable {
     public func profiles(_ tenants: [String]) async throws -> [String: TenantProfileRow] {
         guard !tenants.isEmpty else { return [:] }
         let rows = try await pool.withSession { session in
-            try session.execute(TenantQueries.registerAndLoad, [.textArray(tenants)]).map(TenantProfileRow.init(row:))
+            try session.execute(TenantQueries.registerAndLoad, [
+                "tenants": .textArray(tenants),
+            ]).map(TenantProfileRow.init(row:))
         }
         return Dictionary(rows.map { ($0.tenant, $0) }, uniquingKeysWith: { a, _ in a })
     }
@@ -75,7 +83,10 @@ public struct TenantStore: Sendable {
         try await pool.withSession { session in
             try session.execute(
                 TenantQueries.setFlags,
-                [.text(tenant), .optional(trial.map(PostgresValue.bool)), .optional(pinnedTier.map(PostgresValue.text))]
+                [
+                    "tenant": .text(tenant), "trial": .optional(trial.map(PostgresValue.bool)),
+                    "pinned_tier": .optional(pinnedTier.map(PostgresValue.text)),
+                ]
             ).map(TenantProfileRow.init(row:))
         }[0]
     }

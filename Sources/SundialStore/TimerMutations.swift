@@ -120,11 +120,11 @@ extension TimerStore {
     public func cancel(tenant: String, id: UUID, expectedVersion: Int64?) async throws -> MutationOutcome {
         try await mutate(tenant: tenant, id: id, expectedVersion: expectedVersion, mode: .retire(.cancelled)) {
             timer, retired, _, session in
-            guard let row = try session.execute(TimerQueries.cancelTimer, [.uuid(timer.id)]).first else {
+            guard let row = try session.execute(TimerQueries.cancelTimer, ["id": .uuid(timer.id)]).first else {
                 throw Rollback(outcome: .notFound)
             }
             // Documented rule: children waiting for a cancelled parent are cancelled too.
-            try session.execute(TimerQueries.cancelWaitingChildren, [.uuid(timer.id)])
+            try session.execute(TimerQueries.cancelWaitingChildren, ["parent": .uuid(timer.id)])
             return .applied(try StoredTimer(row: row), retired: retired)
         }
     }
@@ -147,7 +147,7 @@ extension TimerStore {
                 let updated = try Self.store(TimerRewrite(change, of: timer, next: timer.occurrence), of: timer, session)
                 return .applied(updated, retired: [], armed: rearmed)
             }
-            let inFlight = try session.execute(TimerQueries.inFlightRuns, [.uuid(timer.id)])[0]
+            let inFlight = try session.execute(TimerQueries.inFlightRuns, ["timer_id": .uuid(timer.id)])[0]
             let highest = max(retired.map(\.occurrence).max() ?? -1, try inFlight.int64("max_occurrence") ?? -1)
             let new = TimerRewrite(change, of: timer, next: max(timer.occurrence, highest + 1))
             let updated = try Self.store(new, of: timer, session)
@@ -161,9 +161,10 @@ extension TimerStore {
         guard let row = try session.execute(
             TimerQueries.rewriteTimer,
             [
-                .uuid(timer.id), .text(new.state.rawValue), .timestamp(new.nextFireAt), .timestamp(new.nextNominalAt),
-                .int64(new.nextOccurrence), .bytes(new.schedule), .text(new.kind), .bytes(new.payload),
-                .int(new.priority), .json(new.labelsJSON), .bool(new.recurring),
+                "id": .uuid(timer.id), "state": .text(new.state.rawValue), "next_fire_at": .timestamp(new.nextFireAt),
+                "next_nominal_at": .timestamp(new.nextNominalAt), "occurrence": .int64(new.nextOccurrence),
+                "schedule": .bytes(new.schedule), "kind": .text(new.kind), "payload": .bytes(new.payload),
+                "priority": .int(new.priority), "labels": .json(new.labelsJSON), "recurring": .bool(new.recurring),
             ]
         ).first else { throw Rollback(outcome: .notFound) }
         return try StoredTimer(row: row)
@@ -175,7 +176,9 @@ extension TimerStore {
     ) async throws -> MutationOutcome {
         do {
             return try await pool.transaction { session in
-                guard let row = try session.execute(TimerQueries.selectTimerForUpdate, [.text(tenant), .uuid(id)]).first
+                guard let row = try session.execute(TimerQueries.selectTimerForUpdate, [
+                    "tenant": .text(tenant), "id": .uuid(id),
+                ]).first
                 else { throw Rollback(outcome: .notFound) }
                 let timer = try StoredTimer(row: row)
                 if let expectedVersion, expectedVersion != timer.version {
@@ -195,10 +198,14 @@ extension TimerStore {
                 var rearmed: [ArmedRun] = []
                 switch mode {
                 case .retire(let outcome):
-                    retired = try session.execute(TimerQueries.retireArmedRuns, [.uuid(timer.id), .text(outcome.rawValue)])
+                    retired = try session.execute(TimerQueries.retireArmedRuns, [
+                        "timer_id": .uuid(timer.id), "outcome": .text(outcome.rawValue),
+                    ])
                         .map { FireKey(id: timer.id, occurrence: try $0.required("occurrence", $0.int64), attempt: try $0.required("attempt", $0.int)) }
                 case .reversion:
-                    rearmed = try session.execute(TimerQueries.reversionArmedRuns, [.uuid(timer.id), .int64(timer.version + 1)])
+                    rearmed = try session.execute(TimerQueries.reversionArmedRuns, [
+                        "timer_id": .uuid(timer.id), "version": .int64(timer.version + 1),
+                    ])
                         .map { ArmedRun(occurrence: try $0.required("occurrence", $0.int64), attempt: try $0.required("attempt", $0.int), dueAt: try $0.required("scheduled_at", $0.date)) }
                 }
                 // A recurring timer is `completed` as soon as its last occurrence is loaded; until
@@ -209,7 +216,7 @@ extension TimerStore {
                 // Lost the race: a one-shot whose run a Dispatcher claimed or forwarded, or a
                 // recurring timer with an occurrence being forwarded right now (a state that
                 // lasts milliseconds; a retry then succeeds and stops the later occurrences).
-                let inFlight = try session.execute(TimerQueries.inFlightRuns, [.uuid(timer.id)])[0]
+                let inFlight = try session.execute(TimerQueries.inFlightRuns, ["timer_id": .uuid(timer.id)])[0]
                 let lostRace = timer.recurring ? (try inFlight.int("claiming") ?? 0) > 0 : (try inFlight.int("n") ?? 0) > 0
                 if lostRace { throw Rollback(outcome: .alreadyFired(timer)) }
                 return try apply(timer, retired, rearmed, session)

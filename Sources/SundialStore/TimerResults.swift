@@ -76,7 +76,10 @@ extension TimerStore {
             let key = outcome.key
             guard let row = try session.execute(
                 TimerQueries.selectRunForResult,
-                [.uuid(key.id), .int64(key.occurrence), .int(key.attempt), .int64(outcome.version ?? 0)]
+                [
+                    "timer_id": .uuid(key.id), "occurrence": .int64(key.occurrence), "attempt": .int(key.attempt),
+                    "version": .int64(outcome.version ?? 0),
+                ]
             ).first, try [.dispatched, .dispatching].contains(RunOutcome(stored: row.required("run_outcome", row.string)))
             else {
                 effects.ignored = true
@@ -88,8 +91,9 @@ extension TimerStore {
                 let rows = try session.execute(
                     TimerQueries.finishRun,
                     [
-                        .uuid(key.id), .int64(key.occurrence), .int(key.attempt), .text(state.rawValue),
-                        error.map { .text($0) } ?? .null, .timestamp(outcome.finishedAt),
+                        "timer_id": .uuid(key.id), "occurrence": .int64(key.occurrence), "attempt": .int(key.attempt),
+                        "outcome": .text(state.rawValue), "error": error.map { .text($0) } ?? .null,
+                        "finished_at": .timestamp(outcome.finishedAt),
                     ])
                 return try StoredRun(row: rows[0])
             }
@@ -109,9 +113,14 @@ extension TimerStore {
                 let run = try finished(.failed, error)
                 let next = ArmedRun(occurrence: key.occurrence, attempt: key.attempt + 1, dueAt: retryTime, refunded: refunded)
                 let settled = timer.recurring
-                    ? try session.execute(TimerQueries.noteTimerError, [.uuid(timer.id), .text(error)])[0]
+                    ? try session.execute(TimerQueries.noteTimerError, [
+                        "id": .uuid(timer.id), "error": .text(error),
+                    ])[0]
                     : try session.execute(
-                        TimerQueries.settleTimer, [.uuid(timer.id), .text(StoredTimerState.retrying.rawValue), .text(error), .timestamp(retryTime)])[0]
+                        TimerQueries.settleTimer, [
+                            "id": .uuid(timer.id), "state": .text(StoredTimerState.retrying.rawValue),
+                            "last_error": .text(error), "next_fire_at": .timestamp(retryTime),
+                        ])[0]
                 let current = try StoredTimer(row: settled)
                 try Self.insertArmedRun(next, of: current, session)
                 effects.retry = ScheduledFire(
@@ -122,10 +131,15 @@ extension TimerStore {
             } else {
                 let run = try finished(.dead, error)
                 let settled = timer.recurring
-                    ? try session.execute(TimerQueries.noteTimerError, [.uuid(timer.id), .text(error)])[0]
-                    : try session.execute(TimerQueries.settleTimer, [.uuid(timer.id), .text(StoredTimerState.dead.rawValue), .text(error), .null])[0]
+                    ? try session.execute(TimerQueries.noteTimerError, [
+                        "id": .uuid(timer.id), "error": .text(error),
+                    ])[0]
+                    : try session.execute(TimerQueries.settleTimer, [
+                        "id": .uuid(timer.id), "state": .text(StoredTimerState.dead.rawValue),
+                        "last_error": .text(error), "next_fire_at": .null,
+                    ])[0]
                 if !timer.recurring {
-                    try session.execute(TimerQueries.cancelWaitingChildren, [.uuid(timer.id)])
+                    try session.execute(TimerQueries.cancelWaitingChildren, ["parent": .uuid(timer.id)])
                 }
                 effects.events.append((TimerEventKind.deadLetter, try StoredTimer(row: settled), run))
             }
@@ -144,22 +158,27 @@ extension TimerStore {
             let succeeded = try session.execute(
                 TimerQueries.succeedRuns,
                 [
-                    .uuidArray(outcomes.map(\.key.id)), .int64Array(outcomes.map(\.key.occurrence)),
-                    .intArray(outcomes.map(\.key.attempt)), .timestampArray(outcomes.map(\.finishedAt)),
-                    .int64Array(outcomes.map { $0.version ?? 0 }),
+                    "ids": .uuidArray(outcomes.map(\.key.id)),
+                    "occurrences": .int64Array(outcomes.map(\.key.occurrence)),
+                    "attempts": .intArray(outcomes.map(\.key.attempt)),
+                    "finished_at": .timestampArray(outcomes.map(\.finishedAt)),
+                    "versions": .int64Array(outcomes.map { $0.version ?? 0 }),
                 ]
             ).map { try $0.required("timer_id", $0.uuid) }
             guard !succeeded.isEmpty else { return 0 }
             let parents = Array(Set(succeeded))
-            try session.execute(TimerQueries.settleSucceeded, [.uuidArray(parents)])
+            try session.execute(TimerQueries.settleSucceeded, ["ids": .uuidArray(parents)])
             let finishedAt = Dictionary(outcomes.map { ($0.key.id, $0.finishedAt) }, uniquingKeysWith: max)
-            for child in try session.execute(TimerQueries.selectWaitingChildrenOfAny, [.uuidArray(parents)])
+            for child in try session.execute(TimerQueries.selectWaitingChildrenOfAny, ["parents": .uuidArray(parents)])
                 .map(StoredTimer.init(row:))
             {
                 guard let parent = child.afterTimerID, let at = finishedAt[parent], let start = Self.start(child, at) else {
                     continue
                 }
-                try session.execute(TimerQueries.startChild, [.uuid(child.id), .timestamp(start.fireAt), .timestamp(start.nominal)])
+                try session.execute(TimerQueries.startChild, [
+                    "id": .uuid(child.id), "next_fire_at": .timestamp(start.fireAt),
+                    "next_nominal_at": .timestamp(start.nominal),
+                ])
             }
             return succeeded.count
         }

@@ -187,14 +187,17 @@ public struct TimerStore: Sendable {
                 try session.execute(
                     TimerQueries.insertTimerWithRun,
                     [
-                        .uuid(timer.id), .text(timer.tenant), .int(timer.shard), .text(timer.state.rawValue),
-                        .text(timer.kind), .bytes(timer.schedule), .timestamp(timer.nextFireAt),
-                        .timestamp(timer.nextNominalAt), .int64(timer.occurrence), .text(timer.queue),
-                        .bytes(timer.payload), .int(timer.priority), .json(timer.labelsJSON),
-                        timer.retryPolicy.map { .bytes($0) } ?? .null,
-                        timer.idempotencyKey.map { .text($0) } ?? .null, .bytes(timer.requestHash),
-                        .bool(timer.recurring), timer.armedRun.map { .int64($0.occurrence) } ?? .null,
-                        timer.armedRun.map { .timestamp($0.dueAt) } ?? .null,
+                        "id": .uuid(timer.id), "tenant": .text(timer.tenant), "shard": .int(timer.shard),
+                        "state": .text(timer.state.rawValue), "kind": .text(timer.kind),
+                        "schedule": .bytes(timer.schedule), "next_fire_at": .timestamp(timer.nextFireAt),
+                        "next_nominal_at": .timestamp(timer.nextNominalAt), "occurrence": .int64(timer.occurrence),
+                        "queue": .text(timer.queue), "payload": .bytes(timer.payload),
+                        "priority": .int(timer.priority), "labels": .json(timer.labelsJSON),
+                        "retry_policy": timer.retryPolicy.map { .bytes($0) } ?? .null,
+                        "idempotency_key": timer.idempotencyKey.map { .text($0) } ?? .null,
+                        "request_hash": .bytes(timer.requestHash), "recurring": .bool(timer.recurring),
+                        "run_occurrence": timer.armedRun.map { .int64($0.occurrence) } ?? .null,
+                        "run_scheduled_at": timer.armedRun.map { .timestamp($0.dueAt) } ?? .null,
                     ]
                 ).first.map(StoredTimer.init(row:))
             }
@@ -204,7 +207,7 @@ public struct TimerStore: Sendable {
             var timer = timer
             if let parent = timer.afterTimerID {
                 guard let row = try session.execute(
-                    TimerQueries.selectParentForChild, [.text(timer.tenant), .uuid(parent)]
+                    TimerQueries.selectParentForChild, ["tenant": .text(timer.tenant), "id": .uuid(parent)]
                 ).first else { return .parentNotFound }
                 let parentState = try StoredTimerState(stored: row.required("state", row.string))
                 // A finished recurring parent (`completed`) counts as succeeded when any of
@@ -228,13 +231,16 @@ public struct TimerStore: Sendable {
             let inserted = try session.execute(
                 TimerQueries.insertTimer,
                 [
-                    .uuid(timer.id), .text(timer.tenant), .int(timer.shard), .text(timer.state.rawValue),
-                    .text(timer.kind), .bytes(timer.schedule), .timestamp(timer.nextFireAt),
-                    .timestamp(timer.nextNominalAt), .int64(timer.occurrence), .text(timer.queue),
-                    .bytes(timer.payload), .int(timer.priority), .json(timer.labelsJSON),
-                    timer.retryPolicy.map { .bytes($0) } ?? .null,
-                    timer.idempotencyKey.map { .text($0) } ?? .null, .bytes(timer.requestHash),
-                    timer.afterTimerID.map { .uuid($0) } ?? .null, .bool(timer.recurring),
+                    "id": .uuid(timer.id), "tenant": .text(timer.tenant), "shard": .int(timer.shard),
+                    "state": .text(timer.state.rawValue), "kind": .text(timer.kind),
+                    "schedule": .bytes(timer.schedule), "next_fire_at": .timestamp(timer.nextFireAt),
+                    "next_nominal_at": .timestamp(timer.nextNominalAt), "occurrence": .int64(timer.occurrence),
+                    "queue": .text(timer.queue), "payload": .bytes(timer.payload), "priority": .int(timer.priority),
+                    "labels": .json(timer.labelsJSON), "retry_policy": timer.retryPolicy.map { .bytes($0) } ?? .null,
+                    "idempotency_key": timer.idempotencyKey.map { .text($0) } ?? .null,
+                    "request_hash": .bytes(timer.requestHash),
+                    "after_timer_id": timer.afterTimerID.map { .uuid($0) } ?? .null,
+                    "recurring": .bool(timer.recurring),
                 ])
             if let row = inserted.first {
                 let stored = try StoredTimer(row: row)
@@ -244,7 +250,7 @@ public struct TimerStore: Sendable {
             // Conflict on the idempotency key: return the first timer.
             guard let key = timer.idempotencyKey,
                 let row = try session.execute(
-                    TimerQueries.selectByIdempotencyKey, [.text(timer.tenant), .text(key)]
+                    TimerQueries.selectByIdempotencyKey, ["tenant": .text(timer.tenant), "idempotency_key": .text(key)]
                 ).first
             else {
                 throw PostgresError(kind: .query, message: "insert returned no row and no key conflict")
@@ -271,22 +277,23 @@ public struct TimerStore: Sendable {
         try session.execute(
             TimerQueries.insertArmedRun,
             [
-                .uuid(timer.id), .int64(run.occurrence), .int(run.attempt), .text(timer.tenant),
-                .int64(timer.version), .timestamp(run.dueAt), .int(timer.shard), .int(run.refunded),
+                "timer_id": .uuid(timer.id), "occurrence": .int64(run.occurrence), "attempt": .int(run.attempt),
+                "tenant": .text(timer.tenant), "version": .int64(timer.version),
+                "scheduled_at": .timestamp(run.dueAt), "shard": .int(timer.shard), "refunded": .int(run.refunded),
             ])
     }
 
     /// A tenant's active timers (not in a final state) and their payload bytes.
     public func activeUsage(tenant: String) async throws -> (timers: Int, bytes: Int) {
         try await pool.withSession { session in
-            let row = try session.execute(TimerQueries.tenantActiveUsage, [.text(tenant)]).first
+            let row = try session.execute(TimerQueries.tenantActiveUsage, ["tenant": .text(tenant)]).first
             return (Int(try row?.int64("timers") ?? 0), Int(try row?.int64("bytes") ?? 0))
         }
     }
 
     public func get(tenant: String, id: UUID) async throws -> StoredTimer? {
         try await pool.withSession { session in
-            try session.execute(TimerQueries.selectTimer, [.text(tenant), .uuid(id)]).first
+            try session.execute(TimerQueries.selectTimer, ["tenant": .text(tenant), "id": .uuid(id)]).first
                 .map(StoredTimer.init(row:))
         }
     }
@@ -299,8 +306,10 @@ public struct TimerStore: Sendable {
             try session.execute(
                 TimerQueries.listTimers,
                 [
-                    .text(tenant), .uuid(afterID ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))),
-                    .textArray(states.map(\.rawValue)), .text(queue ?? ""), .json(labelsJSON), .int(limit),
+                    "tenant": .text(tenant),
+                    "after_id": .uuid(afterID ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))),
+                    "states": .textArray(states.map(\.rawValue)), "queue": .text(queue ?? ""),
+                    "labels": .json(labelsJSON), "limit": .int(limit),
                 ]
             ).map(StoredTimer.init(row:))
         }
@@ -312,7 +321,10 @@ public struct TimerStore: Sendable {
     {
         try await pool.withSession { session in
             try session.execute(
-                TimerQueries.selectRuns, [.uuid(timerID), .int64(after.occurrence), .int(after.attempt), .int(limit)]
+                TimerQueries.selectRuns, [
+                    "timer_id": .uuid(timerID), "after_occurrence": .int64(after.occurrence),
+                    "after_attempt": .int(after.attempt), "limit": .int(limit),
+                ]
             ).map(StoredRun.init(row:))
         }
     }
@@ -349,8 +361,8 @@ public struct TimerStore: Sendable {
             let selected = try session.execute(
                 TimerQueries.selectDueForLoad,
                 [
-                    .int(lease.shard), .timestamp(dueBefore), .int(limit), .text(owner), .int64(lease.epoch),
-                    .int64(Int64(budget.bytes)),
+                    "shard": .int(lease.shard), "due_before": .timestamp(dueBefore), "limit": .int(limit),
+                    "owner": .text(owner), "epoch": .int64(lease.epoch), "max_bytes": .int64(Int64(budget.bytes)),
                 ]
             ).map(StoredTimer.init(row:))
             guard !selected.isEmpty else { return LoadedRuns(rows: [], timers: 0, truncated: false) }
@@ -374,17 +386,19 @@ public struct TimerStore: Sendable {
             try session.execute(
                 TimerQueries.insertArmedRuns,
                 [
-                    .uuidArray(runs.map(\.0.id)), .int64Array(runs.map(\.1.occurrence)),
-                    .intArray(runs.map(\.1.attempt)), .textArray(runs.map(\.0.tenant)),
-                    .int64Array(runs.map(\.0.version)), .timestampArray(runs.map(\.1.dueAt)),
-                    .intArray(runs.map(\.0.shard)),
+                    "ids": .uuidArray(runs.map(\.0.id)), "occurrences": .int64Array(runs.map(\.1.occurrence)),
+                    "attempts": .intArray(runs.map(\.1.attempt)), "tenants": .textArray(runs.map(\.0.tenant)),
+                    "versions": .int64Array(runs.map(\.0.version)),
+                    "scheduled_at": .timestampArray(runs.map(\.1.dueAt)), "shards": .intArray(runs.map(\.0.shard)),
                 ])
             try session.execute(
                 TimerQueries.advanceTimers,
                 [
-                    .uuidArray(timers.map(\.id)), .textArray(steps.map(\.nextState.rawValue)),
-                    .timestampArray(steps.map(\.nextFireAt)), .timestampArray(steps.map(\.nextNominalAt)),
-                    .int64Array(steps.map(\.nextOccurrence)), .textArray(steps.map { $0.failure ?? "" }),
+                    "ids": .uuidArray(timers.map(\.id)), "states": .textArray(steps.map(\.nextState.rawValue)),
+                    "next_fire_at": .timestampArray(steps.map(\.nextFireAt)),
+                    "next_nominal_at": .timestampArray(steps.map(\.nextNominalAt)),
+                    "occurrences": .int64Array(steps.map(\.nextOccurrence)),
+                    "errors": .textArray(steps.map { $0.failure ?? "" }),
                 ])
             let rows = runs.map { timer, run in
                 ScheduledFire(
@@ -400,7 +414,10 @@ public struct TimerStore: Sendable {
     public func armedFuture(shard: Int, after: Date, afterID: UUID, limit: Int) async throws -> [ScheduledFire] {
         try await pool.withSession { session in
             try session.execute(
-                TimerQueries.armedFuture, [.int(shard), .timestamp(after), .uuid(afterID), .int(limit)]
+                TimerQueries.armedFuture, [
+                    "shard": .int(shard), "after_time": .timestamp(after), "after_id": .uuid(afterID),
+                    "limit": .int(limit),
+                ]
             ).map(ScheduledFire.init(row:))
         }
     }
@@ -409,7 +426,9 @@ public struct TimerStore: Sendable {
     public func rescueOverdue(shard: Int, overdueBefore: Date, limit: Int) async throws -> [ScheduledFire] {
         try await pool.withSession { session in
             try session.execute(
-                TimerQueries.rescueOverdue, [.int(shard), .timestamp(overdueBefore), .int(limit)]
+                TimerQueries.rescueOverdue, [
+                    "shard": .int(shard), "overdue_before": .timestamp(overdueBefore), "limit": .int(limit),
+                ]
             ).map(ScheduledFire.init(row:))
         }
     }
@@ -425,9 +444,9 @@ public struct TimerStore: Sendable {
             let rows = try session.execute(
                 TimerQueries.claimForDispatch,
                 [
-                    .uuidArray(runs.map(\.key.id)), .int64Array(runs.map(\.key.occurrence)),
-                    .intArray(runs.map(\.key.attempt)), .int64Array(runs.map(\.version)),
-                    .timestampArray(runs.map(\.firedAt)),
+                    "ids": .uuidArray(runs.map(\.key.id)), "occurrences": .int64Array(runs.map(\.key.occurrence)),
+                    "attempts": .intArray(runs.map(\.key.attempt)), "versions": .int64Array(runs.map(\.version)),
+                    "fired_at": .timestampArray(runs.map(\.firedAt)),
                 ])
             var claimed: [FireKey: Int64] = [:]
             for row in rows {
@@ -446,8 +465,9 @@ public struct TimerStore: Sendable {
             try session.execute(
                 TimerQueries.markDispatched,
                 [
-                    .uuidArray(keys.map(\.id)), .int64Array(keys.map(\.occurrence)), .intArray(keys.map(\.attempt)),
-                    .timestampArray(Array(repeating: dispatchedAt, count: keys.count)),
+                    "ids": .uuidArray(keys.map(\.id)), "occurrences": .int64Array(keys.map(\.occurrence)),
+                    "attempts": .intArray(keys.map(\.attempt)),
+                    "dispatched_at": .timestampArray(Array(repeating: dispatchedAt, count: keys.count)),
                 ])
         }
     }
@@ -459,8 +479,9 @@ public struct TimerStore: Sendable {
             try session.execute(
                 TimerQueries.releaseClaims,
                 [
-                    .uuidArray(keys.map(\.id)), .int64Array(keys.map(\.occurrence)), .intArray(keys.map(\.attempt)),
-                    .timestampArray(Array(repeating: until, count: keys.count)),
+                    "ids": .uuidArray(keys.map(\.id)), "occurrences": .int64Array(keys.map(\.occurrence)),
+                    "attempts": .intArray(keys.map(\.attempt)),
+                    "until": .timestampArray(Array(repeating: until, count: keys.count)),
                 ])
         }
     }
@@ -473,8 +494,10 @@ public struct TimerStore: Sendable {
             try session.execute(
                 TimerQueries.recordDeferrals,
                 [
-                    .uuidArray(deferrals.map(\.key.id)), .int64Array(deferrals.map(\.key.occurrence)),
-                    .intArray(deferrals.map(\.key.attempt)), .timestampArray(deferrals.map(\.until)),
+                    "ids": .uuidArray(deferrals.map(\.key.id)),
+                    "occurrences": .int64Array(deferrals.map(\.key.occurrence)),
+                    "attempts": .intArray(deferrals.map(\.key.attempt)),
+                    "until": .timestampArray(deferrals.map(\.until)),
                 ])
         }
     }

@@ -36,7 +36,7 @@ final class CappedExecutor: Sendable {
                         list.append(
                             Received(
                                 tenant: job.tenant, timerID: job.timerID,
-                                lag: now.timeIntervalSince(job.scheduledAt ?? now), at: now))
+                                lag: now.timeIntervalSince(job.scheduledAt), at: now))
                     }
                 }
                 try? await worker.complete(jobs)

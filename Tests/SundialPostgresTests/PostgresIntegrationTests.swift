@@ -338,27 +338,27 @@ struct PostgresIntegrationTests {
     @Test("a prepared statement is prepared once per connection and reused")
     func preparedStatementReuse() async throws {
         let pool = try await TestPostgres.pool(schema: TestPostgres.freshSchema("prepared"), size: 1)
-        let insert = PostgresQuery(name: "test_reuse_insert", sql: "INSERT INTO p (n) VALUES ($1) RETURNING n * 2 AS doubled")
+        let insert = PostgresQuery(name: "test_reuse_insert", sql: "INSERT INTO p (n) VALUES ($n) RETURNING n * 2 AS doubled")
         let info = PostgresQuery(
             name: "test_reuse_info",
             sql: """
                 SELECT prepare_time::text AS prepared_at, generic_plans + custom_plans AS runs
-                FROM pg_prepared_statements WHERE name = $1
+                FROM pg_prepared_statements WHERE name = $name
                 """)
         try await pool.withSession { session in try session.execute("CREATE TABLE p (n int)") }
 
         let doubled = try await pool.withSession { session in
-            try (0..<40).map { try session.execute(insert, [.int($0)])[0].int("doubled")! }
+            try (0..<40).map { try session.execute(insert, ["n": .int($0)])[0].int("doubled")! }
         }
         #expect(doubled == (0..<40).map { $0 * 2 })
-        let first = try await pool.withSession { session in try session.execute(info, [.text(insert.name)]) }
+        let first = try await pool.withSession { session in try session.execute(info, ["name": .text(insert.name)]) }
         try #require(first.count == 1)
         #expect(try first[0].int("runs") == 40)
 
         // A later session on the same connection reuses the statement (same prepare_time).
         let second = try await pool.withSession { session in
-            for n in 40..<50 { try session.execute(insert, [.int(n)]) }
-            return try session.execute(info, [.text(insert.name)])
+            for n in 40..<50 { try session.execute(insert, ["n": .int(n)]) }
+            return try session.execute(info, ["name": .text(insert.name)])
         }
         #expect(second[0]["prepared_at"] == first[0]["prepared_at"])
         #expect(try second[0].int("runs") == 50)
@@ -366,8 +366,8 @@ struct PostgresIntegrationTests {
         // The server forgets every statement: the next call re-prepares transparently.
         let third = try await pool.withSession { session in
             try session.execute("DEALLOCATE ALL")
-            try session.execute(insert, [.int(50)])
-            return try session.execute(info, [.text(insert.name)])
+            try session.execute(insert, ["n": .int(50)])
+            return try session.execute(info, ["name": .text(insert.name)])
         }
         #expect(try third[0].int("runs") == 1)
         #expect(try await count(pool, "p") == 51)
@@ -382,8 +382,8 @@ struct PostgresIntegrationTests {
         try await pool.withSession { session in
             try session.execute("CREATE TABLE pipe (id int PRIMARY KEY, note text NOT NULL)")
         }
-        let insert = PostgresQuery(name: "test_pipe_insert", sql: "INSERT INTO pipe (id, note) VALUES ($1, $2)")
-        let sets: [[PostgresValue]] = (0..<5000).map { [.int($0), .text("row \($0)")] }
+        let insert = PostgresQuery(name: "test_pipe_insert", sql: "INSERT INTO pipe (id, note) VALUES ($id, $note)")
+        let sets: [PostgresBindings] = (0..<5000).map { ["id": .int($0), "note": .text("row \($0)")] }
 
         let clock = ContinuousClock()
         let started = clock.now
@@ -401,17 +401,17 @@ struct PostgresIntegrationTests {
         #expect(try summary[0].int64("total") == 4999 * 5000 / 2)
 
         // Results come back in order, across sync segments.
-        let echo = PostgresQuery(name: "test_pipe_echo", sql: "SELECT $1::int * 3 AS tripled")
+        let echo = PostgresQuery(name: "test_pipe_echo", sql: "SELECT $n::int * 3 AS tripled")
         let echoed = try await pool.withSession { session in
-            try session.pipeline(echo, (0..<2500).map { [.int($0)] })
+            try session.pipeline(echo, (0..<2500).map { ["n": .int($0)] })
         }
         #expect(try echoed.map { try $0[0].int("tripled")! } == (0..<2500).map { $0 * 3 })
 
         // A failure in segment 2 (statements 1000..<2000): segment 1 stays committed, segment 2
         // rolls back, segment 3 is never sent; the connection stays usable.
         let pidBefore = try await backendPID(pool)
-        let failing: [[PostgresValue]] = (10_000..<12_500).map { id in
-            [.int(id == 11_500 ? 0 : id), .text("x")]
+        let failing: [PostgresBindings] = (10_000..<12_500).map { id in
+            ["id": .int(id == 11_500 ? 0 : id), "note": .text("x")]
         }
         let error = await #expect(throws: PostgresError.self) {
             try await pool.withSession { session in try session.pipeline(insert, failing) }
@@ -422,8 +422,8 @@ struct PostgresIntegrationTests {
 
         // A parameter set that cannot be sent (NUL in text) stops the pipeline cleanly: what was
         // sent before it commits, and the connection is reused.
-        let withBadValue: [[PostgresValue]] = (30_000..<30_010).map {
-            [.int($0), .text($0 == 30_005 ? "nul\u{0}inside" : "z")]
+        let withBadValue: [PostgresBindings] = (30_000..<30_010).map {
+            ["id": .int($0), "note": .text($0 == 30_005 ? "nul\u{0}inside" : "z")]
         }
         let badValue = await #expect(throws: PostgresError.self) {
             try await pool.withSession { session in try session.pipeline(insert, withBadValue) }
@@ -435,7 +435,7 @@ struct PostgresIntegrationTests {
         // Inside a transaction the whole pipeline is all-or-nothing.
         await #expect(throws: PostgresError.self) {
             try await pool.transaction { session in
-                try session.pipeline(insert, (20_000..<22_500).map { [.int($0 == 21_999 ? 1 : $0), .text("y")] })
+                try session.pipeline(insert, (20_000..<22_500).map { ["id": .int($0 == 21_999 ? 1 : $0), "note": .text("y")] })
             }
         }
         #expect(try await count(pool, "pipe", where: "id BETWEEN 20000 AND 29999") == 0)
