@@ -132,11 +132,14 @@ struct TenantsCommand: AsyncParsableCommand {
 
     struct SetFlags: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "set", abstract: "Flag a tenant as a trial (counts as new) or pin its tier (table tenants; the governor reads it within 30 s).")
+            commandName: "set",
+            abstract: "Flag a tenant as a trial (counts as new), pin its tier (the governor reads it within 30 s), or turn on `succeeded` events for all its timers.")
 
         @Argument(help: "Tenant.") var tenant: String
         @Option(help: "Pin the tier: new, standard or bulk; auto = observed by age and volume.") var tier: String?
         @Option(help: "Trial tenant: true or false.") var trial: Bool?
+        @Option(help: "Publish a `succeeded` event for every job of the tenant that succeeds: true or false.")
+        var notifySuccess: Bool?
         @Option(help: "Postgres URL (default: SUNDIAL_POSTGRES_URL or .sundial/dev.env).") var postgres: String?
         @Option(help: "Postgres schema.") var schema = "sundial"
 
@@ -149,15 +152,19 @@ struct TenantsCommand: AsyncParsableCommand {
                 }
                 pinned = tier == "auto" ? "" : tier
             }
-            guard pinned != nil || trial != nil else { throw ValidationError("nothing to set: give --tier and/or --trial") }
+            guard pinned != nil || trial != nil || notifySuccess != nil else {
+                throw ValidationError("nothing to set: give --tier, --trial and/or --notify-success")
+            }
             let url = postgres ?? ProcessInfo.processInfo.environment["SUNDIAL_POSTGRES_URL"]
                 ?? DevEnvironmentFile.read()["SUNDIAL_POSTGRES_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres"
             var config = try PostgresConfiguration(url: url)
             config.searchPath = "\"\(schema)\""
             let pool = PostgresPool(configuration: config, size: 1, logger: CLILogger.shared)
             defer { Task { await pool.close() } }
-            let row = try await TenantStore(pool: pool).setFlags(tenant: tenant, trial: trial, pinnedTier: pinned)
-            print("\(row.tenant): trial=\(row.trial) tier=\(row.pinnedTier ?? "auto") first seen \(row.firstSeenAt)")
+            let row = try await TenantStore(pool: pool).setFlags(
+                tenant: tenant, trial: trial, pinnedTier: pinned, notifySuccess: notifySuccess)
+            print(
+                "\(row.tenant): trial=\(row.trial) tier=\(row.pinnedTier ?? "auto") notify-success=\(row.notifySuccess) first seen \(row.firstSeenAt)")
         }
     }
 }

@@ -10,7 +10,9 @@ import SundialSchedule
 struct TimersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "timers", abstract: "Create and inspect timers.",
-        subcommands: [Create.self, Get.self, Update.self, Cancel.self, List.self, History.self])
+        subcommands: [
+            Create.self, Get.self, Update.self, Cancel.self, List.self, History.self, Pause.self, Resume.self, Retry.self,
+        ])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -37,6 +39,10 @@ struct TimersCommand: AsyncParsableCommand {
         @Option(help: "Retry policy: first backoff, e.g. 1s (default 1s).") var initialBackoff: String?
         @Option(help: "Retry policy: longest backoff, e.g. 10m (default 10m).") var maxBackoff: String?
         @Option(help: "Start the schedule when this timer's job succeeds (a dependency).") var after: String?
+        @Option(help: "Recurring: missed occurrences fire_all, fire_once (default) or skip.") var misfirePolicy: String?
+        @Flag(help: "Publish a `succeeded` event when a job of this timer succeeds.") var notifySuccess = false
+        @Option(help: "Recurring: missed occurrences older than this are skipped, e.g. 1h (default: no limit).")
+        var catchupWindow: String?
         @Flag(help: "Print the next fire times (the preview) and create nothing.") var dryRun = false
         @Option(help: "With --dry-run: how many fire times to print.") var count: Int = 10
         @Flag(help: "Print the reply as protobuf JSON.") var json = false
@@ -72,6 +78,18 @@ struct TimersCommand: AsyncParsableCommand {
             if let after {
                 guard TimerID.parse(after) != nil else { throw ValidationError("--after: not a timer id: \(after)") }
                 request.afterTimerID = after
+            }
+            switch misfirePolicy {
+            case nil: break
+            case "fire_all": request.misfirePolicy = .fireAll
+            case "fire_once": request.misfirePolicy = .fireOnce
+            case "skip": request.misfirePolicy = .skip
+            default: throw ValidationError("--misfire-policy must be fire_all, fire_once or skip")
+            }
+            request.notifySuccess = notifySuccess
+            if let catchupWindow {
+                request.catchupWindow = Google_Protobuf_Duration(
+                    rounding: try ScheduleOptions.duration(catchupWindow, "--catchup-window"))
             }
             return request
         }
@@ -155,6 +173,7 @@ enum TimerText {
         case .cancelled: return "cancelled"
         case .completed: return "completed"
         case .waiting: return "waiting (for its parent timer's success)"
+        case .paused: return "paused"
         default: return "unknown"
         }
     }

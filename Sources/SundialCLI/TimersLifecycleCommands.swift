@@ -31,6 +31,7 @@ extension TimersCommand {
         @Option(help: "New payload text (UTF-8).") var payload: String?
         @Option(help: "New priority: high, normal, low.") var priority: String?
         @Option(help: "Label key=value (repeatable); replaces the timer's labels.") var label: [String] = []
+        @Flag(help: "Remove all of the timer's labels (sent with an update_mask).") var clearLabels = false
         @Option(help: "Apply only if the timer is still at this version.") var expectedVersion: UInt64?
         @Flag(help: "Print the reply as protobuf JSON.") var json = false
 
@@ -40,6 +41,9 @@ extension TimersCommand {
             }
             if timeZone != nil && cron == nil && every == nil {
                 throw ValidationError("--time-zone applies to --cron or --every")
+            }
+            if clearLabels && !label.isEmpty {
+                throw ValidationError("give --label or --clear-labels, not both")
             }
         }
 
@@ -64,12 +68,17 @@ extension TimersCommand {
                 request.schedule.every.interval = Google_Protobuf_Duration(rounding: interval)
             }
             if let timeZone { request.schedule.timeZone = timeZone }
-            if let payload {
-                request.payload = Data(payload.utf8)
-                request.updatePayload = true
-            }
+            if let payload { request.payload = Data(payload.utf8) }  // set = present = changed
             if let priority { request.priority = try TimersCLIParsing.priority(priority) }
             request.labels = try TimersCLIParsing.labels(label)
+            if clearLabels {
+                // Empty labels only change anything when a mask names them; the mask then lists
+                // every field this update sets.
+                request.updateMask.paths = [
+                    request.hasSchedule ? "schedule" : nil, request.hasPayload ? "payload" : nil,
+                    priority != nil ? "priority" : nil, "labels",
+                ].compactMap { $0 }
+            }
             return request
         }
 
@@ -152,6 +161,118 @@ extension TimersCommand {
         }
     }
 
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Pause timers: they fire nothing, not even occurrences already loaded, until resumed.",
+            discussion: """
+                One timer (--id), or every active timer with the given labels (--label, a page at a time).
+                409 "already fired" when a one-shot's job was dispatched first.
+                Examples:
+                  sundial timers pause --tenant acme --id <id>
+                  sundial timers pause --tenant acme --label team=billing --all
+                """)
+
+        @OptionGroup var selection: TimerSelectionOptions
+
+        func run() async throws {
+            var request = Sundial_V1_PauseTimerRequest()
+            request.timerID = selection.id ?? ""
+            request.expectedVersion = selection.expectedVersion ?? 0
+            request.labels = try TimersCLIParsing.labels(selection.label)
+            request.pageSize = selection.pageSize ?? 0
+            request.pageToken = selection.pageToken ?? ""
+            try await selection.pages(verb: "paused") { client, token in
+                request.pageToken = token ?? request.pageToken
+                let page = try await client.pause(request)
+                return (page.timers, page.nextPageToken, try page.jsonString())
+            }
+        }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Resume paused timers: they go on from now; missed occurrences follow each timer's misfire policy.",
+            discussion: """
+                One timer (--id), or every paused timer with the given labels (--label, a page at a time).
+                Examples:
+                  sundial timers resume --tenant acme --id <id>
+                  sundial timers resume --tenant acme --label team=billing --all
+                """)
+
+        @OptionGroup var selection: TimerSelectionOptions
+
+        func run() async throws {
+            var request = Sundial_V1_ResumeTimerRequest()
+            request.timerID = selection.id ?? ""
+            request.expectedVersion = selection.expectedVersion ?? 0
+            request.labels = try TimersCLIParsing.labels(selection.label)
+            request.pageSize = selection.pageSize ?? 0
+            request.pageToken = selection.pageToken ?? ""
+            try await selection.pages(verb: "resumed") { client, token in
+                request.pageToken = token ?? request.pageToken
+                let page = try await client.resume(request)
+                return (page.timers, page.nextPageToken, try page.jsonString())
+            }
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Redrive: run dead-lettered jobs again (one timer, or dead one-shot timers by label).",
+            discussion: """
+                The occurrence's next attempt is due at once and gets a fresh round of the timer's
+                retry policy (attempt numbers continue: a job that died at attempt 5 reruns as 6).
+                Examples:
+                  sundial timers retry --tenant acme --id <id>                   # its latest dead occurrence
+                  sundial timers retry --tenant acme --id <id> --occurrence 12   # a recurring timer's occurrence 12
+                  sundial timers retry --tenant acme --label batch=2026-12-07 --all
+                """)
+
+        @OptionGroup var connection: ConnectionOptions
+        @Option(help: "Tenant.") var tenant: String
+        @Option(help: "Timer id.") var id: String?
+        @Option(help: "With --id: the dead occurrence to rerun (default: the latest).") var occurrence: UInt64?
+        @Option(help: "Selector key=value (repeatable; all must match): dead one-shot timers.") var label: [String] = []
+        @Option(help: "Timers per page (server default 50, at most 100).") var pageSize: UInt32?
+        @Option(help: "Continue from this token (printed after a page).") var pageToken: String?
+        @Flag(help: "Follow pages until the last.") var all = false
+        @Flag(help: "Print each reply as protobuf JSON.") var json = false
+
+        func validate() throws {
+            if (id == nil) == label.isEmpty { throw ValidationError("give --id or --label (not both)") }
+            if occurrence != nil && id == nil { throw ValidationError("--occurrence goes with --id") }
+        }
+
+        func run() async throws {
+            var request = Sundial_V1_RetryTimerRequest()
+            if let id { request.timerID = id }
+            if let occurrence { request.occurrence = occurrence }
+            request.labels = try TimersCLIParsing.labels(label)
+            if let pageSize { request.pageSize = pageSize }
+            if let pageToken { request.pageToken = pageToken }
+            try await TimersCLIParsing.withClient(connection, tenant: tenant) { client in
+                var total = 0
+                while true {
+                    let page = try await client.retry(request)
+                    total += page.timers.count
+                    if json {
+                        print(try page.jsonString())
+                    } else {
+                        for timer in page.timers { print(TimersCLIParsing.line(timer)) }
+                    }
+                    guard all, !page.nextPageToken.isEmpty else {
+                        if !json {
+                            if !page.nextPageToken.isEmpty { print("next page: --page-token \(page.nextPageToken)") }
+                            print("(\(total) timer\(total == 1 ? "" : "s") redriven)")
+                        }
+                        break
+                    }
+                    request.pageToken = page.nextPageToken
+                }
+            }
+        }
+    }
+
     struct History: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show a timer's runs: every occurrence and attempt with its times and outcome.")
@@ -193,12 +314,58 @@ extension TimersCommand {
     }
 }
 
+/// One timer by id, or a page of timers by label selector (pause, resume).
+struct TimerSelectionOptions: ParsableArguments {
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "Tenant.") var tenant: String
+    @Option(help: "Timer id.") var id: String?
+    @Option(help: "With --id: apply only if the timer is still at this version.") var expectedVersion: UInt64?
+    @Option(help: "Selector key=value (repeatable; all must match).") var label: [String] = []
+    @Option(help: "Timers per page (server default 50, at most 100).") var pageSize: UInt32?
+    @Option(help: "Continue from this token (printed after a page).") var pageToken: String?
+    @Flag(help: "Follow pages until the last.") var all = false
+    @Flag(help: "Print each reply as protobuf JSON.") var json = false
+
+    func validate() throws {
+        if (id == nil) == label.isEmpty { throw ValidationError("give --id or --label (not both)") }
+        if expectedVersion != nil && id == nil { throw ValidationError("--expected-version goes with --id") }
+    }
+
+    /// Sends pages (the first with no token override, then each next token) and prints them.
+    func pages(
+        verb: String,
+        _ send: @escaping (TimersClient, String?) async throws -> ([Sundial_V1_Timer], String, String)
+    ) async throws {
+        try await TimersCLIParsing.withClient(connection, tenant: tenant) { client in
+            var total = 0
+            var token: String?
+            while true {
+                let (timers, next, jsonText) = try await send(client, token)
+                total += timers.count
+                if json {
+                    print(jsonText)
+                } else {
+                    for timer in timers { print(TimersCLIParsing.line(timer)) }
+                }
+                guard all, !next.isEmpty else {
+                    if !json {
+                        if !next.isEmpty { print("next page: --page-token \(next)") }
+                        print("(\(total) timer\(total == 1 ? "" : "s") \(verb))")
+                    }
+                    break
+                }
+                token = next
+            }
+        }
+    }
+}
+
 /// Flag parsing and output shared by the lifecycle commands.
 enum TimersCLIParsing {
     static let states: [(String, Sundial_V1_TimerState)] = [
         ("scheduled", .scheduled), ("armed", .armed), ("dispatched", .dispatched), ("succeeded", .succeeded),
         ("retrying", .retrying), ("dead", .dead), ("cancelled", .cancelled), ("completed", .completed),
-        ("waiting", .waiting),
+        ("waiting", .waiting), ("paused", .paused),
     ]
     static var stateNames: [String] { states.map(\.0) }
 

@@ -42,6 +42,8 @@ public enum TimerEventKind {
     public static let attemptFailed = "attempt_failed"
     /// No attempts left: the occurrence is dead-lettered.
     public static let deadLetter = "dead_letter"
+    /// A job succeeded (opt-in per timer, or for every timer of a tenant).
+    public static let succeeded = "succeeded"
     /// An executor's result was refused (out-of-range fields, another tenant, undecodable);
     /// the reason is in `run.error`. The run it named is unchanged.
     public static let resultRejected = "result_rejected"

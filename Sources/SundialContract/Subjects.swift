@@ -145,6 +145,10 @@ public enum TimersMethod: String, Sendable, CaseIterable {
     case update = "Update"
     case cancel = "Cancel"
     case history = "History"
+    /// Redrive: run dead-lettered occurrences again.
+    case retry = "Retry"
+    case pause = "Pause"
+    case resume = "Resume"
 }
 
 /// Name rules shared by validation and subject building.

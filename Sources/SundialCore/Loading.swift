@@ -9,6 +9,8 @@ public enum StoredTimerState: String, Sendable, CaseIterable {
     case scheduled, armed, dispatched, succeeded, retrying, dead, cancelled, completed
     /// Created with `after_timer_id`: starts when the parent's job succeeds.
     case waiting
+    /// Paused: fires nothing until resumed; `paused_state` keeps the state to return to.
+    case paused
 }
 
 /// States of a run (`timer_runs.outcome`); the store maps them to SQL in one place.
@@ -28,6 +30,10 @@ public enum RunOutcome: String, Sendable, CaseIterable {
     case cancelled
     /// The timer was updated while this run was armed (an old version).
     case superseded
+    /// The timer was paused while this run was armed: resumed, it is armed again (or skipped).
+    case paused
+    /// A missed occurrence its timer's misfire policy skipped on resume.
+    case skipped
 
     /// Runs that may still fire or report: a timer with one is not finished.
     public static let open: [RunOutcome] = [.armed, .dispatching, .dispatched]
@@ -53,12 +59,20 @@ public struct ArmedRun: Sendable, Hashable {
     public var dueAt: Date
     /// Attempts of this occurrence given back before this one (see `RetryBackoff.verdict`).
     public var refunded: Int
+    /// Attempts made before the occurrence's latest redrive (0: never redriven): the retry
+    /// policy counts the attempts after it.
+    public var attemptBase: Int
 
-    public init(occurrence: Int64, attempt: Int = 1, dueAt: Date, refunded: Int = 0) {
+    /// The highest attempt number a job result may carry; a redrive never arms a round that
+    /// could pass it.
+    public static let maximumAttempt = 100_000
+
+    public init(occurrence: Int64, attempt: Int = 1, dueAt: Date, refunded: Int = 0, attemptBase: Int = 0) {
         self.occurrence = occurrence
         self.attempt = attempt
         self.dueAt = dueAt
         self.refunded = refunded
+        self.attemptBase = attemptBase
     }
 }
 
@@ -74,17 +88,70 @@ public struct LoadStep: Sendable {
     /// Set when the timer cannot go on (its stored schedule no longer evaluates, e.g. a
     /// time zone that fails to load): it ends `dead` with this as `last_error`.
     public var failure: String?
+    /// Missed occurrences the misfire policy skipped (their numbers are used up).
+    public var skipped = 0
 
-    /// The first run (Ingest and updates load a single occurrence).
+    /// The first run (Ingest and updates load a single occurrence, never skipped).
     public var run: ArmedRun { runs[0] }
+
+    /// Missed occurrences skipped per load (a Planner's claim, all its timers together) at
+    /// most: a timer that missed more (a fast one after a long outage) goes on skipping at the
+    /// next load, so a load stays bounded.
+    public static let maximumSkipsPerLoad = 10_000
 
     /// Loading `current`: arms it and moves the cursor on — a recurring timer to its next
     /// occurrence (still `scheduled`, loaded again when that comes within the horizon), a
     /// one-shot to `armed`, a recurring timer without further occurrences to `completed`.
     /// With `through`, also arms following occurrences due before it, up to `limit` runs.
+    ///
+    /// With `misfire`, a recurring timer's missed occurrences (see `MisfirePolicy`) are
+    /// skipped as its policy says before the first one is armed; the step then may arm
+    /// nothing (everything it reached was skipped).
     public static func loading(
         _ current: OccurrenceStepper.Occurrence, recurring: Bool, schedule: TimerSchedule?, timerID: UUID,
-        through horizon: Date? = nil, limit: Int = 1
+        through horizon: Date? = nil, limit: Int = 1, misfire: MisfireRule? = nil,
+        maximumSkips: Int = maximumSkipsPerLoad
+    ) -> LoadStep {
+        var current = current
+        var skipped = 0
+        if recurring, let schedule, let misfire {
+            let id = TimerID.text(timerID)
+            while misfire.isMissed(current.fireAt) {
+                let next = OccurrenceStepper.following(schedule, timerID: id, after: current)
+                let keep: Bool
+                switch misfire.policy {
+                case .fireAll: keep = misfire.isWithinWindow(current.fireAt)
+                case .fireOnce: keep = (next.map { !misfire.isMissed($0.fireAt) } ?? true) && misfire.isWithinWindow(current.fireAt)
+                case .skip: keep = false
+                }
+                if keep { break }
+                skipped += 1
+                guard let next else {
+                    // The schedule ended among the skipped occurrences.
+                    var step = LoadStep(
+                        skipping: current.number + 1, nextState: .completed, nextFireAt: current.fireAt,
+                        nextNominalAt: current.nominal)
+                    step.skipped = skipped
+                    return step
+                }
+                current = next
+                if skipped >= max(1, maximumSkips) {
+                    var step = LoadStep(
+                        skipping: current.number, nextState: .scheduled, nextFireAt: current.fireAt,
+                        nextNominalAt: current.nominal)
+                    step.skipped = skipped
+                    return step
+                }
+            }
+        }
+        var step = loadingFrom(current, recurring: recurring, schedule: schedule, timerID: timerID, through: horizon, limit: limit)
+        step.skipped = skipped
+        return step
+    }
+
+    private static func loadingFrom(
+        _ current: OccurrenceStepper.Occurrence, recurring: Bool, schedule: TimerSchedule?, timerID: UUID,
+        through horizon: Date?, limit: Int
     ) -> LoadStep {
         var runs = [ArmedRun(occurrence: current.number, dueAt: current.fireAt)]
         var last = current
@@ -114,6 +181,15 @@ public struct LoadStep: Sendable {
         return LoadStep(
             runs: runs, nextState: .completed, nextFireAt: last.fireAt, nextNominalAt: last.nominal,
             nextOccurrence: last.number + 1)
+    }
+
+    /// A step that arms nothing: the cursor only moves past skipped occurrences.
+    init(skipping nextOccurrence: Int64, nextState: StoredTimerState, nextFireAt: Date, nextNominalAt: Date) {
+        runs = []
+        self.nextState = nextState
+        self.nextFireAt = nextFireAt
+        self.nextNominalAt = nextNominalAt
+        self.nextOccurrence = nextOccurrence
     }
 
     public init(runs: [ArmedRun], nextState: StoredTimerState, nextFireAt: Date, nextNominalAt: Date, nextOccurrence: Int64) {

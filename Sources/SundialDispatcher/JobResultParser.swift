@@ -64,7 +64,7 @@ public struct ParsedJobResult: Sendable, Hashable {
 public enum JobResultParser {
     /// Larger than any retry policy allows (Ingest caps `max_attempts` at 100); redrives add
     /// attempts, so leave room.
-    public static let maximumAttempt: UInt32 = 100_000
+    public static let maximumAttempt = UInt32(ArmedRun.maximumAttempt)
     /// Error text kept per run.
     public static let maximumErrorBytes = 2000
     /// How far an executor's `finished_at` may be from our clock before it is replaced by the

@@ -72,9 +72,10 @@ extension DispatcherService {
         // Successes — nearly all results — in one set-wise transaction per batch.
         if !successes.isEmpty {
             do {
-                let count = try await timers.applySuccesses(successes.map(\.1))
-                stats.succeeded.add(count, ordering: .relaxed)
-                stats.resultsIgnored.add(successes.count - count, ordering: .relaxed)
+                let effects = try await timers.applySuccesses(successes.map(\.1))
+                stats.succeeded.add(effects.applied, ordering: .relaxed)
+                stats.resultsIgnored.add(successes.count - effects.applied, ordering: .relaxed)
+                await publishEvents(effects.events)
                 try? await consumer.ack(successes.map(\.0))
             } catch let error as PostgresError where error.isConnectionFailure {
                 logger.warning("applying \(successes.count) results failed; redelivering: \(error)")
@@ -85,9 +86,10 @@ extension DispatcherService {
                 logger.warning("applying \(successes.count) results set-wise failed; one by one: \(error)")
                 for (message, outcome) in successes {
                     do {
-                        let count = try await timers.applySuccesses([outcome])
-                        stats.succeeded.add(count, ordering: .relaxed)
-                        stats.resultsIgnored.add(1 - count, ordering: .relaxed)
+                        let effects = try await timers.applySuccesses([outcome])
+                        stats.succeeded.add(effects.applied, ordering: .relaxed)
+                        stats.resultsIgnored.add(1 - effects.applied, ordering: .relaxed)
+                        await publishEvents(effects.events)
                         try? await consumer.ack(message)
                     } catch {
                         await resultNotApplied(message, error, consumer)
@@ -226,16 +228,29 @@ extension DispatcherService {
                 logger.warning("publishing retry of \(retry.timerID) failed; rescue will republish it: \(error)")
             }
         }
-        for event in effects.events {
-            if event.kind == TimerEventKind.deadLetter { stats.deadLettered.add(1, ordering: .relaxed) }
+        for event in effects.events where event.kind == TimerEventKind.deadLetter {
+            stats.deadLettered.add(1, ordering: .relaxed)
+        }
+        await publishEvents(
+            effects.events,
+            detail: effects.refunded
+                ? "attempt refunded: the queue's downstream was failing (circuit breaker tripping or open)" : nil)
+        try? await consumer.ack(message)
+    }
+
+    /// Publishes tenant events about runs (deduplicated by timer, occurrence, attempt and
+    /// kind). `detail` goes on `attempt_failed` events. A failed publish is logged: the run's
+    /// state in Postgres and History still say what happened.
+    private func publishEvents(
+        _ events: [(kind: String, timer: StoredTimer, run: StoredRun)], detail: String? = nil
+    ) async {
+        for event in events {
             var proto = Sundial_V1_TimerEvent()
             proto.kind = event.kind
             proto.timer = TimerMapping.proto(event.timer)
             proto.run = TimerMapping.proto(event.run)
             proto.at = Google_Protobuf_Timestamp(date: Date())
-            if effects.refunded, event.kind == TimerEventKind.attemptFailed {
-                proto.detail = "attempt refunded: the queue's downstream was failing (circuit breaker tripping or open)"
-            }
+            if let detail, event.kind == TimerEventKind.attemptFailed { proto.detail = detail }
             var headers = NATSHeaders()
             headers[SundialHeader.natsMessageID] =
                 "\(TimerID.text(event.timer.id)):\(event.run.occurrence):\(event.run.attempt):\(event.kind)"
@@ -249,6 +264,5 @@ extension DispatcherService {
                 logger.warning("publishing \(event.kind) event for \(event.timer.id) failed: \(error)")
             }
         }
-        try? await consumer.ack(message)
     }
 }

@@ -1,4 +1,5 @@
 import SundialContract
+import SundialCore
 import SundialMessaging
 
 /// Ingest settings. Defaults are production values; executables may override them from the
@@ -11,6 +12,9 @@ public struct IngestConfig: Sendable {
     /// Timers due within this window are published to JetStream by Ingest at create time,
     /// so a 10-second delay does not wait for a planner tick. Must equal the Planner's horizon.
     public var horizon: Duration = .seconds(300)
+    /// A paused timer's occurrence resumed more than this late is missed: its misfire policy
+    /// decides. Same value as the Planner's.
+    public var misfireThreshold: Duration = MisfireRule.defaultThreshold
     /// Largest accepted payload. Bigger data goes by reference (a URL or object key). With
     /// `envelopeAllowance` it must fit the NATS server's `max_payload` (checked at startup):
     /// the payload travels inside a fire envelope and then a job with headers.
@@ -48,6 +52,7 @@ public struct IngestConfig: Sendable {
     public func validate() throws(SundialError) {
         try streamLimits.validate()
         guard horizon >= .seconds(1) else { throw .invalid("ingest.horizon", "must be at least 1s") }
+        guard misfireThreshold >= .seconds(1) else { throw .invalid("ingest.misfire_threshold", "must be at least 1s") }
         guard maxPayloadBytes > 0, maxPayloadBytes <= 8 << 20 else {
             throw .invalid("ingest.max_payload_bytes", "must be in 1…8 MiB (the NATS max_payload)")
         }

@@ -61,6 +61,15 @@ public final class IngestService: Service, Sendable {
                 Self.endpoint(.history, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant, deadline: handler.config.answerWithin) { tenant, body throws(SundialError) in
                     try await handler.history(tenant: tenant, body: body)
                 },
+                Self.endpoint(.retry, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant, deadline: handler.config.answerWithin) { tenant, body throws(SundialError) in
+                    try await handler.retry(tenant: tenant, body: body)
+                },
+                Self.endpoint(.pause, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant, deadline: handler.config.answerWithin) { tenant, body throws(SundialError) in
+                    try await handler.pause(tenant: tenant, body: body)
+                },
+                Self.endpoint(.resume, namespace, queuedPerTenant: handler.config.maxQueuedPerTenant, deadline: handler.config.answerWithin) { tenant, body throws(SundialError) in
+                    try await handler.resume(tenant: tenant, body: body)
+                },
             ],
             maxConcurrentRequests: handler.config.maxConcurrentRequests, logger: logger,
             observe: Self.requestMetrics())

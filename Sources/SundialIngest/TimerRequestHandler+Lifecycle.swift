@@ -44,8 +44,11 @@ extension TimerRequestHandler {
         let expectedVersion = try Self.expectedVersion(request.expectedVersion)
         let updatedAt = now()
         var violations: [(field: String, reason: String)] = []
+        let fields = Self.updatedFields(request, &violations)
         var newSchedule: TimerSchedule?
-        if request.hasSchedule {
+        if fields.contains(.schedule) && !request.hasSchedule {
+            violations.append(("schedule", "named in update_mask but not given (a timer always has a schedule)"))
+        } else if fields.contains(.schedule) {
             do {
                 let parsed = try TimerSchedule(proto: request.schedule)
                 try parsed.validate(now: updatedAt)
@@ -54,26 +57,28 @@ extension TimerRequestHandler {
                 violations += error.violations.map { ($0.field.hasPrefix("schedule") ? $0.field : "schedule.\($0.field)", $0.reason) }
             }
         }
-        if request.updatePayload, request.payload.count > config.maxPayloadBytes {
+        if fields.contains(.payload), request.payload.count > config.maxPayloadBytes {
             violations.append(("payload", "is \(request.payload.count) bytes; the limit is \(config.maxPayloadBytes)"))
         }
         var priority: Int?
-        switch request.priority {
-        case .unspecified: priority = nil
-        case .high, .normal, .low: priority = request.priority.rawValue
-        case .UNRECOGNIZED(let raw): violations.append(("priority", "unknown value \(raw)"))
+        if fields.contains(.priority) {
+            switch request.priority {
+            case .unspecified: priority = Sundial_V1_Priority.normal.rawValue  // named in the mask: the default
+            case .high, .normal, .low: priority = request.priority.rawValue
+            case .UNRECOGNIZED(let raw): violations.append(("priority", "unknown value \(raw)"))
+            }
         }
-        violations += labelViolations(request.labels)
-        if !request.hasSchedule && !request.updatePayload && priority == nil && request.labels.isEmpty {
-            violations.append(("", "nothing to update: give a schedule, a payload (with update_payload), a priority or labels"))
+        if fields.contains(.labels) { violations += labelViolations(request.labels) }
+        if fields.isEmpty {
+            violations.append(("", "nothing to update: give a schedule, a payload, a priority or labels (or name them in update_mask)"))
         }
         guard violations.isEmpty else {
             throw SundialError(.invalidArgument, violations.map { "\($0.field): \($0.reason)" }.joined(separator: "; "), violations: violations)
         }
         let change = TimerChange(
             schedule: newSchedule, scheduleBytes: newSchedule.flatMap { try? $0.proto.serializedBytes() as [UInt8] } ?? [],
-            payload: request.updatePayload ? [UInt8](request.payload) : nil, priority: priority,
-            labelsJSON: request.labels.isEmpty ? nil : Self.labelsJSON(request.labels),
+            payload: fields.contains(.payload) ? [UInt8](request.payload) : nil, priority: priority,
+            labelsJSON: fields.contains(.labels) ? Self.labelsJSON(request.labels) : nil,
             at: updatedAt, horizon: config.horizon.seconds)
         let outcome: MutationOutcome
         do {
@@ -93,6 +98,43 @@ extension TimerRequestHandler {
         var response = Sundial_V1_UpdateTimerResponse()
         response.timer = TimerMapping.proto(timer)
         return response
+    }
+
+    /// A field an update can change.
+    enum UpdatedField: String, CaseIterable {
+        case schedule, payload, priority, labels
+    }
+
+    /// The fields `request` changes: those its `update_mask` names, or without a mask those
+    /// present (see `UpdateTimerRequest` in timers.proto). Unknown mask paths are violations.
+    static func updatedFields(
+        _ request: Sundial_V1_UpdateTimerRequest, _ violations: inout [(field: String, reason: String)]
+    ) -> Set<UpdatedField> {
+        if request.hasUpdateMask, request.updatePayload, !request.updateMask.paths.contains("payload") {
+            violations.append(("update_mask", "update_payload is set but the mask does not name \"payload\""))
+        }
+        guard request.hasUpdateMask else {
+            var fields: Set<UpdatedField> = []
+            if request.hasSchedule { fields.insert(.schedule) }
+            if request.hasPayload || request.updatePayload { fields.insert(.payload) }
+            if request.priority != .unspecified { fields.insert(.priority) }
+            if !request.labels.isEmpty { fields.insert(.labels) }
+            return fields
+        }
+        var fields: Set<UpdatedField> = []
+        if request.updateMask.paths.count > UpdatedField.allCases.count * 4 {
+            violations.append(("update_mask", "names \(request.updateMask.paths.count) paths; there are \(UpdatedField.allCases.count) fields"))
+            return fields
+        }
+        for path in request.updateMask.paths {
+            if let field = UpdatedField(rawValue: path) {
+                fields.insert(field)
+            } else {
+                let known = UpdatedField.allCases.map(\.rawValue).joined(separator: ", ")
+                violations.append(("update_mask", "unknown field \"\(path.prefix(64))\" (updatable: \(known))"))
+            }
+        }
+        return fields
     }
 
     // MARK: List
@@ -143,6 +185,218 @@ extension TimerRequestHandler {
             last = stored
         }
         if let last, response.timers.count < page.count || page.count == pageSize {
+            response.nextPageToken = PageToken.encode(last.id)
+        }
+        return response
+    }
+
+    // MARK: Pause / Resume
+
+    public func pause(tenant: String, body: [UInt8]) async throws(SundialError) -> Sundial_V1_PauseTimerResponse {
+        try Self.checkTenant(tenant)
+        let request: Sundial_V1_PauseTimerRequest = try Self.decode(body, "PauseTimerRequest")
+        let (timers, next) = try await eachTimer(
+            tenant: tenant, operation: "pause", timerID: request.timerID, expectedVersion: request.expectedVersion,
+            labels: request.labels, pageSize: request.pageSize, pageToken: request.pageToken,
+            selecting: [.scheduled, .armed, .retrying, .completed]
+        ) { id, expectedVersion in
+            // The paused runs' schedules are not purged: a resume right after could publish on
+            // the same subjects before a purge ran. Their fires are dropped by the claim (the
+            // run is not armed) or, once resumed, replaced by the new version's.
+            try await self.store.pause(tenant: tenant, id: id, expectedVersion: expectedVersion)
+        }
+        var response = Sundial_V1_PauseTimerResponse()
+        response.timers = timers
+        response.nextPageToken = next
+        return response
+    }
+
+    public func resume(tenant: String, body: [UInt8]) async throws(SundialError) -> Sundial_V1_ResumeTimerResponse {
+        try Self.checkTenant(tenant)
+        let request: Sundial_V1_ResumeTimerRequest = try Self.decode(body, "ResumeTimerRequest")
+        let (timers, next) = try await eachTimer(
+            tenant: tenant, operation: "resume", timerID: request.timerID, expectedVersion: request.expectedVersion,
+            labels: request.labels, pageSize: request.pageSize, pageToken: request.pageToken, selecting: [.paused]
+        ) { id, expectedVersion in
+            let outcome = try await self.store.resume(
+                tenant: tenant, id: id, expectedVersion: expectedVersion, now: self.now(),
+                misfireThreshold: self.config.misfireThreshold)
+            if case .applied(let timer, _, let armed) = outcome {
+                for run in armed { await self.publish(run, of: timer) }
+            }
+            return outcome
+        }
+        var response = Sundial_V1_ResumeTimerResponse()
+        response.timers = timers
+        response.nextPageToken = next
+        return response
+    }
+
+    /// Applies a mutation to one timer (`timerID`; its refusal is the reply), or to one page of
+    /// the tenant's timers in `selecting` states whose labels contain `labels` (refusals are
+    /// left out of the reply: a timer that fired or finished meanwhile). Returns the timers
+    /// changed and the next page's token.
+    private func eachTimer(
+        tenant: String, operation: String, timerID: String, expectedVersion rawVersion: UInt64,
+        labels: [String: String], pageSize rawPageSize: UInt32, pageToken: String, selecting states: [StoredTimerState],
+        apply: (UUID, Int64?) async throws -> MutationOutcome
+    ) async throws(SundialError) -> ([Sundial_V1_Timer], String) {
+        if !timerID.isEmpty {
+            guard labels.isEmpty, pageToken.isEmpty else {
+                throw .invalid("labels", "give timer_id or a label selector, not both")
+            }
+            let id = try Self.timerID(timerID)
+            let expectedVersion = try Self.expectedVersion(rawVersion)
+            let outcome: MutationOutcome
+            do {
+                outcome = try await apply(id, expectedVersion)
+            } catch {
+                throw storeFailure(error, operation)
+            }
+            guard case .applied(let timer, _, _) = outcome else { throw Self.mutationError(outcome, timerID) }
+            return ([TimerMapping.proto(timer)], "")
+        }
+        var violations: [(field: String, reason: String)] = []
+        if labels.isEmpty { violations.append(("labels", "give timer_id or at least one label")) }
+        if rawVersion != 0 { violations.append(("expected_version", "goes with timer_id")) }
+        violations += labelViolations(labels)
+        let pageSize = rawPageSize == 0 ? 50 : Int(rawPageSize)
+        if pageSize > 100 { violations.append(("page_size", "must be at most 100")) }
+        var after: UUID?
+        if !pageToken.isEmpty {
+            after = PageToken.decodeID(pageToken)
+            if after == nil { violations.append(("page_token", "is not a token from a previous page")) }
+        }
+        guard violations.isEmpty else {
+            throw SundialError(.invalidArgument, violations.map { "\($0.field): \($0.reason)" }.joined(separator: "; "), violations: violations)
+        }
+        let page: [StoredTimer]
+        do {
+            page = try await store.list(
+                tenant: tenant, afterID: after, states: states, queue: nil, labelsJSON: Self.labelsJSON(labels), limit: pageSize)
+        } catch {
+            throw storeFailure(error, operation)
+        }
+        var changed: [Sundial_V1_Timer] = []
+        var bytes = 0
+        var last: StoredTimer?
+        for listed in page {
+            // Stop before a reply NATS would refuse; the rest is the next page.
+            let size = ((try? TimerMapping.proto(listed).serializedBytes() as [UInt8])?.count ?? 0) + 16
+            if !changed.isEmpty, bytes + size > config.maxReplyBytes { break }
+            let outcome: MutationOutcome
+            do {
+                outcome = try await apply(listed.id, nil)
+            } catch {
+                throw storeFailure(error, operation)
+            }
+            last = listed
+            guard case .applied(let timer, _, _) = outcome else { continue }
+            changed.append(TimerMapping.proto(timer))
+            bytes += size
+        }
+        let next = last.map { last in last.id != page.last?.id || page.count == pageSize ? PageToken.encode(last.id) : "" } ?? ""
+        return (changed, next)
+    }
+
+    // MARK: Retry (redrive)
+
+    public func retry(tenant: String, body: [UInt8]) async throws(SundialError) -> Sundial_V1_RetryTimerResponse {
+        try Self.checkTenant(tenant)
+        let request: Sundial_V1_RetryTimerRequest = try Self.decode(body, "RetryTimerRequest")
+        var response = Sundial_V1_RetryTimerResponse()
+        if !request.timerID.isEmpty {
+            guard request.labels.isEmpty, request.pageToken.isEmpty else {
+                throw .invalid("labels", "give timer_id or a label selector, not both")
+            }
+            let id = try Self.timerID(request.timerID)
+            var occurrence: Int64?
+            if request.hasOccurrence {
+                guard let number = Int64(exactly: request.occurrence) else {
+                    throw .invalid("occurrence", "is out of range (at most \(Int64.max))")
+                }
+                occurrence = number
+            }
+            let outcome: RedriveOutcome
+            do {
+                // A redriven timer is active again: it counts against the tenant's limit.
+                try await usage.admit(tenant: tenant, payloadBytes: 0)
+                outcome = try await store.redrive(tenant: tenant, id: id, occurrence: occurrence, now: now())
+            } catch let error as SundialError {
+                throw error
+            } catch {
+                throw storeFailure(error, "retry")
+            }
+            switch outcome {
+            case .redriven(let timer, let run):
+                if let run { await publish(run, of: timer) }
+                response.timers = [TimerMapping.proto(timer)]
+            case .tooManyAttempts(let timer):
+                throw SundialError(
+                    .conflict,
+                    "the occurrence has had too many attempts for another round (attempt numbers stop at \(ArmedRun.maximumAttempt)); timer \(TimerID.text(timer.id))")
+            case .notFound:
+                throw SundialError(.notFound, "timer \(request.timerID) not found")
+            case .nothingToRetry(let timer):
+                throw SundialError(
+                    .conflict,
+                    timer.state == .cancelled
+                        ? "the timer is cancelled"
+                        : "nothing to retry: \(occurrence.map { "occurrence \($0)" } ?? "the timer") has no dead-lettered attempt that was not retried already")
+            }
+            return response
+        }
+        // Selector mode: dead one-shot timers with these labels, one bounded page.
+        var violations: [(field: String, reason: String)] = []
+        if request.labels.isEmpty { violations.append(("labels", "give timer_id or at least one label")) }
+        violations += labelViolations(request.labels)
+        let pageSize = request.pageSize == 0 ? 50 : Int(request.pageSize)
+        if pageSize > 100 { violations.append(("page_size", "must be at most 100")) }
+        var after: UUID?
+        if !request.pageToken.isEmpty {
+            after = PageToken.decodeID(request.pageToken)
+            if after == nil { violations.append(("page_token", "is not a token from a previous page")) }
+        }
+        guard violations.isEmpty else {
+            throw SundialError(.invalidArgument, violations.map { "\($0.field): \($0.reason)" }.joined(separator: "; "), violations: violations)
+        }
+        let page: [StoredTimer]
+        do {
+            page = try await store.list(
+                tenant: tenant, afterID: after, states: [.dead], queue: nil,
+                labelsJSON: Self.labelsJSON(request.labels), limit: pageSize)
+        } catch {
+            throw storeFailure(error, "retry")
+        }
+        var bytes = 0
+        var last: StoredTimer?
+        for listed in page {
+            // A recurring timer is dead only when its schedule stopped evaluating: its dead
+            // occurrences are redriven one by one (timer_id and occurrence).
+            if listed.recurring {
+                last = listed
+                continue
+            }
+            // Stop before a reply NATS would refuse; the rest is the next page.
+            let size = ((try? TimerMapping.proto(listed).serializedBytes() as [UInt8])?.count ?? 0) + 16
+            if !response.timers.isEmpty, bytes + size > config.maxReplyBytes { break }
+            let outcome: RedriveOutcome
+            do {
+                try await usage.admit(tenant: tenant, payloadBytes: 0)
+                outcome = try await store.redrive(tenant: tenant, id: listed.id, occurrence: nil, now: now())
+            } catch let error as SundialError {
+                throw error
+            } catch {
+                throw storeFailure(error, "retry")
+            }
+            last = listed
+            // Redriven meanwhile by someone else: not this request's.
+            guard case .redriven(let timer, let run) = outcome else { continue }
+            if let run { await publish(run, of: timer) }
+            response.timers.append(TimerMapping.proto(timer))
+            bytes += size
+        }
+        if let last, last.id != page.last?.id || page.count == pageSize {
             response.nextPageToken = PageToken.encode(last.id)
         }
         return response
@@ -245,6 +499,8 @@ extension TimerRequestHandler {
             return SundialError(.conflict, "already fired: the timer's job ran (state \(timer.state.rawValue))")
         case .finished(let timer):
             return SundialError(.conflict, "the timer is \(timer.state.rawValue)")
+        case .refused(let timer, let reason):
+            return SundialError(.conflict, "the timer is \(timer.state.rawValue): \(reason)")
         case .applied:
             return SundialError(.internal, "internal error")
         }

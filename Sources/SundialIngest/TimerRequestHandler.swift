@@ -67,6 +67,9 @@ public struct TimerRequestHandler: Sendable {
             idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey,
             requestHash: RequestFingerprint.of(request), afterTimerID: parent)
         newTimer.startedCursor = (load.first.fireAt, load.first.nominal)
+        newTimer.misfirePolicy = plan.misfirePolicy
+        newTimer.catchupWindowMs = plan.catchupWindowMs
+        newTimer.notifySuccess = request.notifySuccess
 
         let outcome: CreateOutcome
         do {
@@ -148,6 +151,8 @@ public struct TimerRequestHandler: Sendable {
         var firstFire: Date
         var priority: Sundial_V1_Priority
         var labelsJSON: String
+        var misfirePolicy: MisfirePolicy
+        var catchupWindowMs: Int64
     }
 
     func validate(_ request: Sundial_V1_CreateTimerRequest, createdAt: Date) throws(SundialError) -> CreatePlan {
@@ -190,6 +195,18 @@ public struct TimerRequestHandler: Sendable {
                 }
             }
         }
+        let misfire = Self.misfirePolicy(request.misfirePolicy, &violations)
+        var catchupWindowMs: Int64 = 0
+        if request.hasCatchupWindow {
+            let window = request.catchupWindow
+            if window.seconds < 1 || window.nanos < 0 || window.nanos > 999_999_999 {
+                violations.append(("catchup_window", "must be at least 1 s (unset: no limit)"))
+            } else if window.seconds > 366 * 86_400 {
+                violations.append(("catchup_window", "must be at most 366 days (unset: no limit)"))
+            } else {
+                catchupWindowMs = window.seconds * 1000 + Int64(window.nanos / 1_000_000)
+            }
+        }
 
         var schedule: TimerSchedule?
         if !request.hasSchedule {
@@ -220,7 +237,22 @@ public struct TimerRequestHandler: Sendable {
         return CreatePlan(
             schedule: schedule, scheduleBytes: (try? schedule.proto.serializedBytes()) ?? [],
             kind: TimerMapping.kindName(schedule), firstFire: firstFire, priority: priority,
-            labelsJSON: labels)
+            labelsJSON: labels, misfirePolicy: misfire, catchupWindowMs: catchupWindowMs)
+    }
+
+    /// The wire policy as stored; unspecified is the default (`MisfirePolicy.standard`).
+    static func misfirePolicy(
+        _ policy: Sundial_V1_MisfirePolicy, _ violations: inout [(field: String, reason: String)]
+    ) -> MisfirePolicy {
+        switch policy {
+        case .unspecified: return .standard
+        case .fireAll: return .fireAll
+        case .fireOnce: return .fireOnce
+        case .skip: return .skip
+        case .UNRECOGNIZED(let raw):
+            violations.append(("misfire_policy", "unknown value \(raw)"))
+            return .standard
+        }
     }
 
     private func prefixed(_ field: String) -> String {

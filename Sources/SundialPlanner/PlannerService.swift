@@ -21,6 +21,9 @@ public struct PlannerConfig: Sendable {
     public var instanceID: String = "planner-\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     /// Timers due within this window are loaded into JetStream. Same value as Ingest's.
     public var horizon: Duration = .seconds(300)
+    /// An occurrence loaded more than this late is missed: its timer's misfire policy decides
+    /// (docs/lifecycle.md#missed-occurrences). Same value as Ingest's.
+    public var misfireThreshold: Duration = MisfireRule.defaultThreshold
     /// How often each shard is scanned for newly due timers.
     public var claimInterval: Duration = .seconds(1)
     /// Rows per claim query (a full batch triggers an immediate next claim).
@@ -48,6 +51,7 @@ public struct PlannerConfig: Sendable {
     public func validate() throws(SundialError) {
         try streamLimits.validate()
         guard horizon >= .seconds(1) else { throw .invalid("planner.horizon", "must be at least 1s") }
+        guard misfireThreshold >= .seconds(1) else { throw .invalid("planner.misfire_threshold", "must be at least 1s") }
         guard claimInterval >= .milliseconds(10), claimInterval < horizon else {
             throw .invalid("planner.claim_interval", "must be ≥ 10ms and shorter than the horizon")
         }
@@ -243,10 +247,11 @@ public final class PlannerService: Service, Sendable {
             await republish(lease)
         case .claim(let lease):
             do {
-                let due = Date().addingTimeInterval(config.horizon.seconds)
+                let now = Date()
                 let loaded = try await timers.loadDue(
-                    lease: lease, owner: config.instanceID, dueBefore: due, limit: config.claimBatchSize,
-                    budget: config.claimBudget)
+                    lease: lease, owner: config.instanceID, dueBefore: now.addingTimeInterval(config.horizon.seconds),
+                    limit: config.claimBatchSize, budget: config.claimBudget, now: now,
+                    misfireThreshold: config.misfireThreshold)
                 stats.claimed.add(loaded.rows.count, ordering: .relaxed)
                 if loaded.truncated && loaded.timers < config.claimBatchSize { stats.claimsCutByBudget.add(1, ordering: .relaxed) }
                 await publish(loaded.rows, counter: stats.published)

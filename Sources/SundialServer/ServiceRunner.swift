@@ -119,6 +119,10 @@ public struct ServiceEnvironment: Sendable {
             result.ingest.horizon = horizon
             result.planner.horizon = horizon
         }
+        if let threshold = try duration("SUNDIAL_MISFIRE_THRESHOLD") {
+            result.ingest.misfireThreshold = threshold
+            result.planner.misfireThreshold = threshold
+        }
         if let value = try integer("SUNDIAL_MAX_PAYLOAD_BYTES") { result.ingest.maxPayloadBytes = value }
         if let value = try integer("SUNDIAL_TENANT_MAX_ACTIVE_TIMERS") { result.ingest.maxActiveTimersPerTenant = value }
         if let value = try integer("SUNDIAL_TENANT_MAX_PAYLOAD_BYTES") { result.ingest.maxPayloadBytesPerTenant = value }

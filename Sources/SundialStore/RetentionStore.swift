@@ -25,7 +25,7 @@ public struct RetentionStore: Sendable {
     /// States a timer ends in (nothing more will happen to it).
     static let finalStates: [StoredTimerState] = [.succeeded, .dead, .cancelled, .completed]
     /// Run outcomes that are history (not awaiting anything).
-    static let finishedRunOutcomes: [RunOutcome] = [.succeeded, .failed, .dead, .cancelled, .superseded]
+    static let finishedRunOutcomes: [RunOutcome] = [.succeeded, .failed, .dead, .cancelled, .superseded, .skipped]
 
     /// One batch of at most `batchSize` timers, with `now` injected (tests move it). At most
     /// `runsPerBatch` runs are deleted per transaction: when a batch's timers have more (long

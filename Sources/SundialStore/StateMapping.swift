@@ -41,3 +41,11 @@ extension StoredTimerState {
         self = state
     }
 }
+
+extension MisfirePolicy {
+    /// `timers.misfire_policy` as read from a row.
+    init(stored: String) throws {
+        guard let policy = MisfirePolicy(rawValue: stored) else { throw UnknownStoredValue(column: "timers.misfire_policy", value: stored) }
+        self = policy
+    }
+}

@@ -8,12 +8,15 @@ public struct TenantProfileRow: Sendable, Hashable {
     public var trial: Bool
     /// "new" | "standard" | "bulk", or nil (observed).
     public var pinnedTier: String?
+    /// Every timer of the tenant publishes `succeeded` events.
+    public var notifySuccess: Bool
 
     init(row: PostgresRow) throws {
         tenant = try row.required("tenant", row.string)
         firstSeenAt = try row.required("first_seen_at", row.date)
         trial = try row.required("trial", row.bool)
         pinnedTier = try row.string("pinned_tier")
+        notifySuccess = try row.bool("notify_success") ?? false
     }
 }
 
@@ -32,25 +35,28 @@ enum TenantQueries {
                 FROM wanted w
                 WHERE NOT EXISTS (SELECT 1 FROM tenants x WHERE x.tenant = w.tenant)
                 ON CONFLICT (tenant) DO NOTHING
-                RETURNING tenant, first_seen_at, trial, pinned_tier
+                RETURNING tenant, first_seen_at, trial, pinned_tier, notify_success
             )
-            SELECT tenant, first_seen_at, trial, pinned_tier FROM added
+            SELECT tenant, first_seen_at, trial, pinned_tier, notify_success FROM added
             UNION ALL
-            SELECT x.tenant, x.first_seen_at, x.trial, x.pinned_tier FROM tenants x JOIN wanted w USING (tenant)
+            SELECT x.tenant, x.first_seen_at, x.trial, x.pinned_tier, x.notify_success
+            FROM tenants x JOIN wanted w USING (tenant)
             """)
 
-    /// $trial: bool or NULL = keep; $pinned_tier: text, '' = observed,
+    /// $trial and $notify_success: bool or NULL = keep; $pinned_tier: text, '' = observed,
     /// NULL = keep.
     static let setFlags = PostgresQuery(
         name: "sundial_tenants_set_flags",
         sql: """
-            INSERT INTO tenants (tenant, first_seen_at, trial, pinned_tier)
-            VALUES ($tenant, now(), coalesce($trial::boolean, false), nullif($pinned_tier, ''))
+            INSERT INTO tenants (tenant, first_seen_at, trial, pinned_tier, notify_success)
+            VALUES ($tenant, now(), coalesce($trial::boolean, false), nullif($pinned_tier, ''),
+                    coalesce($notify_success::boolean, false))
             ON CONFLICT (tenant) DO UPDATE SET
                 trial = coalesce($trial::boolean, tenants.trial),
+                notify_success = coalesce($notify_success::boolean, tenants.notify_success),
                 pinned_tier = CASE WHEN $pinned_tier IS NULL THEN tenants.pinned_tier ELSE nullif($pinned_tier, '') END,
                 updated_at = now()
-            RETURNING tenant, first_seen_at, trial, pinned_tier
+            RETURNING tenant, first_seen_at, trial, pinned_tier, notify_success
             """)
 
     /// Every statement above (the statement test prepares each on a real server).
@@ -76,16 +82,19 @@ public struct TenantStore: Sendable {
         return Dictionary(rows.map { ($0.tenant, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
-    /// Sets a tenant's trial flag and/or pinned tier (`pinnedTier: ""` clears the pin;
-    /// nil leaves a value unchanged).
+    /// Sets a tenant's trial flag, pinned tier and/or completion events (`pinnedTier: ""`
+    /// clears the pin; nil leaves a value unchanged).
     @discardableResult
-    public func setFlags(tenant: String, trial: Bool?, pinnedTier: String?) async throws -> TenantProfileRow {
+    public func setFlags(tenant: String, trial: Bool?, pinnedTier: String?, notifySuccess: Bool? = nil) async throws
+        -> TenantProfileRow
+    {
         try await pool.withSession { session in
             try session.execute(
                 TenantQueries.setFlags,
                 [
                     "tenant": .text(tenant), "trial": .optional(trial.map(PostgresValue.bool)),
                     "pinned_tier": .optional(pinnedTier.map(PostgresValue.text)),
+                    "notify_success": .optional(notifySuccess.map(PostgresValue.bool)),
                 ]
             ).map(TenantProfileRow.init(row:))
         }[0]

@@ -36,6 +36,10 @@ public enum TimerMapping {
         timer.idempotencyKey = stored.idempotencyKey ?? ""
         timer.occurrencesFired = UInt64(stored.occurrencesFired)
         timer.afterTimerID = stored.afterTimerID.map(TimerID.text) ?? ""
+        timer.misfirePolicy = misfirePolicy(stored.misfirePolicy)
+        if let window = stored.catchupWindow { timer.catchupWindow = Google_Protobuf_Duration(rounding: window) }
+        timer.occurrencesSkipped = UInt64(max(0, stored.occurrencesSkipped))
+        timer.notifySuccess = stored.notifySuccess
         return timer
     }
 
@@ -50,6 +54,15 @@ public enum TimerMapping {
         case .cancelled: return .cancelled
         case .completed: return .completed
         case .waiting: return .waiting
+        case .paused: return .paused
+        }
+    }
+
+    public static func misfirePolicy(_ policy: MisfirePolicy) -> Sundial_V1_MisfirePolicy {
+        switch policy {
+        case .fireAll: return .fireAll
+        case .fireOnce: return .fireOnce
+        case .skip: return .skip
         }
     }
 
@@ -64,6 +77,7 @@ public enum TimerMapping {
         case .cancelled: return .cancelled
         case .completed: return .completed
         case .waiting: return .waiting
+        case .paused: return .paused
         default: return nil
         }
     }

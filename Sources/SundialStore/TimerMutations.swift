@@ -17,6 +17,8 @@ public enum MutationOutcome: Sendable {
     case alreadyFired(StoredTimer)
     /// The timer is in a final state (succeeded, dead, completed, or already cancelled).
     case finished(StoredTimer)
+    /// Not possible in the timer's state (e.g. pausing a timer that waits for its parent).
+    case refused(StoredTimer, reason: String)
 }
 
 /// What an update changes (checked by Ingest); nil keeps the current value.
@@ -50,6 +52,8 @@ public struct TimerChange: Sendable {
 /// A timer's new definition, written by an update.
 struct TimerRewrite: Sendable {
     var state: StoredTimerState
+    /// A paused timer's state to return to (nil unless it stays paused).
+    var pausedState: StoredTimerState?
     var nextFireAt: Date
     var nextNominalAt: Date
     var nextOccurrence: Int64
@@ -67,6 +71,7 @@ struct TimerRewrite: Sendable {
         payload = change.payload ?? current.payload
         priority = change.priority ?? current.priority
         labelsJSON = change.labelsJSON ?? current.labelsJSON
+        pausedState = current.state == .paused ? current.pausedState : nil
         guard let schedule = change.schedule else {
             // Same schedule: same cursor and occurrences; only the fields change.
             state = current.state
@@ -96,12 +101,26 @@ struct TimerRewrite: Sendable {
             nextOccurrence = next
             armedRun = nil
         }
+        if current.state == .paused {
+            // A paused timer's new schedule waits for the resume: nothing is armed, the cursor
+            // is its first occurrence, and the Planner loads it once resumed.
+            if let load = FirstLoad.plan(schedule, timerID: current.id, startingAt: change.at, number: next, horizon: 0) {
+                pausedState = .scheduled
+                nextFireAt = load.first.fireAt
+                nextNominalAt = load.first.nominal
+                nextOccurrence = load.first.number
+            } else {
+                pausedState = .completed
+            }
+            state = .paused
+            armedRun = nil
+        }
     }
 }
 
 /// What a mutation does to the timer's armed runs before anything else.
 enum ArmedRunsMode {
-    /// Take them out of play with this outcome (`cancelled` or `superseded`).
+    /// Take them out of play with this outcome (`cancelled`, `superseded` or `paused`).
     case retire(RunOutcome)
     /// Move them to the timer's next version (the update keeps the schedule).
     case reversion
@@ -156,6 +175,87 @@ extension TimerStore {
         }
     }
 
+    /// Pauses a timer: its armed runs become `paused` under the same lock order as a cancel,
+    /// so an acknowledged pause means no later claim succeeds (the claim needs `armed`); a
+    /// one-shot already claimed or forwarded rolls back as `alreadyFired`. The state to return
+    /// to is kept in `paused_state`. Pausing a paused timer changes nothing.
+    public func pause(tenant: String, id: UUID, expectedVersion: Int64?) async throws -> MutationOutcome {
+        try await mutate(tenant: tenant, id: id, expectedVersion: expectedVersion, mode: .retire(.paused)) {
+            timer, retired, _, session in
+            switch timer.state {
+            case .paused:
+                return .applied(timer, retired: [])
+            case .waiting:
+                throw Rollback(outcome: .refused(timer, reason: "waits for its parent timer; pause the parent instead"))
+            default:
+                guard let row = try session.execute(
+                    TimerQueries.pauseTimer, ["id": .uuid(timer.id), "paused_state": .text(timer.state.rawValue)]
+                ).first else { throw Rollback(outcome: .notFound) }
+                return .applied(try StoredTimer(row: row), retired: retired)
+            }
+        }
+    }
+
+    /// Resumes a paused timer at `now`: it returns to the state it was paused in (version + 1).
+    /// Its paused runs not yet due are armed again at their times; those it missed go by its
+    /// misfire policy (`MisfireRule.resume`; a one-shot's always fires, at once when its time
+    /// has passed). The runs armed again are returned to publish. Resuming a timer that is not
+    /// paused changes nothing.
+    public func resume(
+        tenant: String, id: UUID, expectedVersion: Int64?, now: Date = Date(),
+        misfireThreshold: Duration = MisfireRule.defaultThreshold
+    ) async throws -> MutationOutcome
+    {
+        do {
+            return try await pool.transaction { session in
+                guard let row = try session.execute(
+                    TimerQueries.selectTimerForUpdate, ["tenant": .text(tenant), "id": .uuid(id)]
+                ).first else { throw Rollback(outcome: .notFound) }
+                let timer = try StoredTimer(row: row)
+                if let expectedVersion, expectedVersion != timer.version {
+                    throw Rollback(outcome: .versionMismatch(timer))
+                }
+                guard timer.state == .paused else { return .applied(timer, retired: []) }
+                let restored = timer.pausedState ?? .scheduled
+                let paused = try session.execute(TimerQueries.selectPausedRuns, ["timer_id": .uuid(id)]).map {
+                    ArmedRun(
+                        occurrence: try $0.required("occurrence", $0.int64), attempt: try $0.required("attempt", $0.int),
+                        dueAt: try $0.required("scheduled_at", $0.date))
+                }
+                let rule = timer.misfire(at: now, threshold: misfireThreshold)
+                let (rearm, skip): (rearm: [ArmedRun], skip: [ArmedRun]) = timer.recurring
+                    ? rule.resume(
+                        paused, fireAt: \.dueAt, isRetry: { $0.attempt > 1 },
+                        laterMissed: restored == .scheduled && timer.nextFireAt.map(rule.isMissed) == true)
+                    : (paused, [])
+                let version = timer.version + 1
+                if !rearm.isEmpty {
+                    try session.execute(
+                        TimerQueries.rearmPausedRuns,
+                        [
+                            "timer_id": .uuid(id), "occurrences": .int64Array(rearm.map(\.occurrence)),
+                            "attempts": .intArray(rearm.map(\.attempt)), "version": .int64(version),
+                        ])
+                }
+                if !skip.isEmpty {
+                    try session.execute(
+                        TimerQueries.skipPausedRuns,
+                        [
+                            "timer_id": .uuid(id), "occurrences": .int64Array(skip.map(\.occurrence)),
+                            "attempts": .intArray(skip.map(\.attempt)),
+                        ])
+                }
+                guard let updated = try session.execute(
+                    TimerQueries.resumeTimer,
+                    ["id": .uuid(id), "state": .text(restored.rawValue), "skipped": .int64(Int64(skip.count))]
+                ).first else { throw Rollback(outcome: .notFound) }
+                return .applied(try StoredTimer(row: updated), retired: [], armed: rearm)
+            }
+        } catch let rollback as Rollback {
+            return rollback.outcome
+        }
+    }
+
     /// Writes a rewrite (bumping the version) and returns the updated row.
     private static func store(_ new: TimerRewrite, of timer: StoredTimer, _ session: PostgresSession) throws -> StoredTimer {
         guard let row = try session.execute(
@@ -165,6 +265,7 @@ extension TimerStore {
                 "next_nominal_at": .timestamp(new.nextNominalAt), "occurrence": .int64(new.nextOccurrence),
                 "schedule": .bytes(new.schedule), "kind": .text(new.kind), "payload": .bytes(new.payload),
                 "priority": .int(new.priority), "labels": .json(new.labelsJSON), "recurring": .bool(new.recurring),
+                "paused_state": new.pausedState.map { .text($0.rawValue) } ?? .null,
             ]
         ).first else { throw Rollback(outcome: .notFound) }
         return try StoredTimer(row: row)
@@ -189,7 +290,7 @@ extension TimerStore {
                     throw Rollback(outcome: .finished(timer))
                 case .dispatched:
                     throw Rollback(outcome: .alreadyFired(timer))
-                case .scheduled, .armed, .retrying, .waiting, .completed:
+                case .scheduled, .armed, .retrying, .waiting, .completed, .paused:
                     break
                 }
                 // The armed runs' row locks come first (see the race rules above): retired for
@@ -218,7 +319,11 @@ extension TimerStore {
                 // lasts milliseconds; a retry then succeeds and stops the later occurrences).
                 let inFlight = try session.execute(TimerQueries.inFlightRuns, ["timer_id": .uuid(timer.id)])[0]
                 let lostRace = timer.recurring ? (try inFlight.int("claiming") ?? 0) > 0 : (try inFlight.int("n") ?? 0) > 0
-                if lostRace { throw Rollback(outcome: .alreadyFired(timer)) }
+                // Pausing a paused timer changes nothing, whatever is in flight.
+                if case .retire(.paused) = mode, timer.state == .paused {
+                } else if lostRace {
+                    throw Rollback(outcome: .alreadyFired(timer))
+                }
                 return try apply(timer, retired, rearmed, session)
             }
         } catch let rollback as Rollback {

@@ -8,7 +8,8 @@ enum TimerQueries {
     static let timerColumns = """
         id, tenant, shard, state, kind, recurring, schedule, next_fire_at, next_nominal_at, occurrence, attempt,
         version, queue, payload, priority, labels::text AS labels, retry_policy, idempotency_key,
-        after_timer_id, attempts, occurrences_fired, last_error, created_at, updated_at
+        after_timer_id, attempts, occurrences_fired, last_error, created_at, updated_at, paused_state,
+        misfire_policy, catchup_window_ms, occurrences_skipped, notify_success
         """
 
     static let timerColumnsQualified = timerColumns.split(separator: ",").map {
@@ -30,10 +31,11 @@ enum TimerQueries {
         sql: """
             INSERT INTO timers (id, tenant, shard, state, kind, schedule, next_fire_at, next_nominal_at,
                                 occurrence, queue, payload, priority, labels, retry_policy,
-                                idempotency_key, request_hash, after_timer_id, recurring)
+                                idempotency_key, request_hash, after_timer_id, recurring, misfire_policy,
+                                catchup_window_ms, notify_success)
             VALUES ($id, $tenant, $shard, $state, $kind, $schedule, $next_fire_at, $next_nominal_at, $occurrence,
                     $queue, $payload, $priority, $labels::jsonb, $retry_policy, $idempotency_key, $request_hash,
-                    $after_timer_id, $recurring)
+                    $after_timer_id, $recurring, $misfire_policy, $catchup_window_ms, $notify_success)
             ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING \(timerColumns)
             """)
@@ -47,10 +49,11 @@ enum TimerQueries {
             WITH t AS (
                 INSERT INTO timers (id, tenant, shard, state, kind, schedule, next_fire_at, next_nominal_at,
                                     occurrence, queue, payload, priority, labels, retry_policy,
-                                    idempotency_key, request_hash, recurring)
+                                    idempotency_key, request_hash, recurring, misfire_policy, catchup_window_ms,
+                                    notify_success)
                 VALUES ($id, $tenant, $shard, $state, $kind, $schedule, $next_fire_at, $next_nominal_at, $occurrence,
                         $queue, $payload, $priority, $labels::jsonb, $retry_policy, $idempotency_key, $request_hash,
-                        $recurring)
+                        $recurring, $misfire_policy, $catchup_window_ms, $notify_success)
                 ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING \(timerColumns)
             ), run AS (
@@ -64,14 +67,14 @@ enum TimerQueries {
             """)
 
     /// An armed run; each parameter is the column of its name ($refunded: attempts refunded
-    /// before it).
+    /// before it; $attempt_base: attempts before the occurrence's latest redrive).
     static let insertArmedRun = PostgresQuery(
         name: "sundial_insert_armed_run",
         sql: """
             INSERT INTO timer_runs (timer_id, occurrence, attempt, tenant, version, scheduled_at, shard,
-                                    refunded, outcome, armed_at)
+                                    refunded, attempt_base, outcome, armed_at)
             VALUES ($timer_id, $occurrence, $attempt, $tenant, $version, $scheduled_at, $shard, $refunded,
-                    \(RunOutcome.armed.sql), now())
+                    $attempt_base, \(RunOutcome.armed.sql), now())
             ON CONFLICT DO NOTHING
             """)
 
@@ -164,17 +167,18 @@ enum TimerQueries {
 
     /// Moves each loaded timer's cursor to its next occurrence (or its final state).
     /// Arrays, one element per timer ($occurrences: the next occurrence numbers; $errors: '' or
-    /// why a schedule ended).
+    /// why a schedule ended; $skipped: missed occurrences the misfire policy skipped).
     static let advanceTimers = PostgresQuery(
         name: "sundial_advance_timers",
         sql: """
             UPDATE timers t
             SET state = f.state, next_fire_at = f.next_fire_at, next_nominal_at = f.next_nominal_at,
                 occurrence = f.occurrence, updated_at = now(),
-                last_error = CASE WHEN f.error = '' THEN t.last_error ELSE f.error END
+                last_error = CASE WHEN f.error = '' THEN t.last_error ELSE f.error END,
+                occurrences_skipped = t.occurrences_skipped + f.skipped
             FROM unnest($ids::uuid[], $states::text[], $next_fire_at::timestamptz[], $next_nominal_at::timestamptz[],
-                        $occurrences::bigint[], $errors::text[])
-                AS f(id, state, next_fire_at, next_nominal_at, occurrence, error)
+                        $occurrences::bigint[], $errors::text[], $skipped::bigint[])
+                AS f(id, state, next_fire_at, next_nominal_at, occurrence, error, skipped)
             WHERE t.id = f.id
             """)
 
@@ -304,6 +308,7 @@ enum TimerQueries {
         name: "sundial_select_run_for_result",
         sql: """
             SELECT r.outcome AS run_outcome, r.scheduled_at AS run_scheduled_at, r.refunded AS run_refunded,
+                   r.attempt_base AS run_attempt_base,
                    \(timerColumnsQualified)
             FROM timer_runs r JOIN timers t ON t.id = r.timer_id
             WHERE r.timer_id = $timer_id AND r.occurrence = $occurrence AND r.attempt = $attempt
@@ -313,19 +318,30 @@ enum TimerQueries {
 
     /// Successful results, set-wise: finishes the runs still awaiting a result and returns
     /// their timers. Arrays, one element per result; $versions are the
-    /// versions the results name (0: not given).
+    /// versions the results name (0: not given). `notify`: the timer or its tenant asked for
+    /// a `succeeded` event (then the run's columns are there to build it).
     static let succeedRuns = PostgresQuery(
         name: "sundial_succeed_runs",
         sql: """
-            UPDATE timer_runs r SET outcome = \(RunOutcome.succeeded.sql), finished_at = f.finished_at
-            FROM unnest($ids::uuid[], $occurrences::bigint[], $attempts::int[], $finished_at::timestamptz[],
-                        $versions::bigint[])
-                AS f(id, occurrence, attempt, finished_at, version)
-            WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
-              AND (f.version = 0 OR r.version = f.version)
-              AND r.outcome IN (\(RunOutcome.sql(.dispatched, .dispatching)))
-            RETURNING r.timer_id
+            WITH done AS (
+                UPDATE timer_runs r SET outcome = \(RunOutcome.succeeded.sql), finished_at = f.finished_at
+                FROM unnest($ids::uuid[], $occurrences::bigint[], $attempts::int[], $finished_at::timestamptz[],
+                            $versions::bigint[])
+                    AS f(id, occurrence, attempt, finished_at, version)
+                WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
+                  AND (f.version = 0 OR r.version = f.version)
+                  AND r.outcome IN (\(RunOutcome.sql(.dispatched, .dispatching)))
+                RETURNING r.timer_id, r.occurrence, r.attempt, r.version, r.scheduled_at, r.fired_at,
+                          r.dispatched_at, r.finished_at, r.outcome, r.error
+            )
+            SELECT d.*, (t.notify_success OR coalesce(n.notify_success, false)) AS notify
+            FROM done d JOIN timers t ON t.id = d.timer_id LEFT JOIN tenants n ON n.tenant = t.tenant
             """)
+
+    /// Timers by id (after a batch of results, for their events).
+    static let selectTimersByID = PostgresQuery(
+        name: "sundial_select_timers_by_id",
+        sql: "SELECT \(timerColumns) FROM timers WHERE id = ANY($ids::uuid[])")
 
     /// One-shot timers among $ids whose job succeeded.
     static let settleSucceeded = PostgresQuery(
@@ -387,7 +403,9 @@ enum TimerQueries {
         name: "sundial_tenant_active_usage",
         sql: """
             SELECT count(*)::bigint AS timers, coalesce(sum(octet_length(payload)), 0)::bigint AS bytes
-            FROM timers WHERE tenant = $tenant AND state IN (\(StoredTimerState.sql(.scheduled, .armed, .dispatched, .retrying, .waiting)))
+            FROM timers
+            WHERE tenant = $tenant
+              AND state IN (\(StoredTimerState.sql(.scheduled, .armed, .dispatched, .retrying, .waiting, .paused)))
             """)
 
     /// The parent of a new dependent timer, shared-locked so its outcome cannot change while
@@ -401,15 +419,44 @@ enum TimerQueries {
             FROM timers t WHERE t.tenant = $tenant AND t.id = $id FOR SHARE OF t
             """)
 
+    // MARK: redrive
+
+    /// A timer's dead-lettered occurrence to run again: the latest attempt of occurrence
+    /// $occurrence (-1: of the latest occurrence with one), when that attempt is `dead`.
+    static let selectDeadRun = PostgresQuery(
+        name: "sundial_select_dead_run",
+        sql: """
+            SELECT r.occurrence, r.attempt FROM timer_runs r
+            WHERE r.timer_id = $timer_id AND r.outcome = \(RunOutcome.dead.sql)
+              AND ($occurrence::bigint < 0 OR r.occurrence = $occurrence::bigint)
+              AND NOT EXISTS (SELECT 1 FROM timer_runs later
+                              WHERE later.timer_id = r.timer_id AND later.occurrence = r.occurrence
+                                AND later.attempt > r.attempt)
+            ORDER BY r.occurrence DESC
+            LIMIT 1
+            """)
+
+    /// A redriven one-shot timer is armed again, due at $next_fire_at. Bumps the version.
+    static let rearmTimer = PostgresQuery(
+        name: "sundial_rearm_timer",
+        sql: """
+            UPDATE timers SET state = \(StoredTimerState.armed.sql), next_fire_at = $next_fire_at,
+                              version = version + 1, updated_at = now()
+            WHERE id = $id
+            RETURNING \(timerColumns)
+            """)
+
     // MARK: update / cancel
 
-    /// Takes a timer's armed runs out of play ($outcome: 'cancelled' or 'superseded'); locks them
-    /// against a concurrent dispatcher claim. Returns the runs touched.
+    /// Takes a timer's armed (and paused) runs out of play ($outcome: 'cancelled', 'superseded'
+    /// or 'paused'); locks them against a concurrent dispatcher claim. Returns the runs touched.
     static let retireArmedRuns = PostgresQuery(
         name: "sundial_retire_armed_runs",
         sql: """
-            UPDATE timer_runs SET outcome = $outcome, finished_at = now()
-            WHERE timer_id = $timer_id AND outcome = \(RunOutcome.armed.sql)
+            UPDATE timer_runs
+            SET outcome = $outcome,
+                finished_at = CASE WHEN $outcome = \(RunOutcome.paused.sql) THEN NULL ELSE now() END
+            WHERE timer_id = $timer_id AND outcome IN (\(RunOutcome.sql(.armed, .paused)))
             RETURNING occurrence, attempt
             """)
 
@@ -440,7 +487,7 @@ enum TimerQueries {
             UPDATE timers
             SET state = $state, next_fire_at = $next_fire_at, next_nominal_at = $next_nominal_at,
                 occurrence = $occurrence, schedule = $schedule, kind = $kind, payload = $payload,
-                priority = $priority, labels = $labels::jsonb, recurring = $recurring,
+                priority = $priority, labels = $labels::jsonb, recurring = $recurring, paused_state = $paused_state,
                 version = version + 1,
                 updated_at = now()
             WHERE id = $id
@@ -451,9 +498,72 @@ enum TimerQueries {
     static let cancelTimer = PostgresQuery(
         name: "sundial_cancel_timer",
         sql: """
-            UPDATE timers SET state = \(StoredTimerState.cancelled.sql), version = version + 1, updated_at = now()
+            UPDATE timers SET state = \(StoredTimerState.cancelled.sql), paused_state = NULL, version = version + 1,
+                              updated_at = now()
             WHERE id = $id
             RETURNING \(timerColumns)
+            """)
+
+    // MARK: pause / resume
+
+    /// Pauses a timer, keeping the state to return to. Bumps the version.
+    static let pauseTimer = PostgresQuery(
+        name: "sundial_pause_timer",
+        sql: """
+            UPDATE timers SET state = \(StoredTimerState.paused.sql), paused_state = $paused_state,
+                              version = version + 1, updated_at = now()
+            WHERE id = $id
+            RETURNING \(timerColumns)
+            """)
+
+    /// A paused timer's paused runs, locked, in occurrence order.
+    static let selectPausedRuns = PostgresQuery(
+        name: "sundial_select_paused_runs",
+        sql: """
+            SELECT occurrence, attempt, scheduled_at FROM timer_runs
+            WHERE timer_id = $timer_id AND outcome = \(RunOutcome.paused.sql)
+            ORDER BY occurrence, attempt
+            FOR UPDATE
+            """)
+
+    /// Paused runs armed again at the resumed timer's version $version (arrays: one element per run).
+    static let rearmPausedRuns = PostgresQuery(
+        name: "sundial_rearm_paused_runs",
+        sql: """
+            UPDATE timer_runs r SET outcome = \(RunOutcome.armed.sql), version = $version, armed_at = now()
+            FROM unnest($occurrences::bigint[], $attempts::int[]) AS f(occurrence, attempt)
+            WHERE r.timer_id = $timer_id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
+              AND r.outcome = \(RunOutcome.paused.sql)
+            """)
+
+    /// Paused runs the misfire policy skips on resume.
+    static let skipPausedRuns = PostgresQuery(
+        name: "sundial_skip_paused_runs",
+        sql: """
+            UPDATE timer_runs r SET outcome = \(RunOutcome.skipped.sql), finished_at = now()
+            FROM unnest($occurrences::bigint[], $attempts::int[]) AS f(occurrence, attempt)
+            WHERE r.timer_id = $timer_id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
+              AND r.outcome = \(RunOutcome.paused.sql)
+            """)
+
+    /// Resumes a paused timer into $state, counting $skipped occurrences. Bumps the version.
+    static let resumeTimer = PostgresQuery(
+        name: "sundial_resume_timer",
+        sql: """
+            UPDATE timers SET state = $state, paused_state = NULL, version = version + 1,
+                              occurrences_skipped = occurrences_skipped + $skipped, updated_at = now()
+            WHERE id = $id AND state = \(StoredTimerState.paused.sql)
+            RETURNING \(timerColumns)
+            """)
+
+    /// A retry armed for a paused timer's occurrence (its job was in flight when it was
+    /// paused) waits paused too.
+    static let pauseRun = PostgresQuery(
+        name: "sundial_pause_run",
+        sql: """
+            UPDATE timer_runs SET outcome = \(RunOutcome.paused.sql)
+            WHERE timer_id = $timer_id AND occurrence = $occurrence AND attempt = $attempt
+              AND outcome = \(RunOutcome.armed.sql)
             """)
 
     // MARK: shard leases
@@ -503,8 +613,9 @@ enum TimerQueries {
         insertTimer, insertTimerWithRun, insertArmedRun, selectByIdempotencyKey, selectTimer,
         selectTimerForUpdate, listTimers, selectRuns, selectDueForLoad, insertArmedRuns, advanceTimers,
         armedFuture, rescueOverdue, claimForDispatch, recordDeferrals, releaseClaims, markDispatched,
-        selectRunForResult, succeedRuns, settleSucceeded, selectWaitingChildrenOfAny, finishRun, settleTimer,
-        noteTimerError, startChild, cancelWaitingChildren, tenantActiveUsage, selectParentForChild,
+        selectRunForResult, succeedRuns, selectTimersByID, settleSucceeded, selectWaitingChildrenOfAny, finishRun, settleTimer,
+        noteTimerError, startChild, cancelWaitingChildren, tenantActiveUsage, selectParentForChild, selectDeadRun,
+        rearmTimer, pauseTimer, selectPausedRuns, rearmPausedRuns, skipPausedRuns, resumeTimer, pauseRun,
         retireArmedRuns, reversionArmedRuns, inFlightRuns, rewriteTimer, cancelTimer, acquireLeases,
         countArmedRuns, renewLeases, releaseLeases,
     ]

@@ -50,6 +50,14 @@ public struct FailureHandling: Sendable, Hashable {
     }
 }
 
+/// What applying a batch of successes did.
+public struct SuccessEffects: Sendable {
+    /// Runs finished as succeeded (the rest were duplicates or stale).
+    public var applied = 0
+    /// `succeeded` events to publish (timers or tenants that asked for them).
+    public var events: [(kind: String, timer: StoredTimer, run: StoredRun)] = []
+}
+
 /// What applying a result requires next (outside the transaction).
 public struct ResultEffects: Sendable {
     /// A retry run armed for the next attempt: publish it.
@@ -87,6 +95,8 @@ extension TimerStore {
             }
             let timer = try StoredTimer(row: row)
             let refundedBefore = try row.int("run_refunded") ?? 0
+            // Attempts before the occurrence's latest redrive do not count against its policy.
+            let attemptBase = min(max(try row.int("run_attempt_base") ?? 0, 0), key.attempt - 1)
             let finished = { (state: RunOutcome, error: String?) throws -> StoredRun in
                 let rows = try session.execute(
                     TimerQueries.finishRun,
@@ -103,7 +113,7 @@ extension TimerStore {
             let verdict: FailureVerdict = timer.state == .cancelled
                 ? .deadLetter
                 : policy.verdict(
-                    failedAttempt: key.attempt, refundedBefore: refundedBefore, retryable: outcome.retryable,
+                    failedAttempt: key.attempt - attemptBase, refundedBefore: refundedBefore, retryable: outcome.retryable,
                     refund: handling.refund, suspected: handling.suspected, maximumRefunds: handling.maximumRefunds,
                     timerID: TimerID.text(timer.id),
                     occurrence: key.occurrence)
@@ -111,8 +121,13 @@ extension TimerStore {
                 let retryTime = now.addingTimeInterval(delay.seconds)
                 effects.refunded = verdict.refunds(given: refundedBefore)
                 let run = try finished(.failed, error)
-                let next = ArmedRun(occurrence: key.occurrence, attempt: key.attempt + 1, dueAt: retryTime, refunded: refunded)
-                let settled = timer.recurring
+                let next = ArmedRun(
+                    occurrence: key.occurrence, attempt: key.attempt + 1, dueAt: retryTime, refunded: refunded,
+                    attemptBase: attemptBase)
+                // A paused timer (a recurring one whose job was in flight when it was paused)
+                // keeps its state; the retry waits paused for the resume.
+                let paused = timer.state == .paused
+                let settled = timer.recurring || paused
                     ? try session.execute(TimerQueries.noteTimerError, [
                         "id": .uuid(timer.id), "error": .text(error),
                     ])[0]
@@ -123,6 +138,13 @@ extension TimerStore {
                         ])[0]
                 let current = try StoredTimer(row: settled)
                 try Self.insertArmedRun(next, of: current, session)
+                if paused {
+                    try session.execute(TimerQueries.pauseRun, [
+                        "timer_id": .uuid(timer.id), "occurrence": .int64(next.occurrence), "attempt": .int(next.attempt),
+                    ])
+                    effects.events.append((TimerEventKind.attemptFailed, current, run))
+                    return effects
+                }
                 effects.retry = ScheduledFire(
                     tenant: current.tenant, timerID: current.id, shard: current.shard, version: current.version,
                     dueAt: retryTime, occurrence: next.occurrence, attempt: next.attempt, queue: current.queue,
@@ -152,10 +174,10 @@ extension TimerStore {
     /// Applies successful results set-wise in one transaction (the common case on the hot
     /// path): runs finished, one-shot timers settled, waiting children started. Results that
     /// match no run awaiting one are ignored. Returns how many runs succeeded.
-    public func applySuccesses(_ outcomes: [JobOutcome]) async throws -> Int {
-        guard !outcomes.isEmpty else { return 0 }
+    public func applySuccesses(_ outcomes: [JobOutcome]) async throws -> SuccessEffects {
+        guard !outcomes.isEmpty else { return SuccessEffects() }
         return try await pool.transaction { session in
-            let succeeded = try session.execute(
+            let rows = try session.execute(
                 TimerQueries.succeedRuns,
                 [
                     "ids": .uuidArray(outcomes.map(\.key.id)),
@@ -164,8 +186,9 @@ extension TimerStore {
                     "finished_at": .timestampArray(outcomes.map(\.finishedAt)),
                     "versions": .int64Array(outcomes.map { $0.version ?? 0 }),
                 ]
-            ).map { try $0.required("timer_id", $0.uuid) }
-            guard !succeeded.isEmpty else { return 0 }
+            )
+            let succeeded = try rows.map { try $0.required("timer_id", $0.uuid) }
+            guard !succeeded.isEmpty else { return SuccessEffects() }
             let parents = Array(Set(succeeded))
             try session.execute(TimerQueries.settleSucceeded, ["ids": .uuidArray(parents)])
             let finishedAt = Dictionary(outcomes.map { ($0.key.id, $0.finishedAt) }, uniquingKeysWith: max)
@@ -180,7 +203,22 @@ extension TimerStore {
                     "next_nominal_at": .timestamp(start.nominal),
                 ])
             }
-            return succeeded.count
+            var effects = SuccessEffects(applied: succeeded.count)
+            // Completion events, for the runs whose timer or tenant asked for them: the timers
+            // read after settling, so the event shows the final state.
+            let notified = try rows.filter { try $0.bool("notify") == true }.map { row in
+                (try row.required("timer_id", row.uuid), try StoredRun(row: row))
+            }
+            if !notified.isEmpty {
+                let timers = Dictionary(
+                    try session.execute(TimerQueries.selectTimersByID, ["ids": .uuidArray(Array(Set(notified.map(\.0))))])
+                        .map { let timer = try StoredTimer(row: $0); return (timer.id, timer) },
+                    uniquingKeysWith: { first, _ in first })
+                effects.events = notified.compactMap { id, run in
+                    timers[id].map { (kind: TimerEventKind.succeeded, timer: $0, run: run) }
+                }
+            }
+            return effects
         }
     }
 }

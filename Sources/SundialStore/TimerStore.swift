@@ -34,6 +34,14 @@ public struct StoredTimer: Sendable, Hashable {
     public var lastError: String?
     public var createdAt: Date
     public var updatedAt: Date
+    /// A paused timer's state to return to on resume.
+    public var pausedState: StoredTimerState?
+    public var misfirePolicy: MisfirePolicy
+    /// Missed occurrences older than this are skipped whatever the policy (nil: no limit).
+    public var catchupWindow: TimeInterval?
+    public var occurrencesSkipped: Int64
+    /// Publish a `succeeded` event when a job succeeds.
+    public var notifySuccess: Bool
 
     init(row: PostgresRow) throws {
         id = try row.required("id", row.uuid)
@@ -60,6 +68,17 @@ public struct StoredTimer: Sendable, Hashable {
         lastError = try row.string("last_error")
         createdAt = try row.required("created_at", row.date)
         updatedAt = try row.required("updated_at", row.date)
+        pausedState = try row.string("paused_state").map(StoredTimerState.init(stored:))
+        misfirePolicy = try MisfirePolicy(stored: row.required("misfire_policy", row.string))
+        let windowMs = try row.required("catchup_window_ms", row.int64)
+        catchupWindow = windowMs > 0 ? Double(windowMs) / 1000 : nil
+        occurrencesSkipped = try row.required("occurrences_skipped", row.int64)
+        notifySuccess = try row.required("notify_success", row.bool)
+    }
+
+    /// The misfire rule this timer's missed occurrences are judged by at `now`.
+    public func misfire(at now: Date, threshold: Duration) -> MisfireRule {
+        MisfireRule(policy: misfirePolicy, catchupWindow: catchupWindow, now: now, threshold: threshold)
     }
 }
 
@@ -91,6 +110,10 @@ public struct NewTimer: Sendable {
     /// With `afterTimerID`: the cursor to use instead of waiting if the parent has already
     /// succeeded (its schedule computed from now).
     public var startedCursor: (fireAt: Date, nominal: Date)?
+    public var misfirePolicy: MisfirePolicy = .standard
+    /// Milliseconds; 0: no limit.
+    public var catchupWindowMs: Int64 = 0
+    public var notifySuccess = false
 
     public init(
         id: UUID, tenant: String, shard: Int, state: StoredTimerState, kind: String, recurring: Bool,
@@ -196,6 +219,8 @@ public struct TimerStore: Sendable {
                         "retry_policy": timer.retryPolicy.map { .bytes($0) } ?? .null,
                         "idempotency_key": timer.idempotencyKey.map { .text($0) } ?? .null,
                         "request_hash": .bytes(timer.requestHash), "recurring": .bool(timer.recurring),
+                        "misfire_policy": .text(timer.misfirePolicy.rawValue), "catchup_window_ms": .int64(timer.catchupWindowMs),
+                        "notify_success": .bool(timer.notifySuccess),
                         "run_occurrence": timer.armedRun.map { .int64($0.occurrence) } ?? .null,
                         "run_scheduled_at": timer.armedRun.map { .timestamp($0.dueAt) } ?? .null,
                     ]
@@ -240,7 +265,8 @@ public struct TimerStore: Sendable {
                     "idempotency_key": timer.idempotencyKey.map { .text($0) } ?? .null,
                     "request_hash": .bytes(timer.requestHash),
                     "after_timer_id": timer.afterTimerID.map { .uuid($0) } ?? .null,
-                    "recurring": .bool(timer.recurring),
+                    "misfire_policy": .text(timer.misfirePolicy.rawValue), "catchup_window_ms": .int64(timer.catchupWindowMs),
+                    "notify_success": .bool(timer.notifySuccess), "recurring": .bool(timer.recurring),
                 ])
             if let row = inserted.first {
                 let stored = try StoredTimer(row: row)
@@ -263,14 +289,18 @@ public struct TimerStore: Sendable {
 
     /// Loading a due timer: its current occurrence, and a recurring timer's following ones due
     /// before `horizon` (at most 1,000 per claim).
-    static func loadStep(_ timer: StoredTimer, through horizon: Date) -> LoadStep {
-        let fireAt = timer.nextFireAt ?? Date()
+    /// Missed occurrences (loaded more than a minute late) go by the timer's misfire policy.
+    static func loadStep(
+        _ timer: StoredTimer, through horizon: Date, now: Date, misfireThreshold: Duration, maximumSkips: Int
+    ) -> LoadStep {
+        let fireAt = timer.nextFireAt ?? now
         let current = OccurrenceStepper.Occurrence(
             number: timer.occurrence, nominal: timer.nextNominalAt ?? fireAt, fireAt: fireAt)
         let schedule = timer.recurring
             ? timer.decodedSchedule : nil
         return .loading(
-            current, recurring: timer.recurring, schedule: schedule, timerID: timer.id, through: horizon, limit: 1000)
+            current, recurring: timer.recurring, schedule: schedule, timerID: timer.id, through: horizon, limit: 1000,
+            misfire: timer.misfire(at: now, threshold: misfireThreshold), maximumSkips: maximumSkips)
     }
 
     static func insertArmedRun(_ run: ArmedRun, of timer: StoredTimer, _ session: PostgresSession) throws {
@@ -280,6 +310,7 @@ public struct TimerStore: Sendable {
                 "timer_id": .uuid(timer.id), "occurrence": .int64(run.occurrence), "attempt": .int(run.attempt),
                 "tenant": .text(timer.tenant), "version": .int64(timer.version),
                 "scheduled_at": .timestamp(run.dueAt), "shard": .int(timer.shard), "refunded": .int(run.refunded),
+                "attempt_base": .int(run.attemptBase),
             ])
     }
 
@@ -356,6 +387,7 @@ public struct TimerStore: Sendable {
 
     public func loadDue(
         lease: ShardLease, owner: String, dueBefore: Date, limit: Int, budget: LoadBudget = LoadBudget(),
+        now: Date = Date(), misfireThreshold: Duration = MisfireRule.defaultThreshold
     ) async throws -> LoadedRuns {
         try await pool.transaction { session in
             let selected = try session.execute(
@@ -366,21 +398,26 @@ public struct TimerStore: Sendable {
                 ]
             ).map(StoredTimer.init(row:))
             guard !selected.isEmpty else { return LoadedRuns(rows: [], timers: 0, truncated: false) }
-            // Steps in due order until the run or byte budget is spent (the first always goes).
+            // Steps in due order until the run, byte or skip budget is spent (the first always goes).
             var timers: [StoredTimer] = []
             var steps: [LoadStep] = []
             var runCount = 0
             var bytes = 0
+            var skipsLeft = LoadStep.maximumSkipsPerLoad
             for timer in selected {
-                let next = Self.loadStep(timer, through: dueBefore)
+                let next = Self.loadStep(
+                    timer, through: dueBefore, now: now, misfireThreshold: misfireThreshold, maximumSkips: skipsLeft)
                 let cost = next.runs.count * (timer.payload.count + 512)
                 if !timers.isEmpty, runCount + next.runs.count > budget.runs || bytes + cost > budget.bytes { break }
                 timers.append(timer)
                 steps.append(next)
                 runCount += next.runs.count
                 bytes += cost
+                skipsLeft -= next.skipped
+                // Skipping costs a step per occurrence: a claim stops once it skipped its share.
+                if skipsLeft <= 0 { break }
             }
-            let truncated = timers.count < selected.count || selected.count >= limit
+            let truncated = timers.count < selected.count || selected.count >= limit || skipsLeft <= 0
             // One row per run; a recurring timer may contribute several.
             let runs = zip(timers, steps).flatMap { timer, step in step.runs.map { (timer, $0) } }
             try session.execute(
@@ -399,6 +436,7 @@ public struct TimerStore: Sendable {
                     "next_nominal_at": .timestampArray(steps.map(\.nextNominalAt)),
                     "occurrences": .int64Array(steps.map(\.nextOccurrence)),
                     "errors": .textArray(steps.map { $0.failure ?? "" }),
+                    "skipped": .int64Array(steps.map { Int64($0.skipped) }),
                 ])
             let rows = runs.map { timer, run in
                 ScheduledFire(

@@ -213,7 +213,11 @@ private struct FuzzCase: Sendable {
             bytes = try? Sundial_V1_UpdateTimerRequest.with {
                 $0.timerID = id(&rng, knownIDs)
                 if rng.chance(0.5) { $0.schedule = validSchedule(&rng) }
-                if rng.chance(0.5) { $0.updatePayload = true; $0.payload = Data(rng.bytes(count: rng.length(max: 64))) }
+                if rng.chance(0.5) {
+                    // Old clients flag the payload; new ones rely on field presence.
+                    if rng.chance(0.5) { $0.updatePayload = true }
+                    $0.payload = Data(rng.bytes(count: rng.length(max: 64)))
+                }
                 if rng.chance(0.3) { $0.priority = [.high, .low, .normal].randomElement(using: &rng)! }
                 if rng.chance(0.3) { $0.labels = ["env": "prod", "team": "x"] }
             }.serializedBytes()
@@ -228,6 +232,27 @@ private struct FuzzCase: Sendable {
             bytes = try? Sundial_V1_TimerHistoryRequest.with {
                 $0.timerID = id(&rng, knownIDs)
                 $0.pageSize = UInt32.random(in: 0...20, using: &rng)
+            }.serializedBytes()
+        case .retry:
+            bytes = try? Sundial_V1_RetryTimerRequest.with {
+                if rng.chance(0.7) {
+                    $0.timerID = id(&rng, knownIDs)
+                    if rng.chance(0.3) { $0.occurrence = UInt64.random(in: 0...3, using: &rng) }
+                } else {
+                    $0.labels = ["env": "prod"]
+                    $0.pageSize = UInt32.random(in: 0...20, using: &rng)
+                }
+            }.serializedBytes()
+        case .pause, .resume:
+            // Both requests have the same fields and numbers.
+            bytes = try? Sundial_V1_PauseTimerRequest.with {
+                if rng.chance(0.7) {
+                    $0.timerID = id(&rng, knownIDs)
+                    if rng.chance(0.3) { $0.expectedVersion = UInt64.random(in: 0...3, using: &rng) }
+                } else {
+                    $0.labels = ["team": "x"]
+                    $0.pageSize = UInt32.random(in: 0...20, using: &rng)
+                }
             }.serializedBytes()
         }
         return bytes ?? []
@@ -300,8 +325,10 @@ private struct FuzzCase: Sendable {
             default:  // idempotency_key invalid, priority as a huge varint, unknown fields
                 return field(1, bad) + [0x30] + varint(UInt64.max) + [0xF8, 0x07, 0x01] + field(3, Array("q".utf8))
             }
-        case .get, .cancel, .history:
+        case .get, .cancel, .history, .pause, .resume:
             return field(1, bad)
+        case .retry:
+            return field(3, field(1, bad) + field(2, Array("v".utf8))) + [0x10] + varint(UInt64.max)
         case .update:
             return field(1, Array(TimerID.text(TimerID.make()).utf8)) + field(3, field(10, bad)) + [0x30] + varint(UInt64(Int.random(in: 4...1000, using: &rng)))
         case .list:
@@ -338,6 +365,11 @@ private struct FuzzCase: Sendable {
             if rng.chance(0.3) { request.updatePayload = true; request.payload = create.payload }
             if rng.chance(0.3) { request.labels = create.labels }
             if rng.chance(0.2) { request.priority = .UNRECOGNIZED(Int.random(in: 4...1_000_000, using: &rng)) }
+            if rng.chance(0.2) {
+                request.updateMask.paths = (0..<Int.random(in: 0...40, using: &rng)).map { _ in
+                    rng.chance(0.5) ? ["schedule", "payload", "priority", "labels"].randomElement(using: &rng)! : absurdString(&rng)
+                }
+            }
             return (try? request.serializedBytes()) ?? []
         case .list:
             var request = Sundial_V1_ListTimersRequest()
@@ -356,6 +388,22 @@ private struct FuzzCase: Sendable {
         case .get, .cancel:
             let text = rng.chance(0.2) ? id(&rng, knownIDs) : absurdString(&rng)
             return (try? Sundial_V1_GetTimerRequest.with { $0.timerID = text }.serializedBytes()) ?? []
+        case .retry:
+            var request = Sundial_V1_RetryTimerRequest()
+            if rng.chance(0.5) { request.timerID = rng.chance(0.5) ? id(&rng, knownIDs) : absurdString(&rng) }
+            if rng.chance(0.5) { request.occurrence = [UInt64.max, UInt64(Int64.max) + 1, 0].randomElement(using: &rng)! }
+            if rng.chance(0.5) { request.labels = manyLabels(&rng) }
+            request.pageSize = [UInt32.max, 101, 100, 0].randomElement(using: &rng)!
+            request.pageToken = rng.chance(0.5) ? absurdString(&rng) : ""
+            return (try? request.serializedBytes()) ?? []
+        case .pause, .resume:
+            var request = Sundial_V1_PauseTimerRequest()
+            if rng.chance(0.5) { request.timerID = rng.chance(0.5) ? id(&rng, knownIDs) : absurdString(&rng) }
+            request.expectedVersion = rng.chance(0.5) ? UInt64.max : UInt64.random(in: 0...5, using: &rng)
+            if rng.chance(0.5) { request.labels = manyLabels(&rng) }
+            request.pageSize = [UInt32.max, 101, 100, 0].randomElement(using: &rng)!
+            request.pageToken = rng.chance(0.5) ? absurdString(&rng) : ""
+            return (try? request.serializedBytes()) ?? []
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import SundialClient
 import SundialContract
+import SundialCore
 import SundialExecutor
 import SundialProto
 import SundialStore
@@ -290,6 +291,71 @@ struct LifecycleIntegrationTests {
         }
     }
 
+    @Test("update field presence: a set payload applies without the old flag; update_mask sets exactly what it names, empty values included")
+    func updateFieldPresence() async throws {
+        try await withTestSystem("updmask") { system in
+            let client = system.client(tenant: "acme")
+            var create = Sundial_V1_CreateTimerRequest.delay(.seconds(600), queue: "q", payload: "v1")
+            create.labels = ["env": "prod", "team": "billing"]
+            create.priority = .high
+            let timer = try await client.create(create).timer
+
+            // Presence: payload set, no update_payload flag (the protobuf way).
+            var present = Sundial_V1_UpdateTimerRequest()
+            present.timerID = timer.id
+            present.payload = Data("v2".utf8)
+            let v2 = try await client.update(present)
+            #expect(String(decoding: v2.payload, as: UTF8.self) == "v2")
+            #expect(v2.labels == ["env": "prod", "team": "billing"] && v2.priority == .high)
+
+            // Presence of an empty payload is a change too (old clients said so with the flag).
+            var emptied = Sundial_V1_UpdateTimerRequest()
+            emptied.timerID = timer.id
+            emptied.payload = Data()
+            #expect(try await client.update(emptied).payload.isEmpty)
+
+            // The mask: exactly labels and priority; labels cleared, priority unspecified = normal;
+            // the payload given alongside is not named, so it stays empty.
+            var masked = Sundial_V1_UpdateTimerRequest()
+            masked.timerID = timer.id
+            masked.payload = Data("ignored".utf8)
+            masked.updateMask.paths = ["labels", "priority"]
+            let cleared = try await client.update(masked)
+            #expect(cleared.labels.isEmpty)
+            #expect(cleared.priority == .normal)
+            #expect(cleared.payload.isEmpty)
+
+            // The mask names the payload: set to the value given.
+            var maskPayload = Sundial_V1_UpdateTimerRequest()
+            maskPayload.timerID = timer.id
+            maskPayload.payload = Data("v3".utf8)
+            maskPayload.updateMask.paths = ["payload"]
+            #expect(String(decoding: try await client.update(maskPayload).payload, as: UTF8.self) == "v3")
+
+            // Refused, changing nothing: an unknown path; a schedule named but not given; an
+            // empty mask.
+            var unknown = Sundial_V1_UpdateTimerRequest()
+            unknown.timerID = timer.id
+            unknown.updateMask.paths = ["payload", "queue"]
+            let unknownError = try await sundialError { _ = try await client.update(unknown) }
+            #expect(unknownError.code == .invalidArgument)
+            #expect(unknownError.violations.contains { $0.field == "update_mask" && $0.description_p.contains("queue") })
+            var noSchedule = Sundial_V1_UpdateTimerRequest()
+            noSchedule.timerID = timer.id
+            noSchedule.updateMask.paths = ["schedule"]
+            let noScheduleError = try await sundialError { _ = try await client.update(noSchedule) }
+            #expect(noScheduleError.violations.contains { $0.field == "schedule" })
+            var emptyMask = Sundial_V1_UpdateTimerRequest()
+            emptyMask.timerID = timer.id
+            emptyMask.payload = Data("v4".utf8)
+            emptyMask.updateMask.paths = []  // present, naming nothing
+            #expect(try await sundialError { _ = try await client.update(emptyMask) }.code == .invalidArgument)
+            let final = try await client.get(timer.id)
+            #expect(String(decoding: final.payload, as: UTF8.self) == "v3")
+            #expect(final.version == timer.version + 4)
+        }
+    }
+
     // MARK: 4. the race with the fire
 
     @Test("cancel at the fire instant, 40 times: acknowledged → never dispatched; already fired → exactly once")
@@ -326,6 +392,159 @@ struct LifecycleIntegrationTests {
                 }
                 return true
             }
+        }
+    }
+
+    @Test("pause at the fire instant, 40 times: acknowledged → nothing while paused, exactly one job once resumed; already fired → exactly once")
+    func pauseRacesTheFire() async throws {
+        try await withTestSystem("racepause") { system in
+            let client = system.client(tenant: "acme")
+            let worker = try await system.worker(queue: "race-pause")
+            let results = try await race(client, queue: "race-pause", iterations: 40) { id in
+                try await client.pause(id)
+            }
+            let paused = results.filter(\.acknowledged)
+            let whilePaused = try await collectUntilQuiet(worker, quiet: .seconds(3), timeout: .seconds(30)) { jobs in
+                Set(results.filter { !$0.acknowledged }.map(\.id)).isSubset(of: Set(jobs.map(\.0.timerID)))
+            }
+            let firedWhilePaused = Set(whilePaused.map(\.0.timerID)).intersection(paused.map(\.id))
+            #expect(firedWhilePaused.isEmpty, "paused timers dispatched: \(firedWhilePaused.sorted())")
+            for result in paused {
+                let timer = try await client.get(result.id)
+                #expect(timer.state == .paused)
+                #expect(timer.version == result.createdVersion + 1)
+                #expect(try await client.pause(result.id).version == timer.version)  // idempotent
+            }
+            // Resumed: each paused one-shot fires once now (its time has passed).
+            for result in paused { #expect(try await client.resume(result.id).state == .armed) }
+            let afterResume = try await collectUntilQuiet(worker, quiet: .seconds(3), timeout: .seconds(30)) { jobs in
+                Set(paused.map(\.id)).isSubset(of: Set(jobs.map(\.0.timerID)))
+            }
+            let byTimer = Dictionary(grouping: (whilePaused + afterResume).map(\.0), by: \.timerID)
+            var violations = 0
+            for result in results where byTimer[result.id]?.count != 1 {
+                violations += 1
+                Issue.record("timer \(result.id): pause \(result.acknowledged ? "acknowledged" : "already fired"), \(byTimer[result.id]?.count ?? 0) jobs")
+            }
+            for job in afterResume.map(\.0) where paused.contains(where: { $0.id == job.timerID }) {
+                // The job of the resumed version, its scheduled time unchanged.
+                #expect(job.message.headers[SundialHeader.version] == String(paused.first { $0.id == job.timerID }!.createdVersion + 2))
+            }
+            print("race pause: \(results.count) races, \(paused.count) pauses acknowledged, \(violations) violations")
+        }
+    }
+
+    @Test("pause/resume of recurring timers: nothing fires while paused; on resume fire_all catches up every missed occurrence, fire_once one, skip none")
+    func pauseResumeMisfire() async throws {
+        var options = TestSystem.Options()
+        options.misfireThreshold = .seconds(1)
+        options.horizon = .seconds(20)
+        try await withTestSystem("pausemisfire", options) { system in
+            let client = system.client(tenant: "acme")
+            var timers: [MisfirePolicy: (id: String, worker: SundialWorker)] = [:]
+            for (policy, wire) in [(MisfirePolicy.fireAll, Sundial_V1_MisfirePolicy.fireAll), (.fireOnce, .fireOnce), (.skip, .skip)] {
+                var request = Sundial_V1_CreateTimerRequest.every(.seconds(1), maxOccurrences: 0, queue: "pm-\(policy.rawValue)")
+                request.schedule.clearEnd()
+                request.misfirePolicy = wire
+                let worker = try await system.worker(queue: "pm-\(policy.rawValue)")
+                let timer = try await client.create(request).timer
+                #expect(timer.misfirePolicy == wire)
+                timers[policy] = (timer.id, worker)
+            }
+            // Running: two jobs each, then pause all three.
+            for (_, timer) in timers {
+                let jobs = try await collectJobs(timer.worker, count: 2, timeout: .seconds(10))
+                try await timer.worker.complete(jobs.map(\.0))
+            }
+            for (_, timer) in timers {
+                // A recurring timer whose occurrence is being forwarded this very millisecond
+                // answers 409 "already fired": retry, as the error says.
+                var paused: Sundial_V1_Timer?
+                for _ in 0..<5 where paused == nil {
+                    do { paused = try await client.pause(timer.id) } catch let error as SundialError where error.code == .conflict {}
+                }
+                #expect(paused?.state == .paused)
+            }
+            let pausedAt = Date()
+            // Drain what was dispatched before the pause was acknowledged; then nothing may come.
+            for (_, timer) in timers {
+                for (job, received) in try await collectJobs(timer.worker, count: 2, timeout: .seconds(1)) {
+                    #expect(received.timeIntervalSince(pausedAt) < 1, "a job came \(received.timeIntervalSince(pausedAt)) s into the pause")
+                    try await timer.worker.complete(job)
+                }
+            }
+            for (_, timer) in timers {
+                #expect(try await collectJobs(timer.worker, count: 1, timeout: .seconds(1)).isEmpty)
+            }
+            // About 6 s paused: the occurrences due in it are more than 1 s late when resumed.
+            var caughtUp: [MisfirePolicy: Int] = [:]
+            for (policy, timer) in timers {
+                let resumedAt = Date()
+                let resumed = try await client.resume(timer.id)
+                #expect(resumed.state == .scheduled)
+                let jobs = try await collectJobs(timer.worker, count: 6, timeout: .seconds(8))
+                try await timer.worker.complete(jobs.map(\.0))
+                // Catch-ups: jobs of occurrences due while paused, more than the threshold late.
+                caughtUp[policy] = jobs.filter { $0.0.scheduledAt < resumedAt.addingTimeInterval(-1) }.count
+                let runs = try await system.store.runs(timerID: TimerID.parse(timer.id)!)
+                let skipped = runs.filter { $0.outcome == .skipped }.count
+                let stored = try await client.get(timer.id)
+                #expect(stored.occurrencesSkipped == UInt64(skipped), "\(policy): skipped runs vs counter")
+                #expect(runs.allSatisfy { $0.outcome != .paused }, "\(policy): a run stayed paused")
+                switch policy {
+                case .fireAll: #expect(skipped == 0)
+                case .fireOnce: #expect(skipped >= 1)
+                case .skip: #expect(skipped >= 2)
+                }
+            }
+            #expect((caughtUp[.fireAll] ?? 0) >= 2, "fire_all caught up \(caughtUp[.fireAll] ?? 0)")
+            #expect(caughtUp[.fireOnce] == 1)
+            #expect(caughtUp[.skip] == 0)
+        }
+    }
+
+    @Test("pause and resume by label selector, a page at a time; a waiting or finished timer is refused")
+    func pauseResumeBySelector() async throws {
+        try await withTestSystem("pausesel") { system in
+            let client = system.client(tenant: "acme")
+            var team: [String: String] = [:]
+            for (index, label) in ["x", "x", "x", "y"].enumerated() {
+                var request = Sundial_V1_CreateTimerRequest.delay(.seconds(600 + index), queue: "q")
+                request.labels = ["team": label]
+                team[try await client.create(request).timer.id] = label
+            }
+            let xs = Set(team.filter { $0.value == "x" }.keys)
+            var pause = Sundial_V1_PauseTimerRequest()
+            pause.labels = ["team": "x"]
+            pause.pageSize = 2
+            let first = try await client.pause(pause)
+            #expect(first.timers.count == 2 && !first.nextPageToken.isEmpty)
+            pause.pageToken = first.nextPageToken
+            let second = try await client.pause(pause)
+            #expect(second.timers.count == 1 && second.nextPageToken.isEmpty)
+            #expect(Set((first.timers + second.timers).map(\.id)) == xs)
+            for (id, label) in team {
+                #expect(try await client.get(id).state == (label == "x" ? .paused : .scheduled))
+            }
+            // A selector needs a label; expected_version goes with one timer.
+            #expect(try await sundialError { _ = try await client.pause(Sundial_V1_PauseTimerRequest()) }.code == .invalidArgument)
+
+            var resume = Sundial_V1_ResumeTimerRequest()
+            resume.labels = ["team": "x"]
+            let resumed = try await client.resume(resume)
+            #expect(Set(resumed.timers.map(\.id)) == xs && resumed.nextPageToken.isEmpty)
+            #expect(resumed.timers.allSatisfy { $0.state == .scheduled })
+
+            // Refused: a timer waiting for its parent; a cancelled one.
+            let parent = try await client.create(.delay(.seconds(600), queue: "q")).timer
+            var child = Sundial_V1_CreateTimerRequest.delay(.seconds(1), queue: "q")
+            child.afterTimerID = parent.id
+            let waiting = try await client.create(child).timer
+            #expect(waiting.state == .waiting)
+            let refused = try await sundialError { _ = try await client.pause(waiting.id) }
+            #expect(refused.code == .conflict && refused.message.contains("parent"))
+            _ = try await client.cancel(parent.id)
+            #expect(try await sundialError { _ = try await client.pause(parent.id) }.code == .conflict)
         }
     }
 

@@ -170,6 +170,42 @@ struct ResultsIntegrationTests {
         }
     }
 
+    @Test("completion events: a succeeded event for a timer that asked, and for every timer of a tenant that asked; none otherwise")
+    func completionEvents() async throws {
+        try await withTestSystem("succeeded") { system in
+            let worker = try await system.worker(queue: "done")
+            let acmeEvents = try await system.api.subscribe(subject: system.namespace.event(tenant: "acme", kind: ">"))
+            let globexEvents = try await system.api.subscribe(subject: system.namespace.event(tenant: "globex", kind: ">"))
+            let acme = system.client(tenant: "acme")
+            let globex = system.client(tenant: "globex")
+            try await TenantStore(pool: system.pool).setFlags(tenant: "globex", trial: nil, pinnedTier: nil, notifySuccess: true)
+
+            var asked = Sundial_V1_CreateTimerRequest.delay(.milliseconds(300), queue: "done", payload: "a")
+            asked.notifySuccess = true
+            let notified = try await acme.create(asked).timer
+            #expect(notified.notifySuccess)
+            let quiet = try await acme.create(.delay(.milliseconds(300), queue: "done", payload: "q")).timer
+            let tenantWide = try await globex.create(.delay(.milliseconds(300), queue: "done", payload: "g")).timer
+            let jobs = try await collectJobs(worker, count: 3, timeout: .seconds(10)).map(\.0)
+            #expect(jobs.count == 3)
+            // The quiet timer's result is applied first: had it produced an event, that event
+            // would come before the notified timer's.
+            try await worker.complete(jobs.filter { $0.timerID == quiet.id })
+            try await eventually("the quiet timer succeeded") { try await acme.get(quiet.id).state == .succeeded }
+            try await worker.complete(jobs.filter { $0.timerID != quiet.id })
+
+            let event = try #require(try await firstMessage(acmeEvents, within: .seconds(10)))
+            let decoded = try Sundial_V1_TimerEvent(serializedBytes: event.payload)
+            #expect(event.subject == system.namespace.event(tenant: "acme", kind: TimerEventKind.succeeded))
+            #expect(decoded.kind == TimerEventKind.succeeded)
+            // The first acme event is the notified timer's: the quiet one (applied before) had none.
+            #expect(decoded.timer.id == notified.id && decoded.timer.state == .succeeded)
+            #expect(decoded.run.outcome == "succeeded" && decoded.run.attempt == 1 && decoded.run.hasFinishedAt)
+            let wide = try #require(try await firstMessage(globexEvents, within: .seconds(10)))
+            #expect(try Sundial_V1_TimerEvent(serializedBytes: wide.payload).timer.id == tenantWide.id)
+        }
+    }
+
     @Test("a failure reported as not retryable dead-letters at once, with attempts left")
     func nonRetryableFailureDeadLettersAtOnce() async throws {
         try await withTestSystem("noretry") { system in

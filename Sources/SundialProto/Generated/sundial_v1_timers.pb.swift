@@ -98,6 +98,9 @@ public nonisolated enum Sundial_V1_TimerState: SwiftProtobuf.Enum, Swift.CaseIte
 
   /// Created with after_timer_id: starts its schedule when that timer's job succeeded.
   case waiting // = 9
+
+  /// Paused: fires nothing, not even occurrences already loaded, until resumed.
+  case paused // = 10
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -116,6 +119,7 @@ public nonisolated enum Sundial_V1_TimerState: SwiftProtobuf.Enum, Swift.CaseIte
     case 7: self = .cancelled
     case 8: self = .completed
     case 9: self = .waiting
+    case 10: self = .paused
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -132,6 +136,7 @@ public nonisolated enum Sundial_V1_TimerState: SwiftProtobuf.Enum, Swift.CaseIte
     case .cancelled: return 7
     case .completed: return 8
     case .waiting: return 9
+    case .paused: return 10
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -148,6 +153,61 @@ public nonisolated enum Sundial_V1_TimerState: SwiftProtobuf.Enum, Swift.CaseIte
     .cancelled,
     .completed,
     .waiting,
+    .paused,
+  ]
+
+}
+
+/// What a recurring timer does with occurrences it missed: loaded more than the misfire
+/// threshold (SUNDIAL_MISFIRE_THRESHOLD, 60 s by default) after their fire time because no
+/// Planner could load them in time, or come due while the timer was paused. Occurrences already
+/// loaded before an outage fire when it ends. One-shot timers always fire.
+public nonisolated enum Sundial_V1_MisfirePolicy: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// FIRE_ONCE.
+  case unspecified // = 0
+
+  /// Every missed occurrence fires, back to back.
+  case fireAll // = 1
+
+  /// One catch-up: the latest missed occurrence fires, the others are skipped.
+  case fireOnce // = 2
+
+  /// Missed occurrences are skipped; the schedule goes on with the next one due.
+  case skip // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .fireAll
+    case 2: self = .fireOnce
+    case 3: self = .skip
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .fireAll: return 1
+    case .fireOnce: return 2
+    case .skip: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Sundial_V1_MisfirePolicy] = [
+    .unspecified,
+    .fireAll,
+    .fireOnce,
+    .skip,
   ]
 
 }
@@ -302,6 +362,32 @@ public nonisolated struct Sundial_V1_Timer: @unchecked Sendable {
     set {_uniqueStorage()._afterTimerID = newValue}
   }
 
+  public var misfirePolicy: Sundial_V1_MisfirePolicy {
+    get {_storage._misfirePolicy}
+    set {_uniqueStorage()._misfirePolicy = newValue}
+  }
+
+  /// Missed occurrences older than this are skipped whatever the policy; unset: no limit.
+  public var catchupWindow: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._catchupWindow ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._catchupWindow = newValue}
+  }
+  /// Returns true if `catchupWindow` has been explicitly set.
+  public var hasCatchupWindow: Bool {_storage._catchupWindow != nil}
+  /// Clears the value of `catchupWindow`. Subsequent reads from it will return its default value.
+  public mutating func clearCatchupWindow() {_uniqueStorage()._catchupWindow = nil}
+
+  /// Missed occurrences the misfire policy skipped (retries are never skipped).
+  public var occurrencesSkipped: UInt64 {
+    get {_storage._occurrencesSkipped}
+    set {_uniqueStorage()._occurrencesSkipped = newValue}
+  }
+
+  public var notifySuccess: Bool {
+    get {_storage._notifySuccess}
+    set {_uniqueStorage()._notifySuccess = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -363,6 +449,29 @@ public nonisolated struct Sundial_V1_CreateTimerRequest: @unchecked Sendable {
   public var afterTimerID: String {
     get {_storage._afterTimerID}
     set {_uniqueStorage()._afterTimerID = newValue}
+  }
+
+  /// Recurring timers: what to do with missed occurrences (default FIRE_ONCE), and how old a
+  /// missed occurrence may be and still be caught up (unset: no limit; at least 1 s).
+  public var misfirePolicy: Sundial_V1_MisfirePolicy {
+    get {_storage._misfirePolicy}
+    set {_uniqueStorage()._misfirePolicy = newValue}
+  }
+
+  public var catchupWindow: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._catchupWindow ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._catchupWindow = newValue}
+  }
+  /// Returns true if `catchupWindow` has been explicitly set.
+  public var hasCatchupWindow: Bool {_storage._catchupWindow != nil}
+  /// Clears the value of `catchupWindow`. Subsequent reads from it will return its default value.
+  public mutating func clearCatchupWindow() {_uniqueStorage()._catchupWindow = nil}
+
+  /// Publish a `succeeded` event when a job of this timer succeeds (also on for every timer of
+  /// a tenant whose `notify_success` flag is set: `sundial tenants set T --notify-success true`).
+  public var notifySuccess: Bool {
+    get {_storage._notifySuccess}
+    set {_uniqueStorage()._notifySuccess = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -429,6 +538,11 @@ public nonisolated struct Sundial_V1_GetTimerResponse: Sendable {
   fileprivate var _timer: Sundial_V1_Timer? = nil
 }
 
+/// Which fields change. With `update_mask`, exactly the fields it names ("schedule", "payload",
+/// "priority", "labels") are set to the values given, empty ones included (an empty payload, no
+/// labels; an unspecified priority is NORMAL). Without it, a field changes when it is present:
+/// `schedule` when set, `payload` when set (field presence) or when `update_payload` is true (the
+/// flag older clients send), `priority` when not UNSPECIFIED, `labels` when not empty.
 public nonisolated struct Sundial_V1_UpdateTimerRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -455,10 +569,17 @@ public nonisolated struct Sundial_V1_UpdateTimerRequest: @unchecked Sendable {
   public mutating func clearSchedule() {_uniqueStorage()._schedule = nil}
 
   public var payload: Data {
-    get {_storage._payload}
+    get {_storage._payload ?? Data()}
     set {_uniqueStorage()._payload = newValue}
   }
+  /// Returns true if `payload` has been explicitly set.
+  public var hasPayload: Bool {_storage._payload != nil}
+  /// Clears the value of `payload`. Subsequent reads from it will return its default value.
+  public mutating func clearPayload() {_uniqueStorage()._payload = nil}
 
+  /// Older clients' way to say `payload` is set (also to set an empty one); still honoured.
+  /// Note for older clients: a non-empty payload sent without this flag used to be ignored;
+  /// it is now a change (field presence).
   public var updatePayload: Bool {
     get {_storage._updatePayload}
     set {_uniqueStorage()._updatePayload = newValue}
@@ -473,6 +594,15 @@ public nonisolated struct Sundial_V1_UpdateTimerRequest: @unchecked Sendable {
     get {_storage._labels}
     set {_uniqueStorage()._labels = newValue}
   }
+
+  public var updateMask: SwiftProtobuf.Google_Protobuf_FieldMask {
+    get {_storage._updateMask ?? SwiftProtobuf.Google_Protobuf_FieldMask()}
+    set {_uniqueStorage()._updateMask = newValue}
+  }
+  /// Returns true if `updateMask` has been explicitly set.
+  public var hasUpdateMask: Bool {_storage._updateMask != nil}
+  /// Clears the value of `updateMask`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdateMask() {_uniqueStorage()._updateMask = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -535,6 +665,138 @@ public nonisolated struct Sundial_V1_CancelTimerResponse: Sendable {
   public init() {}
 
   fileprivate var _timer: Sundial_V1_Timer? = nil
+}
+
+/// Redrive: run a dead-lettered occurrence again. Its next attempt (numbering continues: a
+/// job that died at attempt 5 reruns as attempt 6) is due at once and gets a fresh round of the
+/// timer's retry policy. A one-shot timer goes from DEAD back to ARMED; a recurring timer's
+/// state is unchanged.
+public nonisolated struct Sundial_V1_RetryTimerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// One timer: its dead-lettered occurrence `occurrence`, or when unset its latest one.
+  public var timerID: String = String()
+
+  public var occurrence: UInt64 {
+    get {_occurrence ?? 0}
+    set {_occurrence = newValue}
+  }
+  /// Returns true if `occurrence` has been explicitly set.
+  public var hasOccurrence: Bool {self._occurrence != nil}
+  /// Clears the value of `occurrence`. Subsequent reads from it will return its default value.
+  public mutating func clearOccurrence() {self._occurrence = nil}
+
+  /// Or, with timer_id empty: the DEAD one-shot timers whose labels contain all of these (at
+  /// least one label), a page at a time (page_size default 50, at most 100).
+  public var labels: Dictionary<String,String> = [:]
+
+  public var pageSize: UInt32 = 0
+
+  public var pageToken: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _occurrence: UInt64? = nil
+}
+
+public nonisolated struct Sundial_V1_RetryTimerResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The timers redriven (the one named, or this page's).
+  public var timers: [Sundial_V1_Timer] = []
+
+  /// Selector mode: where the next page starts; empty when this was the last.
+  public var nextPageToken: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Pause: the timer fires nothing until resumed — an acknowledged pause means no dispatch, as
+/// for a cancel, including occurrences already loaded (a one-shot whose job was dispatched
+/// already answers 409). Pausing a paused timer returns it. A timer waiting for its parent
+/// cannot be paused (pause the parent).
+public nonisolated struct Sundial_V1_PauseTimerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// One timer, or with timer_id empty every active timer whose labels contain all of
+  /// `labels` (at least one), a page at a time (page_size default 50, at most 100).
+  public var timerID: String = String()
+
+  public var expectedVersion: UInt64 = 0
+
+  public var labels: Dictionary<String,String> = [:]
+
+  public var pageSize: UInt32 = 0
+
+  public var pageToken: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Sundial_V1_PauseTimerResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The timers paused (selector mode: this page's; timers that could not be paused are left out).
+  public var timers: [Sundial_V1_Timer] = []
+
+  public var nextPageToken: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Resume: the timer goes on from now. Occurrences that came due while it was paused are
+/// missed and handled by its misfire policy; a one-shot timer's occurrence fires (at once if
+/// its time has passed). Resuming a timer that is not paused returns it.
+public nonisolated struct Sundial_V1_ResumeTimerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// One timer, or with timer_id empty every paused timer whose labels contain all of
+  /// `labels` (at least one), a page at a time (page_size default 50, at most 100).
+  public var timerID: String = String()
+
+  public var expectedVersion: UInt64 = 0
+
+  public var labels: Dictionary<String,String> = [:]
+
+  public var pageSize: UInt32 = 0
+
+  public var pageToken: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Sundial_V1_ResumeTimerResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var timers: [Sundial_V1_Timer] = []
+
+  public var nextPageToken: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Sundial_V1_ListTimersRequest: Sendable {
@@ -670,7 +932,7 @@ public nonisolated struct Sundial_V1_TimerEvent: @unchecked Sendable {
   // methods supported on all messages.
 
   /// About a run: "attempt_failed" (a retry follows), "dead_letter" (no attempts left),
-  /// "result_rejected". About a queue (timer and run unset, queue and detail set): "queue_full"
+  /// "result_rejected", "succeeded" (opt-in: the timer's or its tenant's notify_success). About a queue (timer and run unset, queue and detail set): "queue_full"
   /// (its backlog is at its bound; fires wait in Sundial), "queue_breaker_opened" (a circuit
   /// breaker — the queue's, or this tenant's on it — opened: due jobs wait in Sundial without
   /// spending attempts, probes go after a cool-down), "queue_breaker_closed" (its probes
@@ -735,7 +997,11 @@ nonisolated extension Sundial_V1_Priority: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Sundial_V1_TimerState: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TIMER_STATE_UNSPECIFIED\0\u{1}TIMER_STATE_SCHEDULED\0\u{1}TIMER_STATE_ARMED\0\u{1}TIMER_STATE_DISPATCHED\0\u{1}TIMER_STATE_SUCCEEDED\0\u{1}TIMER_STATE_RETRYING\0\u{1}TIMER_STATE_DEAD\0\u{1}TIMER_STATE_CANCELLED\0\u{1}TIMER_STATE_COMPLETED\0\u{1}TIMER_STATE_WAITING\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TIMER_STATE_UNSPECIFIED\0\u{1}TIMER_STATE_SCHEDULED\0\u{1}TIMER_STATE_ARMED\0\u{1}TIMER_STATE_DISPATCHED\0\u{1}TIMER_STATE_SUCCEEDED\0\u{1}TIMER_STATE_RETRYING\0\u{1}TIMER_STATE_DEAD\0\u{1}TIMER_STATE_CANCELLED\0\u{1}TIMER_STATE_COMPLETED\0\u{1}TIMER_STATE_WAITING\0\u{1}TIMER_STATE_PAUSED\0")
+}
+
+nonisolated extension Sundial_V1_MisfirePolicy: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MISFIRE_POLICY_UNSPECIFIED\0\u{1}MISFIRE_POLICY_FIRE_ALL\0\u{1}MISFIRE_POLICY_FIRE_ONCE\0\u{1}MISFIRE_POLICY_SKIP\0")
 }
 
 nonisolated extension Sundial_V1_RetryPolicy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -784,7 +1050,7 @@ nonisolated extension Sundial_V1_RetryPolicy: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Sundial_V1_Timer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Timer"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}tenant\0\u{1}state\0\u{1}schedule\0\u{1}queue\0\u{1}payload\0\u{3}next_fire_at\0\u{1}version\0\u{1}attempts\0\u{3}last_error\0\u{1}priority\0\u{1}labels\0\u{3}retry_policy\0\u{3}created_at\0\u{3}updated_at\0\u{3}idempotency_key\0\u{3}occurrences_fired\0\u{3}after_timer_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}tenant\0\u{1}state\0\u{1}schedule\0\u{1}queue\0\u{1}payload\0\u{3}next_fire_at\0\u{1}version\0\u{1}attempts\0\u{3}last_error\0\u{1}priority\0\u{1}labels\0\u{3}retry_policy\0\u{3}created_at\0\u{3}updated_at\0\u{3}idempotency_key\0\u{3}occurrences_fired\0\u{3}after_timer_id\0\u{3}misfire_policy\0\u{3}catchup_window\0\u{3}occurrences_skipped\0\u{3}notify_success\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -805,6 +1071,10 @@ nonisolated extension Sundial_V1_Timer: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _idempotencyKey: String = String()
     var _occurrencesFired: UInt64 = 0
     var _afterTimerID: String = String()
+    var _misfirePolicy: Sundial_V1_MisfirePolicy = .unspecified
+    var _catchupWindow: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _occurrencesSkipped: UInt64 = 0
+    var _notifySuccess: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -833,6 +1103,10 @@ nonisolated extension Sundial_V1_Timer: SwiftProtobuf.Message, SwiftProtobuf._Me
       _idempotencyKey = source._idempotencyKey
       _occurrencesFired = source._occurrencesFired
       _afterTimerID = source._afterTimerID
+      _misfirePolicy = source._misfirePolicy
+      _catchupWindow = source._catchupWindow
+      _occurrencesSkipped = source._occurrencesSkipped
+      _notifySuccess = source._notifySuccess
     }
   }
 
@@ -869,6 +1143,10 @@ nonisolated extension Sundial_V1_Timer: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._idempotencyKey) }()
         case 17: try { try decoder.decodeSingularUInt64Field(value: &_storage._occurrencesFired) }()
         case 18: try { try decoder.decodeSingularStringField(value: &_storage._afterTimerID) }()
+        case 19: try { try decoder.decodeSingularEnumField(value: &_storage._misfirePolicy) }()
+        case 20: try { try decoder.decodeSingularMessageField(value: &_storage._catchupWindow) }()
+        case 21: try { try decoder.decodeSingularUInt64Field(value: &_storage._occurrencesSkipped) }()
+        case 22: try { try decoder.decodeSingularBoolField(value: &_storage._notifySuccess) }()
         default: break
         }
       }
@@ -935,6 +1213,18 @@ nonisolated extension Sundial_V1_Timer: SwiftProtobuf.Message, SwiftProtobuf._Me
       if !_storage._afterTimerID.isEmpty {
         try visitor.visitSingularStringField(value: _storage._afterTimerID, fieldNumber: 18)
       }
+      if _storage._misfirePolicy != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._misfirePolicy, fieldNumber: 19)
+      }
+      try { if let v = _storage._catchupWindow {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      } }()
+      if _storage._occurrencesSkipped != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._occurrencesSkipped, fieldNumber: 21)
+      }
+      if _storage._notifySuccess != false {
+        try visitor.visitSingularBoolField(value: _storage._notifySuccess, fieldNumber: 22)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -962,6 +1252,10 @@ nonisolated extension Sundial_V1_Timer: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._idempotencyKey != rhs_storage._idempotencyKey {return false}
         if _storage._occurrencesFired != rhs_storage._occurrencesFired {return false}
         if _storage._afterTimerID != rhs_storage._afterTimerID {return false}
+        if _storage._misfirePolicy != rhs_storage._misfirePolicy {return false}
+        if _storage._catchupWindow != rhs_storage._catchupWindow {return false}
+        if _storage._occurrencesSkipped != rhs_storage._occurrencesSkipped {return false}
+        if _storage._notifySuccess != rhs_storage._notifySuccess {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -973,7 +1267,7 @@ nonisolated extension Sundial_V1_Timer: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Sundial_V1_CreateTimerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateTimerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}idempotency_key\0\u{1}schedule\0\u{1}queue\0\u{1}payload\0\u{3}retry_policy\0\u{1}priority\0\u{1}labels\0\u{3}after_timer_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}idempotency_key\0\u{1}schedule\0\u{1}queue\0\u{1}payload\0\u{3}retry_policy\0\u{1}priority\0\u{1}labels\0\u{3}after_timer_id\0\u{3}misfire_policy\0\u{3}catchup_window\0\u{3}notify_success\0")
 
   fileprivate class _StorageClass {
     var _idempotencyKey: String = String()
@@ -984,6 +1278,9 @@ nonisolated extension Sundial_V1_CreateTimerRequest: SwiftProtobuf.Message, Swif
     var _priority: Sundial_V1_Priority = .unspecified
     var _labels: Dictionary<String,String> = [:]
     var _afterTimerID: String = String()
+    var _misfirePolicy: Sundial_V1_MisfirePolicy = .unspecified
+    var _catchupWindow: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _notifySuccess: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1002,6 +1299,9 @@ nonisolated extension Sundial_V1_CreateTimerRequest: SwiftProtobuf.Message, Swif
       _priority = source._priority
       _labels = source._labels
       _afterTimerID = source._afterTimerID
+      _misfirePolicy = source._misfirePolicy
+      _catchupWindow = source._catchupWindow
+      _notifySuccess = source._notifySuccess
     }
   }
 
@@ -1028,6 +1328,9 @@ nonisolated extension Sundial_V1_CreateTimerRequest: SwiftProtobuf.Message, Swif
         case 6: try { try decoder.decodeSingularEnumField(value: &_storage._priority) }()
         case 7: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._labels) }()
         case 8: try { try decoder.decodeSingularStringField(value: &_storage._afterTimerID) }()
+        case 9: try { try decoder.decodeSingularEnumField(value: &_storage._misfirePolicy) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._catchupWindow) }()
+        case 11: try { try decoder.decodeSingularBoolField(value: &_storage._notifySuccess) }()
         default: break
         }
       }
@@ -1064,6 +1367,15 @@ nonisolated extension Sundial_V1_CreateTimerRequest: SwiftProtobuf.Message, Swif
       if !_storage._afterTimerID.isEmpty {
         try visitor.visitSingularStringField(value: _storage._afterTimerID, fieldNumber: 8)
       }
+      if _storage._misfirePolicy != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._misfirePolicy, fieldNumber: 9)
+      }
+      try { if let v = _storage._catchupWindow {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      if _storage._notifySuccess != false {
+        try visitor.visitSingularBoolField(value: _storage._notifySuccess, fieldNumber: 11)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1081,6 +1393,9 @@ nonisolated extension Sundial_V1_CreateTimerRequest: SwiftProtobuf.Message, Swif
         if _storage._priority != rhs_storage._priority {return false}
         if _storage._labels != rhs_storage._labels {return false}
         if _storage._afterTimerID != rhs_storage._afterTimerID {return false}
+        if _storage._misfirePolicy != rhs_storage._misfirePolicy {return false}
+        if _storage._catchupWindow != rhs_storage._catchupWindow {return false}
+        if _storage._notifySuccess != rhs_storage._notifySuccess {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1195,16 +1510,17 @@ nonisolated extension Sundial_V1_GetTimerResponse: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Sundial_V1_UpdateTimerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateTimerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}timer_id\0\u{3}expected_version\0\u{1}schedule\0\u{1}payload\0\u{3}update_payload\0\u{1}priority\0\u{1}labels\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}timer_id\0\u{3}expected_version\0\u{1}schedule\0\u{1}payload\0\u{3}update_payload\0\u{1}priority\0\u{1}labels\0\u{3}update_mask\0")
 
   fileprivate class _StorageClass {
     var _timerID: String = String()
     var _expectedVersion: UInt64 = 0
     var _schedule: Sundial_V1_Schedule? = nil
-    var _payload: Data = Data()
+    var _payload: Data? = nil
     var _updatePayload: Bool = false
     var _priority: Sundial_V1_Priority = .unspecified
     var _labels: Dictionary<String,String> = [:]
+    var _updateMask: SwiftProtobuf.Google_Protobuf_FieldMask? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1222,6 +1538,7 @@ nonisolated extension Sundial_V1_UpdateTimerRequest: SwiftProtobuf.Message, Swif
       _updatePayload = source._updatePayload
       _priority = source._priority
       _labels = source._labels
+      _updateMask = source._updateMask
     }
   }
 
@@ -1247,6 +1564,7 @@ nonisolated extension Sundial_V1_UpdateTimerRequest: SwiftProtobuf.Message, Swif
         case 5: try { try decoder.decodeSingularBoolField(value: &_storage._updatePayload) }()
         case 6: try { try decoder.decodeSingularEnumField(value: &_storage._priority) }()
         case 7: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._labels) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._updateMask) }()
         default: break
         }
       }
@@ -1268,9 +1586,9 @@ nonisolated extension Sundial_V1_UpdateTimerRequest: SwiftProtobuf.Message, Swif
       try { if let v = _storage._schedule {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
       } }()
-      if !_storage._payload.isEmpty {
-        try visitor.visitSingularBytesField(value: _storage._payload, fieldNumber: 4)
-      }
+      try { if let v = _storage._payload {
+        try visitor.visitSingularBytesField(value: v, fieldNumber: 4)
+      } }()
       if _storage._updatePayload != false {
         try visitor.visitSingularBoolField(value: _storage._updatePayload, fieldNumber: 5)
       }
@@ -1280,6 +1598,9 @@ nonisolated extension Sundial_V1_UpdateTimerRequest: SwiftProtobuf.Message, Swif
       if !_storage._labels.isEmpty {
         try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: _storage._labels, fieldNumber: 7)
       }
+      try { if let v = _storage._updateMask {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1296,6 +1617,7 @@ nonisolated extension Sundial_V1_UpdateTimerRequest: SwiftProtobuf.Message, Swif
         if _storage._updatePayload != rhs_storage._updatePayload {return false}
         if _storage._priority != rhs_storage._priority {return false}
         if _storage._labels != rhs_storage._labels {return false}
+        if _storage._updateMask != rhs_storage._updateMask {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1403,6 +1725,265 @@ nonisolated extension Sundial_V1_CancelTimerResponse: SwiftProtobuf.Message, Swi
 
   public static func ==(lhs: Sundial_V1_CancelTimerResponse, rhs: Sundial_V1_CancelTimerResponse) -> Bool {
     if lhs._timer != rhs._timer {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Sundial_V1_RetryTimerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RetryTimerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}timer_id\0\u{1}occurrence\0\u{1}labels\0\u{3}page_size\0\u{3}page_token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.timerID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self._occurrence) }()
+      case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.pageSize) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.timerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.timerID, fieldNumber: 1)
+    }
+    try { if let v = self._occurrence {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 2)
+    } }()
+    if !self.labels.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 3)
+    }
+    if self.pageSize != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pageSize, fieldNumber: 4)
+    }
+    if !self.pageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Sundial_V1_RetryTimerRequest, rhs: Sundial_V1_RetryTimerRequest) -> Bool {
+    if lhs.timerID != rhs.timerID {return false}
+    if lhs._occurrence != rhs._occurrence {return false}
+    if lhs.labels != rhs.labels {return false}
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.pageToken != rhs.pageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Sundial_V1_RetryTimerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RetryTimerResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}timers\0\u{3}next_page_token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.timers) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.timers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.timers, fieldNumber: 1)
+    }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Sundial_V1_RetryTimerResponse, rhs: Sundial_V1_RetryTimerResponse) -> Bool {
+    if lhs.timers != rhs.timers {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Sundial_V1_PauseTimerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PauseTimerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}timer_id\0\u{3}expected_version\0\u{1}labels\0\u{3}page_size\0\u{3}page_token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.timerID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.expectedVersion) }()
+      case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.pageSize) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.timerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.timerID, fieldNumber: 1)
+    }
+    if self.expectedVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.expectedVersion, fieldNumber: 2)
+    }
+    if !self.labels.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 3)
+    }
+    if self.pageSize != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pageSize, fieldNumber: 4)
+    }
+    if !self.pageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Sundial_V1_PauseTimerRequest, rhs: Sundial_V1_PauseTimerRequest) -> Bool {
+    if lhs.timerID != rhs.timerID {return false}
+    if lhs.expectedVersion != rhs.expectedVersion {return false}
+    if lhs.labels != rhs.labels {return false}
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.pageToken != rhs.pageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Sundial_V1_PauseTimerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PauseTimerResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}timers\0\u{3}next_page_token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.timers) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.timers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.timers, fieldNumber: 1)
+    }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Sundial_V1_PauseTimerResponse, rhs: Sundial_V1_PauseTimerResponse) -> Bool {
+    if lhs.timers != rhs.timers {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Sundial_V1_ResumeTimerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResumeTimerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}timer_id\0\u{3}expected_version\0\u{1}labels\0\u{3}page_size\0\u{3}page_token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.timerID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.expectedVersion) }()
+      case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.pageSize) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.timerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.timerID, fieldNumber: 1)
+    }
+    if self.expectedVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.expectedVersion, fieldNumber: 2)
+    }
+    if !self.labels.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 3)
+    }
+    if self.pageSize != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pageSize, fieldNumber: 4)
+    }
+    if !self.pageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Sundial_V1_ResumeTimerRequest, rhs: Sundial_V1_ResumeTimerRequest) -> Bool {
+    if lhs.timerID != rhs.timerID {return false}
+    if lhs.expectedVersion != rhs.expectedVersion {return false}
+    if lhs.labels != rhs.labels {return false}
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.pageToken != rhs.pageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Sundial_V1_ResumeTimerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResumeTimerResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}timers\0\u{3}next_page_token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.timers) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.timers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.timers, fieldNumber: 1)
+    }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Sundial_V1_ResumeTimerResponse, rhs: Sundial_V1_ResumeTimerResponse) -> Bool {
+    if lhs.timers != rhs.timers {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -37,6 +37,7 @@ final class TestSystem: Sendable {
 
     struct Options {
         var horizon: Duration = .seconds(300)
+        var misfireThreshold: Duration = .seconds(60)
         var ingest = true
         var planner = true
         var dispatcher = true
@@ -94,10 +95,12 @@ final class TestSystem: Sendable {
         ingestConfig.streamLimits = options.streamLimits
         options.ingestTuning(&ingestConfig)
         ingestConfig.horizon = options.horizon
+        ingestConfig.misfireThreshold = options.misfireThreshold
         var plannerConfig = PlannerConfig()
         plannerConfig.namespace = namespace
         plannerConfig.streamLimits = options.streamLimits
         plannerConfig.horizon = options.horizon
+        plannerConfig.misfireThreshold = options.misfireThreshold
         plannerConfig.claimInterval = .milliseconds(200)
         plannerConfig.leaseTTL = options.leaseTTL
         plannerConfig.rescueGrace = .seconds(5)
