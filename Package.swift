@@ -107,6 +107,7 @@ let package = Package(
             name: "SundialIngest",
             dependencies: [
                 "SundialCore", "SundialMessaging", "SundialContract", "SundialStore", "SundialNATS", "SundialProto", "SundialSchedule",
+                "SundialFairness",
                 "SundialObservability",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

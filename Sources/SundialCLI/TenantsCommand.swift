@@ -140,6 +140,8 @@ struct TenantsCommand: AsyncParsableCommand {
         @Option(help: "Trial tenant: true or false.") var trial: Bool?
         @Option(help: "Publish a `succeeded` event for every job of the tenant that succeeds: true or false.")
         var notifySuccess: Bool?
+        @Option(help: "Create/Update requests per second at each Ingest instance (0 = unlimited), or `default` (the tier's).")
+        var admissionRate: String?
         @Option(help: "Postgres URL (default: SUNDIAL_POSTGRES_URL or .sundial/dev.env).") var postgres: String?
         @Option(help: "Postgres schema.") var schema = "sundial"
 
@@ -152,8 +154,18 @@ struct TenantsCommand: AsyncParsableCommand {
                 }
                 pinned = tier == "auto" ? "" : tier
             }
-            guard pinned != nil || trial != nil || notifySuccess != nil else {
-                throw ValidationError("nothing to set: give --tier, --trial and/or --notify-success")
+            var rate: Double?
+            if let admissionRate {
+                if admissionRate == "default" {
+                    rate = -1
+                } else if let value = Double(admissionRate), value >= 0, value <= 1_000_000 {
+                    rate = value
+                } else {
+                    throw ValidationError("--admission-rate must be 0 … 1000000 or default")
+                }
+            }
+            guard pinned != nil || trial != nil || notifySuccess != nil || rate != nil else {
+                throw ValidationError("nothing to set: give --tier, --trial, --notify-success and/or --admission-rate")
             }
             let url = postgres ?? ProcessInfo.processInfo.environment["SUNDIAL_POSTGRES_URL"]
                 ?? DevEnvironmentFile.read()["SUNDIAL_POSTGRES_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -162,9 +174,9 @@ struct TenantsCommand: AsyncParsableCommand {
             let pool = PostgresPool(configuration: config, size: 1, logger: CLILogger.shared)
             defer { Task { await pool.close() } }
             let row = try await TenantStore(pool: pool).setFlags(
-                tenant: tenant, trial: trial, pinnedTier: pinned, notifySuccess: notifySuccess)
+                tenant: tenant, trial: trial, pinnedTier: pinned, notifySuccess: notifySuccess, admissionRate: rate)
             print(
-                "\(row.tenant): trial=\(row.trial) tier=\(row.pinnedTier ?? "auto") notify-success=\(row.notifySuccess) first seen \(row.firstSeenAt)")
+                "\(row.tenant): trial=\(row.trial) tier=\(row.pinnedTier ?? "auto") notify-success=\(row.notifySuccess) admission-rate=\(row.admissionRate.map { "\($0)/s" } ?? "tier default") first seen \(row.firstSeenAt)")
         }
     }
 }

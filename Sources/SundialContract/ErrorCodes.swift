@@ -1,4 +1,5 @@
 import SundialProto
+import SwiftProtobuf
 
 /// The error contract: NATS micro headers plus a `sundial.v1.Status` body (`SundialMessaging`
 /// reads and writes the reply form).
@@ -18,6 +19,8 @@ public struct SundialError: Error, Sendable, CustomStringConvertible {
     public var code: SundialErrorCode
     public var message: String
     public var violations: [Sundial_V1_FieldViolation]
+    /// When to send again (429 from admission control); nil when not said.
+    public var retryAfter: Duration?
 
     public init(_ code: SundialErrorCode, _ message: String, violations: [Sundial_V1_FieldViolation]) {
         self.code = code
@@ -45,7 +48,18 @@ public struct SundialError: Error, Sendable, CustomStringConvertible {
         status.code = Int32(code.rawValue)
         status.message = message
         status.violations = violations
+        if let retryAfter {
+            status.retryAfter = Google_Protobuf_Duration(
+                seconds: retryAfter.components.seconds, nanos: Int32(retryAfter.components.attoseconds / 1_000_000_000))
+        }
         return status
+    }
+
+    /// `retryAfter` in whole seconds, rounded up (at least 1): the `Retry-After` header.
+    public var retryAfterSeconds: Int64? {
+        guard let retryAfter else { return nil }
+        let components = retryAfter.components
+        return max(1, components.seconds + (components.attoseconds > 0 ? 1 : 0))
     }
 
     public var description: String {

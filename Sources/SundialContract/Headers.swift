@@ -31,6 +31,10 @@ public enum SundialHeader {
     /// Set by JetStream on a fired message: the schedule subject it came from.
     public static let natsScheduler = "Nats-Scheduler"
 
+    /// On a 429 from admission control: whole seconds (rounded up) until the tenant may send
+    /// again; `Status.retry_after` has it exactly.
+    public static let retryAfter = "Retry-After"
+
     // NATS micro error convention.
     public static let serviceError = "Nats-Service-Error"
     public static let serviceErrorCode = "Nats-Service-Error-Code"

@@ -1,5 +1,6 @@
 import SundialContract
 import SundialCore
+import SundialFairness
 import SundialMessaging
 
 /// Ingest settings. Defaults are production values; executables may override them from the
@@ -44,6 +45,15 @@ public struct IngestConfig: Sendable {
     /// Payload bytes of a tenant's active timers; 0 = unlimited. Checked like the count.
     public var maxPayloadBytesPerTenant: Int = 0
     public var tenantUsageRefresh: Duration = .seconds(1)
+    /// Admission control: Create and Update requests per second per tenant at this instance,
+    /// by the tenant's tier (pinned tier; else `new` for a trial tenant, `standard` otherwise);
+    /// 0 = unlimited (the default). A tenant's own `admission_rate` (table `tenants`) overrides
+    /// its tier's. Beyond: 429 with a retry-after.
+    public var admissionRates: [Tier: Double] = [.new: 0, .standard: 0, .bulk: 0]
+    /// How many requests may come at once: this many seconds' worth of the rate (at least 1).
+    public var admissionBurst: Duration = .seconds(1)
+    /// How often a tenant's admission rate is read again from Postgres.
+    public var tenantProfileRefresh: Duration = .seconds(30)
     /// Furthest accepted due time (guards against absurd schedules).
     public var maxScheduleAhead: Duration = .seconds(100 * 366 * 86_400)
 
@@ -66,6 +76,15 @@ public struct IngestConfig: Sendable {
         }
         guard tenantUsageRefresh >= .milliseconds(10) else {
             throw .invalid("ingest.tenant_usage_refresh", "must be at least 10ms")
+        }
+        guard admissionRates.values.allSatisfy({ $0 >= 0 && $0 <= 1_000_000 }) else {
+            throw .invalid("ingest.admission_rates", "must be 0 (unlimited) … 1,000,000 per second")
+        }
+        guard admissionBurst >= .milliseconds(1), admissionBurst <= .seconds(3600) else {
+            throw .invalid("ingest.admission_burst", "must be 1ms … 1h")
+        }
+        guard tenantProfileRefresh >= .milliseconds(10) else {
+            throw .invalid("ingest.tenant_profile_refresh", "must be at least 10ms")
         }
         guard maxConcurrentRequests > 0 else {
             throw .invalid("ingest.max_concurrent_requests", "must be positive")

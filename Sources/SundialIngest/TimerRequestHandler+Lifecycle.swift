@@ -39,6 +39,7 @@ extension TimerRequestHandler {
 
     public func update(tenant: String, body: [UInt8]) async throws(SundialError) -> Sundial_V1_UpdateTimerResponse {
         try Self.checkTenant(tenant)
+        try await admission.admit(tenant: tenant)
         let request: Sundial_V1_UpdateTimerRequest = try Self.decode(body, "UpdateTimerRequest")
         let id = try Self.timerID(request.timerID)
         let expectedVersion = try Self.expectedVersion(request.expectedVersion)

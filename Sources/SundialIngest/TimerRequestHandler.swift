@@ -20,6 +20,7 @@ public struct TimerRequestHandler: Sendable {
     /// Injected for tests; `Date()` in production.
     public let now: @Sendable () -> Date
     let usage: TenantUsageLimiter
+    let admission: AdmissionControl
 
     public init(
         config: IngestConfig, store: TimerStore, connection: NATSConnection, logger: Logger,
@@ -32,6 +33,7 @@ public struct TimerRequestHandler: Sendable {
         self.logger = logger
         self.now = now
         self.usage = TenantUsageLimiter(config: config, store: store)
+        self.admission = AdmissionControl(config: config, tenants: TenantStore(pool: store.pool))
     }
 
     // MARK: Create
@@ -40,6 +42,7 @@ public struct TimerRequestHandler: Sendable {
         -> Sundial_V1_CreateTimerResponse
     {
         try Self.checkTenant(tenant)
+        try await admission.admit(tenant: tenant)
         let request: Sundial_V1_CreateTimerRequest = try Self.decode(body, "CreateTimerRequest")
         let createdAt = now()
         let plan = try validate(request, createdAt: createdAt)

@@ -9,7 +9,8 @@ extension SundialError {
     public var microServiceError: MicroServiceError {
         MicroServiceError(
             code: code.rawValue, description: message,
-            body: (try? status.serializedBytes() as [UInt8]) ?? [])
+            body: (try? status.serializedBytes() as [UInt8]) ?? [],
+            headers: retryAfterSeconds.map { [(SundialHeader.retryAfter, String($0))] } ?? [])
     }
 
     /// Reads an error reply, or returns nil for a success reply.
@@ -20,5 +21,10 @@ extension SundialError {
             SundialErrorCode(rawValue: Int(codeText) ?? 500) ?? .internal,
             status?.message ?? reply.headers[SundialHeader.serviceError] ?? "error",
             violations: status?.violations ?? [])
+        if let status, status.hasRetryAfter, status.retryAfter.seconds >= 0, status.retryAfter.nanos >= 0 {
+            retryAfter = .seconds(status.retryAfter.seconds) + .nanoseconds(Int64(status.retryAfter.nanos))
+        } else if let seconds = reply.headers[SundialHeader.retryAfter].flatMap({ Int64($0) }), seconds >= 0 {
+            retryAfter = .seconds(seconds)
+        }
     }
 }

@@ -8,11 +8,14 @@ public struct MicroServiceError: Error, Sendable {
     public var code: Int
     public var description: String
     public var body: [UInt8]
+    /// Headers beside the two of the convention (e.g. `Retry-After`).
+    public var headers: [(String, String)]
 
-    public init(code: Int, description: String, body: [UInt8] = []) {
+    public init(code: Int, description: String, body: [UInt8] = [], headers: [(String, String)] = []) {
         self.code = code
         self.description = description
         self.body = body
+        self.headers = headers
     }
 }
 
@@ -330,6 +333,7 @@ public final class MicroService: Sendable {
     /// header block; the body carries the detail.
     static func errorReply(to subject: String, _ error: MicroServiceError) -> NATSOutgoingMessage {
         var headers = NATSHeaders()
+        for (name, value) in error.headers { headers[name] = HeaderValue.sanitized(value) }
         headers["Nats-Service-Error"] = HeaderValue.sanitized(error.description)
         headers["Nats-Service-Error-Code"] = String(error.code)
         return NATSOutgoingMessage(subject: subject, headers: headers, payload: error.body)

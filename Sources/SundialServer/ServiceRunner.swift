@@ -126,6 +126,13 @@ public struct ServiceEnvironment: Sendable {
         if let value = try integer("SUNDIAL_MAX_PAYLOAD_BYTES") { result.ingest.maxPayloadBytes = value }
         if let value = try integer("SUNDIAL_TENANT_MAX_ACTIVE_TIMERS") { result.ingest.maxActiveTimersPerTenant = value }
         if let value = try integer("SUNDIAL_TENANT_MAX_PAYLOAD_BYTES") { result.ingest.maxPayloadBytesPerTenant = value }
+        for (key, tier) in [
+            ("SUNDIAL_ADMISSION_RATE_NEW", Tier.new), ("SUNDIAL_ADMISSION_RATE_STANDARD", .standard),
+            ("SUNDIAL_ADMISSION_RATE_BULK", .bulk),
+        ] {
+            if let value = try number(key) { result.ingest.admissionRates[tier] = value }
+        }
+        if let value = try duration("SUNDIAL_ADMISSION_BURST") { result.ingest.admissionBurst = value }
         if let value = try integer("SUNDIAL_INGEST_MAX_QUEUED_PER_TENANT") { result.ingest.maxQueuedPerTenant = value }
         if let value = env["SUNDIAL_PLANNER_INSTANCE_ID"] { result.planner.instanceID = value }
         if let value = try duration("SUNDIAL_PLANNER_CLAIM_INTERVAL") { result.planner.claimInterval = value }

@@ -10,6 +10,9 @@ public struct TenantProfileRow: Sendable, Hashable {
     public var pinnedTier: String?
     /// Every timer of the tenant publishes `succeeded` events.
     public var notifySuccess: Bool
+    /// Create/Update requests per second at each Ingest instance (0: unlimited; nil: the
+    /// tier's default).
+    public var admissionRate: Double?
 
     init(row: PostgresRow) throws {
         tenant = try row.required("tenant", row.string)
@@ -17,6 +20,7 @@ public struct TenantProfileRow: Sendable, Hashable {
         trial = try row.required("trial", row.bool)
         pinnedTier = try row.string("pinned_tier")
         notifySuccess = try row.bool("notify_success") ?? false
+        admissionRate = try row.double("admission_rate")
     }
 }
 
@@ -35,28 +39,32 @@ enum TenantQueries {
                 FROM wanted w
                 WHERE NOT EXISTS (SELECT 1 FROM tenants x WHERE x.tenant = w.tenant)
                 ON CONFLICT (tenant) DO NOTHING
-                RETURNING tenant, first_seen_at, trial, pinned_tier, notify_success
+                RETURNING tenant, first_seen_at, trial, pinned_tier, notify_success, admission_rate
             )
-            SELECT tenant, first_seen_at, trial, pinned_tier, notify_success FROM added
+            SELECT tenant, first_seen_at, trial, pinned_tier, notify_success, admission_rate FROM added
             UNION ALL
-            SELECT x.tenant, x.first_seen_at, x.trial, x.pinned_tier, x.notify_success
+            SELECT x.tenant, x.first_seen_at, x.trial, x.pinned_tier, x.notify_success, x.admission_rate
             FROM tenants x JOIN wanted w USING (tenant)
             """)
 
     /// $trial and $notify_success: bool or NULL = keep; $pinned_tier: text, '' = observed,
-    /// NULL = keep.
+    /// NULL = keep; $admission_rate: requests/s, negative = back to the tier's default, NULL = keep.
     static let setFlags = PostgresQuery(
         name: "sundial_tenants_set_flags",
         sql: """
-            INSERT INTO tenants (tenant, first_seen_at, trial, pinned_tier, notify_success)
+            INSERT INTO tenants (tenant, first_seen_at, trial, pinned_tier, notify_success, admission_rate)
             VALUES ($tenant, now(), coalesce($trial::boolean, false), nullif($pinned_tier, ''),
-                    coalesce($notify_success::boolean, false))
+                    coalesce($notify_success::boolean, false),
+                    CASE WHEN $admission_rate::double precision >= 0 THEN $admission_rate::double precision END)
             ON CONFLICT (tenant) DO UPDATE SET
                 trial = coalesce($trial::boolean, tenants.trial),
                 notify_success = coalesce($notify_success::boolean, tenants.notify_success),
+                admission_rate = CASE WHEN $admission_rate::double precision IS NULL THEN tenants.admission_rate
+                                      WHEN $admission_rate::double precision < 0 THEN NULL
+                                      ELSE $admission_rate::double precision END,
                 pinned_tier = CASE WHEN $pinned_tier IS NULL THEN tenants.pinned_tier ELSE nullif($pinned_tier, '') END,
                 updated_at = now()
-            RETURNING tenant, first_seen_at, trial, pinned_tier, notify_success
+            RETURNING tenant, first_seen_at, trial, pinned_tier, notify_success, admission_rate
             """)
 
     /// Every statement above (the statement test prepares each on a real server).
@@ -85,7 +93,10 @@ public struct TenantStore: Sendable {
     /// Sets a tenant's trial flag, pinned tier and/or completion events (`pinnedTier: ""`
     /// clears the pin; nil leaves a value unchanged).
     @discardableResult
-    public func setFlags(tenant: String, trial: Bool?, pinnedTier: String?, notifySuccess: Bool? = nil) async throws
+    /// `admissionRate`: requests/s (0 = unlimited), negative = back to the tier's default.
+    public func setFlags(
+        tenant: String, trial: Bool?, pinnedTier: String?, notifySuccess: Bool? = nil, admissionRate: Double? = nil
+    ) async throws
         -> TenantProfileRow
     {
         try await pool.withSession { session in
@@ -95,6 +106,7 @@ public struct TenantStore: Sendable {
                     "tenant": .text(tenant), "trial": .optional(trial.map(PostgresValue.bool)),
                     "pinned_tier": .optional(pinnedTier.map(PostgresValue.text)),
                     "notify_success": .optional(notifySuccess.map(PostgresValue.bool)),
+                    "admission_rate": admissionRate.map(PostgresValue.double) ?? .null,
                 ]
             ).map(TenantProfileRow.init(row:))
         }[0]

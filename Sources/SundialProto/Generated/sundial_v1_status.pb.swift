@@ -37,9 +37,22 @@ public nonisolated struct Sundial_V1_Status: Sendable {
 
   public var violations: [Sundial_V1_FieldViolation] = []
 
+  /// 429 from admission control: when the tenant may send again (also the `Retry-After`
+  /// header, in whole seconds rounded up).
+  public var retryAfter: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_retryAfter ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_retryAfter = newValue}
+  }
+  /// Returns true if `retryAfter` has been explicitly set.
+  public var hasRetryAfter: Bool {self._retryAfter != nil}
+  /// Clears the value of `retryAfter`. Subsequent reads from it will return its default value.
+  public mutating func clearRetryAfter() {self._retryAfter = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _retryAfter: SwiftProtobuf.Google_Protobuf_Duration? = nil
 }
 
 public nonisolated struct Sundial_V1_FieldViolation: Sendable {
@@ -63,7 +76,7 @@ fileprivate nonisolated let _protobuf_package = "sundial.v1"
 
 nonisolated extension Sundial_V1_Status: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Status"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0\u{1}violations\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0\u{1}violations\0\u{3}retry_after\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -74,12 +87,17 @@ nonisolated extension Sundial_V1_Status: SwiftProtobuf.Message, SwiftProtobuf._M
       case 1: try { try decoder.decodeSingularInt32Field(value: &self.code) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.violations) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._retryAfter) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if self.code != 0 {
       try visitor.visitSingularInt32Field(value: self.code, fieldNumber: 1)
     }
@@ -89,6 +107,9 @@ nonisolated extension Sundial_V1_Status: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.violations.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.violations, fieldNumber: 3)
     }
+    try { if let v = self._retryAfter {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -96,6 +117,7 @@ nonisolated extension Sundial_V1_Status: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.code != rhs.code {return false}
     if lhs.message != rhs.message {return false}
     if lhs.violations != rhs.violations {return false}
+    if lhs._retryAfter != rhs._retryAfter {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
