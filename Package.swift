@@ -143,6 +143,8 @@ let package = Package(
         .target(
             name: "SundialExecutor",
             dependencies: ["SundialCore", "SundialContract", "SundialMessaging", "SundialNATS", "SundialProto", "SundialSchedule"]),
+        // The webhook executor: POSTs each job of a queue to a URL, signed (HMAC-SHA256).
+        .target(name: "SundialWebhook", dependencies: ["SundialExecutor", "SundialSchedule"]),
         .target(
             name: "SundialLocalCluster",
             dependencies: [
@@ -181,7 +183,7 @@ let package = Package(
             dependencies: [
                 "SundialCore", "SundialMessaging", "SundialClient", "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor", "SundialExecutor",
                 "SundialFairness", "SundialLocalCluster", "SundialBench", "SundialSchedule", "SundialProto",
-                "SundialContract", "SundialNATS", "SundialStore", "SundialServer",
+                "SundialContract", "SundialNATS", "SundialStore", "SundialServer", "SundialWebhook",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -228,6 +230,8 @@ let package = Package(
             name: "SundialScheduleTests",
             dependencies: ["SundialCore", "SundialSchedule", "SundialProto", "SundialContract"]),
         .testTarget(name: "SundialFairnessTests", dependencies: ["SundialFairness"]),
+        // The webhook executor's pure parts: signing and judging answers.
+        .testTarget(name: "SundialWebhookTests", dependencies: ["SundialWebhook"]),
         // The Dispatcher's pure parts: per-batch decisions and result parsing.
         .testTarget(
             name: "SundialDispatcherTests",
@@ -250,7 +254,7 @@ let package = Package(
                 "SundialTestSupport",
                 "SundialCore", "SundialMessaging", "SundialClient", "SundialLocalCluster", "SundialIngest", "SundialPlanner", "SundialDispatcher", "SundialGovernor",
                 "SundialFairness", "SundialExecutor", "SundialNATS", "SundialPostgres", "SundialStore", "SundialProto",
-                "SundialContract", "SundialCLI", "SundialServer", "SundialMetricsServer", "SundialObservability",
+                "SundialContract", "SundialCLI", "SundialServer", "SundialMetricsServer", "SundialObservability", "SundialWebhook",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),

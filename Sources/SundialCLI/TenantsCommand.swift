@@ -176,7 +176,7 @@ struct TenantsCommand: AsyncParsableCommand {
             let row = try await TenantStore(pool: pool).setFlags(
                 tenant: tenant, trial: trial, pinnedTier: pinned, notifySuccess: notifySuccess, admissionRate: rate)
             print(
-                "\(row.tenant): trial=\(row.trial) tier=\(row.pinnedTier ?? "auto") notify-success=\(row.notifySuccess) admission-rate=\(row.admissionRate.map { "\($0)/s" } ?? "tier default") first seen \(row.firstSeenAt)")
+                "\(row.tenant): trial=\(row.trial) tier=\(row.pinnedTier ?? "auto") notify-success=\(row.notifySuccess) admission-rate=\(row.admissionRate.map { $0 == 0 ? "unlimited" : "\($0)/s" } ?? "tier default") first seen \(row.firstSeenAt)")
         }
     }
 }

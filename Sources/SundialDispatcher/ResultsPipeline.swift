@@ -238,12 +238,14 @@ extension DispatcherService {
         try? await consumer.ack(message)
     }
 
-    /// Publishes tenant events about runs (deduplicated by timer, occurrence, attempt and
-    /// kind). `detail` goes on `attempt_failed` events. A failed publish is logged: the run's
-    /// state in Postgres and History still say what happened.
+    /// Publishes tenant events about runs in one batch (deduplicated by timer, occurrence,
+    /// attempt and kind). `detail` goes on `attempt_failed` events. A failed publish is logged:
+    /// the run's state in Postgres and History still say what happened.
     private func publishEvents(
         _ events: [(kind: String, timer: StoredTimer, run: StoredRun)], detail: String? = nil
     ) async {
+        guard !events.isEmpty else { return }
+        var messages: [NATSOutgoingMessage] = []
         for event in events {
             var proto = Sundial_V1_TimerEvent()
             proto.kind = event.kind
@@ -254,14 +256,15 @@ extension DispatcherService {
             var headers = NATSHeaders()
             headers[SundialHeader.natsMessageID] =
                 "\(TimerID.text(event.timer.id)):\(event.run.occurrence):\(event.run.attempt):\(event.kind)"
-            if let body = try? proto.serializedBytes() as [UInt8],
-                case .failure(let error) = await connection.jetStream.publish(batch: [
-                    NATSOutgoingMessage(
-                        subject: config.namespace.event(tenant: event.timer.tenant, kind: event.kind),
-                        headers: headers, payload: body)
-                ])[0]
-            {
-                logger.warning("publishing \(event.kind) event for \(event.timer.id) failed: \(error)")
+            guard let body = try? proto.serializedBytes() as [UInt8] else { continue }
+            messages.append(
+                NATSOutgoingMessage(
+                    subject: config.namespace.event(tenant: event.timer.tenant, kind: event.kind),
+                    headers: headers, payload: body))
+        }
+        for (message, result) in zip(messages, await connection.jetStream.publish(batch: messages)) {
+            if case .failure(let error) = result {
+                logger.warning("publishing the event on \(message.subject) failed: \(error)")
             }
         }
     }

@@ -3,7 +3,9 @@
 /// A refused request learns how long until a token is there (its retry-after).
 ///
 /// Bounded: at most `maximumTenants` buckets. Past that, buckets that are full again are
-/// forgotten — a full bucket is what a new one starts as, so forgetting it changes nothing.
+/// forgotten — a full bucket is what a new one starts as, so forgetting it changes nothing —
+/// and if most are still busy, arbitrary ones down to half (they start again full: a burst
+/// early); either sweep is rare, so admission stays O(1) amortised.
 public struct TenantRateLimiter<C: Clock>: Sendable where C.Duration == Duration {
     /// Requests per second, and how many may come at once (the bucket's size).
     public struct Limit: Sendable, Hashable {
@@ -51,7 +53,8 @@ public struct TenantRateLimiter<C: Clock>: Sendable where C.Duration == Duration
 
     private mutating func forgetFull(now: C.Instant) {
         buckets = buckets.filter { $0.value.tokens(at: now) < $0.value.burst - 1e-9 }
-        // Still full of busy tenants: drop arbitrary ones (they start again full, a burst early).
-        while buckets.count >= maximumTenants, let key = buckets.keys.first { buckets[key] = nil }
+        if buckets.count > maximumTenants * 3 / 4 {
+            buckets = Dictionary(uniqueKeysWithValues: buckets.prefix(maximumTenants / 2).map { ($0.key, $0.value) })
+        }
     }
 }

@@ -6,22 +6,29 @@ import SundialStore
 
 /// Admission control by rate for Create and Update: the I/O shell around the pure
 /// `TenantRateLimiter`. A tenant's limit is its own `admission_rate` (table `tenants`) or its
-/// tier's default (`IngestConfig.admissionRates`); profiles are read at most every
-/// `tenantProfileRefresh` per tenant (a read that fails counts as "no override" until then).
-/// Everything is per Ingest instance: with n instances a tenant may send n times the rate.
+/// tier's default (`IngestConfig.admissionRates`; tier = pinned, else `new` for a trial
+/// tenant, else `standard`). The tenants that differ from `standard` are read in one query at
+/// most every `tenantProfileRefresh` (one request waits for it; the others use the previous
+/// table); a failed read keeps the previous table and is tried again a second later. Nothing
+/// is registered. Everything is per Ingest instance.
 final class AdmissionControl: Sendable {
     private struct Profile {
         var rate: Double?
         var tier: Tier
-        var readAt: ContinuousClock.Instant
     }
 
-    private let rates: [Tier: Double]
+    private struct Table {
+        var profiles: [String: Profile] = [:]
+        var readAt: ContinuousClock.Instant?
+        var reading = false
+    }
+
+    private let rates: AdmissionRates
     private let burstSeconds: Double
     private let refresh: Duration
     private let tenants: TenantStore
     private let limiter = Mutex(TenantRateLimiter<ContinuousClock>())
-    private let profiles = Mutex([String: Profile]())
+    private let table = Mutex(Table())
 
     init(config: IngestConfig, tenants: TenantStore) {
         rates = config.admissionRates
@@ -34,13 +41,16 @@ final class AdmissionControl: Sendable {
     /// Takes one of `tenant`'s tokens, or throws 429 with when to retry.
     func admit(tenant: String) async throws(SundialError) {
         let now = ContinuousClock.now
-        var profile = profiles.withLock { $0[tenant] }
-        if profile == nil || profile!.readAt.duration(to: now) >= refresh {
-            profile = await read(tenant, now: now)
+        let (profile, due) = table.withLock { table -> (Profile?, Bool) in
+            let stale = table.readAt.map { $0.duration(to: now) >= refresh } ?? true
+            let due = stale && !table.reading
+            if due { table.reading = true }
+            return (table.profiles[tenant], due)
         }
-        let rate = profile.flatMap { $0.rate } ?? rates[profile?.tier ?? .standard] ?? 0
-        guard rate > 0 else { return }
-        let limit = TenantRateLimiter<ContinuousClock>.Limit(rate: rate, burst: rate * burstSeconds)
+        var current = profile
+        if due { current = await reload(now: now)[tenant] }
+        let rate = current.flatMap { $0.rate } ?? rates[current?.tier ?? .standard]
+        let limit = rate > 0 ? TenantRateLimiter<ContinuousClock>.Limit(rate: rate, burst: rate * burstSeconds) : nil
         let decision = limiter.withLock { $0.admit(tenant: tenant, limit: limit, now: now) }
         guard case .limited(let wait) = decision else { return }
         var error = SundialError(
@@ -51,18 +61,23 @@ final class AdmissionControl: Sendable {
         throw error
     }
 
-    private func read(_ tenant: String, now: ContinuousClock.Instant) async -> Profile {
-        var profile = Profile(rate: nil, tier: .standard, readAt: now)
-        if let row = try? await tenants.profiles([tenant])[tenant] {
-            profile.rate = row.admissionRate
-            profile.tier = row.pinnedTier.flatMap(Tier.init(rawValue:)) ?? (row.trial ? .new : .standard)
+    private func reload(now: ContinuousClock.Instant) async -> [String: Profile] {
+        let rows = try? await tenants.admissionProfiles()
+        return table.withLock { table in
+            table.reading = false
+            guard let rows else {
+                // Keep what we had; try again in a second.
+                table.readAt = now - refresh + .seconds(1)
+                return table.profiles
+            }
+            table.profiles = rows.mapValues { row in
+                Profile(
+                    rate: row.admissionRate,
+                    tier: row.pinnedTier.flatMap(Tier.init(rawValue:)) ?? (row.trial ? .new : .standard))
+            }
+            table.readAt = now
+            return table.profiles
         }
-        profiles.withLock { profiles in
-            // Bounded: forget stale readings when many tenants are active.
-            if profiles.count >= 100_000 { profiles = profiles.filter { $0.value.readAt.duration(to: now) < refresh } }
-            profiles[tenant] = profile
-        }
-        return profile
     }
 
     private static func milliseconds(_ duration: Duration) -> Int64 {

@@ -49,7 +49,7 @@ public struct IngestConfig: Sendable {
     /// by the tenant's tier (pinned tier; else `new` for a trial tenant, `standard` otherwise);
     /// 0 = unlimited (the default). A tenant's own `admission_rate` (table `tenants`) overrides
     /// its tier's. Beyond: 429 with a retry-after.
-    public var admissionRates: [Tier: Double] = [.new: 0, .standard: 0, .bulk: 0]
+    public var admissionRates = AdmissionRates()
     /// How many requests may come at once: this many seconds' worth of the rate (at least 1).
     public var admissionBurst: Duration = .seconds(1)
     /// How often a tenant's admission rate is read again from Postgres.
@@ -77,7 +77,7 @@ public struct IngestConfig: Sendable {
         guard tenantUsageRefresh >= .milliseconds(10) else {
             throw .invalid("ingest.tenant_usage_refresh", "must be at least 10ms")
         }
-        guard admissionRates.values.allSatisfy({ $0 >= 0 && $0 <= 1_000_000 }) else {
+        guard [admissionRates.new, admissionRates.standard, admissionRates.bulk].allSatisfy({ $0 >= 0 && $0 <= 1_000_000 }) else {
             throw .invalid("ingest.admission_rates", "must be 0 (unlimited) … 1,000,000 per second")
         }
         guard admissionBurst >= .milliseconds(1), admissionBurst <= .seconds(3600) else {
@@ -88,6 +88,33 @@ public struct IngestConfig: Sendable {
         }
         guard maxConcurrentRequests > 0 else {
             throw .invalid("ingest.max_concurrent_requests", "must be positive")
+        }
+    }
+}
+
+/// Admission rates by tier: Create + Update requests per second per tenant at one Ingest
+/// instance; 0 = unlimited.
+public struct AdmissionRates: Sendable, Hashable {
+    public var new: Double = 0
+    public var standard: Double = 0
+    public var bulk: Double = 0
+
+    public init() {}
+
+    public subscript(tier: Tier) -> Double {
+        get {
+            switch tier {
+            case .new: return new
+            case .standard: return standard
+            case .bulk: return bulk
+            }
+        }
+        set {
+            switch tier {
+            case .new: new = newValue
+            case .standard: standard = newValue
+            case .bulk: bulk = newValue
+            }
         }
     }
 }

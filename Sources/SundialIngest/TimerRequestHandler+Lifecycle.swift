@@ -39,7 +39,6 @@ extension TimerRequestHandler {
 
     public func update(tenant: String, body: [UInt8]) async throws(SundialError) -> Sundial_V1_UpdateTimerResponse {
         try Self.checkTenant(tenant)
-        try await admission.admit(tenant: tenant)
         let request: Sundial_V1_UpdateTimerRequest = try Self.decode(body, "UpdateTimerRequest")
         let id = try Self.timerID(request.timerID)
         let expectedVersion = try Self.expectedVersion(request.expectedVersion)
@@ -76,6 +75,8 @@ extension TimerRequestHandler {
         guard violations.isEmpty else {
             throw SundialError(.invalidArgument, violations.map { "\($0.field): \($0.reason)" }.joined(separator: "; "), violations: violations)
         }
+        // After validation (a refused request costs no token), before any database work.
+        try await admission.admit(tenant: tenant)
         let change = TimerChange(
             schedule: newSchedule, scheduleBytes: newSchedule.flatMap { try? $0.proto.serializedBytes() as [UInt8] } ?? [],
             payload: fields.contains(.payload) ? [UInt8](request.payload) : nil, priority: priority,

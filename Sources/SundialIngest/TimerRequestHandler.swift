@@ -42,10 +42,11 @@ public struct TimerRequestHandler: Sendable {
         -> Sundial_V1_CreateTimerResponse
     {
         try Self.checkTenant(tenant)
-        try await admission.admit(tenant: tenant)
         let request: Sundial_V1_CreateTimerRequest = try Self.decode(body, "CreateTimerRequest")
         let createdAt = now()
         let plan = try validate(request, createdAt: createdAt)
+        // After validation (a refused request costs no token), before any database work.
+        try await admission.admit(tenant: tenant)
         let id = TimerID.make(now: createdAt)
         // Where the schedule starts, and its first run when that is due within the horizon
         // (loaded by Ingest itself, so a 10 s delay does not wait for a planner tick).

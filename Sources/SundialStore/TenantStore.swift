@@ -67,9 +67,20 @@ enum TenantQueries {
             RETURNING tenant, first_seen_at, trial, pinned_tier, notify_success, admission_rate
             """)
 
+    /// Tenants whose admission rate differs from the `standard` default: an own rate, a
+    /// trial or a pinned tier. Read-only (registers nobody); at most $limit.
+    static let admissionProfiles = PostgresQuery(
+        name: "sundial_tenants_admission_profiles",
+        sql: """
+            SELECT tenant, first_seen_at, trial, pinned_tier, notify_success, admission_rate FROM tenants
+            WHERE admission_rate IS NOT NULL OR trial OR pinned_tier IS NOT NULL
+            ORDER BY tenant
+            LIMIT $limit
+            """)
+
     /// Every statement above (the statement test prepares each on a real server).
     static let all: [PostgresQuery] = [
-        registerAndLoad, setFlags,
+        registerAndLoad, setFlags, admissionProfiles,
     ]
 }
 
@@ -78,6 +89,15 @@ public struct TenantStore: Sendable {
     public let pool: PostgresPool
 
     public init(pool: PostgresPool) { self.pool = pool }
+
+    /// The tenants whose admission rate is not simply the `standard` tier's (own rate, trial
+    /// or pinned tier), at most `limit`. Registers nobody.
+    public func admissionProfiles(limit: Int = 100_000) async throws -> [String: TenantProfileRow] {
+        let rows = try await pool.withSession { session in
+            try session.execute(TenantQueries.admissionProfiles, ["limit": .int(limit)]).map(TenantProfileRow.init(row:))
+        }
+        return Dictionary(rows.map { ($0.tenant, $0) }, uniquingKeysWith: { a, _ in a })
+    }
 
     /// Profiles of `tenants`, registering the ones seen for the first time.
     public func profiles(_ tenants: [String]) async throws -> [String: TenantProfileRow] {

@@ -318,24 +318,31 @@ enum TimerQueries {
 
     /// Successful results, set-wise: finishes the runs still awaiting a result and returns
     /// their timers. Arrays, one element per result; $versions are the
-    /// versions the results name (0: not given). `notify`: the timer or its tenant asked for
-    /// a `succeeded` event (then the run's columns are there to build it).
+    /// versions the results name (0: not given). Returns each run (for completion events).
     static let succeedRuns = PostgresQuery(
         name: "sundial_succeed_runs",
         sql: """
-            WITH done AS (
-                UPDATE timer_runs r SET outcome = \(RunOutcome.succeeded.sql), finished_at = f.finished_at
-                FROM unnest($ids::uuid[], $occurrences::bigint[], $attempts::int[], $finished_at::timestamptz[],
-                            $versions::bigint[])
-                    AS f(id, occurrence, attempt, finished_at, version)
-                WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
-                  AND (f.version = 0 OR r.version = f.version)
-                  AND r.outcome IN (\(RunOutcome.sql(.dispatched, .dispatching)))
-                RETURNING r.timer_id, r.occurrence, r.attempt, r.version, r.scheduled_at, r.fired_at,
-                          r.dispatched_at, r.finished_at, r.outcome, r.error
-            )
-            SELECT d.*, (t.notify_success OR coalesce(n.notify_success, false)) AS notify
-            FROM done d JOIN timers t ON t.id = d.timer_id LEFT JOIN tenants n ON n.tenant = t.tenant
+            UPDATE timer_runs r SET outcome = \(RunOutcome.succeeded.sql), finished_at = f.finished_at
+            FROM unnest($ids::uuid[], $occurrences::bigint[], $attempts::int[], $finished_at::timestamptz[],
+                        $versions::bigint[])
+                AS f(id, occurrence, attempt, finished_at, version)
+            WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
+              AND (f.version = 0 OR r.version = f.version)
+              AND r.outcome IN (\(RunOutcome.sql(.dispatched, .dispatching)))
+            RETURNING r.timer_id, r.tenant, r.occurrence, r.attempt, r.version, r.scheduled_at, r.fired_at,
+                      r.dispatched_at, r.finished_at, r.outcome, r.error
+            """)
+
+    /// Of the timers $ids (of tenants $tenants, element for element), those that asked for
+    /// `succeeded` events, themselves or through their tenant: two scans of partial indexes
+    /// that are (nearly) empty when nobody asked.
+    static let selectNotifiedTimers = PostgresQuery(
+        name: "sundial_select_notified_timers",
+        sql: """
+            SELECT id FROM timers WHERE notify_success AND id = ANY($ids::uuid[])
+            UNION
+            SELECT f.id FROM unnest($ids::uuid[], $tenants::text[]) AS f(id, tenant)
+            WHERE f.tenant IN (SELECT tenant FROM tenants WHERE notify_success)
             """)
 
     /// Timers by id (after a batch of results, for their events).
@@ -613,7 +620,7 @@ enum TimerQueries {
         insertTimer, insertTimerWithRun, insertArmedRun, selectByIdempotencyKey, selectTimer,
         selectTimerForUpdate, listTimers, selectRuns, selectDueForLoad, insertArmedRuns, advanceTimers,
         armedFuture, rescueOverdue, claimForDispatch, recordDeferrals, releaseClaims, markDispatched,
-        selectRunForResult, succeedRuns, selectTimersByID, settleSucceeded, selectWaitingChildrenOfAny, finishRun, settleTimer,
+        selectRunForResult, succeedRuns, selectNotifiedTimers, selectTimersByID, settleSucceeded, selectWaitingChildrenOfAny, finishRun, settleTimer,
         noteTimerError, startChild, cancelWaitingChildren, tenantActiveUsage, selectParentForChild, selectDeadRun,
         rearmTimer, pauseTimer, selectPausedRuns, rearmPausedRuns, skipPausedRuns, resumeTimer, pauseRun,
         retireArmedRuns, reversionArmedRuns, inFlightRuns, rewriteTimer, cancelTimer, acquireLeases,

@@ -206,8 +206,16 @@ extension TimerStore {
             var effects = SuccessEffects(applied: succeeded.count)
             // Completion events, for the runs whose timer or tenant asked for them: the timers
             // read after settling, so the event shows the final state.
-            let notified = try rows.filter { try $0.bool("notify") == true }.map { row in
-                (try row.required("timer_id", row.uuid), try StoredRun(row: row))
+            let asking = Set(try session.execute(
+                TimerQueries.selectNotifiedTimers,
+                [
+                    "ids": .uuidArray(succeeded),
+                    "tenants": .textArray(try rows.map { try $0.required("tenant", $0.string) }),
+                ]
+            ).map { try $0.required("id", $0.uuid) })
+            let notified = try rows.compactMap { row -> (UUID, StoredRun)? in
+                let id = try row.required("timer_id", row.uuid)
+                return asking.contains(id) ? (id, try StoredRun(row: row)) : nil
             }
             if !notified.isEmpty {
                 let timers = Dictionary(

@@ -18,7 +18,8 @@ struct AdmissionIntegrationTests {
         options.planner = false
         options.dispatcher = false
         options.ingestTuning = { config in
-            config.admissionRates = [.new: 1, .standard: 5, .bulk: 0]
+            config.admissionRates.new = 1
+            config.admissionRates.standard = 5
             config.admissionBurst = .seconds(1)
         }
         try await withTestSystem("admission", options) { system in
@@ -35,11 +36,17 @@ struct AdmissionIntegrationTests {
             #expect(wait > .zero && wait <= .milliseconds(250), "retry after \(wait)")
             // The raw reply carries the header too (whole seconds, rounded up).
             let raw = try await system.api.request(
-                subject: system.namespace.request(tenant: "acme", method: .update),
-                payload: try Sundial_V1_UpdateTimerRequest().serializedBytes(), timeout: .seconds(5))
+                subject: system.namespace.request(tenant: "acme", method: .create),
+                payload: try Sundial_V1_CreateTimerRequest.delay(.seconds(600), queue: "q").serializedBytes(),
+                timeout: .seconds(5))
             #expect(raw.headers[SundialHeader.serviceErrorCode] == "429")
             #expect(raw.headers[SundialHeader.retryAfter] == "1")
-            // After the wait (and a little more for the Update that took a token), admitted.
+            // A request refused for being invalid costs no token (validation comes first).
+            let invalid = try await system.api.request(
+                subject: system.namespace.request(tenant: "acme", method: .update),
+                payload: try Sundial_V1_UpdateTimerRequest().serializedBytes(), timeout: .seconds(5))
+            #expect(invalid.headers[SundialHeader.serviceErrorCode] == "400")
+            // After the wait, admitted.
             try await Task.sleep(for: wait + .milliseconds(250))
             _ = try await acme.create(.delay(.seconds(600), queue: "q"))
 
