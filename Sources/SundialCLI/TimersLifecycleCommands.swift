@@ -175,14 +175,7 @@ extension TimersCommand {
         @OptionGroup var selection: TimerSelectionOptions
 
         func run() async throws {
-            var request = Sundial_V1_PauseTimerRequest()
-            request.timerID = selection.id ?? ""
-            request.expectedVersion = selection.expectedVersion ?? 0
-            request.labels = try TimersCLIParsing.labels(selection.label)
-            request.pageSize = selection.pageSize ?? 0
-            request.pageToken = selection.pageToken ?? ""
-            try await selection.pages(verb: "paused") { client, token in
-                request.pageToken = token ?? request.pageToken
+            try await selection.pages(Sundial_V1_PauseTimerRequest(), verb: "paused") { client, request in
                 let page = try await client.pause(request)
                 return (page.timers, page.nextPageToken, try page.jsonString())
             }
@@ -202,14 +195,7 @@ extension TimersCommand {
         @OptionGroup var selection: TimerSelectionOptions
 
         func run() async throws {
-            var request = Sundial_V1_ResumeTimerRequest()
-            request.timerID = selection.id ?? ""
-            request.expectedVersion = selection.expectedVersion ?? 0
-            request.labels = try TimersCLIParsing.labels(selection.label)
-            request.pageSize = selection.pageSize ?? 0
-            request.pageToken = selection.pageToken ?? ""
-            try await selection.pages(verb: "resumed") { client, token in
-                request.pageToken = token ?? request.pageToken
+            try await selection.pages(Sundial_V1_ResumeTimerRequest(), verb: "resumed") { client, request in
                 let page = try await client.resume(request)
                 return (page.timers, page.nextPageToken, try page.jsonString())
             }
@@ -331,16 +317,22 @@ struct TimerSelectionOptions: ParsableArguments {
         if expectedVersion != nil && id == nil { throw ValidationError("--expected-version goes with --id") }
     }
 
-    /// Sends pages (the first with no token override, then each next token) and prints them.
-    func pages(
-        verb: String,
-        _ send: @escaping (TimersClient, String?) async throws -> ([Sundial_V1_Timer], String, String)
+    /// Fills `request` from the options, sends it and each next page (with --all), and prints
+    /// the timers.
+    func pages<Request: TimerSelectorRequest>(
+        _ empty: Request, verb: String,
+        _ send: @escaping (TimersClient, Request) async throws -> ([Sundial_V1_Timer], String, String)
     ) async throws {
+        var request = empty
+        request.timerID = id ?? ""
+        request.expectedVersion = expectedVersion ?? 0
+        request.labels = try TimersCLIParsing.labels(label)
+        request.pageSize = pageSize ?? 0
+        request.pageToken = pageToken ?? ""
         try await TimersCLIParsing.withClient(connection, tenant: tenant) { client in
             var total = 0
-            var token: String?
             while true {
-                let (timers, next, jsonText) = try await send(client, token)
+                let (timers, next, jsonText) = try await send(client, request)
                 total += timers.count
                 if json {
                     print(jsonText)
@@ -354,11 +346,23 @@ struct TimerSelectionOptions: ParsableArguments {
                     }
                     break
                 }
-                token = next
+                request.pageToken = next
             }
         }
     }
 }
+
+/// Pause and Resume requests: one timer, or a page of a label selector.
+protocol TimerSelectorRequest {
+    var timerID: String { get set }
+    var expectedVersion: UInt64 { get set }
+    var labels: [String: String] { get set }
+    var pageSize: UInt32 { get set }
+    var pageToken: String { get set }
+}
+
+extension Sundial_V1_PauseTimerRequest: TimerSelectorRequest {}
+extension Sundial_V1_ResumeTimerRequest: TimerSelectorRequest {}
 
 /// Flag parsing and output shared by the lifecycle commands.
 enum TimersCLIParsing {

@@ -258,27 +258,9 @@ extension TimerRequestHandler {
             guard case .applied(let timer, _, _) = outcome else { throw Self.mutationError(outcome, timerID) }
             return ([TimerMapping.proto(timer)], "")
         }
-        var violations: [(field: String, reason: String)] = []
-        if labels.isEmpty { violations.append(("labels", "give timer_id or at least one label")) }
-        if rawVersion != 0 { violations.append(("expected_version", "goes with timer_id")) }
-        violations += labelViolations(labels)
-        let pageSize = rawPageSize == 0 ? 50 : Int(rawPageSize)
-        if pageSize > 100 { violations.append(("page_size", "must be at most 100")) }
-        var after: UUID?
-        if !pageToken.isEmpty {
-            after = PageToken.decodeID(pageToken)
-            if after == nil { violations.append(("page_token", "is not a token from a previous page")) }
-        }
-        guard violations.isEmpty else {
-            throw SundialError(.invalidArgument, violations.map { "\($0.field): \($0.reason)" }.joined(separator: "; "), violations: violations)
-        }
-        let page: [StoredTimer]
-        do {
-            page = try await store.list(
-                tenant: tenant, afterID: after, states: states, queue: nil, labelsJSON: Self.labelsJSON(labels), limit: pageSize)
-        } catch {
-            throw storeFailure(error, operation)
-        }
+        let (page, pageSize) = try await selectorPage(
+            tenant: tenant, operation: operation, labels: labels, pageSize: rawPageSize, pageToken: pageToken,
+            states: states, violations: rawVersion != 0 ? [("expected_version", "goes with timer_id")] : [])
         var changed: [Sundial_V1_Timer] = []
         var bytes = 0
         var last: StoredTimer?
@@ -299,6 +281,34 @@ extension TimerRequestHandler {
         }
         let next = last.map { last in last.id != page.last?.id || page.count == pageSize ? PageToken.encode(last.id) : "" } ?? ""
         return (changed, next)
+    }
+
+    /// Selector mode of Pause, Resume and Retry: one page of the tenant's timers in `states`
+    /// whose labels contain `labels` (at least one), `pageSize` at most 100 (0: 50).
+    private func selectorPage(
+        tenant: String, operation: String, labels: [String: String], pageSize rawPageSize: UInt32, pageToken: String,
+        states: [StoredTimerState], violations initial: [(field: String, reason: String)] = []
+    ) async throws(SundialError) -> (page: [StoredTimer], pageSize: Int) {
+        var violations = initial
+        if labels.isEmpty { violations.append(("labels", "give timer_id or at least one label")) }
+        violations += labelViolations(labels)
+        let pageSize = rawPageSize == 0 ? 50 : Int(rawPageSize)
+        if pageSize > 100 { violations.append(("page_size", "must be at most 100")) }
+        var after: UUID?
+        if !pageToken.isEmpty {
+            after = PageToken.decodeID(pageToken)
+            if after == nil { violations.append(("page_token", "is not a token from a previous page")) }
+        }
+        guard violations.isEmpty else {
+            throw SundialError(.invalidArgument, violations.map { "\($0.field): \($0.reason)" }.joined(separator: "; "), violations: violations)
+        }
+        do {
+            let page = try await store.list(
+                tenant: tenant, afterID: after, states: states, queue: nil, labelsJSON: Self.labelsJSON(labels), limit: pageSize)
+            return (page, pageSize)
+        } catch {
+            throw storeFailure(error, operation)
+        }
     }
 
     // MARK: Retry (redrive)
@@ -349,27 +359,9 @@ extension TimerRequestHandler {
             return response
         }
         // Selector mode: dead one-shot timers with these labels, one bounded page.
-        var violations: [(field: String, reason: String)] = []
-        if request.labels.isEmpty { violations.append(("labels", "give timer_id or at least one label")) }
-        violations += labelViolations(request.labels)
-        let pageSize = request.pageSize == 0 ? 50 : Int(request.pageSize)
-        if pageSize > 100 { violations.append(("page_size", "must be at most 100")) }
-        var after: UUID?
-        if !request.pageToken.isEmpty {
-            after = PageToken.decodeID(request.pageToken)
-            if after == nil { violations.append(("page_token", "is not a token from a previous page")) }
-        }
-        guard violations.isEmpty else {
-            throw SundialError(.invalidArgument, violations.map { "\($0.field): \($0.reason)" }.joined(separator: "; "), violations: violations)
-        }
-        let page: [StoredTimer]
-        do {
-            page = try await store.list(
-                tenant: tenant, afterID: after, states: [.dead], queue: nil,
-                labelsJSON: Self.labelsJSON(request.labels), limit: pageSize)
-        } catch {
-            throw storeFailure(error, "retry")
-        }
+        let (page, pageSize) = try await selectorPage(
+            tenant: tenant, operation: "retry", labels: request.labels, pageSize: request.pageSize,
+            pageToken: request.pageToken, states: [.dead])
         var bytes = 0
         var last: StoredTimer?
         for listed in page {

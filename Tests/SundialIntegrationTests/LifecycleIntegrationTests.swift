@@ -846,16 +846,6 @@ extension LifecycleIntegrationTests {
         if !satisfied { Issue.record("not all expected jobs arrived within \(timeout)") }
         return jobs
     }
-
-    /// The error a request failed with; fails the test if it succeeded.
-    func sundialError(_ body: () async throws -> Void) async throws -> SundialError {
-        do {
-            try await body()
-        } catch let error as SundialError {
-            return error
-        }
-        throw TestFailure("the request succeeded but should have failed")
-    }
 }
 
 extension Sundial_V1_CreateTimerRequest {

@@ -25,8 +25,8 @@ struct RedriveIntegrationTests {
             try await eventually("the timer is dead") { try await client.get(id).state == .dead }
 
             // Not dead-lettered occurrences and unknown timers are refused.
-            #expect(try await redriveError { _ = try await client.retry(id, occurrence: 7) }.code == .conflict)
-            #expect(try await redriveError { _ = try await client.retry(TimerID.text(UUID())) }.code == .notFound)
+            #expect(try await sundialError { _ = try await client.retry(id, occurrence: 7) }.code == .conflict)
+            #expect(try await sundialError { _ = try await client.retry(TimerID.text(UUID())) }.code == .notFound)
 
             // Two redrives at once: one arms attempt 3, the other finds nothing left to retry.
             @Sendable func redrive() async -> Result<Sundial_V1_Timer, any Error> {
@@ -54,7 +54,7 @@ struct RedriveIntegrationTests {
             #expect(runs.map(\.attempt) == [1, 2, 3, 4])
             #expect(runs.map(\.outcome) == [.failed, .dead, .failed, .succeeded])
             // Succeeded: nothing to retry.
-            #expect(try await redriveError { _ = try await client.retry(id) }.code == .conflict)
+            #expect(try await sundialError { _ = try await client.retry(id) }.code == .conflict)
             #expect(try await collectJobs(worker, count: 1, timeout: .seconds(1)).isEmpty)
         }
     }
@@ -99,7 +99,7 @@ struct RedriveIntegrationTests {
             try await worker.complete(reruns.map(\.0))
             #expect(try await client.get(ids["d"]!).state == .dead)
             // A selector needs a label; timer_id and labels do not mix.
-            #expect(try await redriveError { _ = try await client.retry(Sundial_V1_RetryTimerRequest()) }.code == .invalidArgument)
+            #expect(try await sundialError { _ = try await client.retry(Sundial_V1_RetryTimerRequest()) }.code == .invalidArgument)
 
             // A recurring timer: occurrence 0 dead-lettered, occurrence 1 succeeded; occurrence 0
             // reruns by number while the timer stays as it is.
@@ -124,7 +124,7 @@ struct RedriveIntegrationTests {
             let rerun = try #require(try await recWorker.next(max: 1, maxWait: .seconds(10)).first)
             #expect(rerun.occurrence == 0 && rerun.attempt == 2)
             try await recWorker.complete(rerun)
-            #expect(try await redriveError { _ = try await client.retry(timer.id, occurrence: 1) }.code == .conflict)
+            #expect(try await sundialError { _ = try await client.retry(timer.id, occurrence: 1) }.code == .conflict)
         }
     }
 
@@ -140,14 +140,5 @@ struct RedriveIntegrationTests {
             }
         }
         #expect(seen == attempts)
-    }
-
-    private func redriveError(_ body: () async throws -> Void) async throws -> SundialError {
-        do {
-            try await body()
-        } catch let error as SundialError {
-            return error
-        }
-        throw TestFailure("the request succeeded but should have failed")
     }
 }

@@ -301,3 +301,13 @@ func firstMessage(_ subscription: NATSSubscription, within timeout: Duration) as
         return try await group.next() ?? nil
     }
 }
+
+/// The error a request failed with; fails the test if it succeeded.
+func sundialError(_ body: () async throws -> Void) async throws -> SundialError {
+    do {
+        try await body()
+    } catch let error as SundialError {
+        return error
+    }
+    throw TestFailure("the request succeeded but should have failed")
+}
