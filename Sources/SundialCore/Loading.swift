@@ -118,7 +118,13 @@ public struct LoadStep: Sendable {
             let id = TimerID.text(timerID)
             while misfire.isMissed(current.fireAt) {
                 let next = OccurrenceStepper.following(schedule, timerID: id, after: current)
-                if misfire.catchesUp(current.fireAt, latest: next.map { !misfire.isMissed($0.fireAt) } ?? true) { break }
+                let keep: Bool
+                switch misfire.policy {
+                case .fireAll: keep = misfire.isWithinWindow(current.fireAt)
+                case .fireOnce: keep = (next.map { !misfire.isMissed($0.fireAt) } ?? true) && misfire.isWithinWindow(current.fireAt)
+                case .skip: keep = false
+                }
+                if keep { break }
                 skipped += 1
                 guard let next else {
                     // The schedule ended among the skipped occurrences.

@@ -54,16 +54,6 @@ public struct MisfireRule: Sendable, Hashable {
         return fireAt >= now.addingTimeInterval(-catchupWindow)
     }
 
-    /// Whether a missed occurrence due at `fireAt` fires rather than being skipped; `latest`:
-    /// no later occurrence is missed (it is the one a `fireOnce` catch-up would fire).
-    public func catchesUp(_ fireAt: Date, latest: Bool) -> Bool {
-        switch policy {
-        case .fireAll: return isWithinWindow(fireAt)
-        case .fireOnce: return latest && isWithinWindow(fireAt)
-        case .skip: return false
-        }
-    }
-
     /// Of `runs` (in occurrence order, each with its fire time), which are re-armed and which
     /// skipped on resume. `laterMissed`: an occurrence after all of them is missed too (the
     /// timer's own cursor), so under `fireOnce` the catch-up is that later one's, and every
@@ -81,7 +71,13 @@ public struct MisfireRule: Sendable, Hashable {
                 rearm.append(run)
                 continue
             }
-            if catchesUp(due, latest: !laterMissed && index == lastMissed) { rearm.append(run) } else { skip.append(run) }
+            let keep: Bool
+            switch policy {
+            case .fireAll: keep = isWithinWindow(due)
+            case .fireOnce: keep = !laterMissed && index == lastMissed && isWithinWindow(due)
+            case .skip: keep = false
+            }
+            if keep { rearm.append(run) } else { skip.append(run) }
         }
         return (rearm, skip)
     }

@@ -333,26 +333,29 @@ enum TimerQueries {
                       r.dispatched_at, r.finished_at, r.outcome, r.error
             """)
 
+    /// Of the timers $ids (of tenants $tenants, element for element), those that asked for
+    /// `succeeded` events, themselves or through their tenant: two scans of partial indexes
+    /// that are (nearly) empty when nobody asked.
+    static let selectNotifiedTimers = PostgresQuery(
+        name: "sundial_select_notified_timers",
+        sql: """
+            SELECT id FROM timers WHERE notify_success AND id = ANY($ids::uuid[])
+            UNION
+            SELECT f.id FROM unnest($ids::uuid[], $tenants::text[]) AS f(id, tenant)
+            WHERE f.tenant IN (SELECT tenant FROM tenants WHERE notify_success)
+            """)
+
     /// Timers by id (after a batch of results, for their events).
     static let selectTimersByID = PostgresQuery(
         name: "sundial_select_timers_by_id",
         sql: "SELECT \(timerColumns) FROM timers WHERE id = ANY($ids::uuid[])")
 
     /// One-shot timers among $ids whose job succeeded.
-    /// In the same round trip, returns those of $ids (of tenants $tenants, element for
-    /// element) that asked for `succeeded` events, themselves or through their tenant: two
-    /// scans of partial indexes that are (nearly) empty when nobody asked.
     static let settleSucceeded = PostgresQuery(
         name: "sundial_settle_succeeded",
         sql: """
-            WITH settled AS (
-                UPDATE timers SET state = \(StoredTimerState.succeeded.sql), updated_at = now()
-                WHERE id = ANY($ids::uuid[]) AND NOT recurring
-            )
-            SELECT id FROM timers WHERE notify_success AND id = ANY($ids::uuid[])
-            UNION
-            SELECT f.id FROM unnest($ids::uuid[], $tenants::text[]) AS f(id, tenant)
-            WHERE f.tenant IN (SELECT tenant FROM tenants WHERE notify_success)
+            UPDATE timers SET state = \(StoredTimerState.succeeded.sql), updated_at = now()
+            WHERE id = ANY($ids::uuid[]) AND NOT recurring
             """)
 
     /// Waiting children of any of the parents $parents, locked for starting them.
@@ -617,7 +620,7 @@ enum TimerQueries {
         insertTimer, insertTimerWithRun, insertArmedRun, selectByIdempotencyKey, selectTimer,
         selectTimerForUpdate, listTimers, selectRuns, selectDueForLoad, insertArmedRuns, advanceTimers,
         armedFuture, rescueOverdue, claimForDispatch, recordDeferrals, releaseClaims, markDispatched,
-        selectRunForResult, succeedRuns, selectTimersByID, settleSucceeded, selectWaitingChildrenOfAny, finishRun, settleTimer,
+        selectRunForResult, succeedRuns, selectNotifiedTimers, selectTimersByID, settleSucceeded, selectWaitingChildrenOfAny, finishRun, settleTimer,
         noteTimerError, startChild, cancelWaitingChildren, tenantActiveUsage, selectParentForChild, selectDeadRun,
         rearmTimer, pauseTimer, selectPausedRuns, rearmPausedRuns, skipPausedRuns, resumeTimer, pauseRun,
         retireArmedRuns, reversionArmedRuns, inFlightRuns, rewriteTimer, cancelTimer, acquireLeases,

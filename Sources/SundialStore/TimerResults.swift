@@ -189,15 +189,8 @@ extension TimerStore {
             )
             let succeeded = try rows.map { try $0.required("timer_id", $0.uuid) }
             guard !succeeded.isEmpty else { return SuccessEffects() }
-            let tenantOf = Dictionary(
-                try rows.map { (try $0.required("timer_id", $0.uuid), try $0.required("tenant", $0.string)) },
-                uniquingKeysWith: { first, _ in first })
-            let parents = Array(tenantOf.keys)
-            // Settles one-shot timers and finds who asked for completion events, in one round trip.
-            let asking = Set(try session.execute(
-                TimerQueries.settleSucceeded,
-                ["ids": .uuidArray(parents), "tenants": .textArray(parents.map { tenantOf[$0]! })]
-            ).map { try $0.required("id", $0.uuid) })
+            let parents = Array(Set(succeeded))
+            try session.execute(TimerQueries.settleSucceeded, ["ids": .uuidArray(parents)])
             let finishedAt = Dictionary(outcomes.map { ($0.key.id, $0.finishedAt) }, uniquingKeysWith: max)
             for child in try session.execute(TimerQueries.selectWaitingChildrenOfAny, ["parents": .uuidArray(parents)])
                 .map(StoredTimer.init(row:))
@@ -213,6 +206,13 @@ extension TimerStore {
             var effects = SuccessEffects(applied: succeeded.count)
             // Completion events, for the runs whose timer or tenant asked for them: the timers
             // read after settling, so the event shows the final state.
+            let asking = Set(try session.execute(
+                TimerQueries.selectNotifiedTimers,
+                [
+                    "ids": .uuidArray(succeeded),
+                    "tenants": .textArray(try rows.map { try $0.required("tenant", $0.string) }),
+                ]
+            ).map { try $0.required("id", $0.uuid) })
             let notified = try rows.compactMap { row -> (UUID, StoredRun)? in
                 let id = try row.required("timer_id", row.uuid)
                 return asking.contains(id) ? (id, try StoredRun(row: row)) : nil
