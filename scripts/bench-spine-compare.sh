@@ -7,6 +7,9 @@
 #   scripts/bench-spine-compare.sh BEFORE_BINARY AFTER_BINARY [RUNS] [extra bench spine options]
 #
 # FIRST_RUN=N numbers the runs from N (to add runs to an earlier series).
+# EXTRA_RUN_PARTITIONS=N adds N empty future day partitions to `timer_runs` before each run of
+# a build that partitions it (migrations 0012–0014), so a fresh database has as many partitions as a
+# deployment in steady state (retention days + lookahead + legacy + default).
 #
 # A binary needs its `sundial_SundialStore.resources` folder beside it (the migrations).
 set -euo pipefail
@@ -30,11 +33,33 @@ run_one() {
         if curl -fsS "http://127.0.0.1:$port/readyz" > /dev/null 2>&1; then break; fi
         sleep 0.5
     done
+    if (( ${EXTRA_RUN_PARTITIONS:-0} > 0 )); then add_partitions "$data/dev.env" "$EXTRA_RUN_PARTITIONS"; fi
     SUNDIAL_DEV_ENV="$data/dev.env" "$binary" bench spine --count 60000 --rate 1000 --due-min 5s --due-max 65s \
         --json "bench-results/spine-$label-$n.json" "${extra[@]}" | tail -n 12
     kill -INT "$dev"
     wait "$dev" || true
     rm -rf "$data"
+}
+
+# Day partitions 10 … 10+N days ahead (the planners create today … +3), if timer_runs is partitioned.
+add_partitions() {
+    local url
+    url=$(sed -n 's/^SUNDIAL_POSTGRES_URL=//p' "$1")
+    psql "$url" -q -v ON_ERROR_STOP=1 -c "SET search_path TO sundial" -c "
+        DO \$\$
+        DECLARE d int; lo timestamptz; l uuid; h uuid; hex text;
+        BEGIN
+          IF (SELECT relkind FROM pg_class WHERE oid = 'timer_runs'::regclass) <> 'p' THEN RETURN; END IF;
+          FOR d IN 10..(9 + $2) LOOP
+            lo := (date_trunc('day', now() AT TIME ZONE 'UTC') + make_interval(days => d)) AT TIME ZONE 'UTC';
+            hex := lpad(to_hex(floor(extract(epoch FROM lo) * 1000)::bigint), 12, '0');
+            l := (substr(hex, 1, 8) || '-' || substr(hex, 9, 4) || '-0000-0000-000000000000')::uuid;
+            hex := lpad(to_hex(floor(extract(epoch FROM lo + interval '1 day') * 1000)::bigint), 12, '0');
+            h := (substr(hex, 1, 8) || '-' || substr(hex, 9, 4) || '-0000-0000-000000000000')::uuid;
+            EXECUTE format('CREATE TABLE timer_runs_p%s PARTITION OF timer_runs FOR VALUES FROM (%L) TO (%L)',
+                           to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD'), l, h);
+          END LOOP;
+        END \$\$;"
 }
 
 first=${FIRST_RUN:-1}

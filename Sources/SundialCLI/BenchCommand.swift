@@ -6,7 +6,7 @@ import SundialSchedule
 /// `sundial bench`: benchmarks that print figures (never timed tests).
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Benchmarks.", subcommands: [SpineBench.self, ScheduleBench.self, WhaleBench.self, PlannerLoadBench.self, OutageBench.self])
+        commandName: "bench", abstract: "Benchmarks.", subcommands: [SpineBench.self, ScheduleBench.self, WhaleBench.self, PlannerLoadBench.self, OutageBench.self, StorageBench.self])
 
     struct SpineBench: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -55,11 +55,13 @@ struct PlannerLoadBench: AsyncParsableCommand {
                 try session.execute(
                     """
                     INSERT INTO timers (id, tenant, shard, state, kind, schedule, next_fire_at, next_nominal_at, queue, payload)
-                    SELECT gen_random_uuid(), 'bench', i % \(ShardMap.count), 'scheduled', 'at', ''::bytea,
+                    SELECT \(StorageBench.uuidV7), 'bench', i % \(ShardMap.count), 'scheduled', 'at', ''::bytea,
                            now() + make_interval(secs => \(lead) + (i % \(max(1, window)))),
                            now() + make_interval(secs => \(lead) + (i % \(max(1, window)))),
                            'q', convert_to(repeat('x', \(payload)), 'UTF8')
-                    FROM generate_series(\(start), \(end - 1)) AS i
+                    FROM (SELECT i, md5(i::text || random()::text) AS r,
+                                 lpad(to_hex(floor(extract(epoch FROM now()) * 1000)::bigint), 12, '0') AS h
+                          FROM generate_series(\(start), \(end - 1)) AS i) AS x
                     """)
             }
         }

@@ -59,6 +59,7 @@ public enum MetricName {
     /// Deleted by the reaper after the retention: timers (with their runs), and runs.
     public static let reapedTimers = "sundial_retention_deleted_timers_total"
     public static let reapedRuns = "sundial_retention_deleted_runs_total"
+    public static let partitionsDropped = "sundial_retention_dropped_partitions_total"
 
     // Ingest (its Timers endpoints)
     /// Counter {method, code}: answered requests; code 200 or the error contract's code.

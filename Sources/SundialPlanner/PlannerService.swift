@@ -45,6 +45,13 @@ public struct PlannerConfig: Sendable {
     public var retention: Duration? = .seconds(7 * 86_400)
     /// Timers walked per reaper transaction.
     public var reaperBatchSize: Int = 1000
+    /// Days of `timer_runs` partitions created ahead of today (`RunPartitionCalendar`): the
+    /// planners may be down this long before new runs spill into the default partition.
+    public var partitionLookaheadDays: Int = 3
+    /// Days of timer creation per `timer_runs` partition. Longer: fewer partitions, so less
+    /// work per statement (Postgres locks every partition a cached plan names), but finished
+    /// timers stay up to this much longer past the retention.
+    public var partitionDays: Int = 7
 
     public init() {}
 
@@ -72,6 +79,12 @@ public struct PlannerConfig: Sendable {
         guard (1...100_000).contains(reaperBatchSize) else {
             throw .invalid("planner.reaper_batch_size", "must be in 1…100000")
         }
+        guard (1...60).contains(partitionLookaheadDays) else {
+            throw .invalid("planner.partition_lookahead_days", "must be in 1…60")
+        }
+        guard (1...31).contains(partitionDays) else {
+            throw .invalid("planner.partition_days", "must be in 1…31")
+        }
     }
 }
 
@@ -89,6 +102,8 @@ public final class PlannerStats: Sendable {
     /// Deleted by the reaper (retention): timers, and runs.
     public let reapedTimers = Atomic<Int>(0)
     public let reapedRuns = Atomic<Int>(0)
+    /// `timer_runs` partitions dropped whole by the reaper (their runs are not in `reapedRuns`).
+    public let partitionsDropped = Atomic<Int>(0)
     /// Claims that stopped early at the byte or run budget.
     public let claimsCutByBudget = Atomic<Int>(0)
     /// Claims, republishes and rescues put off to the next tick by its time box.
@@ -277,30 +292,80 @@ public final class PlannerService: Service, Sendable {
         }
     }
 
-    /// Deletes what the retention no longer keeps, a batch at a time (`RetentionStore`; one
-    /// reaper at a time across planners), paced by `ReaperPacing`.
+    /// Keeps `timer_runs`'s partitions created ahead and deletes what the retention no
+    /// longer keeps (`RetentionStore`; one reaper at a time across planners), paced by
+    /// `ReaperPacing`: a partition pass at start, after every complete walk, after a failure
+    /// and at least every 10 minutes (closed partitions whose timers are all finished are
+    /// emptied and dropped whole, in passes that follow each other), then the walk in batches
+    /// up to where the last pass said (`PartitionWork.walkBefore`: never into an open partition).
     private func reapLoop() async {
-        guard let retention = config.retention else {
-            // Retention off: nothing to do, but returning would end the service's task group.
-            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
-            return
-        }
         let store = RetentionStore(pool: timers.pool)
         var pacing = ReaperPacing()
+        // Closed partitions found holding a live timer: not rescanned (nor swept for orphaned
+        // runs) for an hour, while the walk deletes what it can in them.
+        var held: Set<String> = []
+        var heldSince = ContinuousClock.now
+        var drain: RetentionStore.PartitionDrain?
+        var partitionPassDue = true
+        var lastPass = ContinuousClock.now
+        // Where the current walk stops: fixed when it starts (from the last pass), so a
+        // partition closing meanwhile goes whole.
+        var walkBefore: Date?
+        var walkBound: Date?
         while !Task.isCancelled {
-            let wait: Duration
+            var wait = pacing.idle
+            if ContinuousClock.now - lastPass > .seconds(600) { partitionPassDue = true }
+            if ContinuousClock.now - heldSince > .seconds(3600) {
+                held = []
+                heldSince = ContinuousClock.now
+            }
             do {
-                let outcome = try await store.reapBatch(now: Date(), retention: retention, batchSize: config.reaperBatchSize)
-                if case .walked(_, let timersDeleted, let runsDeleted) = outcome {
-                    stats.reapedTimers.add(timersDeleted, ordering: .relaxed)
-                    stats.reapedRuns.add(runsDeleted, ordering: .relaxed)
+                if partitionPassDue {
+                    lastPass = ContinuousClock.now
+                    let pass = try await store.maintainPartitions(
+                        now: Date(), retention: config.retention, lookaheadDays: config.partitionLookaheadDays,
+                        periodDays: config.partitionDays, deleteBatch: config.reaperBatchSize, held: held, drain: drain)
+                    if case .done(let work) = pass {
+                        record(work)
+                        held.formUnion(work.held)
+                        drain = work.drain
+                        walkBound = work.walkBefore ?? walkBound
+                        partitionPassDue = work.more
+                    }
+                    wait = pacing.next(after: pass)
+                } else if let retention = config.retention, let bound = walkBefore ?? walkBound {
+                    walkBefore = bound
+                    let outcome = try await store.reapBatch(
+                        now: Date(), retention: retention, batchSize: config.reaperBatchSize, walkBefore: walkBefore)
+                    switch outcome {
+                    case .walked(_, let timersDeleted, let runsDeleted):
+                        stats.reapedTimers.add(timersDeleted, ordering: .relaxed)
+                        stats.reapedRuns.add(runsDeleted, ordering: .relaxed)
+                    case .caughtUp, .busy:
+                        walkBefore = nil
+                        partitionPassDue = true
+                    }
+                    wait = pacing.next(after: outcome)
+                } else {
+                    partitionPassDue = true
                 }
-                wait = pacing.next(after: outcome)
             } catch {
                 wait = pacing.nextAfterFailure()
+                partitionPassDue = true
                 logger.warning("retention: a reaper batch failed, retrying in \(wait): \(error)")
             }
             try? await Task.sleep(for: wait)
+        }
+    }
+
+    private func record(_ work: RetentionStore.PartitionWork) {
+        stats.reapedTimers.add(work.timersDeleted, ordering: .relaxed)
+        stats.reapedRuns.add(work.runsDeleted, ordering: .relaxed)
+        stats.partitionsDropped.add(work.dropped.count, ordering: .relaxed)
+        for name in work.created { logger.info("retention: created run partition \(name)") }
+        for name in work.dropped { logger.info("retention: dropped run partition \(name)") }
+        for (name, reason) in work.failed.sorted(by: { $0.key < $1.key }) {
+            logger.warning("retention: run partition \(name) not changed this time: \(reason)")
         }
     }
 
@@ -317,6 +382,7 @@ public final class PlannerService: Service, Sendable {
             mirror.counter(MetricName.publishFailures, stats.publishFailures.load(ordering: .relaxed))
             mirror.counter(MetricName.reapedTimers, stats.reapedTimers.load(ordering: .relaxed))
             mirror.counter(MetricName.reapedRuns, stats.reapedRuns.load(ordering: .relaxed))
+            mirror.counter(MetricName.partitionsDropped, stats.partitionsDropped.load(ordering: .relaxed))
             mirror.counter(MetricName.leaseTakeovers, stats.leaseTakeovers.load(ordering: .relaxed))
             // Every 30 s (a count over the armed-runs index): the same figure on every planner.
             if sample % 6 == 0, let armed = try? await leases.armedRuns() {

@@ -23,6 +23,16 @@ public struct ReaperPacing: Sendable, Hashable {
         }
     }
 
+    /// After a partition pass: straight on while a partition's timers are being deleted.
+    public mutating func next(after pass: RetentionStore.PartitionPass) -> Duration {
+        failures = 0
+        switch pass {
+        case .done(let work) where work.more: return pause
+        case .done: return .zero
+        case .busy: return idle
+        }
+    }
+
     public mutating func nextAfterFailure() -> Duration {
         failures = min(failures + 1, 30)
         return min(.seconds(1) * (1 << min(failures - 1, 20)), idle)

@@ -153,6 +153,8 @@ public struct ServiceEnvironment: Sendable {
             }
         }
         if let value = try integer("SUNDIAL_REAPER_BATCH") { result.planner.reaperBatchSize = value }
+        if let value = try integer("SUNDIAL_RUN_PARTITION_LOOKAHEAD_DAYS") { result.planner.partitionLookaheadDays = value }
+        if let value = try integer("SUNDIAL_RUN_PARTITION_DAYS") { result.planner.partitionDays = value }
         if let value = try integer("SUNDIAL_DISPATCHER_PIPELINES") { result.dispatcher.pipelines = value }
         if let value = try integer("SUNDIAL_DISPATCHER_FETCH_BATCH") { result.dispatcher.fetchBatch = value }
         if let value = env["SUNDIAL_DISPATCHER_FAIRNESS"] {

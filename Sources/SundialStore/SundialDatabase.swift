@@ -20,6 +20,6 @@ public enum SundialDatabase {
 
     /// Every named statement the stores run, for checks that prepare each against the schema.
     public static var statements: [PostgresQuery] {
-        TimerQueries.all + RetentionQueries.all + TenantQueries.all
+        TimerQueries.all + RetentionQueries.all + PartitionQueries.all + TenantQueries.all
     }
 }

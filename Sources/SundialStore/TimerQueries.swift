@@ -443,6 +443,10 @@ enum TimerQueries {
             LIMIT 1
             """)
 
+    /// Marks a timer changed now (a redrive of a recurring timer, whose state stays).
+    static let touchTimer = PostgresQuery(
+        name: "sundial_touch_timer", sql: "UPDATE timers SET updated_at = now() WHERE id = $id")
+
     /// A redriven one-shot timer is armed again, due at $next_fire_at. Bumps the version.
     static let rearmTimer = PostgresQuery(
         name: "sundial_rearm_timer",
@@ -622,7 +626,7 @@ enum TimerQueries {
         armedFuture, rescueOverdue, claimForDispatch, recordDeferrals, releaseClaims, markDispatched,
         selectRunForResult, succeedRuns, selectNotifiedTimers, selectTimersByID, settleSucceeded, selectWaitingChildrenOfAny, finishRun, settleTimer,
         noteTimerError, startChild, cancelWaitingChildren, tenantActiveUsage, selectParentForChild, selectDeadRun,
-        rearmTimer, pauseTimer, selectPausedRuns, rearmPausedRuns, skipPausedRuns, resumeTimer, pauseRun,
+        touchTimer, rearmTimer, pauseTimer, selectPausedRuns, rearmPausedRuns, skipPausedRuns, resumeTimer, pauseRun,
         retireArmedRuns, reversionArmedRuns, inFlightRuns, rewriteTimer, cancelTimer, acquireLeases,
         countArmedRuns, renewLeases, releaseLeases,
     ]

@@ -46,6 +46,10 @@ extension TimerStore {
                     TimerQueries.rearmTimer, ["id": .uuid(id), "next_fire_at": .timestamp(now)]
                 ).first else { return .notFound }
                 timer = try StoredTimer(row: rearmed)
+            } else {
+                // A recurring timer's state is unchanged, but it changed now: the reaper, which
+                // re-checks `updated_at` on the rows it locks, must not take it for long finished.
+                try session.execute(TimerQueries.touchTimer, ["id": .uuid(id)])
             }
             try Self.insertArmedRun(run, of: timer, session)
             if timer.state == .paused {

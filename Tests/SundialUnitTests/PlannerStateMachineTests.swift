@@ -180,11 +180,20 @@ struct ReaperPacingTests {
         var pacing = ReaperPacing(pause: .milliseconds(50), idle: .seconds(60))
         #expect(pacing.next(after: .walked(walked: 1000, timersDeleted: 10, runsDeleted: 30)) == .milliseconds(50))
         #expect(pacing.next(after: .caughtUp) == .seconds(60))
-        #expect(pacing.next(after: .busy) == .seconds(60))
+        #expect(pacing.next(after: RetentionStore.BatchOutcome.busy) == .seconds(60))
         #expect((1...8).map { _ in pacing.nextAfterFailure() } == [1, 2, 4, 8, 16, 32, 60, 60].map { .seconds($0) })
         // A success resets the back-off.
         _ = pacing.next(after: .caughtUp)
         #expect(pacing.nextAfterFailure() == .seconds(1))
+    }
+
+    @Test func aPartitionPassGoesStraightOnPausesWhileDeletingAndIdlesWhenBusy() {
+        var pacing = ReaperPacing(pause: .milliseconds(50), idle: .seconds(60))
+        var work = RetentionStore.PartitionWork()
+        #expect(pacing.next(after: .done(work)) == .zero)
+        work.more = true
+        #expect(pacing.next(after: .done(work)) == .milliseconds(50))
+        #expect(pacing.next(after: RetentionStore.PartitionPass.busy) == .seconds(60))
     }
 }
 
