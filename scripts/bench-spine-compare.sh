@@ -11,6 +11,10 @@
 # a build that partitions it (migrations 0012–0014), so a fresh database has as many partitions as a
 # deployment in steady state (retention days + lookahead + legacy + default).
 #
+# BENCH_CLIENT=PATH drives every run with that build's `bench spine` (the measuring side, e.g.
+# one that reports CPU per process) instead of each run's own binary.
+# DEV_OPTIONS="--processes" passes options to `sundial dev` (only to builds that have them).
+#
 # A binary needs its `sundial_SundialStore.resources` folder beside it (the migrations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +30,8 @@ run_one() {
     local data
     data=$(mktemp -d /tmp/sundial-spine-XXXXXX)
     chmod 755 "$data"  # Postgres runs as the postgres user
-    "$binary" dev --no-demo --data-dir "$data" --metrics-port "$port" --log-level warning > "$data/dev.log" 2>&1 &
+    # shellcheck disable=SC2086 # DEV_OPTIONS is a list of options
+    "$binary" dev --no-demo --data-dir "$data" --metrics-port "$port" --log-level warning ${DEV_OPTIONS:-} > "$data/dev.log" 2>&1 &
     local dev=$!
     # Ready when /readyz answers 200 (at most 120 s).
     for _ in $(seq 1 240); do
@@ -34,8 +39,8 @@ run_one() {
         sleep 0.5
     done
     if (( ${EXTRA_RUN_PARTITIONS:-0} > 0 )); then add_partitions "$data/dev.env" "$EXTRA_RUN_PARTITIONS"; fi
-    SUNDIAL_DEV_ENV="$data/dev.env" "$binary" bench spine --count 60000 --rate 1000 --due-min 5s --due-max 65s \
-        --json "bench-results/spine-$label-$n.json" "${extra[@]}" | tail -n 12
+    SUNDIAL_DEV_ENV="$data/dev.env" "${BENCH_CLIENT:-$binary}" bench spine --count 60000 --rate 1000 --due-min 5s --due-max 65s \
+        --json "bench-results/spine-$label-$n.json" "${extra[@]}" | grep -v '^  *[0-9]' | tail -n 16
     kill -INT "$dev"
     wait "$dev" || true
     rm -rf "$data"

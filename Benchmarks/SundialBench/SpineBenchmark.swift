@@ -44,6 +44,9 @@ public struct SpineBenchmark: Sendable {
         public var fireLagMs: Percentiles
         public var dispatchThroughputPerSecondPeak: Double
         public var lagOverTime: [LagBucket]
+        /// CPU seconds per 1,000 created timers of each process on the machine, by role
+        /// (`ProcessCPU`), from the first create until the last job was received.
+        public var cpuSecondsPer1000Timers: [String: Double]?
     }
 
     public struct Percentiles: Sendable, Codable {
@@ -128,6 +131,7 @@ public struct SpineBenchmark: Sendable {
         progress("creating \(p.count) timers at \(Int(p.rate))/s on queue \(p.queue), due \(p.dueMin)…\(p.dueMax) out")
         let payload = Data(repeating: 0x61, count: p.payloadBytes)
         let clock = ContinuousClock()
+        let cpuStart = ProcessCPU.snapshot()
         let start = clock.now
         let wallStart = Date()
         await withTaskGroup(of: Void.self) { group in
@@ -177,6 +181,7 @@ public struct SpineBenchmark: Sendable {
             if missing == 0 && Date() > lastDue { break }
             try await Task.sleep(for: .milliseconds(500))
         }
+        let cpuEnd = ProcessCPU.snapshot()
         // A short tail to catch late duplicates.
         try await Task.sleep(for: .seconds(2))
         stop.store(true, ordering: .relaxed)
@@ -207,7 +212,8 @@ public struct SpineBenchmark: Sendable {
             createLatencyMs: Percentiles(state.createLatencies), received: received,
             lost: state.due.count - received, duplicates: duplicates,
             fireLagMs: Percentiles(state.lags.map { $0.lag * 1000 }),
-            dispatchThroughputPerSecondPeak: Double(perSecond.values.max() ?? 0), lagOverTime: lagOverTime)
+            dispatchThroughputPerSecondPeak: Double(perSecond.values.max() ?? 0), lagOverTime: lagOverTime,
+            cpuSecondsPer1000Timers: ProcessCPU.perThousand(from: cpuStart, to: cpuEnd, timers: state.due.count))
     }
 }
 
@@ -227,6 +233,7 @@ extension SpineBenchmark.Report {
         for bucket in lagOverTime {
             lines.append(String(format: "  %4d  %6d  %7.1f  %7.1f", bucket.secondsFromStart, bucket.jobs, bucket.p50Ms, bucket.p99Ms))
         }
+        if let cpu = cpuSecondsPer1000Timers, !cpu.isEmpty { lines.append(ProcessCPU.table(cpu)) }
         return lines.joined(separator: "\n")
     }
 }

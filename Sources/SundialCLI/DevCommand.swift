@@ -7,6 +7,7 @@ import SundialExecutor
 import SundialLocalCluster
 import SundialNATS
 import SundialProto
+import ServiceLifecycle
 import SundialServer
 
 /// `sundial dev`: the embedded default. Starts a private nats-server (2.15, from the project
@@ -38,6 +39,9 @@ struct DevCommand: AsyncParsableCommand {
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
+
+    @Flag(help: "Run each service as its own `sundial serve <service>` child process (each with its own /metrics; benchmarks then report CPU per service).")
+    var processes: Bool = false
 
     func run() async throws {
         let logger = SundialLogging.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info, label: "sundial.dev")
@@ -123,7 +127,11 @@ struct DevCommand: AsyncParsableCommand {
         // The demo acts as a tenant and an executor; it runs only without auth.
         let demoTask = demo && auth == nil ? Task { await Self.runDemo(natsURL: nats.url) } : nil
         do {
-            try await ServiceRunner.run(SundialComponent.allCases, environment: environment, logger: logger)
+            if processes {
+                try await Self.runAsProcesses(environment, metricsPort: metricsPort, logLevel: logLevel, logger: logger)
+            } else {
+                try await ServiceRunner.run(SundialComponent.allCases, environment: environment, logger: logger)
+            }
         } catch {
             logger.error("sundial stopped with error: \(error)")
         }
@@ -132,6 +140,54 @@ struct DevCommand: AsyncParsableCommand {
         await postgres.stop()
         watchdog.signal(SIGTERM)
         print("Sundial dev stopped.")
+    }
+
+    /// `--processes`: one `sundial serve <service>` child per service, configured through the
+    /// environment as a deployment would be; the first (ingest) serves the printed metrics
+    /// port, the others free ones (printed). SIGINT/SIGTERM stop them; one exiting stops all.
+    static func runAsProcesses(_ environment: ServiceEnvironment, metricsPort: Int, logLevel: String, logger: Logger) async throws {
+        var env = ProcessInfo.processInfo.environment
+        env["SUNDIAL_NATS_URL"] = environment.natsURL
+        env["SUNDIAL_POSTGRES_URL"] = environment.postgresURL
+        env["SUNDIAL_POSTGRES_SCHEMA"] = environment.schema
+        env["SUNDIAL_LOG_LEVEL"] = logLevel
+        env["SUNDIAL_NATS_USER"] = environment.natsUser
+        env["SUNDIAL_NATS_PASSWORD"] = environment.natsPassword
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        var children: [(SundialComponent, ChildProcess)] = []
+        for component in SundialComponent.allCases {
+            let port = children.isEmpty ? metricsPort : try FreePort.allocate()
+            env["SUNDIAL_METRICS_ADDRESS"] = "127.0.0.1:\(port)"
+            let child = try ChildProcess.spawn(
+                executable: executable, arguments: ["serve", component.rawValue], environment: env,
+                output: .pipe { FileHandle.standardError.write(Data($0)) }, diesWithParent: true)
+            children.append((component, child))
+            print("  \(component.rawValue): pid \(child.pid), metrics http://127.0.0.1:\(port)/metrics")
+        }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: ChildServices(children: children.map(\.1)))],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+
+    /// Runs until a child exits or shutdown is asked for, then stops every child (SIGTERM:
+    /// their own graceful shutdown) and waits for them all.
+    struct ChildServices: Service {
+        let children: [ChildProcess]
+
+        func run() async throws {
+            let children = self.children
+            await withGracefulShutdownHandler {
+                await withTaskGroup(of: Void.self) { group in
+                    for child in children { group.addTask { _ = await child.waitForExit() } }
+                    await group.next()
+                    for child in children where child.isRunning { child.signal(SIGTERM) }
+                }
+            } onGracefulShutdown: {
+                for child in children { child.signal(SIGTERM) }
+            }
+        }
     }
 
     static func randomSecret() -> String {
