@@ -31,21 +31,10 @@ struct PlannerLoadBench: AsyncParsableCommand {
         }
         var logger = Logger(label: "sundial.bench")
         logger.logLevel = .warning
-        let root = URL(fileURLWithPath: data).standardizedFileURL
-        try? FileManager.default.removeItem(at: root)
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         // fsync off: this measures the planner, not the disk.
-        let postgres = try await LocalPostgresServer.start(
-            dataDirectory: root.appendingPathComponent("postgres"), port: nil, fsync: false, logger: logger)
-        defer { postgres.stopBlocking() }
-        let nats = try await LocalNATSServer.start(
-            binary: try LocalNATSServer.locateBinary(from: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)),
-            storeDirectory: root.appendingPathComponent("nats"), port: nil, auth: nil, logger: logger)
-
-        var configuration = try PostgresConfiguration(url: postgres.url)
-        configuration.searchPath = "sundial"
-        let pool = PostgresPool(configuration: configuration, size: 2, logger: logger)
-        _ = try await SundialDatabase.migrate(pool, schema: "sundial")
+        let servers = try await BenchServers.start(data: data, fsync: false, logger: logger)
+        defer { servers.postgres.stopBlocking() }
+        let (root, nats, pool) = (servers.root, servers.nats, servers.pool)
         let started = Date()
         let (count, lead, window, payload) = (timers, lead, window, payloadBytes)
         try await pool.withSession { session in
@@ -67,10 +56,7 @@ struct PlannerLoadBench: AsyncParsableCommand {
         }
         print(String(format: "inserted %d timers (%d B payload each) in %.1f s", count, payload, Date().timeIntervalSince(started)))
 
-        var env = ProcessInfo.processInfo.environment
-        env["SUNDIAL_NATS_URL"] = nats.url
-        env["SUNDIAL_POSTGRES_URL"] = postgres.url
-        env["SUNDIAL_POSTGRES_SCHEMA"] = "sundial"
+        var env = servers.serviceEnvironment()
         env["SUNDIAL_METRICS_ADDRESS"] = "off"  // a benchmark's services must not need port 9464
         env["SUNDIAL_LOG_LEVEL"] = env["SUNDIAL_LOG_LEVEL"] ?? "warning"
         if let budgetBytes { env["SUNDIAL_PLANNER_CLAIM_BUDGET_BYTES"] = String(budgetBytes) }

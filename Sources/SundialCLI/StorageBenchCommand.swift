@@ -69,24 +69,11 @@ struct StorageBench: AsyncParsableCommand {
         }
         var logger = Logger(label: "sundial.bench")
         logger.logLevel = .warning
-        let root = URL(fileURLWithPath: data).standardizedFileURL
-        try? FileManager.default.removeItem(at: root)
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        let postgres = try await LocalPostgresServer.start(
-            dataDirectory: root.appendingPathComponent("postgres"), port: nil, fsync: true, logger: logger)
-        defer { postgres.stopBlocking() }
-        let nats = try await LocalNATSServer.start(
-            binary: try LocalNATSServer.locateBinary(from: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)),
-            storeDirectory: root.appendingPathComponent("nats"), port: nil, auth: nil, logger: logger)
-        var configuration = try PostgresConfiguration(url: postgres.url)
-        configuration.searchPath = "sundial"
-        let pool = PostgresPool(configuration: configuration, size: 2, logger: logger)
-        _ = try await SundialDatabase.migrate(pool, schema: "sundial")
+        let servers = try await BenchServers.start(data: data, fsync: true, logger: logger)
+        defer { servers.postgres.stopBlocking() }
+        let (root, nats, pool) = (servers.root, servers.nats, servers.pool)
 
-        var env = ProcessInfo.processInfo.environment
-        env["SUNDIAL_NATS_URL"] = nats.url
-        env["SUNDIAL_POSTGRES_URL"] = postgres.url
-        env["SUNDIAL_POSTGRES_SCHEMA"] = "sundial"
+        var env = servers.serviceEnvironment()
         env["SUNDIAL_METRICS_ADDRESS"] = "off"
         env["SUNDIAL_LOG_LEVEL"] = env["SUNDIAL_LOG_LEVEL"] ?? "warning"
         let log = root.appendingPathComponent("ingest.log").path

@@ -31,6 +31,11 @@ public struct IngestConfig: Sendable {
     public var maxReplyBytes: Int = 900 * 1024
     /// Requests handled concurrently per endpoint per instance.
     public var maxConcurrentRequests: Int = 128
+    /// Group commit: creates written together in one statement and commit, at most this many
+    /// (`SUNDIAL_INGEST_CREATE_BATCH`; 1 writes each create alone).
+    public var createBatch: Int = 64
+    /// Create statements in flight at once per instance (`SUNDIAL_INGEST_CREATE_FLUSHES`).
+    public var createFlushes: Int = 4
     /// Every request is answered within this (503 "took longer; retry" past it), below the
     /// client's usual 5 s timeout, so a stuck dependency never leaves a caller without an
     /// answer. A Create answered 503 may still commit: retry it with the same idempotency key.
@@ -88,6 +93,12 @@ public struct IngestConfig: Sendable {
         }
         guard maxConcurrentRequests > 0 else {
             throw .invalid("ingest.max_concurrent_requests", "must be positive")
+        }
+        guard (1...1000).contains(createBatch) else {
+            throw .invalid("ingest.create_batch", "must be 1…1000")
+        }
+        guard (1...64).contains(createFlushes) else {
+            throw .invalid("ingest.create_flushes", "must be 1…64")
         }
     }
 }

@@ -21,6 +21,7 @@ public struct TimerRequestHandler: Sendable {
     public let now: @Sendable () -> Date
     let usage: TenantUsageLimiter
     let admission: AdmissionControl
+    let creates: CreateBatcher
 
     public init(
         config: IngestConfig, store: TimerStore, connection: NATSConnection, logger: Logger,
@@ -34,6 +35,7 @@ public struct TimerRequestHandler: Sendable {
         self.now = now
         self.usage = TenantUsageLimiter(config: config, store: store)
         self.admission = AdmissionControl(config: config, tenants: TenantStore(pool: store.pool))
+        self.creates = CreateBatcher(store: store, maxBatch: config.createBatch, maxFlushes: config.createFlushes)
     }
 
     // MARK: Create
@@ -78,7 +80,8 @@ public struct TimerRequestHandler: Sendable {
         let outcome: CreateOutcome
         do {
             try await usage.admit(tenant: tenant, payloadBytes: request.payload.count)
-            outcome = try await store.create(newTimer)
+            // A dependent timer reads its parent in its own transaction; the rest are group-committed.
+            outcome = parent == nil ? try await creates.create(newTimer) : try await store.create(newTimer)
         } catch let error as SundialError {
             throw error
         } catch {

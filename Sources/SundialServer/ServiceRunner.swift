@@ -134,6 +134,8 @@ public struct ServiceEnvironment: Sendable {
         }
         if let value = try duration("SUNDIAL_ADMISSION_BURST") { result.ingest.admissionBurst = value }
         if let value = try integer("SUNDIAL_INGEST_MAX_QUEUED_PER_TENANT") { result.ingest.maxQueuedPerTenant = value }
+        if let value = try integer("SUNDIAL_INGEST_CREATE_BATCH") { result.ingest.createBatch = value }
+        if let value = try integer("SUNDIAL_INGEST_CREATE_FLUSHES") { result.ingest.createFlushes = value }
         if let value = env["SUNDIAL_PLANNER_INSTANCE_ID"] { result.planner.instanceID = value }
         if let value = try duration("SUNDIAL_PLANNER_CLAIM_INTERVAL") { result.planner.claimInterval = value }
         if let value = try integer("SUNDIAL_PLANNER_CLAIM_BATCH") { result.planner.claimBatchSize = value }

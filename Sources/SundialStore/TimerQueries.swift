@@ -66,6 +66,46 @@ enum TimerQueries {
             SELECT * FROM t
             """)
 
+    /// Many creates in one statement (group commit; `TimerStore.createBatch`): every parameter
+    /// is an array, one element per timer, of `insertTimerWithRun`'s columns. Rows whose
+    /// idempotency key is taken (also by an earlier row of the same batch) are skipped and not
+    /// returned.
+    static let insertTimersWithRuns = PostgresQuery(
+        name: "sundial_insert_timers_with_runs",
+        sql: """
+            WITH input AS (
+                SELECT * FROM unnest(
+                    $id::uuid[], $tenant::text[], $shard::int[], $state::text[], $kind::text[], $schedule::bytea[],
+                    $next_fire_at::timestamptz[], $next_nominal_at::timestamptz[], $occurrence::bigint[],
+                    $queue::text[], $payload::bytea[], $priority::smallint[], $labels::jsonb[],
+                    $retry_policy::bytea[], $idempotency_key::text[], $request_hash::bytea[], $recurring::boolean[],
+                    $misfire_policy::text[], $catchup_window_ms::bigint[], $notify_success::boolean[],
+                    $run_occurrence::bigint[], $run_scheduled_at::timestamptz[])
+                AS i(id, tenant, shard, state, kind, schedule, next_fire_at, next_nominal_at, occurrence, queue,
+                     payload, priority, labels, retry_policy, idempotency_key, request_hash, recurring,
+                     misfire_policy, catchup_window_ms, notify_success, run_occurrence, run_scheduled_at)
+            ), t AS (
+                INSERT INTO timers (id, tenant, shard, state, kind, schedule, next_fire_at, next_nominal_at,
+                                    occurrence, queue, payload, priority, labels, retry_policy,
+                                    idempotency_key, request_hash, recurring, misfire_policy, catchup_window_ms,
+                                    notify_success)
+                SELECT id, tenant, shard, state, kind, schedule, next_fire_at, next_nominal_at, occurrence, queue,
+                       payload, priority, labels, retry_policy, idempotency_key, request_hash, recurring,
+                       misfire_policy, catchup_window_ms, notify_success
+                FROM input
+                ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING \(timerColumns)
+            ), run AS (
+                INSERT INTO timer_runs (timer_id, occurrence, attempt, tenant, version, scheduled_at, shard,
+                                        outcome, armed_at)
+                SELECT t.id, i.run_occurrence, 1, t.tenant, t.version, i.run_scheduled_at, t.shard,
+                       \(RunOutcome.armed.sql), now()
+                FROM t JOIN input i ON i.id = t.id
+                WHERE i.run_occurrence IS NOT NULL
+            )
+            SELECT * FROM t
+            """)
+
     /// An armed run; each parameter is the column of its name ($refunded: attempts refunded
     /// before it; $attempt_base: attempts before the occurrence's latest redrive).
     static let insertArmedRun = PostgresQuery(
@@ -621,7 +661,7 @@ enum TimerQueries {
 
     /// Every statement above (the statement test prepares each on a real server).
     static let all: [PostgresQuery] = [
-        insertTimer, insertTimerWithRun, insertArmedRun, selectByIdempotencyKey, selectTimer,
+        insertTimer, insertTimerWithRun, insertTimersWithRuns, insertArmedRun, selectByIdempotencyKey, selectTimer,
         selectTimerForUpdate, listTimers, selectRuns, selectDueForLoad, insertArmedRuns, advanceTimers,
         armedFuture, rescueOverdue, claimForDispatch, recordDeferrals, releaseClaims, markDispatched,
         selectRunForResult, succeedRuns, selectNotifiedTimers, selectTimersByID, settleSucceeded, selectWaitingChildrenOfAny, finishRun, settleTimer,

@@ -287,6 +287,49 @@ public struct TimerStore: Sendable {
         }
     }
 
+    /// Inserts many timers without a parent (`afterTimerID` nil) — each with its first armed run
+    /// when it has one — in one statement and one commit (group commit). Returns the timers
+    /// inserted, by id; a timer missing from it was not inserted (its idempotency key was
+    /// taken) and goes through `create` to find out how.
+    public func createBatch(_ timers: [NewTimer]) async throws -> [UUID: StoredTimer] {
+        guard !timers.isEmpty else { return [:] }
+        func hex(_ bytes: [UInt8]) -> String {
+            var out = "\\x"
+            out.reserveCapacity(2 + bytes.count * 2)
+            for byte in bytes {
+                out.append(Self.hexDigits[Int(byte >> 4)])
+                out.append(Self.hexDigits[Int(byte & 0x0f)])
+            }
+            return out
+        }
+        let bindings: PostgresBindings = [
+            "id": .uuidArray(timers.map(\.id)), "tenant": .textArray(timers.map(\.tenant)),
+            "shard": .intArray(timers.map(\.shard)), "state": .textArray(timers.map(\.state.rawValue)),
+            "kind": .textArray(timers.map(\.kind)), "schedule": .textArray(timers.map { hex($0.schedule) }),
+            "next_fire_at": .timestampArray(timers.map(\.nextFireAt)),
+            "next_nominal_at": .timestampArray(timers.map(\.nextNominalAt)),
+            "occurrence": .int64Array(timers.map(\.occurrence)), "queue": .textArray(timers.map(\.queue)),
+            "payload": .textArray(timers.map { hex($0.payload) }), "priority": .intArray(timers.map(\.priority)),
+            "labels": .textArray(timers.map(\.labelsJSON)),
+            "retry_policy": .textArray(timers.map { $0.retryPolicy.map(hex) }),
+            "idempotency_key": .textArray(timers.map(\.idempotencyKey)),
+            "request_hash": .textArray(timers.map { hex($0.requestHash) }),
+            "recurring": .textArray(timers.map { $0.recurring ? "t" : "f" }),
+            "misfire_policy": .textArray(timers.map(\.misfirePolicy.rawValue)),
+            "catchup_window_ms": .int64Array(timers.map(\.catchupWindowMs)),
+            "notify_success": .textArray(timers.map { $0.notifySuccess ? "t" : "f" }),
+            "run_occurrence": .textArray(timers.map { $0.armedRun.map { String($0.occurrence) } }),
+            // Read only where run_occurrence is not null.
+            "run_scheduled_at": .timestampArray(timers.map { $0.armedRun?.dueAt ?? $0.nextFireAt }),
+        ]
+        let rows = try await pool.withSession { session in
+            try session.execute(TimerQueries.insertTimersWithRuns, bindings).map(StoredTimer.init(row:))
+        }
+        return Dictionary(rows.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    private static let hexDigits: [Character] = Array("0123456789abcdef")
+
     /// Loading a due timer: its current occurrence, and a recurring timer's following ones due
     /// before `horizon` (at most 1,000 per claim).
     /// Missed occurrences (loaded more than a minute late) go by the timer's misfire policy.

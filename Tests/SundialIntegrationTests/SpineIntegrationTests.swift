@@ -107,6 +107,53 @@ struct SpineIntegrationTests {
         }
     }
 
+    @Test("creates at once are committed together: a key sent 40 times at once makes one timer, 60 distinct creates make 60")
+    func concurrentCreatesGroupCommit() async throws {
+        try await withTestSystem("groupcommit") { system in
+            let client = system.client(tenant: "acme")
+            let request = Sundial_V1_CreateTimerRequest.delay(.seconds(600), queue: "q", payload: "x", key: "burst-1")
+            let same = try await withThrowingTaskGroup(of: Sundial_V1_CreateTimerResponse.self) { group in
+                for _ in 0..<40 { group.addTask { try await client.create(request) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(Set(same.map(\.timer.id)).count == 1)
+            #expect(same.filter(\.created).count == 1)
+            // (index, response): even indexes are due in 2 s, odd ones in 10 min.
+            let distinct = try await withThrowingTaskGroup(of: (Int, Sundial_V1_CreateTimerResponse).self) { group in
+                for index in 0..<60 {
+                    group.addTask {
+                        (index, try await client.create(.delay(.seconds(index % 2 == 0 ? 2 : 600), queue: "gc", payload: "p\(index)")))
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }.sorted { $0.0 < $1.0 }.map(\.1)
+            #expect(distinct.allSatisfy(\.created) && Set(distinct.map(\.timer.id)).count == 60)
+            let stored = try await system.pool.withSession { session in
+                try session.execute(
+                    """
+                    SELECT count(*)::bigint AS timers, (SELECT count(*) FROM timer_runs r JOIN timers t ON t.id = r.timer_id
+                                                        WHERE t.queue = 'gc')::bigint AS runs
+                    FROM timers WHERE queue = 'gc'
+                    """)[0]
+            }
+            #expect(try stored.int("timers") == 60)
+            // The 30 due in 2 s were loaded at create time: each has its armed (or fired) run.
+            #expect(try (stored.int("runs") ?? 0) >= 30)
+            // And they fire.
+            let worker = try await system.worker(queue: "gc")
+            var received = Set<String>()
+            let deadline = ContinuousClock.now + .seconds(30)
+            while received.count < 30, ContinuousClock.now < deadline {
+                for job in try await worker.next(max: 64, maxWait: .milliseconds(300)) {
+                    received.insert(job.timerID)
+                    try await worker.complete(job)
+                }
+            }
+            let soon = Set(distinct.enumerated().filter { $0.offset % 2 == 0 }.map(\.element.timer.id))
+            #expect(received == soon)
+        }
+    }
+
     @Test("bad input gets the error headers and a Status body, and the service keeps serving")
     func badInputIsRejectedCleanly() async throws {
         try await withTestSystem("badinput") { system in
