@@ -90,6 +90,29 @@ extension PostgresValue {
         return .text(String(decoding: out, as: UTF8.self))
     }
 
+    public static func boolArray(_ values: [Bool]) -> PostgresValue {
+        .text("{" + values.map { $0 ? "t" : "f" }.joined(separator: ",") + "}")
+    }
+
+    /// `bytea[]` in text form: each element `"\\x<hex>"` (the backslash escaped inside the
+    /// quotes); `nil` elements become NULL.
+    public static func byteaArray(_ values: [[UInt8]?]) -> PostgresValue {
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        out.reserveCapacity(values.reduce(2) { $0 + 7 + 2 * ($1?.count ?? 0) })
+        for (index, value) in values.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            guard let value else {
+                out.append(contentsOf: "NULL".utf8)
+                continue
+            }
+            out.append(contentsOf: #""\\x"#.utf8)
+            PostgresArrayLiteral.appendHex(value, to: &out)
+            out.append(UInt8(ascii: "\""))
+        }
+        out.append(UInt8(ascii: "}"))
+        return .text(String(decoding: out, as: UTF8.self))
+    }
+
     public static func uuidArray(_ values: [UUID]) -> PostgresValue {
         var out: [UInt8] = [UInt8(ascii: "{")]
         out.reserveCapacity(values.count * 37 + 2)
@@ -115,6 +138,13 @@ enum PostgresArrayLiteral {
     }
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    static func appendHex(_ bytes: [UInt8], to out: inout [UInt8]) {
+        for byte in bytes {
+            out.append(hexDigits[Int(byte >> 4)])
+            out.append(hexDigits[Int(byte & 0x0f)])
+        }
+    }
 
     /// Lowercase canonical form, written without going through `uuidString`.
     static func appendUUID(_ value: UUID, to out: inout [UInt8]) {

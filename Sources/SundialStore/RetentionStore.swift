@@ -329,20 +329,20 @@ enum RetentionQueries {
         name: "sundial_reaper_walk",
         sql: "SELECT id FROM timers WHERE id > $after_id AND id < $before_id ORDER BY id LIMIT $limit")
 
-    /// Of $ids, the timers in a final state ($final_states) last changed before $changed_before
-    /// with no run still to fire or to report (a `completed` recurring timer's last occurrence
-    /// may still be armed — held by a paused queue, say — and must fire); locked until the batch
-    /// ends.
+    /// What the retention deletes, of timers `t`: in a final state ($final_states), last changed
+    /// before $changed_before, with no run still to fire or to report (a `completed` recurring
+    /// timer's last occurrence may still be armed — held by a paused queue, say — and must fire).
+    static let finished = """
+        (t.state = ANY($final_states::text[]) AND t.updated_at < $changed_before
+         AND NOT EXISTS (
+             SELECT 1 FROM timer_runs r
+             WHERE r.timer_id = t.id AND r.outcome IN (\(RunOutcome.sql(.armed, .dispatching, .dispatched)))))
+        """
+
+    /// Of $ids, the `finished` timers, locked until the batch ends.
     static let finishedTimers = PostgresQuery(
         name: "sundial_reaper_finished_timers",
-        sql: """
-            SELECT t.id FROM timers t
-            WHERE t.id = ANY($ids::uuid[]) AND t.state = ANY($final_states::text[]) AND t.updated_at < $changed_before
-              AND NOT EXISTS (
-                  SELECT 1 FROM timer_runs r
-                  WHERE r.timer_id = t.id AND r.outcome IN (\(RunOutcome.sql(.armed, .dispatching, .dispatched))))
-            FOR UPDATE OF t
-            """)
+        sql: "SELECT t.id FROM timers t WHERE t.id = ANY($ids::uuid[]) AND \(finished) FOR UPDATE OF t")
 
     /// The finished timers $ids (their runs are gone).
     static let deleteTimers = PostgresQuery(
@@ -389,19 +389,10 @@ enum PartitionQueries {
         name: "sundial_partitions_any_timer",
         sql: "SELECT 1 AS found FROM timers WHERE id >= $lower AND id < $upper LIMIT 1")
 
-    /// A timer in [$lower, $upper) that the retention keeps: not in a final state
-    /// ($final_states), changed since $changed_before, or with a run still to fire or report.
+    /// A timer in [$lower, $upper) that the retention keeps (not `RetentionQueries.finished`).
     static let liveTimer = PostgresQuery(
         name: "sundial_partitions_live_timer",
-        sql: """
-            SELECT 1 AS found FROM timers t
-            WHERE t.id >= $lower AND t.id < $upper
-              AND (t.state <> ALL($final_states::text[]) OR t.updated_at >= $changed_before
-                   OR EXISTS (
-                       SELECT 1 FROM timer_runs r
-                       WHERE r.timer_id = t.id AND r.outcome IN (\(RunOutcome.sql(.armed, .dispatching, .dispatched)))))
-            LIMIT 1
-            """)
+        sql: "SELECT 1 AS found FROM timers t WHERE t.id >= $lower AND t.id < $upper AND NOT \(RetentionQueries.finished) LIMIT 1")
 
     /// How many runs the default partition holds, counted up to $limit.
     static let defaultRuns = PostgresQuery(
@@ -421,11 +412,7 @@ enum PartitionQueries {
         sql: """
             WITH doomed AS (
                 SELECT t.id FROM timers t
-                WHERE t.id > $after AND t.id >= $lower AND t.id < $upper
-                  AND t.state = ANY($final_states::text[]) AND t.updated_at < $changed_before
-                  AND NOT EXISTS (
-                      SELECT 1 FROM timer_runs r
-                      WHERE r.timer_id = t.id AND r.outcome IN (\(RunOutcome.sql(.armed, .dispatching, .dispatched))))
+                WHERE t.id > $after AND t.id >= $lower AND t.id < $upper AND \(RetentionQueries.finished)
                 ORDER BY t.id LIMIT $limit
                 FOR UPDATE OF t),
             gone AS (DELETE FROM timers WHERE id IN (SELECT id FROM doomed) RETURNING id)

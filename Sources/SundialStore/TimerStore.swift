@@ -293,31 +293,22 @@ public struct TimerStore: Sendable {
     /// taken) and goes through `create` to find out how.
     public func createBatch(_ timers: [NewTimer]) async throws -> [UUID: StoredTimer] {
         guard !timers.isEmpty else { return [:] }
-        func hex(_ bytes: [UInt8]) -> String {
-            var out = "\\x"
-            out.reserveCapacity(2 + bytes.count * 2)
-            for byte in bytes {
-                out.append(Self.hexDigits[Int(byte >> 4)])
-                out.append(Self.hexDigits[Int(byte & 0x0f)])
-            }
-            return out
-        }
         let bindings: PostgresBindings = [
             "id": .uuidArray(timers.map(\.id)), "tenant": .textArray(timers.map(\.tenant)),
             "shard": .intArray(timers.map(\.shard)), "state": .textArray(timers.map(\.state.rawValue)),
-            "kind": .textArray(timers.map(\.kind)), "schedule": .textArray(timers.map { hex($0.schedule) }),
+            "kind": .textArray(timers.map(\.kind)), "schedule": .byteaArray(timers.map(\.schedule)),
             "next_fire_at": .timestampArray(timers.map(\.nextFireAt)),
             "next_nominal_at": .timestampArray(timers.map(\.nextNominalAt)),
             "occurrence": .int64Array(timers.map(\.occurrence)), "queue": .textArray(timers.map(\.queue)),
-            "payload": .textArray(timers.map { hex($0.payload) }), "priority": .intArray(timers.map(\.priority)),
+            "payload": .byteaArray(timers.map(\.payload)), "priority": .intArray(timers.map(\.priority)),
             "labels": .textArray(timers.map(\.labelsJSON)),
-            "retry_policy": .textArray(timers.map { $0.retryPolicy.map(hex) }),
+            "retry_policy": .byteaArray(timers.map(\.retryPolicy)),
             "idempotency_key": .textArray(timers.map(\.idempotencyKey)),
-            "request_hash": .textArray(timers.map { hex($0.requestHash) }),
-            "recurring": .textArray(timers.map { $0.recurring ? "t" : "f" }),
+            "request_hash": .byteaArray(timers.map(\.requestHash)),
+            "recurring": .boolArray(timers.map(\.recurring)),
             "misfire_policy": .textArray(timers.map(\.misfirePolicy.rawValue)),
             "catchup_window_ms": .int64Array(timers.map(\.catchupWindowMs)),
-            "notify_success": .textArray(timers.map { $0.notifySuccess ? "t" : "f" }),
+            "notify_success": .boolArray(timers.map(\.notifySuccess)),
             "run_occurrence": .textArray(timers.map { $0.armedRun.map { String($0.occurrence) } }),
             // Read only where run_occurrence is not null.
             "run_scheduled_at": .timestampArray(timers.map { $0.armedRun?.dueAt ?? $0.nextFireAt }),
@@ -327,8 +318,6 @@ public struct TimerStore: Sendable {
         }
         return Dictionary(rows.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
     }
-
-    private static let hexDigits: [Character] = Array("0123456789abcdef")
 
     /// Loading a due timer: its current occurrence, and a recurring timer's following ones due
     /// before `horizon` (at most 1,000 per claim).
