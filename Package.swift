@@ -243,7 +243,7 @@ let package = Package(
             name: "SundialUnitTests",
             dependencies: [
                 "SundialCore", "SundialContract", "SundialPlanner", "SundialNATS", "SundialStore", "SundialSchedule",
-                "SundialProto", "SundialMetricsServer", "SundialObservability", "SundialServer",
+                "SundialProto", "SundialMetricsServer", "SundialObservability", "SundialServer", "SundialBench",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),

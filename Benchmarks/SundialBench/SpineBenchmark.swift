@@ -9,9 +9,10 @@ import SundialSchedule
 import Synchronization
 
 /// Drives a running Sundial: creates `count` one-shot timers at `rate` per second with due
-/// times spread uniformly over [dueMin, dueMax] after creation, while an executor consumes
-/// the queue and measures each job's lag (receive time − due time). A ledger of created ids
-/// versus received jobs gives lost and duplicate counts.
+/// times spread uniformly over [dueMin, dueMax] after creation — or, in burst mode, all `at`
+/// one instant — while an executor consumes the queue and measures each job's lag three ways:
+/// stored in the work stream, received, and reported done (each minus the due time). A ledger
+/// of created ids versus received jobs gives lost and duplicate counts.
 public struct SpineBenchmark: Sendable {
     public struct Parameters: Sendable {
         public var natsURL: String
@@ -27,6 +28,13 @@ public struct SpineBenchmark: Sendable {
         public var drainTimeout: Duration = .seconds(30)
         public var payloadBytes = 64
         public var namespace = SundialNamespace.standard
+        /// Tenants the timers are spread over, round-robin (`<tenant>-<n>` when more than one).
+        public var tenants = 1
+        /// Burst mode: every timer is an `at` timer due at this instant (due-min/max unused).
+        public var burstAt: Date?
+        /// The Planner's horizon, if known: creates answered closer than this to their due time
+        /// were published by Ingest, the rest promoted by the Planner (counted in the report).
+        public var horizon: Duration?
 
         public init(natsURL: String) { self.natsURL = natsURL }
     }
@@ -41,7 +49,16 @@ public struct SpineBenchmark: Sendable {
         public var received: Int
         public var lost: Int
         public var duplicates: Int
+        public var tenants: Int?
+        /// Creates answered more than the horizon before their due time (promoted by the
+        /// Planner rather than published by Ingest); nil when the horizon was not given.
+        public var createdBeyondHorizon: Int?
+        /// Receive time − due time at the executor (first delivery of each timer).
         public var fireLagMs: Percentiles
+        /// Time the job was stored in the work stream − due time.
+        public var workStreamLagMs: Percentiles?
+        /// Time the executor's report (result published, job acked) completed − due time.
+        public var reportedLagMs: Percentiles?
         public var dispatchThroughputPerSecondPeak: Double
         public var lagOverTime: [LagBucket]
         /// CPU seconds per 1,000 created timers of each process on the machine, by role
@@ -86,9 +103,12 @@ public struct SpineBenchmark: Sendable {
             var due: [String: Date] = [:]
             var receipts: [String: Int] = [:]
             var lags: [(due: Date, lag: Double)] = []
+            var streamLags: [Double] = []
+            var reportedLags: [Double] = []
             var receiveTimes: [Date] = []
             var createLatencies: [Double] = []
             var createErrors = 0
+            var beyondHorizon = 0
             var firstError: String?
         }
         let state = Mutex(State())
@@ -106,7 +126,10 @@ public struct SpineBenchmark: Sendable {
         workerOptions.namespace = p.namespace
         workerOptions.maxAckPending = 20_000
         let worker = try await SundialWorker.connect(connection: executorConnection, queue: p.queue, options: workerOptions)
-        let client = TimersClient(connection: clientConnection, tenant: p.tenant, namespace: p.namespace, timeout: .seconds(10))
+        let tenantNames = p.tenants <= 1 ? [p.tenant] : (0..<p.tenants).map { "\(p.tenant)-\($0)" }
+        let clients = tenantNames.map {
+            TimersClient(connection: clientConnection, tenant: $0, namespace: p.namespace, timeout: .seconds(10))
+        }
         let ledger = Ledger()
         let stop = Atomic<Bool>(false)
 
@@ -115,20 +138,34 @@ public struct SpineBenchmark: Sendable {
             while !stop.load(ordering: .relaxed) {
                 guard let jobs = try? await worker.next(max: 1000, maxWait: .milliseconds(200)), !jobs.isEmpty else { continue }
                 let now = Date()
-                ledger.state.withLock { state in
+                let firsts = ledger.state.withLock { state in
+                    var firsts: [Date] = []
                     for job in jobs {
                         state.receipts[job.timerID, default: 0] += 1
                         state.receiveTimes.append(now)
                         if state.receipts[job.timerID] == 1 {
+                            firsts.append(job.scheduledAt)
                             state.lags.append((job.scheduledAt, now.timeIntervalSince(job.scheduledAt)))
+                            if let stored = job.message.metadata?.timestampNanos {
+                                state.streamLags.append(Double(stored) / 1e9 - job.scheduledAt.timeIntervalSince1970)
+                            }
                         }
                     }
+                    return firsts
                 }
-                try? await worker.complete(jobs)
+                guard (try? await worker.complete(jobs)) != nil else { continue }
+                let done = Date()
+                ledger.state.withLock { state in
+                    for due in firsts { state.reportedLags.append(done.timeIntervalSince(due)) }
+                }
             }
         }
 
-        progress("creating \(p.count) timers at \(Int(p.rate))/s on queue \(p.queue), due \(p.dueMin)…\(p.dueMax) out")
+        if let burstAt = p.burstAt {
+            progress("creating \(p.count) timers at \(Int(p.rate))/s on queue \(p.queue) for \(tenantNames.count) tenants, all due at \(RFC3339.format(burstAt))")
+        } else {
+            progress("creating \(p.count) timers at \(Int(p.rate))/s on queue \(p.queue), due \(p.dueMin)…\(p.dueMax) out")
+        }
         let payload = Data(repeating: 0x61, count: p.payloadBytes)
         let clock = ContinuousClock()
         let cpuStart = ProcessCPU.snapshot()
@@ -143,22 +180,29 @@ public struct SpineBenchmark: Sendable {
                     inFlight -= 1
                 }
                 inFlight += 1
-                let spread = (p.dueMax - p.dueMin) * Double.random(in: 0..<1)
                 var request = Sundial_V1_CreateTimerRequest()
                 request.queue = p.queue
                 request.payload = payload
                 request.idempotencyKey = "bench-\(index)-\(p.queue)"
-                let delay = p.dueMin + spread
-                request.schedule.delay.duration = Google_Protobuf_Duration(
-                    seconds: delay.components.seconds, nanos: Int32(delay.components.attoseconds / 1_000_000_000))
+                if let burstAt = p.burstAt {
+                    request.schedule.at.instant = Google_Protobuf_Timestamp(date: burstAt)
+                } else {
+                    let delay = p.dueMin + (p.dueMax - p.dueMin) * Double.random(in: 0..<1)
+                    request.schedule.delay.duration = Google_Protobuf_Duration(
+                        seconds: delay.components.seconds, nanos: Int32(delay.components.attoseconds / 1_000_000_000))
+                }
+                let client = clients[index % clients.count]
                 group.addTask {
                     let sent = clock.now
                     do {
                         let response = try await client.create(request)
                         let latency = (clock.now - sent).seconds * 1000
+                        let due = response.timer.nextFireAt.date
+                        let beyond = p.horizon.map { due.timeIntervalSinceNow > $0.seconds } ?? false
                         ledger.state.withLock { state in
-                            state.due[response.timer.id] = response.timer.nextFireAt.date
+                            state.due[response.timer.id] = due
                             state.createLatencies.append(latency)
+                            if beyond { state.beyondHorizon += 1 }
                         }
                     } catch {
                         ledger.state.withLock { state in
@@ -204,14 +248,21 @@ public struct SpineBenchmark: Sendable {
             let stats = Percentiles(buckets[key]!)
             return LagBucket(secondsFromStart: key, jobs: buckets[key]!.count, p50Ms: stats.p50, p99Ms: stats.p99)
         }
+        let scenario =
+            p.burstAt == nil
+            ? "\(p.count) one-shot timers created at \(Int(p.rate))/s, due \(p.dueMin)–\(p.dueMax) after creation, payload \(p.payloadBytes) B, \(tenantNames.count) tenant(s), 1 executor"
+            : "burst: \(p.count) `at` timers due at one instant, created at \(Int(p.rate))/s over \(tenantNames.count) tenant(s), payload \(p.payloadBytes) B, 1 executor"
         return Report(
-            scenario: "\(p.count) one-shot timers created at \(Int(p.rate))/s, due \(p.dueMin)–\(p.dueMax) after creation, payload \(p.payloadBytes) B, 1 executor",
+            scenario: scenario,
             machine: "\(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB",
             created: state.due.count, createErrors: state.createErrors,
             createRatePerSecondAchieved: Double(state.due.count) / max(createSeconds, 0.001),
             createLatencyMs: Percentiles(state.createLatencies), received: received,
-            lost: state.due.count - received, duplicates: duplicates,
+            lost: state.due.count - received, duplicates: duplicates, tenants: tenantNames.count,
+            createdBeyondHorizon: p.horizon == nil ? nil : state.beyondHorizon,
             fireLagMs: Percentiles(state.lags.map { $0.lag * 1000 }),
+            workStreamLagMs: Percentiles(state.streamLags.map { $0 * 1000 }),
+            reportedLagMs: Percentiles(state.reportedLags.map { $0 * 1000 }),
             dispatchThroughputPerSecondPeak: Double(perSecond.values.max() ?? 0), lagOverTime: lagOverTime,
             cpuSecondsPer1000Timers: ProcessCPU.perThousand(from: cpuStart, to: cpuEnd, timers: state.due.count))
     }
@@ -224,9 +275,14 @@ extension SpineBenchmark.Report {
         }
         var lines = [
             "scenario: \(scenario)", "machine:  \(machine)",
-            String(format: "created:  %d (errors %d), achieved %.0f creates/s", created, createErrors, createRatePerSecondAchieved),
+            String(format: "created:  %d (errors %d), achieved %.0f creates/s", created, createErrors, createRatePerSecondAchieved)
+                + (createdBeyondHorizon.map { ", \($0) beyond the horizon (promoted by the Planner)" } ?? ""),
             row("create latency:", createLatencyMs),
             row("fire lag:      ", fireLagMs),
+        ]
+        if let stream = workStreamLagMs { lines.append(row("in work stream:", stream)) }
+        if let reported = reportedLagMs { lines.append(row("reported done: ", reported)) }
+        lines += [
             String(format: "received: %d   lost: %d   duplicates: %d   peak dispatch: %.0f jobs/s", received, lost, duplicates, dispatchThroughputPerSecondPeak),
             "lag over time (by due time, 5 s slices): second  jobs  p50 ms  p99 ms",
         ]
