@@ -497,12 +497,17 @@ public final class DispatcherService: Service, Sendable {
 
         let now = Date()
         var results: [DispatchBatch.ForwardResult] = []
+        // Where each job landed in the work stream, recorded with the dispatch: the Planner's
+        // rescue looks there before dispatching a run again.
+        var workSequences: [FireKey: UInt64] = [:]
         if !claim.forward.isEmpty {
             let published = await connection.jetStream.publish(
                 batch: claim.forward.map { job(envelopes[$0.index], firedAt: $0.firedAt, dispatchedAt: now) })
             results = zip(claim.forward, published).map { fire, result in
                 switch result {
-                case .success: return .forwarded
+                case .success(let ack):
+                    workSequences[fire.key] = ack.sequence
+                    return .forwarded
                 case .failure(let error) where error.isStreamLimitReached: return .queueFull
                 case .failure(let error):
                     logger.warning("forward of timer \(TimerID.text(fire.key.id)) failed: \(error)")
@@ -525,7 +530,8 @@ public final class DispatcherService: Service, Sendable {
         var recorded = true
         if !forwarded.mark.isEmpty {
             do {
-                try await timers.markDispatched(forwarded.mark.map(\.key), at: now)
+                try await timers.markDispatched(
+                    forwarded.mark.map(\.key), workSequences: forwarded.mark.map { workSequences[$0.key] ?? 0 }, at: now)
             } catch {
                 // Forwarded but not recorded: redeliver. The run stays 'dispatching', so it is
                 // claimed again; the work stream's dedupe window drops the second forward.

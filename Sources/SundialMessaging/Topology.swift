@@ -10,6 +10,10 @@ public struct StreamLimits: Sendable, Hashable {
     public var workPerQueue: Int = 1_000_000
     /// The whole work stream; file bytes are reserved against the server's `max_file_store`.
     public var workBytes: Int = 4 << 30
+    /// The work stream's dedupe window: a job forwarded again within it (same timer,
+    /// occurrence, attempt and version) is dropped by JetStream. The Planner's rescue of lost
+    /// dispatches waits longer than this, or its re-forward would be dropped too.
+    public var workDuplicateWindow: Duration = .seconds(600)
     /// Unapplied results of one tenant (`sundial.results.<tenant>`).
     public var resultsPerTenant: Int = 100_000
     public var resultsBytes: Int = 512 << 20
@@ -31,6 +35,9 @@ public struct StreamLimits: Sendable, Hashable {
         }
         guard workBytes >= 1 << 20, resultsBytes >= 1 << 20, eventsBytes >= 1 << 20, poisonBytes >= 1 << 20 else {
             throw .invalid("streams", "byte limits must be at least 1 MiB")
+        }
+        guard workDuplicateWindow >= .seconds(1), workDuplicateWindow <= .seconds(86_400) else {
+            throw .invalid("streams.work_duplicate_window", "must be within 1s…24h")
         }
         guard resultMessageBytes >= 1024 else { throw .invalid("streams.result_message_bytes", "must be at least 1 KiB") }
         guard eventsMaxAge >= .seconds(60), poisonMaxAge >= .seconds(60) else {
@@ -55,15 +62,15 @@ public enum SundialTopology {
     }
 
     /// The work stream executors consume. Work-queue retention (a job leaves when acked);
-    /// a 10-minute dedupe window catches a re-forward of the same (timer, occurrence,
-    /// attempt) after a Dispatcher crash between forward and ack. A queue at its bound
+    /// a dedupe window (`StreamLimits.workDuplicateWindow`, 10 minutes) catches a re-forward of
+    /// the same (timer, occurrence, attempt) after a Dispatcher crash between forward and ack. A queue at its bound
     /// refuses new jobs (discard new, per subject) without touching other queues.
     public static func workStream(
         _ namespace: SundialNamespace, limits: StreamLimits = StreamLimits(), replicas: Int = 1
     ) -> JetStreamStreamConfig {
         var config = JetStreamStreamConfig(name: namespace.workStream, subjects: [namespace.workWildcard])
         config.retention = .workqueue
-        config.duplicateWindow = .seconds(600)
+        config.duplicateWindow = limits.workDuplicateWindow
         config.replicas = replicas
         config.discard = .new
         config.discardNewPerSubject = true

@@ -198,6 +198,18 @@ extension NATSConnection {
             return nil  // no message found
         }
     }
+
+    /// The message stored at `sequence` in `stream`, or nil if there is none (never stored,
+    /// acked off a work-queue stream, purged or deleted).
+    public func storedMessage(stream: String, sequence: UInt64) async throws -> StoredMessage? {
+        do {
+            let reply = try await jetStreamAPI("STREAM.MSG.GET.\(stream)", json: ["seq": NSNumber(value: sequence)])
+            guard let message = reply["message"] as? [String: Any] else { return nil }
+            return StoredMessage(json: message)
+        } catch let error as NATSError where error.jetStreamErrorCode == 10037 {
+            return nil  // no message found
+        }
+    }
 }
 
 /// A message read back from a stream through the API.

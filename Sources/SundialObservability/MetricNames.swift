@@ -55,6 +55,7 @@ public enum MetricName {
     public static let armedRuns = "sundial_armed_runs"
     public static let published = "sundial_planner_published_total"
     public static let rescued = "sundial_planner_rescued_total"
+    public static let redispatched = "sundial_planner_redispatched_total"
     public static let publishFailures = "sundial_planner_publish_failures_total"
     /// Deleted by the reaper after the retention: timers (with their runs), and runs.
     public static let reapedTimers = "sundial_retention_deleted_timers_total"

@@ -40,6 +40,12 @@ public struct PlannerConfig: Sendable {
     /// between a commit and its publish). The Dispatcher drops the duplicate otherwise.
     public var rescueGrace: Duration = .seconds(60)
     public var rescueInterval: Duration = .seconds(10)
+    /// Dispatched-but-lost: a run claimed or dispatched this long ago, with no result and its
+    /// job no longer in the work stream (lost with a node, purged, acked without a report), is
+    /// dispatched again and counted in `redispatched`. A job still in the work stream (queued
+    /// or being worked) is looked at again after as long. Longer than the work stream's dedupe
+    /// window (`StreamLimits.workDuplicateWindow`), which would drop the second forward.
+    public var redispatchAfter: Duration = .seconds(900)
     /// Finished timers (with their runs and payloads), and finished runs of timers that go
     /// on, are deleted this long after they finished (nil: kept for ever). See `ReaperPacing`.
     public var retention: Duration? = .seconds(7 * 86_400)
@@ -73,6 +79,9 @@ public struct PlannerConfig: Sendable {
             throw .invalid("planner.claim_budget", "needs at least 1 MiB and 1 run")
         }
         guard rescueGrace >= .seconds(1) else { throw .invalid("planner.rescue_grace", "must be at least 1s") }
+        guard redispatchAfter > streamLimits.workDuplicateWindow else {
+            throw .invalid("planner.redispatch_after", "must be longer than the work stream's dedupe window (\(streamLimits.workDuplicateWindow))")
+        }
         if let retention, retention < .seconds(1) || retention > .seconds(3650 * 86_400) {
             throw .invalid("planner.retention", "must be 1s…3650d, or off")
         }
@@ -94,6 +103,9 @@ public final class PlannerStats: Sendable {
     public let published = Atomic<Int>(0)
     public let republished = Atomic<Int>(0)
     public let rescued = Atomic<Int>(0)
+    /// Runs dispatched again because their job was lost (each a possible duplicate, if the
+    /// job was in fact only slow to report).
+    public let redispatched = Atomic<Int>(0)
     public let publishFailures = Atomic<Int>(0)
     public let leaseAcquisitions = Atomic<Int>(0)
     public let heldShards = Atomic<Int>(0)
@@ -116,6 +128,7 @@ public final class PlannerStats: Sendable {
         PlannerStatsReport(
             claimed: claimed.load(ordering: .relaxed), published: published.load(ordering: .relaxed),
             republished: republished.load(ordering: .relaxed), rescued: rescued.load(ordering: .relaxed),
+            redispatched: redispatched.load(ordering: .relaxed),
             publishFailures: publishFailures.load(ordering: .relaxed),
             leaseAcquisitions: leaseAcquisitions.load(ordering: .relaxed), heldShards: heldShards.load(ordering: .relaxed),
             claimsCutByBudget: claimsCutByBudget.load(ordering: .relaxed),
@@ -129,6 +142,7 @@ public struct PlannerStatsReport: Codable, Sendable, Hashable {
     public var published: Int
     public var republished: Int
     public var rescued: Int
+    public var redispatched: Int
     public var publishFailures: Int
     public var leaseAcquisitions: Int
     public var heldShards: Int
@@ -136,7 +150,7 @@ public struct PlannerStatsReport: Codable, Sendable, Hashable {
     public var actionsDeferred: Int
 
     enum CodingKeys: String, CodingKey {
-        case claimed, published, republished, rescued
+        case claimed, published, republished, rescued, redispatched
         case publishFailures = "publish_failures"
         case leaseAcquisitions = "lease_acquisitions"
         case heldShards = "held_shards"
@@ -281,14 +295,50 @@ public final class PlannerService: Service, Sendable {
         case .rescue(let lease):
             do {
                 let overdue = Date().addingTimeInterval(-config.rescueGrace.seconds)
-                let rows = try await timers.rescueOverdue(shard: lease.shard, overdueBefore: overdue, limit: 1000)
+                let rows = try await timers.rescueOverdue(
+                    lease: lease, owner: config.instanceID, overdueBefore: overdue, limit: 1000)
                 if !rows.isEmpty {
                     logger.warning("rescuing \(rows.count) overdue armed timers on shard \(lease.shard)")
                     await publish(rows, counter: stats.rescued)
                 }
+                try await redispatchLost(lease)
             } catch {
                 logger.warning("rescue on shard \(lease.shard) failed: \(error)")
             }
+        }
+    }
+
+    /// Dispatched-but-lost: runs in flight for `redispatchAfter` whose job is not in the work
+    /// stream are armed again and republished; those whose job is still there are seen now.
+    /// A run whose lookup fails is left for the next pass (never dispatched again blind).
+    private func redispatchLost(_ lease: ShardLease) async throws {
+        let before = Date().addingTimeInterval(-config.redispatchAfter.seconds)
+        let runs = try await timers.inFlightOverdue(lease: lease, owner: config.instanceID, before: before, limit: 200)
+        guard !runs.isEmpty else { return }
+        var seen: [FireKey] = []
+        var lost: [TimerStore.InFlightRun] = []
+        for run in runs {
+            if run.workSequence > 0 {
+                let stored: StoredMessage?
+                do {
+                    stored = try await connection.storedMessage(stream: config.namespace.workStream, sequence: run.workSequence)
+                } catch {
+                    continue
+                }
+                // The sequence holds this run's job (its dedupe id), not some later message.
+                let id = "\(SundialHeader.natsMessageID): \(TimerID.text(run.key.id)):\(run.key.occurrence):\(run.key.attempt):"
+                if let stored, stored.rawHeaders.contains(id) {
+                    seen.append(run.key)
+                    continue
+                }
+            }
+            lost.append(run)
+        }
+        try await timers.noteInFlightSeen(seen)
+        let rows = try await timers.redispatch(lost, lease: lease, owner: config.instanceID, before: before)
+        if !rows.isEmpty {
+            logger.warning("dispatching again \(rows.count) runs on shard \(lease.shard) whose jobs are gone from the work stream")
+            await publish(rows, counter: stats.redispatched)
         }
     }
 
@@ -379,6 +429,7 @@ public final class PlannerService: Service, Sendable {
             mirror.counter(MetricName.leaseAcquisitions, stats.leaseAcquisitions.load(ordering: .relaxed))
             mirror.counter(MetricName.published, stats.published.load(ordering: .relaxed))
             mirror.counter(MetricName.rescued, stats.rescued.load(ordering: .relaxed))
+            mirror.counter(MetricName.redispatched, stats.redispatched.load(ordering: .relaxed))
             mirror.counter(MetricName.publishFailures, stats.publishFailures.load(ordering: .relaxed))
             mirror.counter(MetricName.reapedTimers, stats.reapedTimers.load(ordering: .relaxed))
             mirror.counter(MetricName.reapedRuns, stats.reapedRuns.load(ordering: .relaxed))

@@ -108,6 +108,7 @@ public struct ServiceEnvironment: Sendable {
         }
         if let value = try integer("SUNDIAL_WORK_MAX_PER_QUEUE") { result.streamLimits.workPerQueue = value }
         if let value = try integer("SUNDIAL_WORK_MAX_BYTES") { result.streamLimits.workBytes = value }
+        if let value = try duration("SUNDIAL_WORK_DUPLICATE_WINDOW") { result.streamLimits.workDuplicateWindow = value }
         if let value = try integer("SUNDIAL_RESULTS_MAX_PER_TENANT") { result.streamLimits.resultsPerTenant = value }
         if let value = try integer("SUNDIAL_RESULTS_MAX_BYTES") { result.streamLimits.resultsBytes = value }
         if let value = try integer("SUNDIAL_EVENTS_MAX_PER_SUBJECT") { result.streamLimits.eventsPerSubject = value }
@@ -144,6 +145,7 @@ public struct ServiceEnvironment: Sendable {
         if let value = try duration("SUNDIAL_PLANNER_LEASE_TTL") { result.planner.leaseTTL = value }
         if let value = try integer("SUNDIAL_PLANNER_MAX_SHARDS") { result.planner.maxShards = value }
         if let value = try duration("SUNDIAL_PLANNER_RESCUE_GRACE") { result.planner.rescueGrace = value }
+        if let value = try duration("SUNDIAL_PLANNER_REDISPATCH_AFTER") { result.planner.redispatchAfter = value }
         if let value = env["SUNDIAL_RETENTION"] {
             if value == "off" {
                 result.planner.retention = nil

@@ -239,14 +239,15 @@ enum TimerQueries {
     /// Armed runs overdue by more than the grace and not re-armed since: their schedule may
     /// be missing (a crash between commit and publish). Re-arms them for republishing; the
     /// Dispatcher drops the duplicate if the original fire was only slow.
-    /// Runs of $shard due before $overdue_before, at most $limit.
+    /// Runs of $shard due before $overdue_before, at most $limit. Fenced by the shard's lease
+    /// ($owner at $epoch): a planner that lost the shard republishes nothing.
     static let rescueOverdue = PostgresQuery(
         name: "sundial_rescue_overdue",
         sql: """
             WITH due AS (
                 SELECT timer_id, occurrence, attempt FROM timer_runs
                 WHERE shard = $shard AND outcome = \(RunOutcome.armed.sql)
-                  AND scheduled_at < $overdue_before AND armed_at < $overdue_before
+                  AND scheduled_at < $overdue_before AND armed_at < $overdue_before AND \(holdsLease)
                 ORDER BY scheduled_at
                 LIMIT $limit
                 FOR UPDATE SKIP LOCKED
@@ -257,6 +258,81 @@ enum TimerQueries {
                 RETURNING r.*
             )
             SELECT \(runFireColumns) FROM touched r JOIN timers t ON t.id = r.timer_id
+            """)
+
+    /// The lease fence of the rescue statements: true while $owner holds $shard at $epoch.
+    private static let holdsLease = """
+        EXISTS (SELECT 1 FROM shard_leases
+                WHERE shard = $shard AND owner = $owner AND epoch = $epoch AND expires_at > now())
+        """
+
+    /// Runs of $shard in flight (claimed or dispatched) and not seen since $before — neither
+    /// reported nor found in the work stream by an earlier pass — oldest first, at most
+    /// $limit. Fenced by the shard's lease. Reads only; `redispatchRuns` re-checks each.
+    static let inFlightOverdue = PostgresQuery(
+        name: "sundial_in_flight_overdue",
+        sql: """
+            SELECT timer_id, occurrence, attempt, coalesce(work_sequence, 0) AS work_sequence FROM timer_runs
+            WHERE shard = $shard AND outcome IN (\(RunOutcome.sql(.dispatching, .dispatched)))
+              AND coalesce(checked_at, dispatched_at, fired_at) < $before AND \(holdsLease)
+            ORDER BY coalesce(checked_at, dispatched_at, fired_at)
+            LIMIT $limit
+            """)
+
+    /// Runs still in flight whose job was found in the work stream (queued or being worked):
+    /// seen now, so the next look at them is a whole rescue period away. Arrays, one per run.
+    static let noteInFlightSeen = PostgresQuery(
+        name: "sundial_note_in_flight_seen",
+        sql: """
+            UPDATE timer_runs r SET checked_at = now()
+            FROM unnest($ids::uuid[], $occurrences::bigint[], $attempts::int[]) AS f(id, occurrence, attempt)
+            WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
+              AND r.outcome IN (\(RunOutcome.sql(.dispatching, .dispatched)))
+            """)
+
+    /// Dispatched-but-lost: arms again runs still in flight at the work sequence the caller
+    /// looked up ($work_sequences, 0: none) and still unseen since $before, at the timer's
+    /// current version, unless the timer was cancelled, paused or ended meanwhile; takes back what their dispatch added to the timer's counters (the next
+    /// dispatch adds it again) and the timer's `dispatched` state. Fenced by the shard's lease.
+    /// Returns the fires to republish. Arrays, one element per run.
+    static let redispatchRuns = PostgresQuery(
+        name: "sundial_redispatch_runs",
+        sql: """
+            WITH f AS (
+                SELECT * FROM unnest($ids::uuid[], $occurrences::bigint[], $attempts::int[], $work_sequences::bigint[])
+                    AS f(id, occurrence, attempt, work_sequence)
+            ), lost AS (
+                SELECT r.timer_id, r.occurrence, r.attempt, r.outcome AS was, t.version AS current_version
+                FROM timer_runs r JOIN f ON r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
+                     JOIN timers t ON t.id = r.timer_id
+                WHERE r.shard = $shard AND r.outcome IN (\(RunOutcome.sql(.dispatching, .dispatched)))
+                  AND t.state IN (\(StoredTimerState.sql(.scheduled, .armed, .dispatched, .retrying)))
+                  AND coalesce(r.work_sequence, 0) = f.work_sequence
+                  AND coalesce(r.checked_at, r.dispatched_at, r.fired_at) < $before AND \(holdsLease)
+                FOR UPDATE OF r
+            ), runs AS (
+                UPDATE timer_runs r
+                SET outcome = \(RunOutcome.armed.sql), armed_at = now(), version = lost.current_version,
+                    dispatched_at = NULL, work_sequence = NULL, checked_at = NULL
+                FROM lost
+                WHERE r.timer_id = lost.timer_id AND r.occurrence = lost.occurrence AND r.attempt = lost.attempt
+                RETURNING r.*, lost.was
+            ), counts AS (
+                SELECT timer_id, count(*) FILTER (WHERE was = \(RunOutcome.dispatched.sql)) AS marked,
+                       count(*) FILTER (WHERE was = \(RunOutcome.dispatched.sql) AND attempt = 1) AS marked_first,
+                       max(attempt) AS attempt
+                FROM runs GROUP BY timer_id
+            ), timers_back AS (
+                UPDATE timers t
+                SET state = CASE WHEN t.state = \(StoredTimerState.dispatched.sql)
+                                 THEN CASE WHEN c.attempt > 1 THEN \(StoredTimerState.retrying.sql) ELSE \(StoredTimerState.armed.sql) END
+                                 ELSE t.state END,
+                    attempts = greatest(0, t.attempts - c.marked),
+                    occurrences_fired = greatest(0, t.occurrences_fired - c.marked_first), updated_at = now()
+                FROM counts c
+                WHERE t.id = c.timer_id
+            )
+            SELECT \(runFireColumns) FROM runs r JOIN timers t ON t.id = r.timer_id
             """)
 
     // MARK: dispatcher
@@ -313,14 +389,14 @@ enum TimerQueries {
         sql: """
             WITH f AS (
                 SELECT * FROM unnest($ids::uuid[], $occurrences::bigint[], $attempts::int[],
-                                     $dispatched_at::timestamptz[])
-                    AS f(id, occurrence, attempt, dispatched_at)
+                                     $dispatched_at::timestamptz[], $work_sequences::bigint[])
+                    AS f(id, occurrence, attempt, dispatched_at, work_sequence)
             ), runs AS (
                 -- The executor's result can be applied before this (the job is forwarded first):
                 -- then the run is already finished; record the dispatch time but keep its outcome.
                 UPDATE timer_runs r
                 SET outcome = CASE WHEN r.outcome = \(RunOutcome.dispatching.sql) THEN \(RunOutcome.dispatched.sql) ELSE r.outcome END,
-                    dispatched_at = f.dispatched_at
+                    dispatched_at = f.dispatched_at, work_sequence = nullif(f.work_sequence, 0)
                 FROM f
                 WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
                   AND r.dispatched_at IS NULL
@@ -663,7 +739,7 @@ enum TimerQueries {
     static let all: [PostgresQuery] = [
         insertTimer, insertTimerWithRun, insertTimersWithRuns, insertArmedRun, selectByIdempotencyKey, selectTimer,
         selectTimerForUpdate, listTimers, selectRuns, selectDueForLoad, insertArmedRuns, advanceTimers,
-        armedFuture, rescueOverdue, claimForDispatch, recordDeferrals, releaseClaims, markDispatched,
+        armedFuture, rescueOverdue, inFlightOverdue, noteInFlightSeen, redispatchRuns, claimForDispatch, recordDeferrals, releaseClaims, markDispatched,
         selectRunForResult, succeedRuns, selectNotifiedTimers, selectTimersByID, settleSucceeded, selectWaitingChildrenOfAny, finishRun, settleTimer,
         noteTimerError, startChild, cancelWaitingChildren, tenantActiveUsage, selectParentForChild, selectDeadRun,
         touchTimer, rearmTimer, pauseTimer, selectPausedRuns, rearmPausedRuns, skipPausedRuns, resumeTimer, pauseRun,

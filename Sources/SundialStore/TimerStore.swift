@@ -492,12 +492,76 @@ public struct TimerStore: Sendable {
         }
     }
 
-    /// Armed runs overdue since before `overdueBefore` and not re-armed since then.
-    public func rescueOverdue(shard: Int, overdueBefore: Date, limit: Int) async throws -> [ScheduledFire] {
+    /// Armed runs overdue since before `overdueBefore` and not re-armed since then; nothing
+    /// unless `lease` is still held.
+    public func rescueOverdue(lease: ShardLease, owner: String, overdueBefore: Date, limit: Int) async throws -> [ScheduledFire] {
         try await pool.withSession { session in
             try session.execute(
                 TimerQueries.rescueOverdue, [
-                    "shard": .int(shard), "overdue_before": .timestamp(overdueBefore), "limit": .int(limit),
+                    "shard": .int(lease.shard), "owner": .text(owner), "epoch": .int64(lease.epoch),
+                    "overdue_before": .timestamp(overdueBefore), "limit": .int(limit),
+                ]
+            ).map(ScheduledFire.init(row:))
+        }
+    }
+
+    /// A run in flight, as the dispatched-but-lost rescue sees it.
+    public struct InFlightRun: Sendable, Hashable {
+        public var key: FireKey
+        /// Where its job was stored in the work stream; 0 if not recorded (claimed, never marked).
+        public var workSequence: UInt64
+
+        public init(key: FireKey, workSequence: UInt64) {
+            self.key = key
+            self.workSequence = workSequence
+        }
+    }
+
+    /// Runs of the lease's shard in flight and unseen since `before`, oldest first (see
+    /// `TimerQueries.inFlightOverdue`); none unless `lease` is still held.
+    public func inFlightOverdue(lease: ShardLease, owner: String, before: Date, limit: Int) async throws -> [InFlightRun] {
+        try await pool.withSession { session in
+            try session.execute(
+                TimerQueries.inFlightOverdue, [
+                    "shard": .int(lease.shard), "owner": .text(owner), "epoch": .int64(lease.epoch),
+                    "before": .timestamp(before), "limit": .int(limit),
+                ]
+            ).map { row in
+                guard let id = try row.uuid("timer_id"), let occurrence = try row.int64("occurrence"),
+                    let attempt = try row.int("attempt"), let sequence = try row.int64("work_sequence")
+                else { throw PostgresError(kind: .query, message: "in-flight run with NULL key columns") }
+                return InFlightRun(
+                    key: FireKey(id: id, occurrence: occurrence, attempt: attempt), workSequence: UInt64(clamping: sequence))
+            }
+        }
+    }
+
+    /// Runs whose job is still in the work stream: seen now.
+    public func noteInFlightSeen(_ keys: [FireKey]) async throws {
+        guard !keys.isEmpty else { return }
+        try await pool.withSession { session in
+            try session.execute(
+                TimerQueries.noteInFlightSeen, [
+                    "ids": .uuidArray(keys.map(\.id)), "occurrences": .int64Array(keys.map(\.occurrence)),
+                    "attempts": .intArray(keys.map(\.attempt)),
+                ])
+        }
+    }
+
+    /// Arms again runs whose job is lost (see `TimerQueries.redispatchRuns`); returns the fires
+    /// to republish. Nothing unless `lease` is still held.
+    public func redispatch(_ runs: [InFlightRun], lease: ShardLease, owner: String, before: Date) async throws
+        -> [ScheduledFire]
+    {
+        guard !runs.isEmpty else { return [] }
+        return try await pool.withSession { session in
+            try session.execute(
+                TimerQueries.redispatchRuns, [
+                    "ids": .uuidArray(runs.map(\.key.id)), "occurrences": .int64Array(runs.map(\.key.occurrence)),
+                    "attempts": .intArray(runs.map(\.key.attempt)),
+                    "work_sequences": .int64Array(runs.map { Int64(clamping: $0.workSequence) }),
+                    "shard": .int(lease.shard), "owner": .text(owner), "epoch": .int64(lease.epoch),
+                    "before": .timestamp(before),
                 ]
             ).map(ScheduledFire.init(row:))
         }
@@ -529,8 +593,11 @@ public struct TimerStore: Sendable {
         }
     }
 
-    public func markDispatched(_ keys: [FireKey], at dispatchedAt: Date) async throws {
+    /// Records forwarded jobs; `workSequences[i]` is where the job of `keys[i]` was stored in
+    /// the work stream (0: unknown), looked up by the dispatched-but-lost rescue.
+    public func markDispatched(_ keys: [FireKey], workSequences: [UInt64], at dispatchedAt: Date) async throws {
         guard !keys.isEmpty else { return }
+        precondition(workSequences.count == keys.count, "one work sequence per run")
         try await pool.withSession { session in
             try session.execute(
                 TimerQueries.markDispatched,
@@ -538,6 +605,7 @@ public struct TimerStore: Sendable {
                     "ids": .uuidArray(keys.map(\.id)), "occurrences": .int64Array(keys.map(\.occurrence)),
                     "attempts": .intArray(keys.map(\.attempt)),
                     "dispatched_at": .timestampArray(Array(repeating: dispatchedAt, count: keys.count)),
+                    "work_sequences": .int64Array(workSequences.map { Int64(clamping: $0) }),
                 ])
         }
     }

@@ -109,18 +109,71 @@ struct LeaseStoreIntegrationTests {
         // Deferred until now + 120 s: a rescue pass looking for runs armed before now + 100 s
         // (i.e. overdue by its grace) skips it.
         try await timers.recordDeferrals([(key, now.addingTimeInterval(120))])
-        #expect(try await timers.rescueOverdue(shard: shard, overdueBefore: now.addingTimeInterval(100), limit: 10).isEmpty)
+        #expect(try await timers.rescueOverdue(lease: lease, owner: "A", overdueBefore: now.addingTimeInterval(100), limit: 10).isEmpty)
         // Re-deferred 5 s later than recorded: no write (within the 10 s the record allows).
         try await timers.recordDeferrals([(key, now.addingTimeInterval(125))])
         // Earlier than recorded: never moves armed_at back.
         try await timers.recordDeferrals([(key, now.addingTimeInterval(30))])
-        #expect(try await timers.rescueOverdue(shard: shard, overdueBefore: now.addingTimeInterval(100), limit: 10).isEmpty)
+        #expect(try await timers.rescueOverdue(lease: lease, owner: "A", overdueBefore: now.addingTimeInterval(100), limit: 10).isEmpty)
         // So armed_at is still now + 120 s: a pass at now + 122 s finds it (and re-arms it).
-        let rescued = try await timers.rescueOverdue(shard: shard, overdueBefore: now.addingTimeInterval(122), limit: 10)
+        let rescued = try await timers.rescueOverdue(lease: lease, owner: "A", overdueBefore: now.addingTimeInterval(122), limit: 10)
         #expect(rescued.map(\.timerID) == [timerID])
         // The rescue re-armed it at the database's now; a record 200 s ahead moves it again.
         try await timers.recordDeferrals([(key, now.addingTimeInterval(200))])
-        #expect(try await timers.rescueOverdue(shard: shard, overdueBefore: now.addingTimeInterval(190), limit: 10).isEmpty)
+        #expect(try await timers.rescueOverdue(lease: lease, owner: "A", overdueBefore: now.addingTimeInterval(190), limit: 10).isEmpty)
+        await pool.close()
+    }
+
+    /// Dispatched-but-lost (`inFlightOverdue`, `noteInFlightSeen`, `redispatch`): a run in
+    /// flight too long is found; one seen in the work stream is left for a period; one whose job
+    /// is gone is armed again exactly once, only by the lease holder and only at the work
+    /// sequence it was looked up at, and what its dispatch added to the timer is taken back.
+    @Test("a dispatched run whose job is lost is armed again once, fenced, with the timer's counters taken back")
+    func dispatchedButLostIsArmedAgain() async throws {
+        let (pool, leases, timers) = try await openStore("redispatch")
+        let held = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 64)
+        let timerID = UUID()
+        let shard = ShardMap.shard(of: timerID)
+        let lease = try #require(held.first { $0.shard == shard })
+        let longAgo = Date().addingTimeInterval(-120)
+        try await insertDueTimer(pool, id: timerID, shard: shard, due: longAgo)
+        let armed = try #require(try await claim(timers, lease: lease, owner: "A", dueBefore: Date()).first)
+        let key = FireKey(id: armed.timerID, occurrence: armed.occurrence, attempt: armed.attempt)
+        #expect(try await timers.claimForDispatch([FiredRun(key: key, version: armed.version, firedAt: longAgo)]).count == 1)
+        try await timers.markDispatched([key], workSequences: [42], at: longAgo)
+        #expect(try await runState(pool, timerID) == RunSnapshot(outcome: "dispatched", timerState: "dispatched", attempts: 1, fired: 1))
+
+        // Not overdue yet at a 3-minute threshold; overdue at a 1-minute one.
+        #expect(try await timers.inFlightOverdue(lease: lease, owner: "A", before: longAgo.addingTimeInterval(-60), limit: 10).isEmpty)
+        let overdue = try await timers.inFlightOverdue(lease: lease, owner: "A", before: Date().addingTimeInterval(-60), limit: 10)
+        #expect(overdue == [TimerStore.InFlightRun(key: key, workSequence: 42)])
+        // Another owner, or the holder with a stale lease, sees and re-arms nothing.
+        #expect(try await timers.inFlightOverdue(lease: lease, owner: "B", before: Date(), limit: 10).isEmpty)
+        var staleLease = lease
+        staleLease.epoch -= 1
+        #expect(try await timers.redispatch(overdue, lease: staleLease, owner: "A", before: Date()).isEmpty)
+        #expect(try await timers.redispatch(overdue, lease: lease, owner: "B", before: Date()).isEmpty)
+
+        // Its job was found in the work stream: seen now, so it waits a whole period again.
+        try await timers.noteInFlightSeen([key])
+        #expect(try await timers.inFlightOverdue(lease: lease, owner: "A", before: Date().addingTimeInterval(-60), limit: 10).isEmpty)
+        #expect(try await timers.redispatch(overdue, lease: lease, owner: "A", before: Date().addingTimeInterval(-60)).isEmpty)
+
+        // Later (a period after it was seen) the job is gone. A lookup at another sequence
+        // (the run moved on since) re-arms nothing; at the looked-up one it is armed again once.
+        let later = Date().addingTimeInterval(60)
+        let mismatched = [TimerStore.InFlightRun(key: key, workSequence: 41)]
+        #expect(try await timers.redispatch(mismatched, lease: lease, owner: "A", before: later).isEmpty)
+        let fires = try await timers.redispatch(overdue, lease: lease, owner: "A", before: later)
+        #expect(fires.map(\.timerID) == [timerID])
+        #expect(fires.first?.version == armed.version)
+        #expect(try await runState(pool, timerID) == RunSnapshot(outcome: "armed", timerState: "armed", attempts: 0, fired: 0))
+        #expect(try await timers.redispatch(overdue, lease: lease, owner: "A", before: later).isEmpty)
+
+        // The second dispatch counts once, as the first did.
+        #expect(try await timers.claimForDispatch([FiredRun(key: key, version: armed.version, firedAt: Date())]).count == 1)
+        try await timers.markDispatched([key], workSequences: [43], at: Date())
+        #expect(try await runState(pool, timerID) == RunSnapshot(outcome: "dispatched", timerState: "dispatched", attempts: 1, fired: 1))
         await pool.close()
     }
 
@@ -305,6 +358,30 @@ private func claimRuns(
 }
 
 /// Runs (armed or later) recorded for a timer: a fenced-off claim must leave none.
+private struct RunSnapshot: Equatable {
+    var outcome: String
+    var timerState: String
+    var attempts: Int
+    var fired: Int
+}
+
+/// A one-run timer's run outcome and the timer's state and dispatch counters.
+private func runState(_ pool: PostgresPool, _ id: UUID) async throws -> RunSnapshot? {
+    try await pool.withSession { session in
+        guard
+            let row = try session.execute(
+                """
+                SELECT r.outcome, t.state, t.attempts, t.occurrences_fired::int AS fired
+                FROM timer_runs r JOIN timers t ON t.id = r.timer_id WHERE t.id = $1
+                """, [.uuid(id)]
+            ).first
+        else { return nil }
+        return RunSnapshot(
+            outcome: try row.string("outcome") ?? "", timerState: try row.string("state") ?? "",
+            attempts: try row.int("attempts") ?? -1, fired: try row.int("fired") ?? -1)
+    }
+}
+
 private func runCount(_ pool: PostgresPool, _ id: UUID) async throws -> Int {
     try await pool.withSession { session in
         try session.execute("SELECT count(*)::int AS n FROM timer_runs WHERE timer_id = $1", [.uuid(id)]).first?.int("n") ?? -1

@@ -57,6 +57,8 @@ final class TestSystem: Sendable {
         var postgres: LocalPostgresServer? = nil
         /// Applied to the in-process Ingest's config.
         var ingestTuning: @Sendable (inout IngestConfig) -> Void = { _ in }
+        /// Applied to the in-process Planner's config (after the test defaults).
+        var plannerTuning: @Sendable (inout PlannerConfig) -> Void = { _ in }
     }
 
     /// Governor settings for tests: fast periods, the given fixed capacity.
@@ -105,6 +107,7 @@ final class TestSystem: Sendable {
         plannerConfig.leaseTTL = options.leaseTTL
         plannerConfig.rescueGrace = .seconds(5)
         plannerConfig.rescueInterval = .seconds(1)
+        options.plannerTuning(&plannerConfig)
         var dispatcherConfig = DispatcherConfig()
         dispatcherConfig.namespace = namespace
         dispatcherConfig.streamLimits = options.streamLimits
