@@ -50,6 +50,10 @@ public enum MetricName {
     public static let leaseAcquisitions = "sundial_planner_lease_acquisitions_total"
     /// Of those, shards taken over: their lease had expired under another planner.
     public static let leaseTakeovers = "sundial_planner_lease_takeovers_total"
+    /// Shards handed back because they were beyond this planner's share (others joined).
+    public static let shardsReleased = "sundial_planner_shards_released_total"
+    /// Gauge: live planners this one counts (heard from within a lease period), itself included.
+    public static let livePlanners = "sundial_planner_live_planners"
     /// Gauge: armed runs in the whole store (loaded into JetStream, waiting to fire); the same
     /// figure on every planner (take the max), refreshed every 30 s.
     public static let armedRuns = "sundial_armed_runs"

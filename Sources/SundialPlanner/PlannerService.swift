@@ -111,6 +111,10 @@ public final class PlannerStats: Sendable {
     public let heldShards = Atomic<Int>(0)
     /// Of `leaseAcquisitions`, shards whose lease had expired under another owner.
     public let leaseTakeovers = Atomic<Int>(0)
+    /// Shards handed back to balance: beyond this planner's share once others joined.
+    public let shardsReleased = Atomic<Int>(0)
+    /// Live planners at the last heartbeat, this one included (0 before the first).
+    public let livePlanners = Atomic<Int>(0)
     /// Deleted by the reaper (retention): timers, and runs.
     public let reapedTimers = Atomic<Int>(0)
     public let reapedRuns = Atomic<Int>(0)
@@ -131,6 +135,7 @@ public final class PlannerStats: Sendable {
             redispatched: redispatched.load(ordering: .relaxed),
             publishFailures: publishFailures.load(ordering: .relaxed),
             leaseAcquisitions: leaseAcquisitions.load(ordering: .relaxed), heldShards: heldShards.load(ordering: .relaxed),
+            shardsReleased: shardsReleased.load(ordering: .relaxed), livePlanners: livePlanners.load(ordering: .relaxed),
             claimsCutByBudget: claimsCutByBudget.load(ordering: .relaxed),
             actionsDeferred: actionsDeferred.load(ordering: .relaxed))
     }
@@ -146,6 +151,8 @@ public struct PlannerStatsReport: Codable, Sendable, Hashable {
     public var publishFailures: Int
     public var leaseAcquisitions: Int
     public var heldShards: Int
+    public var shardsReleased: Int
+    public var livePlanners: Int
     public var claimsCutByBudget: Int
     public var actionsDeferred: Int
 
@@ -154,6 +161,8 @@ public struct PlannerStatsReport: Codable, Sendable, Hashable {
         case publishFailures = "publish_failures"
         case leaseAcquisitions = "lease_acquisitions"
         case heldShards = "held_shards"
+        case shardsReleased = "shards_released"
+        case livePlanners = "live_planners"
         case claimsCutByBudget = "claims_cut_by_budget"
         case actionsDeferred = "actions_deferred"
     }
@@ -168,6 +177,8 @@ public final class PlannerService: Service, Sendable {
     private let timers: TimerStore
     private let leases: LeaseStore
     private let logger: Logger
+    /// Per shard, when its dispatched-but-lost pass last ran.
+    private let lastInFlightCheck = Mutex([Int: ContinuousClock.Instant]())
 
     public init(config: PlannerConfig, connection: NATSConnection, timers: TimerStore, leases: LeaseStore, logger: Logger) throws {
         try config.validate()
@@ -203,6 +214,7 @@ public final class PlannerService: Service, Sendable {
         // Graceful: hand the shards back so a peer takes them without waiting for expiry.
         do {
             try await leases.release(owner: config.instanceID, shards: shards)
+            try await leases.leave(owner: config.instanceID)
             logger.info("planner \(config.instanceID) released \(shards.count) shards")
         } catch {
             logger.warning("releasing shard leases failed (they expire in \(config.leaseTTL)): \(error)")
@@ -226,7 +238,7 @@ public final class PlannerService: Service, Sendable {
             for action in machine.tick(now: clock.now) {
                 let leaseWork: Bool
                 switch action {
-                case .acquire, .renew: leaseWork = true
+                case .acquire, .renew, .heartbeat, .release: leaseWork = true
                 case .claim, .republish, .rescue: leaseWork = false
                 }
                 if !leaseWork, tickStarted.duration(to: clock.now) >= timeBox {
@@ -272,6 +284,27 @@ public final class PlannerService: Service, Sendable {
                 logger.warning("lease renewal failed: \(error)")
                 machine.renewFailed(now: clock.now)
             }
+        case .heartbeat:
+            do {
+                let members = try await leases.heartbeat(owner: config.instanceID, ttl: config.leaseTTL)
+                if members.count != stats.livePlanners.load(ordering: .relaxed) {
+                    logger.info("planner \(config.instanceID): \(members.count) live planners")
+                }
+                stats.livePlanners.store(members.count, ordering: .relaxed)
+                machine.membership(members, me: config.instanceID)
+            } catch {
+                logger.warning("planner heartbeat failed: \(error)")
+                machine.heartbeatFailed()
+            }
+        case .release(let surplus):
+            // Already dropped by the machine; if this fails the leases lapse within a TTL.
+            do {
+                try await leases.release(owner: config.instanceID, shards: surplus.map(\.shard))
+                stats.shardsReleased.add(surplus.count, ordering: .relaxed)
+                logger.info("planner \(config.instanceID) handed back shards \(surplus.map(\.shard)) (beyond its share)")
+            } catch {
+                logger.warning("handing back shards \(surplus.map(\.shard)) failed (they lapse in \(config.leaseTTL)): \(error)")
+            }
         case .republish(let lease):
             await republish(lease)
         case .claim(let lease):
@@ -301,10 +334,21 @@ public final class PlannerService: Service, Sendable {
                     logger.warning("rescuing \(rows.count) overdue armed timers on shard \(lease.shard)")
                     await publish(rows, counter: stats.rescued)
                 }
-                try await redispatchLost(lease)
+                if inFlightCheckDue(shard: lease.shard) { try await redispatchLost(lease) }
             } catch {
                 logger.warning("rescue on shard \(lease.shard) failed: \(error)")
             }
+        }
+    }
+
+    /// The dispatched-but-lost pass of a shard runs every tenth of `redispatchAfter` (90 s by
+    /// default), not every rescue interval: nothing it finds can be younger than that.
+    private func inFlightCheckDue(shard: Int) -> Bool {
+        let now = ContinuousClock.now
+        return lastInFlightCheck.withLock { last in
+            if let previous = last[shard], previous.duration(to: now) < config.redispatchAfter / 10 { return false }
+            last[shard] = now
+            return true
         }
     }
 
@@ -435,6 +479,8 @@ public final class PlannerService: Service, Sendable {
             mirror.counter(MetricName.reapedRuns, stats.reapedRuns.load(ordering: .relaxed))
             mirror.counter(MetricName.partitionsDropped, stats.partitionsDropped.load(ordering: .relaxed))
             mirror.counter(MetricName.leaseTakeovers, stats.leaseTakeovers.load(ordering: .relaxed))
+            mirror.counter(MetricName.shardsReleased, stats.shardsReleased.load(ordering: .relaxed))
+            mirror.gauge(MetricName.livePlanners, Double(stats.livePlanners.load(ordering: .relaxed)))
             // Every 30 s (a count over the armed-runs index): the same figure on every planner.
             if sample % 6 == 0, let armed = try? await leases.armedRuns() {
                 mirror.gauge(MetricName.armedRuns, Double(armed))

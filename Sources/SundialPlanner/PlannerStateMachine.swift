@@ -1,8 +1,11 @@
+import SundialCore
 import SundialStore
 
 /// The Planner's timing decisions as a pure state machine (no I/O): which shard leases to
 /// acquire, renew or give up, when to claim due timers of each shard, when to republish a
-/// shard just taken over, and when to run the rescue pass. The service feeds it the time and
+/// shard just taken over, and when to run the rescue pass. Live planners share the shards:
+/// each heartbeat returns who is alive, which sets this planner's share (`ShardShare`); it
+/// acquires up to its share and hands back what it holds beyond it. The service feeds it the time and
 /// the outcomes of the actions it asked for; tests drive it with a manual clock.
 public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
     public struct Timing: Sendable {
@@ -10,21 +13,26 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
         public var claimInterval: Duration
         /// Lease length (database clock). Renewed every third of it.
         public var leaseTTL: Duration
-        /// How often to look for free or expired shards while holding fewer than `maxShards`.
+        /// How often to send a heartbeat (and learn who else is alive), and to look for free
+        /// or expired shards while holding fewer than the share.
         public var acquireInterval: Duration
         /// How often each shard's rescue pass runs.
         public var rescueInterval: Duration
+        /// Most shards this planner holds, whatever its share.
         public var maxShards: Int
+        /// Shards that exist (`ShardMap.count`), split among the live planners.
+        public var totalShards: Int
 
         public init(
             claimInterval: Duration, leaseTTL: Duration, acquireInterval: Duration,
-            rescueInterval: Duration, maxShards: Int
+            rescueInterval: Duration, maxShards: Int, totalShards: Int = ShardMap.count
         ) {
             self.claimInterval = claimInterval
             self.leaseTTL = leaseTTL
             self.acquireInterval = acquireInterval
             self.rescueInterval = rescueInterval
             self.maxShards = maxShards
+            self.totalShards = totalShards
         }
     }
 
@@ -37,6 +45,10 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
         case republish(ShardLease)
         case claim(ShardLease)
         case rescue(ShardLease)
+        /// Say this planner is alive and learn who else is (`membership`).
+        case heartbeat
+        /// Hand these shards back: they are beyond this planner's share (dropped already).
+        case release([ShardLease])
     }
 
     struct Held {
@@ -53,6 +65,10 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
     private(set) var held: [Int: Held] = [:]
     private var nextAcquire: C.Instant?
     private var acquireInFlight = false
+    private var nextHeartbeat: C.Instant?
+    private var heartbeatInFlight = false
+    /// This planner's share of the shards; nil until the first heartbeat answered.
+    private(set) var share: Int?
     private var renewInFlight = false
     /// After a failed renewal, the next try waits until then (no busy loop while Postgres fails fast).
     private var renewRetryAt: C.Instant?
@@ -65,6 +81,8 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
     }
 
     public var heldShards: [Int] { held.keys.sorted() }
+    /// Shards this planner aims to hold: its share, at most `maxShards`.
+    public var targetShards: Int { min(timing.maxShards, share ?? timing.maxShards) }
     public var leases: [ShardLease] { held.values.map(\.lease).sorted { $0.shard < $1.shard } }
 
     /// What to do now.
@@ -76,10 +94,27 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
         for (shard, entry) in held where entry.confirmedAt.advanced(by: trust) <= now {
             held[shard] = nil
         }
-        if !acquireInFlight, held.count < timing.maxShards, nextAcquire.map({ $0 <= now }) ?? true {
+        if !heartbeatInFlight, nextHeartbeat.map({ $0 <= now }) ?? true {
+            heartbeatInFlight = true
+            nextHeartbeat = now.advanced(by: timing.acquireInterval)
+            actions.append(.heartbeat)
+        }
+        let target = targetShards
+        if !acquireInFlight, held.count < target, nextAcquire.map({ $0 <= now }) ?? true {
             acquireInFlight = true
             nextAcquire = now.advanced(by: timing.acquireInterval)
-            actions.append(.acquire(limit: timing.maxShards - held.count))
+            actions.append(.acquire(limit: target - held.count))
+        }
+        if held.count > target {
+            // The highest-numbered shards go back; one whose load is in flight stays until
+            // its load finished (the next tick hands it back then).
+            let spare = held.values.filter { !$0.claimInFlight }.map(\.lease.shard).sorted(by: >)
+            let give = Array(spare.prefix(held.count - target))
+            if !give.isEmpty {
+                let leases = give.sorted().compactMap { held[$0]?.lease }
+                for shard in give { held[shard] = nil }
+                actions.append(.release(leases))
+            }
         }
         let renewAfter = timing.leaseTTL / 3
         let toRenew = held.values.filter { $0.confirmedAt.advanced(by: renewAfter) <= now }.map(\.lease)
@@ -123,6 +158,17 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
         acquireInFlight = false
     }
 
+    /// A heartbeat answered: `members` are the live planners, `me` this one.
+    public mutating func membership(_ members: [String], me: String) {
+        heartbeatInFlight = false
+        share = ShardShare.target(shards: timing.totalShards, members: members, me: me)
+    }
+
+    /// A heartbeat failed: keep the share last learned, try again next interval.
+    public mutating func heartbeatFailed() {
+        heartbeatInFlight = false
+    }
+
     /// `granted` are the leases the database extended; any other requested one was lost.
     public mutating func renewed(requested: [ShardLease], granted: [ShardLease], now: C.Instant) {
         renewInFlight = false
@@ -153,6 +199,11 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
             nextAcquire = now
         case .renew:
             renewInFlight = false
+        case .heartbeat:
+            heartbeatInFlight = false
+            nextHeartbeat = now
+        case .release:
+            break  // lease work: never put off
         }
     }
 
@@ -186,7 +237,8 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
     /// The earliest instant something is due, so the service can sleep until then.
     public func nextDeadline(after now: C.Instant) -> C.Instant {
         var deadline = now.advanced(by: timing.claimInterval)
-        if let nextAcquire, held.count < timing.maxShards { deadline = min(deadline, nextAcquire) }
+        if let nextAcquire, held.count < targetShards { deadline = min(deadline, nextAcquire) }
+        if let nextHeartbeat, !heartbeatInFlight { deadline = min(deadline, nextHeartbeat) }
         for entry in held.values {
             if !entry.claimInFlight { deadline = min(deadline, entry.nextClaim) }
             deadline = min(deadline, max(entry.confirmedAt.advanced(by: timing.leaseTTL / 3), renewRetryAt ?? now))

@@ -71,6 +71,23 @@ public struct LeaseStore: Sendable {
         }
     }
 
+    /// Records that `owner` is alive; returns the live planners (heard from within `ttl`),
+    /// `owner` included, sorted.
+    public func heartbeat(owner: String, ttl: Duration) async throws -> [String] {
+        try await pool.withSession { session in
+            try session.execute(
+                TimerQueries.heartbeatPlanners, ["owner": .text(owner), "ttl_ms": .int64(ttl.wholeMilliseconds)]
+            ).map { try $0.required("owner", $0.string) }
+        }
+    }
+
+    /// `owner` stops counting as a live planner (graceful shutdown).
+    public func leave(owner: String) async throws {
+        _ = try await pool.withSession { session in
+            try session.execute(TimerQueries.leavePlanners, ["owner": .text(owner)]).affectedRows
+        }
+    }
+
     public func release(owner: String, shards: [Int]) async throws {
         guard !shards.isEmpty else { return }
         _ = try await pool.withSession { session in

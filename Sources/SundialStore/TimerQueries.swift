@@ -727,13 +727,36 @@ enum TimerQueries {
             RETURNING l.shard, l.epoch, l.expires_at
             """)
 
-    /// Gives shards back on graceful shutdown so a peer takes them at once.
+    /// Gives shards back (graceful shutdown, or more than this planner's share) so a peer
+    /// takes them at once.
     static let releaseLeases = PostgresQuery(
         name: "sundial_release_leases",
         sql: """
             UPDATE shard_leases SET owner = NULL, expires_at = '-infinity'
             WHERE owner = $owner AND shard = ANY($shards::int[])
             """)
+
+    /// A planner's heartbeat: writes its row, deletes rows silent for 20 lease periods, and
+    /// returns the planners heard from within one lease period ($ttl_ms), this one included,
+    /// sorted (the order `ShardShare` ranks them in).
+    static let heartbeatPlanners = PostgresQuery(
+        name: "sundial_heartbeat_planners",
+        sql: """
+            WITH beat AS (
+                INSERT INTO planner_members (owner, heartbeat_at) VALUES ($owner, now())
+                ON CONFLICT (owner) DO UPDATE SET heartbeat_at = now()
+            ), silent AS (
+                DELETE FROM planner_members WHERE heartbeat_at < now() - 20 * $ttl_ms * interval '1 millisecond'
+            )
+            SELECT owner FROM planner_members
+            WHERE heartbeat_at > now() - $ttl_ms * interval '1 millisecond' AND owner <> $owner
+            UNION ALL SELECT $owner::text
+            ORDER BY 1
+            """)
+
+    /// A planner leaving (graceful shutdown): its peers count one fewer at their next heartbeat.
+    static let leavePlanners = PostgresQuery(
+        name: "sundial_leave_planners", sql: "DELETE FROM planner_members WHERE owner = $owner")
 
     /// Every statement above (the statement test prepares each on a real server).
     static let all: [PostgresQuery] = [
@@ -744,6 +767,6 @@ enum TimerQueries {
         noteTimerError, startChild, cancelWaitingChildren, tenantActiveUsage, selectParentForChild, selectDeadRun,
         touchTimer, rearmTimer, pauseTimer, selectPausedRuns, rearmPausedRuns, skipPausedRuns, resumeTimer, pauseRun,
         retireArmedRuns, reversionArmedRuns, inFlightRuns, rewriteTimer, cancelTimer, acquireLeases,
-        countArmedRuns, renewLeases, releaseLeases,
+        countArmedRuns, renewLeases, releaseLeases, heartbeatPlanners, leavePlanners,
     ]
 }

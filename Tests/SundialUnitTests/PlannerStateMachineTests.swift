@@ -39,9 +39,55 @@ struct PlannerStateMachineTests {
     func acquiresFirst() {
         let clock = ManualClock()
         var machine = PlannerStateMachine<ManualClock>(timing: timing)
-        #expect(machine.tick(now: clock.now) == [.acquire(limit: 4)])
+        #expect(machine.tick(now: clock.now) == [.heartbeat, .acquire(limit: 4)])
+        machine.heartbeatFailed()
         clock.advance(by: .seconds(6))
-        #expect(machine.tick(now: clock.now).isEmpty)
+        // The heartbeat comes again every acquire interval; the acquire waits for its answer.
+        #expect(machine.tick(now: clock.now) == [.heartbeat])
+    }
+
+    @Test("live planners share the shards: each acquires up to its share and hands back the highest spare shards beyond it")
+    func sharesShardsWithPeers() {
+        let clock = ManualClock()
+        let timing = PlannerStateMachine<ManualClock>.Timing(
+            claimInterval: .seconds(1), leaseTTL: .seconds(15), acquireInterval: .seconds(5),
+            rescueInterval: .seconds(10), maxShards: 8, totalShards: 8)
+        var machine = PlannerStateMachine<ManualClock>(timing: timing)
+        _ = machine.tick(now: clock.now)
+        machine.membership(["b"], me: "b")
+        machine.acquired((0..<8).map { lease($0) }, now: clock.now)
+        let loads = machine.tick(now: clock.now)
+        #expect(loads.filter { if case .claim = $0 { true } else { false } }.count == 8)
+        // Shards 0–6 finished their loads; shard 7's is still in flight.
+        for shard in 0..<7 { machine.claimed(shard: shard, count: 0, batchSize: 5000, now: clock.now) }
+        // Planner "a" joined: b ranks second of two, so its share is 4.
+        machine.membership(["a", "b"], me: "b")
+        #expect(machine.targetShards == 4)
+        let balance = machine.tick(now: clock.now)
+        #expect(balance.contains(.release([lease(3), lease(4), lease(5), lease(6)])))
+        #expect(machine.heldShards == [0, 1, 2, 7])
+        // Its load done, shard 7 goes once the share shrinks again.
+        machine.claimed(shard: 7, count: 0, batchSize: 5000, now: clock.now)
+        machine.membership(["a", "b", "c"], me: "b")  // 8 / 3: a 3, b 3, c 2
+        #expect(machine.targetShards == 3)
+        #expect(machine.tick(now: clock.now).contains(.release([lease(7)])))
+        #expect(machine.heldShards == [0, 1, 2])
+        // "a" and "c" left: b's share is everything again, and it asks for the rest.
+        machine.membership(["b"], me: "b")
+        clock.advance(by: .seconds(5))
+        #expect(machine.tick(now: clock.now).contains(.acquire(limit: 5)))
+    }
+
+    @Test("shares add up to the shard count for any number of planners, and every planner computes the same split")
+    func sharesAddUp() {
+        for n in 1...70 {
+            let members = (0..<n).map { "planner-\($0)" }.shuffled()
+            let shares = members.map { ShardShare.target(shards: 64, members: members, me: $0) }
+            #expect(shares.reduce(0, +) == 64, "\(n) planners")
+            #expect(shares.max()! - shares.min()! <= 1)
+        }
+        // A planner missing from the list (its own heartbeat not yet visible) counts itself in.
+        #expect(ShardShare.target(shards: 64, members: ["a"], me: "b") == 32)
     }
 
     @Test("a newly acquired shard is republished once, then claimed every claim interval")

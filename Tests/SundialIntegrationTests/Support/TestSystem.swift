@@ -33,6 +33,8 @@ final class TestSystem: Sendable {
     let planner: PlannerService?
     let dispatcher: DispatcherService?
     let governor: GovernorService?
+    /// The in-process Planner's config (also when none runs): `startPlanner` starts more.
+    let plannerConfig: PlannerConfig
     private let tasks: Mutex<[Task<Void, Never>]>
 
     struct Options {
@@ -135,7 +137,8 @@ final class TestSystem: Sendable {
         }
         let system = TestSystem(
             name: name, namespace: namespace, schema: schema, nats: nats, pool: pool, api: api, bulk: bulk,
-            store: store, ingest: ingest, planner: planner, dispatcher: dispatcher, governor: governor)
+            store: store, ingest: ingest, planner: planner, dispatcher: dispatcher, governor: governor,
+            plannerConfig: plannerConfig)
         for service in [ingest as (any Service)?, planner, dispatcher, governor].compactMap({ $0 }) {
             system.launch(service)
         }
@@ -146,8 +149,10 @@ final class TestSystem: Sendable {
     private init(
         name: String, namespace: SundialNamespace, schema: String, nats: LocalNATSServer, pool: PostgresPool,
         api: NATSConnection, bulk: NATSConnection, store: TimerStore, ingest: IngestService?,
-        planner: PlannerService?, dispatcher: DispatcherService?, governor: GovernorService?
+        planner: PlannerService?, dispatcher: DispatcherService?, governor: GovernorService?,
+        plannerConfig: PlannerConfig
     ) {
+        self.plannerConfig = plannerConfig
         self.name = name
         self.namespace = namespace
         self.schema = schema
@@ -170,6 +175,16 @@ final class TestSystem: Sendable {
         let governor = try GovernorService(
             config: config, connection: bulk, tenants: TenantStore(pool: pool), logger: TestNATS.logger)
         return (governor, launch(governor))
+    }
+
+    /// Starts one more planner in-process, with the system planner's settings and its own
+    /// instance id; cancelling the returned task stops it gracefully (its shards handed back).
+    func startPlanner(instanceID: String) throws -> (PlannerService, Task<Void, Never>) {
+        var config = plannerConfig
+        config.instanceID = instanceID
+        let planner = try PlannerService(
+            config: config, connection: bulk, timers: store, leases: LeaseStore(pool: pool), logger: TestNATS.logger)
+        return (planner, launch(planner))
     }
 
     /// Starts a dispatcher in-process (for systems started with `dispatcher = false`);
