@@ -40,6 +40,9 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
+    @Option(help: "Run NATS as a JetStream cluster of this many nodes on loopback (3 or more: every stream gets 3 replicas, as in production, and survives the loss of a node); 1: one server.")
+    var natsCluster: Int = 1
+
     @Flag(help: "Run each service as its own `sundial serve <service>` child process (each with its own /metrics; benchmarks then report CPU per service).")
     var processes: Bool = false
 
@@ -86,14 +89,37 @@ struct DevCommand: AsyncParsableCommand {
                 servicePassword: .literal(servicePassword!), executorPassword: .literal(executorPassword),
                 tenants: tenantSecrets)
         }
-        let nats = try await LocalNATSServer.start(
-            binary: natsBinary, storeDirectory: root.appendingPathComponent("nats"),
-            port: natsPort ?? previous["SUNDIAL_DEV_NATS_PORT"].flatMap { Int($0) }.flatMap(Self.ifFree),
-            auth: auth, logger: logger)
+        guard (1...9).contains(natsCluster) else { throw ValidationError("--nats-cluster: 1…9 nodes") }
+        // One server, or a cluster whose URL lists every node (clients fail over between them).
+        let natsURL: String
+        let natsDescription: String
+        let stopNATS: @Sendable () async -> Void
+        var replicas = 1
+        if natsCluster > 1 {
+            let clusterRoot = root.appendingPathComponent("nats-cluster")
+            if let holder = LocalNATSServer.storeHolder(clusterRoot.appendingPathComponent("node1")) {
+                throw LocalClusterError.startFailed(
+                    "another sundial dev (its nats-server, pid \(holder)) is using \(root.path); stop it first")
+            }
+            let cluster = try await LocalNATSCluster.start(
+                binary: natsBinary, root: clusterRoot, size: natsCluster, auth: auth, logger: logger)
+            replicas = min(3, natsCluster)
+            natsURL = cluster.url
+            natsDescription = "\(natsCluster)-node JetStream cluster, streams with \(replicas) replicas"
+            stopNATS = { await cluster.stop() }
+        } else {
+            let nats = try await LocalNATSServer.start(
+                binary: natsBinary, storeDirectory: root.appendingPathComponent("nats"),
+                port: natsPort ?? previous["SUNDIAL_DEV_NATS_PORT"].flatMap { Int($0) }.flatMap(Self.ifFree),
+                auth: auth, logger: logger)
+            saved["SUNDIAL_DEV_NATS_PORT"] = String(nats.port)
+            natsURL = nats.url
+            natsDescription = "nats-server \(natsBinary.path)"
+            stopNATS = { await nats.stop() }
+        }
         // Postgres is a daemon: stop it when this process ends, also by kill -9.
         let watchdog = try postgres.stopWhenProcessExits(getpid())
-        saved["SUNDIAL_NATS_URL"] = nats.url
-        saved["SUNDIAL_DEV_NATS_PORT"] = String(nats.port)
+        saved["SUNDIAL_NATS_URL"] = natsURL
         let metricsPort = try self.metricsPort ?? Self.ifFree(9464) ?? FreePort.allocate()
         saved["SUNDIAL_DEV_METRICS_URL"] = "http://127.0.0.1:\(metricsPort)/metrics"
         try DevEnvironmentFile.write(saved, to: envFile)
@@ -104,7 +130,7 @@ struct DevCommand: AsyncParsableCommand {
 
         print("""
             Sundial dev is starting.
-              NATS:      \(nats.url)   (nats-server \(natsBinary.path))
+              NATS:      \(natsURL)   (\(natsDescription))
               Postgres:  \(postgres.url)   (schema "sundial")
               Metrics:   http://127.0.0.1:\(metricsPort)/metrics   (also /healthz, /readyz)
               Data:      \(root.path)
@@ -115,7 +141,12 @@ struct DevCommand: AsyncParsableCommand {
             """)
 
         var environment = ServiceEnvironment()
-        environment.natsURL = nats.url
+        environment.natsURL = natsURL
+        environment.streamLimits.replicas = replicas
+        environment.ingest.streamLimits.replicas = replicas
+        environment.planner.streamLimits.replicas = replicas
+        environment.dispatcher.streamLimits.replicas = replicas
+        environment.governor.streamLimits.replicas = replicas
         environment.postgresURL = postgres.url
         environment.schema = "sundial"
         environment.metricsAddress = "127.0.0.1:\(metricsPort)"
@@ -125,7 +156,7 @@ struct DevCommand: AsyncParsableCommand {
             print("NATS auth is on: tenants \(tenants.joined(separator: ", ")) (credentials in .sundial/dev.env; the CLI uses them).")
         }
         // The demo acts as a tenant and an executor; it runs only without auth.
-        let demoTask = demo && auth == nil ? Task { await Self.runDemo(natsURL: nats.url) } : nil
+        let demoTask = demo && auth == nil ? Task { await Self.runDemo(natsURL: natsURL, replicas: replicas) } : nil
         do {
             if processes {
                 try await Self.runAsProcesses(environment, metricsPort: metricsPort, logLevel: logLevel, logger: logger)
@@ -136,7 +167,7 @@ struct DevCommand: AsyncParsableCommand {
             logger.error("sundial stopped with error: \(error)")
         }
         demoTask?.cancel()
-        await nats.stop()
+        await stopNATS()
         await postgres.stop()
         watchdog.signal(SIGTERM)
         print("Sundial dev stopped.")
@@ -153,6 +184,7 @@ struct DevCommand: AsyncParsableCommand {
         env["SUNDIAL_LOG_LEVEL"] = logLevel
         env["SUNDIAL_NATS_USER"] = environment.natsUser
         env["SUNDIAL_NATS_PASSWORD"] = environment.natsPassword
+        env["SUNDIAL_STREAM_REPLICAS"] = String(environment.streamLimits.replicas)
         let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
         var children: [(SundialComponent, ChildProcess)] = []
         for component in SundialComponent.allCases {
@@ -200,13 +232,15 @@ struct DevCommand: AsyncParsableCommand {
     }
 
     /// Creates a 3-second timer and waits for it as an executor would.
-    static func runDemo(natsURL: String) async {
+    static func runDemo(natsURL: String, replicas: Int) async {
         do {
             var options = NATSConnectionOptions(url: natsURL, name: "sundial-dev-demo")
             options.sendAsap = true
             let connection = try await NATSConnection.connect(options, logger: CLILogger.shared)
             defer { Task { await connection.close() } }
-            let worker = try await SundialWorker.connect(connection: connection, queue: "demo")
+            var workerOptions = SundialWorker.Options()
+            workerOptions.streamReplicas = replicas
+            let worker = try await SundialWorker.connect(connection: connection, queue: "demo", options: workerOptions)
             let client = TimersClient(connection: connection, tenant: "demo")
             var request = Sundial_V1_CreateTimerRequest()
             request.queue = "demo"

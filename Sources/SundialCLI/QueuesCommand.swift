@@ -169,7 +169,8 @@ struct QueuesCommand: AsyncParsableCommand {
     ) async throws {
         let nats = try await connection.connect(name: "sundial-queues", as: .service)
         defer { Task { await nats.close() } }
-        let bucket = try await KeyValueBucket.ensure(SundialNamespace.standard.quotasBucket, connection: nats)
+        let bucket = try await KeyValueBucket.ensure(
+            SundialNamespace.standard.quotasBucket, connection: nats, keepExisting: true)
         for _ in 0..<5 {
             let stored = try await bucket.get(key)
             var value = try stored.flatMap { $0.value.isEmpty ? nil : try decode($0.value) } ?? empty

@@ -224,7 +224,8 @@ public final class DispatcherService: Service, Sendable {
             connection: connection, stream: namespace.resultsStream, durable: namespace.resultsDurable,
             filterSubject: namespace.resultsWildcard)
         let stats = self.stats
-        let bucket = try await KeyValueBucket.ensure(namespace.quotasBucket, connection: connection)
+        let bucket = try await KeyValueBucket.ensure(
+            namespace.quotasBucket, connection: connection, replicas: config.streamLimits.replicas)
         let planUpdates = try await connection.subscribe(subject: bucket.subject(of: SundialNamespace.quotaPlanKey))
         let micro = MicroService(
             identity: .init(

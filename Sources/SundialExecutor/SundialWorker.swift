@@ -61,6 +61,9 @@ public final class SundialWorker: Sendable {
         /// Jobs in flight per consumer across all executors.
         public var maxAckPending: Int = 1000
         public var namespace: SundialNamespace = .standard
+        /// Replicas of the work stream if this executor is the first to create it (the
+        /// services' `SUNDIAL_STREAM_REPLICAS`); an existing stream is left as it is.
+        public var streamReplicas: Int = 1
 
         public init() {}
     }
@@ -73,7 +76,9 @@ public final class SundialWorker: Sendable {
             throw SundialError.invalid("queue", "must be 1–128 characters of [A-Za-z0-9_-], optionally dot-separated")
         }
         let namespace = options.namespace
-        try await connection.createStreamIfAbsent(SundialTopology.workStream(namespace))
+        var limits = StreamLimits()
+        limits.replicas = options.streamReplicas
+        try await connection.createStreamIfAbsent(SundialTopology.workStream(namespace, limits: limits))
         let durable = options.durable ?? namespace.executorDurable(queue: queue)
         var config = JetStreamConsumerConfig(durableName: durable, filterSubjects: [namespace.work(queue: queue)])
         config.ackWait = options.ackWait

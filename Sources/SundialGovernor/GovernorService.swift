@@ -133,7 +133,8 @@ public final class GovernorService: Service, Sendable {
     public func run() async throws {
         let namespace = config.namespace
         try await SundialTopology.ensure(connection, namespace: namespace, limits: config.streamLimits)
-        let bucket = try await KeyValueBucket.ensure(namespace.quotasBucket, connection: connection)
+        let bucket = try await KeyValueBucket.ensure(
+            namespace.quotasBucket, connection: connection, replicas: config.streamLimits.replicas)
         let lease = GovernorLease(
             bucket: bucket, key: SundialNamespace.governorLeaderKey, owner: config.instanceID, ttl: config.leaseTTL)
         let reports = try await connection.subscribe(subject: namespace.fairnessDemand)

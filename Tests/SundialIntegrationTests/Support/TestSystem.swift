@@ -25,6 +25,8 @@ final class TestSystem: Sendable {
     let namespace: SundialNamespace
     let schema: String
     let nats: LocalNATSServer
+    /// What clients connect to: `nats`'s URL, or every node of `Options.natsCluster`.
+    let natsURL: String
     let pool: PostgresPool
     let api: NATSConnection
     let bulk: NATSConnection
@@ -45,6 +47,9 @@ final class TestSystem: Sendable {
         var dispatcher = true
         var leaseTTL: Duration = .seconds(3)
         var nats: LocalNATSServer? = nil
+        /// A JetStream cluster to run on instead (clients get every node's URL); set
+        /// `streamLimits.replicas` to replicate the streams.
+        var natsCluster: LocalNATSCluster? = nil
         /// Login for the services' connections (an auth-enabled `nats`); nil: none.
         var natsUser: String? = nil
         var natsPassword: String? = nil
@@ -83,13 +88,20 @@ final class TestSystem: Sendable {
         let namespace = options.namespace ?? SundialNamespace.isolated(id)
         let schema = TestPostgres.freshSchema(name)
         let nats: LocalNATSServer
-        if let given = options.nats { nats = given } else { nats = try await TestNATS.server() }
+        if let cluster = options.natsCluster {
+            nats = cluster.nodes[0]
+        } else if let given = options.nats {
+            nats = given
+        } else {
+            nats = try await TestNATS.server()
+        }
+        let natsURL = options.natsCluster?.url ?? nats.url
         let pool = try await TestPostgres.pool(schema: schema, size: 6, server: options.postgres)
         try await SundialDatabase.migrate(pool, schema: schema)
         let api = try await TestNATS.connect(
-            nats, name: "\(name)-api", user: options.natsUser, password: options.natsPassword)
+            url: natsURL, name: "\(name)-api", user: options.natsUser, password: options.natsPassword)
         let bulk = try await TestNATS.connect(
-            nats, name: "\(name)-bulk", sendAsap: false, user: options.natsUser, password: options.natsPassword)
+            url: natsURL, name: "\(name)-bulk", sendAsap: false, user: options.natsUser, password: options.natsPassword)
         try await SundialTopology.ensure(api, namespace: namespace, limits: options.streamLimits)
         let store = TimerStore(pool: pool)
         let logger = TestNATS.logger
@@ -136,7 +148,7 @@ final class TestSystem: Sendable {
             return try GovernorService(config: config, connection: bulk, tenants: TenantStore(pool: pool), logger: logger)
         }
         let system = TestSystem(
-            name: name, namespace: namespace, schema: schema, nats: nats, pool: pool, api: api, bulk: bulk,
+            name: name, namespace: namespace, schema: schema, nats: nats, natsURL: natsURL, pool: pool, api: api, bulk: bulk,
             store: store, ingest: ingest, planner: planner, dispatcher: dispatcher, governor: governor,
             plannerConfig: plannerConfig)
         for service in [ingest as (any Service)?, planner, dispatcher, governor].compactMap({ $0 }) {
@@ -147,7 +159,8 @@ final class TestSystem: Sendable {
     }
 
     private init(
-        name: String, namespace: SundialNamespace, schema: String, nats: LocalNATSServer, pool: PostgresPool,
+        name: String, namespace: SundialNamespace, schema: String, nats: LocalNATSServer, natsURL: String,
+        pool: PostgresPool,
         api: NATSConnection, bulk: NATSConnection, store: TimerStore, ingest: IngestService?,
         planner: PlannerService?, dispatcher: DispatcherService?, governor: GovernorService?,
         plannerConfig: PlannerConfig
@@ -157,6 +170,7 @@ final class TestSystem: Sendable {
         self.namespace = namespace
         self.schema = schema
         self.nats = nats
+        self.natsURL = natsURL
         self.pool = pool
         self.api = api
         self.bulk = bulk
@@ -242,7 +256,7 @@ final class TestSystem: Sendable {
     func serviceEnvironment(_ extra: [String: String] = [:]) async throws -> [String: String] {
         let postgres = try await TestPostgres.server()
         var env = ProcessInfo.processInfo.environment
-        env["SUNDIAL_NATS_URL"] = nats.url
+        env["SUNDIAL_NATS_URL"] = natsURL
         env["SUNDIAL_POSTGRES_URL"] = postgres.url
         env["SUNDIAL_POSTGRES_SCHEMA"] = schema
         env["SUNDIAL_METRICS_ADDRESS"] = "off"  // tests that want metrics pass an address
