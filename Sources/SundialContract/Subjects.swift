@@ -9,6 +9,11 @@ public struct SundialNamespace: Sendable, Hashable {
     public var subjectRoot: String
     /// Stream-name prefix, e.g. "SUNDIAL".
     public var streamPrefix: String
+    /// Fire streams, K (`SUNDIAL_FIRE_STREAMS`): shard s fires through stream s mod K, each
+    /// stream with its own JetStream firing loop. 1 is one stream named `<prefix>_FIRE`; more
+    /// are `<prefix>_FIRE_0` … `<prefix>_FIRE_<K-1>`. Every service must use the same K, and
+    /// it is chosen at install: the streams' subjects would overlap with another K's.
+    public var fireStreamCount: Int = 1
 
     public static let standard = SundialNamespace(subjectRoot: "sundial", streamPrefix: "SUNDIAL")
 
@@ -50,8 +55,24 @@ public struct SundialNamespace: Sendable, Hashable {
 
     // MARK: the fire stream (internal)
 
-    /// Holds the JetStream scheduled messages and the messages they fire.
-    public var fireStream: String { "\(streamPrefix)_FIRE" }
+    /// Holds the JetStream scheduled messages and the messages they fire (the first of the
+    /// fire streams; the only one when `fireStreamCount` is 1).
+    public var fireStream: String { fireStream(index: 0) }
+    /// Fire stream number `index` (0 ..< `fireStreamCount`).
+    public func fireStream(index: Int) -> String {
+        fireStreamCount == 1 ? "\(streamPrefix)_FIRE" : "\(streamPrefix)_FIRE_\(index)"
+    }
+    /// The fire stream holding a shard's schedules and fires: the one place this is chosen.
+    public func fireStream(shard: Int) -> String { fireStream(index: shard % max(1, fireStreamCount)) }
+    public var fireStreams: [String] { (0..<max(1, fireStreamCount)).map { fireStream(index: $0) } }
+    /// Subjects of fire stream `index` when there are `shards` shards: all schedules and fires
+    /// for a single stream; else its shards' (listed one by one: subjects have no ranges).
+    public func fireSubjects(index: Int, shards: Int) -> [String] {
+        guard fireStreamCount > 1 else { return [scheduleWildcard, firedWildcard] }
+        return stride(from: index, to: shards, by: fireStreamCount).flatMap {
+            ["\(subjectRoot).sched.\($0).>", fired(shard: $0)]
+        }
+    }
     /// One schedule per run (timer, occurrence, attempt): republishing the same run replaces
     /// it (rollup by subject), so a re-plan never duplicates.
     public func schedule(shard: Int, timerID: String, occurrence: Int64, attempt: Int) -> String {

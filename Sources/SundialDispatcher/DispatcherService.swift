@@ -212,12 +212,17 @@ public final class DispatcherService: Service, Sendable {
     public func run() async throws {
         let namespace = config.namespace
         try await SundialTopology.ensure(connection, namespace: namespace, limits: config.streamLimits)
+        // Pipelines on every fire stream, `pipelines` in all (at least one per stream).
         var bound: [JetStreamPullConsumer] = []
-        for _ in 0..<config.pipelines {
-            bound.append(
-                try await JetStreamPullConsumer.bind(
-                    connection: connection, stream: namespace.fireStream, durable: namespace.dispatcherDurable,
-                    filterSubject: namespace.firedWildcard))
+        let streams = namespace.fireStreams
+        let perStream = max(1, (config.pipelines + streams.count - 1) / streams.count)
+        for stream in streams {
+            for _ in 0..<perStream {
+                bound.append(
+                    try await JetStreamPullConsumer.bind(
+                        connection: connection, stream: stream, durable: namespace.dispatcherDurable,
+                        filterSubject: namespace.firedWildcard))
+            }
         }
         let consumers = bound
         let resultsConsumer = try await JetStreamPullConsumer.bind(
@@ -297,11 +302,17 @@ public final class DispatcherService: Service, Sendable {
             mirror.counter(MetricName.breakerHeld, held)
             mirror.counter(MetricName.retriesOverBudget, overBudget)
             mirror.gauge(MetricName.deferredNow, Double(deferredNow))
-            if let info = try? await connection.consumerInfo(stream: config.namespace.fireStream, durable: config.namespace.dispatcherDurable),
-                let pending = (info["num_pending"] as? NSNumber)?.doubleValue
-            {
-                mirror.gauge(MetricName.fireConsumerPending, pending)
+            var pending = 0.0
+            var read = false
+            for stream in config.namespace.fireStreams {
+                if let info = try? await connection.consumerInfo(stream: stream, durable: config.namespace.dispatcherDurable),
+                    let count = (info["num_pending"] as? NSNumber)?.doubleValue
+                {
+                    pending += count
+                    read = true
+                }
             }
+            if read { mirror.gauge(MetricName.fireConsumerPending, pending) }
             try? await Task.sleep(for: config.metricsInterval)
         }
     }

@@ -144,7 +144,7 @@ public struct TimerRequestHandler: Sendable {
         } ?? [namespace.schedules(shard: stored.shard, timerID: id)]
         for subject in subjects {
             do {
-                try await connection.purge(stream: namespace.fireStream, subject: subject)
+                try await connection.purge(stream: namespace.fireStream(shard: stored.shard), subject: subject)
             } catch {
                 logger.warning("purging \(subject) failed (its fire will be dropped): \(error)")
             }

@@ -1,4 +1,5 @@
 import SundialContract
+import SundialCore
 import SundialNATS
 
 /// Bounds of the streams Sundial creates (docs/limits.md). Each is chosen so that reaching
@@ -57,9 +58,13 @@ public enum SundialTopology {
     /// Stream holding scheduled messages (`sched.<shard>.<timer>.<occurrence>.<attempt>`) and what they fire
     /// (`fired.<shard>`). Work-queue retention: a fired message is gone once the Dispatcher
     /// acks it. No max_age and file storage: an evicted schedule would be a lost timer.
-    public static func fireStream(_ namespace: SundialNamespace, limits: StreamLimits = StreamLimits()) -> JetStreamStreamConfig {
+    /// With K fire streams (`SundialNamespace.fireStreamCount`), stream `index` holds the
+    /// shards s with s mod K = index.
+    public static func fireStream(
+        _ namespace: SundialNamespace, index: Int = 0, limits: StreamLimits = StreamLimits()
+    ) -> JetStreamStreamConfig {
         var config = JetStreamStreamConfig(
-            name: namespace.fireStream, subjects: [namespace.scheduleWildcard, namespace.firedWildcard])
+            name: namespace.fireStream(index: index), subjects: namespace.fireSubjects(index: index, shards: ShardMap.count))
         config.retention = .workqueue
         config.allowMessageSchedules = true
         config.replicas = limits.replicas
@@ -159,12 +164,16 @@ public enum SundialTopology {
     public static func ensure(
         _ connection: NATSConnection, namespace: SundialNamespace, limits: StreamLimits = StreamLimits()
     ) async throws {
-        try await connection.ensureStream(fireStream(namespace, limits: limits))
+        for index in namespace.fireStreams.indices {
+            try await connection.ensureStream(fireStream(namespace, index: index, limits: limits))
+        }
         try await connection.ensureStream(workStream(namespace, limits: limits))
         try await connection.ensureStream(resultsStream(namespace, limits: limits))
         try await connection.ensureStream(eventsStream(namespace, limits: limits))
         try await connection.ensureStream(poisonStream(namespace, limits: limits))
-        try await connection.ensureConsumer(stream: namespace.fireStream, dispatcherConsumer(namespace))
+        for stream in namespace.fireStreams {
+            try await connection.ensureConsumer(stream: stream, dispatcherConsumer(namespace))
+        }
         try await connection.ensureConsumer(stream: namespace.resultsStream, resultsConsumer(namespace))
     }
 }

@@ -4,6 +4,7 @@ import Logging
 import Prometheus
 import ServiceLifecycle
 import SundialContract
+import SundialCore
 import SundialDispatcher
 import SundialFairness
 import SundialGovernor
@@ -84,6 +85,12 @@ public struct ServiceEnvironment: Sendable {
         if let value = try integer("SUNDIAL_POSTGRES_POOL_SIZE") { result.postgresPoolSize = value }
         if let root = env["SUNDIAL_SUBJECT_ROOT"] { result.namespace.subjectRoot = root }
         if let prefix = env["SUNDIAL_STREAM_PREFIX"] { result.namespace.streamPrefix = prefix }
+        if let value = try integer("SUNDIAL_FIRE_STREAMS") {
+            guard (1...ShardMap.count).contains(value) else {
+                throw SundialError.invalid("SUNDIAL_FIRE_STREAMS", "must be in 1…\(ShardMap.count)")
+            }
+            result.namespace.fireStreamCount = value
+        }
         if let level = env["SUNDIAL_LOG_LEVEL"] {
             guard let parsed = Logger.Level(rawValue: level) else {
                 throw SundialError.invalid("SUNDIAL_LOG_LEVEL", "must be trace|debug|info|notice|warning|error|critical")

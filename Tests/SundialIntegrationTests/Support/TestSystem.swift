@@ -55,6 +55,8 @@ final class TestSystem: Sendable {
         var natsPassword: String? = nil
         /// Nil: a fresh isolated namespace. A private server may use `.standard`.
         var namespace: SundialNamespace? = nil
+        /// Fire streams (K) of the fresh namespace.
+        var fireStreams = 1
         /// Run a Fairness-Governor in-process with this config (its namespace is set for you).
         var governor: GovernorConfig? = nil
         /// The dispatcher enforces quotas (false: plain FIFO).
@@ -85,7 +87,8 @@ final class TestSystem: Sendable {
 
     static func start(_ name: String, _ options: Options = Options()) async throws -> TestSystem {
         let id = "\(name.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(12))\(UInt32.random(in: 0...UInt32.max))"
-        let namespace = options.namespace ?? SundialNamespace.isolated(id)
+        var namespace = options.namespace ?? SundialNamespace.isolated(id)
+        if options.namespace == nil { namespace.fireStreamCount = options.fireStreams }
         let schema = TestPostgres.freshSchema(name)
         let nats: LocalNATSServer
         if let cluster = options.natsCluster {
