@@ -143,10 +143,7 @@ struct DevCommand: AsyncParsableCommand {
         var environment = ServiceEnvironment()
         environment.natsURL = natsURL
         environment.streamLimits.replicas = replicas
-        environment.ingest.streamLimits.replicas = replicas
-        environment.planner.streamLimits.replicas = replicas
-        environment.dispatcher.streamLimits.replicas = replicas
-        environment.governor.streamLimits.replicas = replicas
+        environment.applyStreamLimits()
         environment.postgresURL = postgres.url
         environment.schema = "sundial"
         environment.metricsAddress = "127.0.0.1:\(metricsPort)"

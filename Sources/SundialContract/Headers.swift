@@ -25,6 +25,20 @@ public enum SundialHeader {
     // NATS / JetStream.
     /// Dedupe id; for jobs: `<timer>:<occurrence>:<attempt>:<version>`.
     public static let natsMessageID = "Nats-Msg-Id"
+
+    /// A job's dedupe id (`natsMessageID`): `<timer>:<occurrence>:<attempt>:<version>`.
+    public static func jobMessageID(
+        timerID: String, occurrence: some BinaryInteger, attempt: some BinaryInteger, version: some BinaryInteger
+    ) -> String {
+        jobMessageIDPrefix(timerID: timerID, occurrence: occurrence, attempt: attempt) + "\(version)"
+    }
+
+    /// What the dedupe id of every job of one run starts with, whatever its version.
+    public static func jobMessageIDPrefix(
+        timerID: String, occurrence: some BinaryInteger, attempt: some BinaryInteger
+    ) -> String {
+        "\(timerID):\(occurrence):\(attempt):"
+    }
     public static let natsSchedule = "Nats-Schedule"
     public static let natsScheduleTarget = "Nats-Schedule-Target"
     public static let natsExpectedLastSubjectSequence = "Nats-Expected-Last-Subject-Sequence"

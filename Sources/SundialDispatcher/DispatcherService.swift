@@ -637,8 +637,9 @@ public final class DispatcherService: Service, Sendable {
     /// (its payload may differ), while every copy of one fire is the same job.
     private func job(_ envelope: Sundial_V1_FireEnvelope, firedAt: Date, dispatchedAt: Date) -> NATSOutgoingMessage {
         var headers = NATSHeaders()
-        headers[SundialHeader.natsMessageID] =
-            "\(envelope.timerID):\(envelope.occurrence):\(envelope.attempt):\(envelope.version)"
+        headers[SundialHeader.natsMessageID] = SundialHeader.jobMessageID(
+            timerID: envelope.timerID, occurrence: envelope.occurrence, attempt: envelope.attempt,
+            version: envelope.version)
         headers[SundialHeader.timerID] = envelope.timerID
         headers[SundialHeader.tenant] = envelope.tenant
         headers[SundialHeader.scheduledAt] = RFC3339.format(envelope.scheduledAt.date)

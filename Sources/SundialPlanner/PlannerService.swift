@@ -370,7 +370,9 @@ public final class PlannerService: Service, Sendable {
                     continue
                 }
                 // The sequence holds this run's job (its dedupe id), not some later message.
-                let id = "\(SundialHeader.natsMessageID): \(TimerID.text(run.key.id)):\(run.key.occurrence):\(run.key.attempt):"
+                let id = "\(SundialHeader.natsMessageID): "
+                    + SundialHeader.jobMessageIDPrefix(
+                        timerID: TimerID.text(run.key.id), occurrence: run.key.occurrence, attempt: run.key.attempt)
                 if let stored, stored.rawHeaders.contains(id) {
                     seen.append(run.key)
                     continue

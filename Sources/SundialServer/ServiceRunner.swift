@@ -50,6 +50,14 @@ public struct ServiceEnvironment: Sendable {
 
     public init() {}
 
+    /// Hands `streamLimits` to every service's config (they apply it to the streams).
+    public mutating func applyStreamLimits() {
+        governor.streamLimits = streamLimits
+        ingest.streamLimits = streamLimits
+        planner.streamLimits = streamLimits
+        dispatcher.streamLimits = streamLimits
+    }
+
     /// Reads `SUNDIAL_*` variables; a malformed value is an error naming the variable.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws
         -> ServiceEnvironment
@@ -223,10 +231,7 @@ public struct ServiceEnvironment: Sendable {
             result.governor.core.weights = weights
         }
         result.governor.namespace = result.namespace
-        result.governor.streamLimits = result.streamLimits
-        result.ingest.streamLimits = result.streamLimits
-        result.planner.streamLimits = result.streamLimits
-        result.dispatcher.streamLimits = result.streamLimits
+        result.applyStreamLimits()
         result.ingest.namespace = result.namespace
         result.planner.namespace = result.namespace
         result.dispatcher.namespace = result.namespace
