@@ -6,7 +6,7 @@ import SundialSchedule
 /// `sundial bench`: benchmarks that print figures (never timed tests).
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Benchmarks.", subcommands: [SpineBench.self, BurstBench.self, RampBench.self, ScheduleBench.self, WhaleBench.self, PlannerLoadBench.self, OutageBench.self, StorageBench.self])
+        commandName: "bench", abstract: "Benchmarks.", subcommands: [SpineBench.self, BurstBench.self, RampBench.self, ScheduleBench.self, WhaleBench.self, PlannerLoadBench.self, OutageBench.self, StorageBench.self, ChaosBench.self, ScaleBench.self])
 
     struct SpineBench: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
