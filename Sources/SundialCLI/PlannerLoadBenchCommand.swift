@@ -44,7 +44,7 @@ struct PlannerLoadBench: AsyncParsableCommand {
                 try session.execute(
                     """
                     INSERT INTO timers (id, tenant, shard, state, kind, schedule, next_fire_at, next_nominal_at, queue, payload)
-                    SELECT \(StorageBench.uuidV7), 'bench', i % \(ShardMap.count), 'scheduled', 'at', ''::bytea,
+                    SELECT \(StorageBench.uuidV7), 'bench', i % (SELECT shard_count FROM shard_settings), 'scheduled', 'at', ''::bytea,
                            now() + make_interval(secs => \(lead) + (i % \(max(1, window)))),
                            now() + make_interval(secs => \(lead) + (i % \(max(1, window)))),
                            'q', convert_to(repeat('x', \(payload)), 'UTF8')

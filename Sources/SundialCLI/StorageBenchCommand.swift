@@ -13,7 +13,7 @@ import SwiftProtobuf
 
 /// `sundial bench storage`: what the number of stored future timers costs. For each size
 /// (0.1M, 1M, 10M by default, filled cumulatively into a private Postgres with fsync on), it
-/// measures the Planner's due scan — a tick over all 64 shards with the store's own load
+/// measures the Planner's due scan — a tick over every shard (the database's count) with the store's own load
 /// (`TimerStore.loadDue`), idle and with timers due — the create latency through a real Ingest
 /// (`sundial serve ingest` child process), and the bytes on disk per stored timer.
 struct StorageBench: AsyncParsableCommand {
@@ -24,7 +24,7 @@ struct StorageBench: AsyncParsableCommand {
     @Option(help: "Stored future timers to measure at, comma-separated, ascending (filled cumulatively).")
     var sizes: String = "100000,1000000,10000000"
     @Option(help: "Payload bytes per timer.") var payloadBytes: Int = 100
-    @Option(help: "Measured planner ticks per size (each: 64 shard loads).") var ticks: Int = 10
+    @Option(help: "Measured planner ticks per size (each: one load per shard).") var ticks: Int = 10
     @Option(help: "Timers due in each loaded tick.") var duePerTick: Int = 1000
     @Option(help: "Creates through Ingest per size.") var creates: Int = 2000
     @Option(help: "Creates in flight at once.") var concurrency: Int = 8
@@ -90,8 +90,9 @@ struct StorageBench: AsyncParsableCommand {
         }
         guard ready else { throw ValidationError("ingest did not start; see \(log)") }
 
-        let leases = try await LeaseStore(pool: pool).acquire(owner: "bench", ttl: .seconds(86_400), limit: ShardMap.count)
-        guard leases.count == ShardMap.count else { throw ValidationError("could not lease every shard") }
+        let shardCount = try await LeaseStore(pool: pool).shardCount()
+        let leases = try await LeaseStore(pool: pool).acquire(owner: "bench", ttl: .seconds(86_400), limit: shardCount)
+        guard leases.count == shardCount else { throw ValidationError("could not lease every shard") }
         let store = TimerStore(pool: pool)
         var rows: [Row] = []
         var stored = 0
@@ -105,7 +106,7 @@ struct StorageBench: AsyncParsableCommand {
             _ = try await pool.withSession { try $0.execute("VACUUM (ANALYZE, INDEX_CLEANUP ON) timers") }
             let fillSeconds = Date().timeIntervalSince(fillStarted)
             stored = target
-            let cleanScanBuffers = try await Self.scanBuffers(pool)
+            let cleanScanBuffers = try await Self.scanBuffers(pool, shards: shardCount)
 
             var idle: [Double] = []
             var loaded: [Double] = []
@@ -114,7 +115,7 @@ struct StorageBench: AsyncParsableCommand {
                 try await Self.insertDue(pool, count: duePerTick, payloadBytes: payloadBytes)
                 loaded.append(try await Self.tick(store, leases: leases, expecting: duePerTick))
             }
-            let scanBuffers = try await Self.scanBuffers(pool)
+            let scanBuffers = try await Self.scanBuffers(pool, shards: shardCount)
             let (latencies, errors, rate) = try await Self.createThroughIngest(
                 client, count: creates, concurrency: concurrency, payloadBytes: payloadBytes)
             let sizes = try await pool.withSession { session -> [String: Int64] in
@@ -140,7 +141,7 @@ struct StorageBench: AsyncParsableCommand {
                 createsPerSecond: rate, createErrors: errors, timersTableBytes: sizes["t"] ?? 0,
                 timersIndexBytes: sizes["i"] ?? 0, runsBytes: sizes["r"] ?? 0, databaseBytes: sizes["d"] ?? 0)
             rows.append(row)
-            print(Self.table(rows, duePerTick: duePerTick, payloadBytes: payloadBytes))
+            print(Self.table(rows, duePerTick: duePerTick, payloadBytes: payloadBytes, shards: shardCount))
         }
         await connection.close()
         await pool.close()
@@ -165,7 +166,7 @@ struct StorageBench: AsyncParsableCommand {
                     """
                     INSERT INTO timers (id, tenant, shard, state, kind, schedule, next_fire_at, next_nominal_at, queue, payload,
                                         labels, created_at, updated_at)
-                    SELECT \(uuidV7), 'tenant-' || (i % 100), i % \(ShardMap.count), 'scheduled', 'at', ''::bytea, due, due, 'q',
+                    SELECT \(uuidV7), 'tenant-' || (i % 100), i % (SELECT shard_count FROM shard_settings), 'scheduled', 'at', ''::bytea, due, due, 'q',
                            convert_to(repeat('x', \(payloadBytes)), 'UTF8'),
                            jsonb_build_object('env', 'prod', 'team', 'team-' || (i % 50)), created, created
                     FROM (SELECT i, md5(i::text || random()::text) AS r, created, due,
@@ -190,7 +191,7 @@ struct StorageBench: AsyncParsableCommand {
             try session.execute(
                 """
                 INSERT INTO timers (id, tenant, shard, state, kind, schedule, next_fire_at, next_nominal_at, queue, payload)
-                SELECT \(uuidV7), 'due', i % \(ShardMap.count), 'scheduled', 'at', ''::bytea, now(), now(), 'q',
+                SELECT \(uuidV7), 'due', i % (SELECT shard_count FROM shard_settings), 'scheduled', 'at', ''::bytea, now(), now(), 'q',
                        convert_to(repeat('x', \(payloadBytes)), 'UTF8')
                 FROM (SELECT i, md5(i::text || random()::text) AS r,
                              lpad(to_hex(floor(extract(epoch FROM now()) * 1000)::bigint), 12, '0') AS h
@@ -216,10 +217,10 @@ struct StorageBench: AsyncParsableCommand {
 
     /// The due scan of `TimerQueries.selectDueForLoad` (shard, state, due before the horizon,
     /// in due order) under `EXPLAIN (ANALYZE, BUFFERS)` for every shard: buffers touched, mean.
-    static func scanBuffers(_ pool: PostgresPool) async throws -> Double {
+    static func scanBuffers(_ pool: PostgresPool, shards: Int) async throws -> Double {
         try await pool.withSession { session in
             var total = 0
-            for shard in 0..<ShardMap.count {
+            for shard in 0..<shards {
                 let plan = try session.execute(
                     """
                     EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
@@ -232,7 +233,7 @@ struct StorageBench: AsyncParsableCommand {
                 else { throw ValidationError("unreadable EXPLAIN output") }
                 total += ((top["Shared Hit Blocks"] as? Int) ?? 0) + ((top["Shared Read Blocks"] as? Int) ?? 0)
             }
-            return Double(total) / Double(ShardMap.count)
+            return Double(total) / Double(shards)
         }
     }
 
@@ -276,10 +277,10 @@ struct StorageBench: AsyncParsableCommand {
         return sorted[min(sorted.count - 1, max(0, rank))]
     }
 
-    static func table(_ rows: [Row], duePerTick: Int, payloadBytes: Int) -> String {
+    static func table(_ rows: [Row], duePerTick: Int, payloadBytes: Int, shards: Int) -> String {
         func median(_ values: [Double]) -> Double { percentile(values.sorted(), 0.5) }
         func p90(_ values: [Double]) -> Double { percentile(values.sorted(), 0.9) }
-        var text = "| stored future timers | fill (s) | idle tick, 64 shards: p50 / p90 ms | due scan after vacuum: buffers per shard | tick loading \(duePerTick): p50 / p90 ms | create p50 / p99 ms (rate/s, errors) | timers table + indexes bytes/timer | database bytes/timer |\n"
+        var text = "| stored future timers | fill (s) | idle tick, \(shards) shards: p50 / p90 ms | due scan after vacuum: buffers per shard | tick loading \(duePerTick): p50 / p90 ms | create p50 / p99 ms (rate/s, errors) | timers table + indexes bytes/timer | database bytes/timer |\n"
         text += "|---|---|---|---|---|---|---|---|\n"
         for row in rows {
             let count = Double(max(1, row.allTimers))

@@ -14,6 +14,10 @@ public struct SundialNamespace: Sendable, Hashable {
     /// are `<prefix>_FIRE_0` … `<prefix>_FIRE_<K-1>`. Every service must use the same K, and
     /// it is chosen at install: the streams' subjects would overlap with another K's.
     public var fireStreamCount: Int = 1
+    /// Shards of the database (`ShardMap`, settled at startup from `shard_settings`; the
+    /// default is `ShardMap.defaultCount`, a new database's). With K > 1 fire streams, each
+    /// stream's subjects are listed per shard.
+    public var shardCount: Int = 256
 
     public static let standard = SundialNamespace(subjectRoot: "sundial", streamPrefix: "SUNDIAL")
 
@@ -65,11 +69,11 @@ public struct SundialNamespace: Sendable, Hashable {
     /// The fire stream holding a shard's schedules and fires: the one place this is chosen.
     public func fireStream(shard: Int) -> String { fireStream(index: shard % max(1, fireStreamCount)) }
     public var fireStreams: [String] { (0..<max(1, fireStreamCount)).map { fireStream(index: $0) } }
-    /// Subjects of fire stream `index` when there are `shards` shards: all schedules and fires
-    /// for a single stream; else its shards' (listed one by one: subjects have no ranges).
-    public func fireSubjects(index: Int, shards: Int) -> [String] {
+    /// Subjects of fire stream `index`: all schedules and fires for a single stream; else its
+    /// shards' (listed one by one: subjects have no ranges).
+    public func fireSubjects(index: Int) -> [String] {
         guard fireStreamCount > 1 else { return [scheduleWildcard, firedWildcard] }
-        return stride(from: index, to: shards, by: fireStreamCount).flatMap {
+        return stride(from: index, to: shardCount, by: fireStreamCount).flatMap {
             ["\(subjectRoot).sched.\($0).>", fired(shard: $0)]
         }
     }

@@ -34,13 +34,18 @@ public enum TimerID {
     public static func text(_ id: UUID) -> String { id.uuidString.lowercased() }
 }
 
-/// Logical shards of the timer table. Planners lease shards, not timers; the count is fixed
-/// for a deployment (the first migration seeds exactly this many `shard_leases` rows).
+/// Logical shards of the timer table. Planners lease shards, not timers. The count is fixed per
+/// database (`shard_settings`, migration 0017): a timer's shard is its id's hash modulo the count,
+/// computed once at create and stored with the timer; every service learns the count at startup
+/// (`SundialNamespace.shardCount`).
 public enum ShardMap {
-    public static let count = 64
+    /// Shards of a new database: about ten each for twenty-five planners. (A database that held
+    /// timers before migration 0017 keeps the 64 it was created with.)
+    public static let defaultCount = 256
+    public static let maximumCount = 4096
 
     /// FNV-1a over the id's bytes: stable across processes and versions (unlike Hasher).
-    public static func shard(of id: UUID) -> Int {
+    public static func shard(of id: UUID, count: Int) -> Int {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         withUnsafeBytes(of: id.uuid) { bytes in
             for byte in bytes {
@@ -48,6 +53,6 @@ public enum ShardMap {
                 hash &*= 0x100_0000_01b3
             }
         }
-        return Int(hash % UInt64(count))
+        return Int(hash % UInt64(max(1, count)))
     }
 }

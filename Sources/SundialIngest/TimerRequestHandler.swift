@@ -64,7 +64,7 @@ public struct TimerRequestHandler: Sendable {
         // A dependent timer waits for its parent; it is never loaded at create time.
         let (state, cursor, run) = parent == nil ? (load.state, load.cursor, load.run) : (.waiting, load.first, nil)
         var newTimer = NewTimer(
-            id: id, tenant: tenant, shard: ShardMap.shard(of: id), state: state, kind: plan.kind,
+            id: id, tenant: tenant, shard: ShardMap.shard(of: id, count: config.namespace.shardCount), state: state, kind: plan.kind,
             recurring: plan.schedule.isRecurring, schedule: plan.scheduleBytes, nextFireAt: cursor.fireAt,
             nextNominalAt: cursor.nominal, occurrence: cursor.number, armedRun: run,
             queue: request.queue, payload: [UInt8](request.payload), priority: plan.priority.rawValue,

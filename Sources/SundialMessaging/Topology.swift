@@ -64,7 +64,7 @@ public enum SundialTopology {
         _ namespace: SundialNamespace, index: Int = 0, limits: StreamLimits = StreamLimits()
     ) -> JetStreamStreamConfig {
         var config = JetStreamStreamConfig(
-            name: namespace.fireStream(index: index), subjects: namespace.fireSubjects(index: index, shards: ShardMap.count))
+            name: namespace.fireStream(index: index), subjects: namespace.fireSubjects(index: index))
         config.retention = .workqueue
         config.allowMessageSchedules = true
         config.replicas = limits.replicas

@@ -33,12 +33,15 @@ public struct PlannerConfig: Sendable {
     public var claimBudget = TimerStore.LoadBudget()
     /// Shard lease length; a dead planner's shards are taken over after at most this long.
     public var leaseTTL: Duration = .seconds(15)
-    /// Upper bound of shards this instance holds (all 64 by default; lower it to spread
-    /// shards across several planners).
-    public var maxShards: Int = ShardMap.count
+    /// Upper bound of shards this instance holds, whatever its share of the live planners
+    /// (no bound by default: the share decides).
+    public var maxShards: Int = ShardMap.maximumCount
     /// An armed timer this overdue with no dispatch is republished (it may have been lost
     /// between a commit and its publish). The Dispatcher drops the duplicate otherwise.
     public var rescueGrace: Duration = .seconds(60)
+    /// Shard loads (claims, republishes, rescues) run at once, each on its own pooled Postgres
+    /// session: a tick over many shards takes about 1/n as long. Keep it below the pool size.
+    public var loadConcurrency: Int = 4
     public var rescueInterval: Duration = .seconds(10)
     /// Dispatched-but-lost: a run claimed or dispatched this long ago, with no result and its
     /// job no longer in the work stream (lost with a node, purged, acked without a report), is
@@ -69,14 +72,17 @@ public struct PlannerConfig: Sendable {
             throw .invalid("planner.claim_interval", "must be ≥ 10ms and shorter than the horizon")
         }
         guard leaseTTL >= .seconds(1) else { throw .invalid("planner.lease_ttl", "must be at least 1s") }
-        guard (1...ShardMap.count).contains(maxShards) else {
-            throw .invalid("planner.max_shards", "must be in 1…\(ShardMap.count)")
+        guard (1...ShardMap.maximumCount).contains(maxShards) else {
+            throw .invalid("planner.max_shards", "must be in 1…\(ShardMap.maximumCount)")
         }
         guard (1...50_000).contains(claimBatchSize) else {
             throw .invalid("planner.claim_batch_size", "must be in 1…50000")
         }
         guard claimBudget.bytes >= 1 << 20, claimBudget.runs >= 1 else {
             throw .invalid("planner.claim_budget", "needs at least 1 MiB and 1 run")
+        }
+        guard (1...64).contains(loadConcurrency) else {
+            throw .invalid("planner.load_concurrency", "must be in 1…64")
         }
         guard rescueGrace >= .seconds(1) else { throw .invalid("planner.rescue_grace", "must be at least 1s") }
         guard redispatchAfter > streamLimits.workDuplicateWindow else {
@@ -228,26 +234,22 @@ public final class PlannerService: Service, Sendable {
             timing: .init(
                 claimInterval: config.claimInterval, leaseTTL: config.leaseTTL,
                 acquireInterval: config.leaseTTL / 3, rescueInterval: config.rescueInterval,
-                maxShards: config.maxShards))
-        // Lease work first (the machine lists it first); claims, republishes and rescues stop
-        // once a tick has run for a sixth of the lease TTL and are taken up again by the next
-        // tick, so renewals are never starved however much is due.
+                maxShards: min(config.maxShards, config.namespace.shardCount), totalShards: config.namespace.shardCount))
+        // Lease work first, one action after another; then the shard loads (claims,
+        // republishes, rescues), `loadConcurrency` at a time. Loads not started once a tick has
+        // run for a sixth of the lease TTL are put off to the next tick, so renewals are never
+        // starved however much is due.
         let timeBox = config.leaseTTL / 6
         while !Task.isCancelled {
             let tickStarted = clock.now
+            var loads: [PlannerStateMachine<ContinuousClock>.Action] = []
             for action in machine.tick(now: clock.now) {
-                let leaseWork: Bool
                 switch action {
-                case .acquire, .renew, .heartbeat, .release: leaseWork = true
-                case .claim, .republish, .rescue: leaseWork = false
-                }
-                if !leaseWork, tickStarted.duration(to: clock.now) >= timeBox {
-                    machine.deferred(action, now: clock.now)
-                    stats.actionsDeferred.add(1, ordering: .relaxed)
-                } else {
-                    await perform(action, &machine, clock)
+                case .acquire, .renew, .heartbeat, .release: await perform(action, &machine, clock)
+                case .claim, .republish, .rescue: loads.append(action)
                 }
             }
+            await runLoads(loads, &machine, clock, until: tickStarted.advanced(by: timeBox))
             stats.heldShards.store(machine.heldShards.count, ordering: .relaxed)
             try? await Task.sleep(until: machine.nextDeadline(after: clock.now), clock: clock)
         }
@@ -305,6 +307,61 @@ public final class PlannerService: Service, Sendable {
             } catch {
                 logger.warning("handing back shards \(surplus.map(\.shard)) failed (they lapse in \(config.leaseTTL)): \(error)")
             }
+        case .republish, .claim, .rescue:
+            apply(await load(action), &machine, clock)
+        }
+    }
+
+    /// What a shard load tells the state machine.
+    enum LoadOutcome: Sendable {
+        case claimed(shard: Int, count: Int)
+        case claimFailed(shard: Int)
+        case done
+    }
+
+    /// Runs shard loads `config.loadConcurrency` at a time (each on its own pooled session),
+    /// handing each outcome to the machine as it comes; loads not started by `deadline` are
+    /// deferred to the next tick.
+    private func runLoads(
+        _ loads: [PlannerStateMachine<ContinuousClock>.Action],
+        _ machine: inout PlannerStateMachine<ContinuousClock>, _ clock: ContinuousClock, until deadline: ContinuousClock.Instant
+    ) async {
+        var waiting = loads[...]
+        await withTaskGroup(of: LoadOutcome.self) { group in
+            var running = 0
+            while true {
+                while running < config.loadConcurrency, let action = waiting.popFirst() {
+                    if clock.now >= deadline {
+                        machine.deferred(action, now: clock.now)
+                        stats.actionsDeferred.add(1, ordering: .relaxed)
+                        continue
+                    }
+                    group.addTask { await self.load(action) }
+                    running += 1
+                }
+                guard let outcome = await group.next() else { break }
+                running -= 1
+                apply(outcome, &machine, clock)
+            }
+        }
+    }
+
+    private func apply(
+        _ outcome: LoadOutcome, _ machine: inout PlannerStateMachine<ContinuousClock>, _ clock: ContinuousClock
+    ) {
+        switch outcome {
+        case .claimed(let shard, let count):
+            machine.claimed(shard: shard, count: count, batchSize: config.claimBatchSize, now: clock.now)
+        case .claimFailed(let shard):
+            machine.claimFailed(shard: shard, now: clock.now)
+        case .done:
+            break
+        }
+    }
+
+    /// One shard load: its I/O only; the outcome goes to the machine through `apply`.
+    private func load(_ action: PlannerStateMachine<ContinuousClock>.Action) async -> LoadOutcome {
+        switch action {
         case .republish(let lease):
             await republish(lease)
         case .claim(let lease):
@@ -318,12 +375,10 @@ public final class PlannerService: Service, Sendable {
                 if loaded.truncated && loaded.timers < config.claimBatchSize { stats.claimsCutByBudget.add(1, ordering: .relaxed) }
                 await publish(loaded.rows, counter: stats.published)
                 // Cut short by a budget: claim again at once, as for a full batch.
-                machine.claimed(
-                    shard: lease.shard, count: loaded.truncated ? config.claimBatchSize : loaded.timers,
-                    batchSize: config.claimBatchSize, now: clock.now)
+                return .claimed(shard: lease.shard, count: loaded.truncated ? config.claimBatchSize : loaded.timers)
             } catch {
                 logger.warning("claim on shard \(lease.shard) failed: \(error)")
-                machine.claimFailed(shard: lease.shard, now: clock.now)
+                return .claimFailed(shard: lease.shard)
             }
         case .rescue(let lease):
             do {
@@ -338,7 +393,10 @@ public final class PlannerService: Service, Sendable {
             } catch {
                 logger.warning("rescue on shard \(lease.shard) failed: \(error)")
             }
+        case .acquire, .renew, .heartbeat, .release:
+            break
         }
+        return .done
     }
 
     /// The dispatched-but-lost pass of a shard runs every tenth of `redispatchAfter` (90 s by
@@ -471,7 +529,7 @@ public final class PlannerService: Service, Sendable {
         var sample = 0
         while !Task.isCancelled {
             mirror.gauge(MetricName.shardsHeld, Double(stats.heldShards.load(ordering: .relaxed)))
-            mirror.gauge(MetricName.shards, Double(ShardMap.count))
+            mirror.gauge(MetricName.shards, Double(config.namespace.shardCount))
             mirror.counter(MetricName.leaseAcquisitions, stats.leaseAcquisitions.load(ordering: .relaxed))
             mirror.counter(MetricName.published, stats.published.load(ordering: .relaxed))
             mirror.counter(MetricName.rescued, stats.rescued.load(ordering: .relaxed))

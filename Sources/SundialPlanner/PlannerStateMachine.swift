@@ -20,12 +20,13 @@ public struct PlannerStateMachine<C: Clock> where C.Duration == Duration {
         public var rescueInterval: Duration
         /// Most shards this planner holds, whatever its share.
         public var maxShards: Int
-        /// Shards that exist (`ShardMap.count`), split among the live planners.
+        /// Shards that exist (the database's count, `SundialNamespace.shardCount`), split among
+        /// the live planners.
         public var totalShards: Int
 
         public init(
             claimInterval: Duration, leaseTTL: Duration, acquireInterval: Duration,
-            rescueInterval: Duration, maxShards: Int, totalShards: Int = ShardMap.count
+            rescueInterval: Duration, maxShards: Int, totalShards: Int = ShardMap.defaultCount
         ) {
             self.claimInterval = claimInterval
             self.leaseTTL = leaseTTL

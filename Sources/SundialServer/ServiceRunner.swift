@@ -38,6 +38,10 @@ public struct ServiceEnvironment: Sendable {
     public var namespace = SundialNamespace.standard
     public var streamLimits = StreamLimits()
     public var postgresPoolSize = 8
+    /// `SUNDIAL_SHARDS`: the shard count a database without timers is given at startup (nil:
+    /// it keeps what it has — 256 for a new one). A database that holds timers keeps its
+    /// count; asking for another is a startup error.
+    public var shards: Int? = nil
     public var logLevel = Logger.Level.info
     /// `text` (one line per event) or `json` (one JSON object per line).
     public var logFormat = SundialLogging.Format.text
@@ -94,10 +98,14 @@ public struct ServiceEnvironment: Sendable {
         if let root = env["SUNDIAL_SUBJECT_ROOT"] { result.namespace.subjectRoot = root }
         if let prefix = env["SUNDIAL_STREAM_PREFIX"] { result.namespace.streamPrefix = prefix }
         if let value = try integer("SUNDIAL_FIRE_STREAMS") {
-            guard (1...ShardMap.count).contains(value) else {
-                throw SundialError.invalid("SUNDIAL_FIRE_STREAMS", "must be in 1…\(ShardMap.count)")
-            }
+            guard (1...64).contains(value) else { throw SundialError.invalid("SUNDIAL_FIRE_STREAMS", "must be in 1…64") }
             result.namespace.fireStreamCount = value
+        }
+        if let value = try integer("SUNDIAL_SHARDS") {
+            guard (1...ShardMap.maximumCount).contains(value) else {
+                throw SundialError.invalid("SUNDIAL_SHARDS", "must be in 1…\(ShardMap.maximumCount)")
+            }
+            result.shards = value
         }
         if let level = env["SUNDIAL_LOG_LEVEL"] {
             guard let parsed = Logger.Level(rawValue: level) else {
@@ -161,6 +169,7 @@ public struct ServiceEnvironment: Sendable {
         if let value = try duration("SUNDIAL_PLANNER_LEASE_TTL") { result.planner.leaseTTL = value }
         if let value = try integer("SUNDIAL_PLANNER_MAX_SHARDS") { result.planner.maxShards = value }
         if let value = try duration("SUNDIAL_PLANNER_RESCUE_GRACE") { result.planner.rescueGrace = value }
+        if let value = try integer("SUNDIAL_PLANNER_LOAD_CONCURRENCY") { result.planner.loadConcurrency = value }
         if let value = try duration("SUNDIAL_PLANNER_REDISPATCH_AFTER") { result.planner.redispatchAfter = value }
         if let value = env["SUNDIAL_RETENTION"] {
             if value == "off" {
@@ -230,12 +239,38 @@ public struct ServiceEnvironment: Sendable {
             }
             result.governor.core.weights = weights
         }
-        result.governor.namespace = result.namespace
+        result.applyNamespace()
         result.applyStreamLimits()
-        result.ingest.namespace = result.namespace
-        result.planner.namespace = result.namespace
-        result.dispatcher.namespace = result.namespace
         return result
+    }
+
+    /// Hands `namespace` (with the shard count, once known) to every service.
+    public mutating func applyNamespace() {
+        governor.namespace = namespace
+        ingest.namespace = namespace
+        planner.namespace = namespace
+        dispatcher.namespace = namespace
+    }
+
+    /// Gives a database without timers the asked-for shard count (`shards`), then takes the
+    /// database's count into the namespace of every service: Ingest shards new timers by it,
+    /// the planners split it, and K fire streams list their shards' subjects.
+    public mutating func settleShards(_ leases: LeaseStore, logger: Logger) async throws {
+        if let shards {
+            switch try await leases.settleShardCount(shards) {
+            case .unchanged: break
+            case .changed(let from, let to): logger.notice("database re-sharded from \(from) to \(to) shards (it held no timers)")
+            case .refused(let stored):
+                throw SundialError.invalid(
+                    "SUNDIAL_SHARDS",
+                    "is \(shards), but this database holds timers sharded \(stored) ways (re-sharding is not supported); set \(stored) or unset it")
+            }
+        }
+        namespace.shardCount = try await leases.shardCount()
+        guard namespace.fireStreamCount <= namespace.shardCount else {
+            throw SundialError.invalid("SUNDIAL_FIRE_STREAMS", "must not exceed the shard count (\(namespace.shardCount))")
+        }
+        applyNamespace()
     }
 }
 
@@ -245,6 +280,7 @@ public enum ServiceRunner {
     public static func run(_ components: [SundialComponent], environment: ServiceEnvironment, logger: Logger)
         async throws
     {
+        var environment = environment
         try environment.ingest.validate()
         try environment.planner.validate()
         try environment.dispatcher.validate()
@@ -254,6 +290,7 @@ public enum ServiceRunner {
         pgConfig.applicationName = "sundial-" + components.map(\.rawValue).joined(separator: "+")
         let pool = PostgresPool(configuration: pgConfig, size: environment.postgresPoolSize, logger: logger)
         try await SundialDatabase.migrate(pool, schema: environment.schema)
+        try await environment.settleShards(LeaseStore(pool: pool), logger: logger)
 
         // Request/reply wants every reply written at once; bulk fire traffic wants batching.
         var apiOptions = NATSConnectionOptions(url: environment.natsURL, name: "sundial-api")

@@ -1,5 +1,6 @@
 import Foundation
 import SundialPostgres
+import SundialCore
 
 /// A planner's hold on one logical shard. `epoch` is the fencing token: every write the
 /// holder makes under the lease names it, so a holder that lost the lease writes nothing.
@@ -68,6 +69,40 @@ public struct LeaseStore: Sendable {
                     "shards": .intArray(leases.map(\.shard)), "epochs": .int64Array(leases.map(\.epoch)),
                 ]
             ).map(ShardLease.init(row:))
+        }
+    }
+
+    /// The database's shard count (`ShardMap`; migration 0017).
+    public func shardCount() async throws -> Int {
+        try await pool.withSession { session in
+            let row = try session.execute(TimerQueries.shardSettings)[0]
+            return try row.required("shard_count", row.int)
+        }
+    }
+
+    /// What `settleShardCount` found.
+    public enum ShardCountSettlement: Sendable, Equatable {
+        case unchanged(Int)
+        /// The database held no timer: it now has `to` shards.
+        case changed(from: Int, to: Int)
+        /// The database holds timers sharded `stored` ways; nothing changed.
+        case refused(stored: Int)
+    }
+
+    /// Gives a database `requested` shards if it has another count and holds no timer yet;
+    /// a database with timers keeps its count (a timer's shard is stored with it). Every
+    /// starter runs this under the settings row's lock, so concurrent starts agree.
+    public func settleShardCount(_ requested: Int) async throws -> ShardCountSettlement {
+        guard (1...ShardMap.maximumCount).contains(requested) else { return .refused(stored: try await shardCount()) }
+        return try await pool.withSession { session in
+            try session.transaction { session in
+                let row = try session.execute(TimerQueries.shardSettings)[0]
+                let stored = try row.required("shard_count", row.int)
+                if stored == requested { return .unchanged(stored) }
+                if try row.required("holds_timers", row.bool) { return .refused(stored: stored) }
+                _ = try session.execute(TimerQueries.setShardCount, ["count": .int(requested)])
+                return .changed(from: stored, to: requested)
+            }
         }
     }
 

@@ -758,6 +758,28 @@ enum TimerQueries {
     static let leavePlanners = PostgresQuery(
         name: "sundial_leave_planners", sql: "DELETE FROM planner_members WHERE owner = $owner")
 
+    /// The database's shard count (migration 0017), locked until the transaction ends, and
+    /// whether any timer exists (the count may change only while none does).
+    static let shardSettings = PostgresQuery(
+        name: "sundial_shard_settings",
+        sql: """
+            SELECT shard_count, EXISTS (SELECT 1 FROM timers) AS holds_timers
+            FROM shard_settings FOR UPDATE OF shard_settings
+            """)
+
+    /// Sets the shard count of a database without timers: one lease row per shard.
+    static let setShardCount = PostgresQuery(
+        name: "sundial_set_shard_count",
+        sql: """
+            WITH settings AS (
+                UPDATE shard_settings SET shard_count = $count
+            ), dropped AS (
+                DELETE FROM shard_leases WHERE shard >= $count
+            )
+            INSERT INTO shard_leases (shard) SELECT generate_series(0, $count::int - 1)
+            ON CONFLICT (shard) DO NOTHING
+            """)
+
     /// Every statement above (the statement test prepares each on a real server).
     static let all: [PostgresQuery] = [
         insertTimer, insertTimerWithRun, insertTimersWithRuns, insertArmedRun, selectByIdempotencyKey, selectTimer,
@@ -768,5 +790,6 @@ enum TimerQueries {
         touchTimer, rearmTimer, pauseTimer, selectPausedRuns, rearmPausedRuns, skipPausedRuns, resumeTimer, pauseRun,
         retireArmedRuns, reversionArmedRuns, inFlightRuns, rewriteTimer, cancelTimer, acquireLeases,
         countArmedRuns, renewLeases, releaseLeases, heartbeatPlanners, leavePlanners,
+        shardSettings, setShardCount,
     ]
 }

@@ -136,7 +136,7 @@ struct InternalFuzzIntegrationTests {
                     if rng.chance(0.3) { headers["Sundial-Attempt"] = String(rng.next()) }
                     _ = await system.api.jetStream.publish(batch: [
                         NATSOutgoingMessage(
-                            subject: namespace.fired(shard: Int.random(in: 0..<ShardMap.count, using: &rng)),
+                            subject: namespace.fired(shard: Int.random(in: 0..<ShardMap.defaultCount, using: &rng)),
                             headers: headers, payload: rng.chance(0.3) ? rng.mutate(body) : body)
                     ])
                 default:

@@ -20,7 +20,7 @@ struct PlannerBalanceIntegrationTests {
             let worker = try await system.worker(queue: "balance")
             let client = system.client(tenant: "acme")
             try await eventually("the only planner holds every shard", timeout: .seconds(15)) {
-                first.stats.heldShards.load(ordering: .relaxed) == ShardMap.count
+                first.stats.heldShards.load(ordering: .relaxed) == ShardMap.defaultCount
             }
 
             // Timers due every 100 ms over the next 4–16 s: across the joins and the leave.
@@ -31,20 +31,20 @@ struct PlannerBalanceIntegrationTests {
             }
             let (second, secondTask) = try system.startPlanner(instanceID: "planner-balance-2")
             try await eventually("two planners hold 32 shards each", timeout: .seconds(15)) {
-                first.stats.heldShards.load(ordering: .relaxed) == ShardMap.count / 2
-                    && second.stats.heldShards.load(ordering: .relaxed) == ShardMap.count / 2
+                first.stats.heldShards.load(ordering: .relaxed) == ShardMap.defaultCount / 2
+                    && second.stats.heldShards.load(ordering: .relaxed) == ShardMap.defaultCount / 2
             }
             let (third, thirdTask) = try system.startPlanner(instanceID: "planner-balance-3")
             try await eventually("three planners hold 22, 21 and 21 shards", timeout: .seconds(15)) {
                 let held = [first, second, third].map { $0.stats.heldShards.load(ordering: .relaxed) }
-                return held.reduce(0, +) == ShardMap.count && held.max()! - held.min()! <= 1
+                return held.reduce(0, +) == ShardMap.defaultCount && held.max()! - held.min()! <= 1
             }
             // The second leaves gracefully: its shards go to the other two at once.
             secondTask.cancel()
             await secondTask.value
             try await eventually("two planners share every shard again", timeout: .seconds(15)) {
-                first.stats.heldShards.load(ordering: .relaxed) == ShardMap.count / 2
-                    && third.stats.heldShards.load(ordering: .relaxed) == ShardMap.count / 2
+                first.stats.heldShards.load(ordering: .relaxed) == ShardMap.defaultCount / 2
+                    && third.stats.heldShards.load(ordering: .relaxed) == ShardMap.defaultCount / 2
             }
             #expect(first.stats.shardsReleased.load(ordering: .relaxed) > 0)
 

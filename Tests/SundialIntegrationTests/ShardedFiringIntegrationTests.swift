@@ -21,7 +21,7 @@ struct ShardedFiringIntegrationTests {
             for (index, stream) in namespace.fireStreams.enumerated() {
                 let info = try await system.api.streamInfo(stream)
                 let subjects = (info["config"] as? [String: Any])?["subjects"] as? [String] ?? []
-                #expect(subjects.count == 2 * ShardMap.count / 4, "\(stream)")
+                #expect(subjects.count == 2 * ShardMap.defaultCount / 4, "\(stream)")
                 #expect(subjects.contains(namespace.fired(shard: index)))
                 #expect(!subjects.contains(namespace.fired(shard: index + 1)))
             }
@@ -33,14 +33,14 @@ struct ShardedFiringIntegrationTests {
                 let created = try await client.create(
                     .delay(.milliseconds(2500 + 20 * index), queue: "sharded", payload: "p", key: "s\(index)"))
                 ids.insert(created.timer.id)
-                streamsUsed.insert(ShardMap.shard(of: UUID(uuidString: created.timer.id)!) % 4)
+                streamsUsed.insert(ShardMap.shard(of: UUID(uuidString: created.timer.id)!, count: ShardMap.defaultCount) % 4)
             }
             #expect(streamsUsed.count == 4)
             // One cancelled, one updated, both before they are due.
             let cancelled = try #require(ids.first)
             // Its schedule is in its shard's stream (Ingest published it, due within the horizon)
             // and the cancel purges it from there.
-            let shard = ShardMap.shard(of: try #require(UUID(uuidString: cancelled)))
+            let shard = ShardMap.shard(of: try #require(UUID(uuidString: cancelled)), count: ShardMap.defaultCount)
             let stream = namespace.fireStream(shard: shard)
             func pending() async throws -> Int {
                 var found = 0

@@ -12,7 +12,7 @@ struct CreateBatchIntegrationTests {
         let id = TimerID.make()
         let due = Date().addingTimeInterval(60)
         var timer = NewTimer(
-            id: id, tenant: "acme", shard: ShardMap.shard(of: id), state: run ? .armed : .scheduled, kind: "delay",
+            id: id, tenant: "acme", shard: ShardMap.shard(of: id, count: ShardMap.defaultCount), state: run ? .armed : .scheduled, kind: "delay",
             recurring: false, schedule: [0x0a, 0x00, 0x5c, 0x22], nextFireAt: due, nextNominalAt: due, occurrence: 0,
             armedRun: run ? ArmedRun(occurrence: 0, dueAt: due) : nil, queue: "q", payload: payload, priority: 3,
             labelsJSON: #"{"env":"prod","quote":"a\"b"}"#, retryPolicy: retry, idempotencyKey: key,

@@ -8,7 +8,8 @@ import Testing
 
 /// Shard leases (`LeaseStore`) and the fencing of the planner's due-timer claim
 /// (`TimerStore.loadDue`, formerly `claimDue`) against real Postgres.
-/// Each test has its own schema, hence its own 64 fresh `shard_leases` rows (epoch 0).
+/// Each test has its own schema, hence its own fresh `shard_leases` rows (epoch 0), one per shard
+/// of a new database (`ShardMap.defaultCount`).
 @Suite("Integration: shard leases")
 struct LeaseStoreIntegrationTests {
     @Test("acquire hands out up to limit shards; live leases are not taken; expired ones are, with a higher epoch")
@@ -21,24 +22,24 @@ struct LeaseStoreIntegrationTests {
         #expect(first.allSatisfy { $0.expiresAt > Date().addingTimeInterval(20) })
 
         let rest = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 1000)
-        #expect(rest.count == ShardMap.count - 5)
+        #expect(rest.count == ShardMap.defaultCount - 5)
         #expect(Set(rest.map(\.shard)).isDisjoint(with: first.map(\.shard)))
         let held = first + rest
-        #expect(Set(held.map(\.shard)) == Set(0..<ShardMap.count))
+        #expect(Set(held.map(\.shard)) == Set(0..<ShardMap.defaultCount))
 
         // Everything is leased and live: another owner gets nothing, and neither does A again.
-        #expect(try await leases.acquire(owner: "B", ttl: .seconds(30), limit: 64).isEmpty)
-        #expect(try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 64).isEmpty)
+        #expect(try await leases.acquire(owner: "B", ttl: .seconds(30), limit: ShardMap.defaultCount).isEmpty)
+        #expect(try await leases.acquire(owner: "A", ttl: .seconds(30), limit: ShardMap.defaultCount).isEmpty)
 
         // Renewing keeps the epochs; a short TTL makes them lapse soon.
         let renewed = try await leases.renew(owner: "A", leases: held, ttl: .milliseconds(300))
-        #expect(renewed.count == ShardMap.count)
+        #expect(renewed.count == ShardMap.defaultCount)
         #expect(Set(renewed.map(\.epoch)) == [1])
         #expect(renewed.allSatisfy { $0.expiresAt < Date().addingTimeInterval(5) })
 
         // B takes them once they expire (waiting for the database clock to pass the TTL).
-        let taken = try await acquireAll(leases, owner: "B", expected: ShardMap.count)
-        #expect(Set(taken.map(\.shard)) == Set(0..<ShardMap.count))
+        let taken = try await acquireAll(leases, owner: "B", expected: ShardMap.defaultCount)
+        #expect(Set(taken.map(\.shard)) == Set(0..<ShardMap.defaultCount))
         #expect(taken.allSatisfy { $0.epoch == 2 })
 
         // The old owner lost everything: its renew returns nothing and changes nothing.
@@ -47,7 +48,7 @@ struct LeaseStoreIntegrationTests {
         #expect(try await leases.renew(owner: "A", leases: taken, ttl: .seconds(30)).isEmpty)
         // B still holds all of them, at epoch 2.
         let renewedByB = try await leases.renew(owner: "B", leases: taken, ttl: .seconds(30))
-        #expect(renewedByB.count == ShardMap.count)
+        #expect(renewedByB.count == ShardMap.defaultCount)
         #expect(Set(renewedByB.map(\.epoch)) == [2])
         await pool.close()
     }
@@ -55,18 +56,18 @@ struct LeaseStoreIntegrationTests {
     @Test("claiming due timers (loadDue) with a stale epoch claims nothing; the current holder claims the due timer")
     func claimIsFenced() async throws {
         let (pool, leases, timers) = try await openStore("fence")
-        let oldLeases = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 64)
-        #expect(oldLeases.count == ShardMap.count)
+        let oldLeases = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: ShardMap.defaultCount)
+        #expect(oldLeases.count == ShardMap.defaultCount)
 
         let timerID = UUID()
-        let shard = ShardMap.shard(of: timerID)
+        let shard = ShardMap.shard(of: timerID, count: ShardMap.defaultCount)
         let due = Date().addingTimeInterval(-2)
         try await insertDueTimer(pool, id: timerID, shard: shard, due: due)
         let staleLease = try #require(oldLeases.first { $0.shard == shard })
 
         // A hands over by letting its leases lapse; B takes the shard.
         _ = try await leases.renew(owner: "A", leases: oldLeases, ttl: .milliseconds(300))
-        let taken = try await acquireAll(leases, owner: "B", expected: ShardMap.count)
+        let taken = try await acquireAll(leases, owner: "B", expected: ShardMap.defaultCount)
         let currentLease = try #require(taken.first { $0.shard == shard })
         #expect(currentLease.epoch > staleLease.epoch)
 
@@ -97,9 +98,9 @@ struct LeaseStoreIntegrationTests {
     @Test("deferral records keep an armed run out of the rescue pass; they only move armed_at forward by ≥ 10 s")
     func deferralRecordsGuardTheRescuePass() async throws {
         let (pool, leases, timers) = try await openStore("defer")
-        let held = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 64)
+        let held = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: ShardMap.defaultCount)
         let timerID = UUID()
-        let shard = ShardMap.shard(of: timerID)
+        let shard = ShardMap.shard(of: timerID, count: ShardMap.defaultCount)
         try await insertDueTimer(pool, id: timerID, shard: shard, due: Date().addingTimeInterval(-120))
         let lease = try #require(held.first { $0.shard == shard })
         let armed = try #require(try await claim(timers, lease: lease, owner: "A", dueBefore: Date()).first)
@@ -131,9 +132,9 @@ struct LeaseStoreIntegrationTests {
     @Test("a dispatched run whose job is lost is armed again once, fenced, with the timer's counters taken back")
     func dispatchedButLostIsArmedAgain() async throws {
         let (pool, leases, timers) = try await openStore("redispatch")
-        let held = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 64)
+        let held = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: ShardMap.defaultCount)
         let timerID = UUID()
-        let shard = ShardMap.shard(of: timerID)
+        let shard = ShardMap.shard(of: timerID, count: ShardMap.defaultCount)
         let lease = try #require(held.first { $0.shard == shard })
         let longAgo = Date().addingTimeInterval(-120)
         try await insertDueTimer(pool, id: timerID, shard: shard, due: longAgo)
@@ -181,9 +182,9 @@ struct LeaseStoreIntegrationTests {
     func expiredLeaseClaimsNothing() async throws {
         let (pool, leases, timers) = try await openStore("lapsed")
         let timerID = UUID()
-        let shard = ShardMap.shard(of: timerID)
+        let shard = ShardMap.shard(of: timerID, count: ShardMap.defaultCount)
         try await insertDueTimer(pool, id: timerID, shard: shard, due: Date().addingTimeInterval(-1))
-        let all = try await leases.acquire(owner: "A", ttl: .milliseconds(300), limit: 64)
+        let all = try await leases.acquire(owner: "A", ttl: .milliseconds(300), limit: ShardMap.defaultCount)
         let lease = try #require(all.first { $0.shard == shard })
 
         try await eventually("the lease expires by the database clock", timeout: .seconds(10)) {
@@ -198,7 +199,7 @@ struct LeaseStoreIntegrationTests {
 
         // Re-acquiring gives a new epoch, which works; the lapsed one still does not. Its own
         // lapsed leases are no takeover.
-        let (again, takenOver) = try await leases.acquireCountingTakeovers(owner: "A", ttl: .seconds(30), limit: 64)
+        let (again, takenOver) = try await leases.acquireCountingTakeovers(owner: "A", ttl: .seconds(30), limit: ShardMap.defaultCount)
         #expect(takenOver == 0)
         let fresh = try #require(again.first { $0.shard == shard })
         #expect(fresh.epoch == lease.epoch + 1)
@@ -230,7 +231,7 @@ struct LeaseStoreIntegrationTests {
     @Test("a claim holds at most its byte budget of payloads; the rest follow in later claims, each once")
     func claimsAreBoundedInBytes() async throws {
         let (pool, leases, timers) = try await openStore("budget")
-        let held = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 64)
+        let held = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: ShardMap.defaultCount)
         let shard = 5
         let lease = try #require(held.first { $0.shard == shard })
         let due = Date().addingTimeInterval(-1)
@@ -267,22 +268,52 @@ struct LeaseStoreIntegrationTests {
     @Test("release makes shards acquirable at once; only the owner can release")
     func releaseHandsOver() async throws {
         let (pool, leases, _) = try await openStore("release")
-        let held = try await leases.acquire(owner: "A", ttl: .seconds(60), limit: 64)
-        #expect(held.count == ShardMap.count)
+        let held = try await leases.acquire(owner: "A", ttl: .seconds(60), limit: ShardMap.defaultCount)
+        #expect(held.count == ShardMap.defaultCount)
 
-        try await leases.release(owner: "B", shards: Array(0..<ShardMap.count))  // not B's to give
-        #expect(try await leases.acquire(owner: "C", ttl: .seconds(60), limit: 64).isEmpty)
+        try await leases.release(owner: "B", shards: Array(0..<ShardMap.defaultCount))  // not B's to give
+        #expect(try await leases.acquire(owner: "C", ttl: .seconds(60), limit: ShardMap.defaultCount).isEmpty)
 
         try await leases.release(owner: "A", shards: [3, 7])
-        let taken = try await leases.acquire(owner: "C", ttl: .seconds(60), limit: 64)
+        let taken = try await leases.acquire(owner: "C", ttl: .seconds(60), limit: ShardMap.defaultCount)
         #expect(taken.map(\.shard).sorted() == [3, 7])
         #expect(taken.allSatisfy { $0.epoch == 2 })
 
         // A kept the others and lost the released ones.
         let renewed = try await leases.renew(owner: "A", leases: held, ttl: .seconds(60))
-        #expect(renewed.count == ShardMap.count - 2)
+        #expect(renewed.count == ShardMap.defaultCount - 2)
         #expect(!renewed.contains { [3, 7].contains($0.shard) })
         try await leases.release(owner: "A", shards: [])  // nothing to do
+        await pool.close()
+    }
+}
+
+@Suite("Integration: shard count")
+struct ShardCountIntegrationTests {
+    @Test("a new database has the default shard count; it changes only while no timer exists, with one lease row per shard")
+    func settledOnlyWhileEmpty() async throws {
+        let (pool, leases, timers) = try await openStore("shardcount")
+        #expect(try await leases.shardCount() == ShardMap.defaultCount)
+        #expect(try await leases.settleShardCount(ShardMap.defaultCount) == .unchanged(ShardMap.defaultCount))
+        #expect(try await leases.settleShardCount(32) == .changed(from: ShardMap.defaultCount, to: 32))
+        #expect(try await leases.shardCount() == 32)
+        let held = try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 1000)
+        #expect(held.map(\.shard) == Array(0..<32))
+        try await leases.release(owner: "A", shards: held.map(\.shard))
+        #expect(try await leases.settleShardCount(512) == .changed(from: 32, to: 512))
+        #expect(try await leases.acquire(owner: "A", ttl: .seconds(30), limit: 1000).count == 512)
+
+        // A stored timer pins the count: its shard was computed with it.
+        let id = UUID()
+        let due = Date().addingTimeInterval(3600)
+        _ = try await timers.create(
+            NewTimer(
+                id: id, tenant: "acme", shard: ShardMap.shard(of: id, count: 512), state: .scheduled, kind: "delay",
+                recurring: false, schedule: [0x0a, 0x00], nextFireAt: due, nextNominalAt: due, occurrence: 0,
+                armedRun: nil, queue: "q", payload: [], priority: 3, labelsJSON: "{}", retryPolicy: nil,
+                idempotencyKey: nil, requestHash: [], afterTimerID: nil))
+        #expect(try await leases.settleShardCount(64) == .refused(stored: 512))
+        #expect(try await leases.shardCount() == 512)
         await pool.close()
     }
 }

@@ -101,6 +101,8 @@ final class TestSystem: Sendable {
         let natsURL = options.natsCluster?.url ?? nats.url
         let pool = try await TestPostgres.pool(schema: schema, size: 6, server: options.postgres)
         try await SundialDatabase.migrate(pool, schema: schema)
+        // The database's shard count (a fresh schema: the default), as the services settle it at startup.
+        namespace.shardCount = try await LeaseStore(pool: pool).shardCount()
         let api = try await TestNATS.connect(
             url: natsURL, name: "\(name)-api", user: options.natsUser, password: options.natsPassword)
         let bulk = try await TestNATS.connect(
