@@ -373,6 +373,9 @@ public enum ServiceMain {
             try await ServiceRunner.run(components, environment: environment, logger: logger)
         } catch {
             logger.critical("fatal: \(error)")
+            // A setting found invalid at startup (a config check, the database's shard count)
+            // is a configuration error, like a malformed variable.
+            if let error = error as? SundialError, error.code == .invalidArgument { exit(2) }
             exit(1)
         }
     }

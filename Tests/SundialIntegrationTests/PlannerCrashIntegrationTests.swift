@@ -26,6 +26,32 @@ struct PlannerCrashIntegrationTests {
         return try ChildProcess.spawn(executable: binary.path, arguments: [], environment: env, output: .file(log.path))
     }
 
+    @Test("SUNDIAL_SHARDS: a database holding timers keeps its count and a planner asking for another exits 2; the same count starts")
+    func shardCountIsKeptOnceTimersExist() async throws {
+        var options = TestSystem.Options()
+        options.planner = false
+        try await withTestSystem("shardsrefused", options) { system in
+            let logs = try TestPostgres.temporaryDirectory("planner-shard-logs")
+            _ = try await system.client(tenant: "acme").create(.delay(.seconds(3600), queue: "shards"))
+            let refused = try await startPlanner(
+                system, instance: "p-shards", log: logs.appendingPathComponent("refused.log"), extra: ["SUNDIAL_SHARDS": "64"])
+            #expect(await refused.waitForExit() == 2)
+            let text = try String(contentsOf: logs.appendingPathComponent("refused.log"), encoding: .utf8)
+            #expect(text.contains("SUNDIAL_SHARDS"))
+            // The database's own count is accepted: the planner runs until stopped.
+            let accepted = try await startPlanner(
+                system, instance: "p-shards-2", log: logs.appendingPathComponent("accepted.log"),
+                extra: ["SUNDIAL_SHARDS": String(system.namespace.shardCount)])
+            try await eventually("the planner holds every shard", timeout: .seconds(30)) {
+                try await system.pool.withSession { session in
+                    try session.execute("SELECT count(*) AS n FROM shard_leases WHERE owner = 'p-shards-2'")[0].int64("n")
+                } == Int64(system.namespace.shardCount)
+            }
+            accepted.signal(SIGTERM)
+            #expect(await accepted.waitForExit() == 0)
+        }
+    }
+
     @Test("a planner killed with SIGKILL and replaced before the due times: every timer fires exactly once")
     func plannerKilledAndReplaced() async throws {
         var options = TestSystem.Options()
