@@ -326,7 +326,7 @@ public final class PlannerService: Service, Sendable {
         _ loads: [PlannerStateMachine<ContinuousClock>.Action],
         _ machine: inout PlannerStateMachine<ContinuousClock>, _ clock: ContinuousClock, until deadline: ContinuousClock.Instant
     ) async {
-        var waiting = loads[...]
+        var waiting = await withoutIdleClaims(loads, &machine, clock)[...]
         await withTaskGroup(of: LoadOutcome.self) { group in
             var running = 0
             while true {
@@ -343,6 +343,28 @@ public final class PlannerService: Service, Sendable {
                 running -= 1
                 apply(outcome, &machine, clock)
             }
+        }
+    }
+
+    /// One statement asks which of the tick's claimed shards have a timer due within the
+    /// horizon (`TimerStore.shardsWithDue`); the others count as claimed empty without a
+    /// transaction each, so idle shards cost one index probe a tick. If the probe fails, every
+    /// claim runs.
+    private func withoutIdleClaims(
+        _ loads: [PlannerStateMachine<ContinuousClock>.Action],
+        _ machine: inout PlannerStateMachine<ContinuousClock>, _ clock: ContinuousClock
+    ) async -> [PlannerStateMachine<ContinuousClock>.Action] {
+        let claimed = loads.compactMap { action -> Int? in
+            if case .claim(let lease) = action { return lease.shard }
+            return nil
+        }
+        guard claimed.count > 1,
+            let due = try? await timers.shardsWithDue(claimed, dueBefore: Date().addingTimeInterval(config.horizon.seconds))
+        else { return loads }
+        return loads.filter { action in
+            guard case .claim(let lease) = action, !due.contains(lease.shard) else { return true }
+            apply(.claimed(shard: lease.shard, count: 0), &machine, clock)
+            return false
         }
     }
 

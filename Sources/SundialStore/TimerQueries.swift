@@ -192,6 +192,19 @@ enum TimerQueries {
             FOR UPDATE
             """)
 
+    /// Which of $shards have a timer due before $due_before: one index probe per shard
+    /// (`timers_due`) in one statement, so a tick claims only shards with work — an idle claim
+    /// would cost a transaction per shard. Read-only and unfenced: the claim itself is fenced,
+    /// and a timer stored just after the probe is found by the next tick's.
+    static let shardsWithDue = PostgresQuery(
+        name: "sundial_shards_with_due",
+        sql: """
+            SELECT s.shard FROM unnest($shards::int[]) AS s(shard)
+            WHERE EXISTS (SELECT 1 FROM timers t
+                          WHERE t.shard = s.shard AND t.state = \(StoredTimerState.scheduled.sql)
+                            AND t.next_fire_at < $due_before)
+            """)
+
     /// Arms one run per loaded timer; every parameter is an array, one element per run.
     static let insertArmedRuns = PostgresQuery(
         name: "sundial_insert_armed_runs",
@@ -790,6 +803,6 @@ enum TimerQueries {
         touchTimer, rearmTimer, pauseTimer, selectPausedRuns, rearmPausedRuns, skipPausedRuns, resumeTimer, pauseRun,
         retireArmedRuns, reversionArmedRuns, inFlightRuns, rewriteTimer, cancelTimer, acquireLeases,
         countArmedRuns, renewLeases, releaseLeases, heartbeatPlanners, leavePlanners,
-        shardSettings, setShardCount,
+        shardSettings, setShardCount, shardsWithDue,
     ]
 }

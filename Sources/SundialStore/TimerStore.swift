@@ -417,6 +417,17 @@ public struct TimerStore: Sendable {
         public var truncated: Bool
     }
 
+    /// Of `shards`, those holding a timer due before `dueBefore` (`TimerQueries.shardsWithDue`).
+    public func shardsWithDue(_ shards: [Int], dueBefore: Date) async throws -> Set<Int> {
+        try await pool.withSession { session in
+            Set(
+                try session.execute(
+                    TimerQueries.shardsWithDue,
+                    ["shards": .intArray(shards), "due_before": .timestamp(dueBefore)]
+                ).map { try $0.required("shard", $0.int) })
+        }
+    }
+
     public func loadDue(
         lease: ShardLease, owner: String, dueBefore: Date, limit: Int, budget: LoadBudget = LoadBudget(),
         now: Date = Date(), misfireThreshold: Duration = MisfireRule.defaultThreshold

@@ -318,6 +318,32 @@ struct ShardCountIntegrationTests {
     }
 }
 
+@Suite("Integration: due-shard probe")
+struct DueShardProbeIntegrationTests {
+    @Test("shardsWithDue names exactly the shards holding a scheduled timer due before the bound")
+    func namesTheShardsWithWork() async throws {
+        let (pool, _, timers) = try await openStore("dueprobe")
+        func store(shard: Int, dueIn seconds: Double, state: StoredTimerState = .scheduled) async throws {
+            let id = UUID()
+            let due = Date().addingTimeInterval(seconds)
+            _ = try await timers.create(
+                NewTimer(
+                    id: id, tenant: "acme", shard: shard, state: state, kind: "delay", recurring: false,
+                    schedule: [0x0a, 0x00], nextFireAt: due, nextNominalAt: due, occurrence: 0, armedRun: nil, queue: "q",
+                    payload: [], priority: 3, labelsJSON: "{}", retryPolicy: nil, idempotencyKey: nil, requestHash: [],
+                    afterTimerID: nil))
+        }
+        try await store(shard: 3, dueIn: 10)
+        try await store(shard: 7, dueIn: -5)  // overdue counts
+        try await store(shard: 9, dueIn: 3600)  // beyond the bound
+        try await store(shard: 11, dueIn: 10, state: .waiting)  // not loadable
+        let due = try await timers.shardsWithDue([3, 5, 7, 9, 11], dueBefore: Date().addingTimeInterval(300))
+        #expect(due == [3, 7])
+        #expect(try await timers.shardsWithDue([], dueBefore: Date()).isEmpty)
+        await pool.close()
+    }
+}
+
 // MARK: - Helpers
 
 private func openStore(_ name: String) async throws -> (PostgresPool, LeaseStore, TimerStore) {
