@@ -211,6 +211,9 @@ public final class ChaosLoad: Sendable {
         public var createAttemptsFailed: Int
         /// Largest lag of a job due in the window, received or not (lost: until the end).
         public var maxLagSeconds: Double
+        /// Jobs due in the window, and those of them later than the late threshold.
+        public var jobsDue: Int
+        public var lateJobs: Int
         /// From the fault until creates succeed and jobs arrive within the late threshold
         /// again for good; nil: not within the window.
         public var recoverySeconds: Double?
@@ -265,7 +268,8 @@ public final class ChaosLoad: Sendable {
             return FaultReport(
                 name: fault.name, atSeconds: fault.at, downSeconds: fault.undoneAt - fault.at,
                 createAttemptsFailed: s.createSamples.filter { !$0.good && $0.at >= fault.at && $0.at < fault.windowEnd }.count,
-                maxLagSeconds: window.map(\.lag).max() ?? 0,
+                maxLagSeconds: window.map(\.lag).max() ?? 0, jobsDue: window.count,
+                lateJobs: window.filter { $0.lag > parameters.lateThreshold }.count,
                 recoverySeconds: ChaosRecovery.seconds(faultAt: fault.at, windowEnd: fault.windowEnd, samples: samples))
         }
         let received = s.due.keys.reduce(0) { $0 + (s.receipts[$1] == nil ? 0 : 1) }
@@ -330,12 +334,12 @@ extension ChaosLoad.Report {
                 created, achievedCreatesPerSecond, createAttemptsFailed, createsAbandoned, createLatencyMsP50, createLatencyMsP99),
             String(format: "received %d   LOST %d   duplicates %d   received unacknowledged %d", received, lost, duplicates, receivedUnacknowledged),
             String(format: "lag p50 %.2f s  p99 %.2f s  max %.1f s", lagSecondsP50, lagSecondsP99, maxLagSeconds),
-            "| fault | at s | down s | create attempts failed | max lag s | time to recover s |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| fault | at s | down s | create attempts failed | jobs due (late > 1 s) | max lag s | time to recover s |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for fault in faults {
-            lines.append(String(format: "| %@ | %.0f | %.0f | %d | %.1f | %@ |", fault.name, fault.atSeconds, fault.downSeconds,
-                fault.createAttemptsFailed, fault.maxLagSeconds, fault.recoverySeconds.map { String(format: "%.1f", $0) } ?? "not within window"))
+            lines.append(String(format: "| %@ | %.0f | %.0f | %d | %d (%d) | %.1f | %@ |", fault.name, fault.atSeconds, fault.downSeconds,
+                fault.createAttemptsFailed, fault.jobsDue, fault.lateJobs, fault.maxLagSeconds, fault.recoverySeconds.map { String(format: "%.1f", $0) } ?? "not within window"))
         }
         lines.append("lag by due time (10 s slices): second  due  not received  p50 s  max s")
         for slice in lagOverTime {

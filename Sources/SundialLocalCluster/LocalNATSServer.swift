@@ -196,8 +196,16 @@ public final class LocalNATSCluster: Sendable {
         logger: Logger
     ) async throws -> LocalNATSCluster {
         guard (1...9).contains(size) else { throw LocalClusterError.startFailed("cluster size must be 1…9") }
-        let clientPorts = try (0..<size).map { _ in try FreePort.allocate() }
-        let routePorts = try (0..<size).map { _ in try FreePort.allocate() }
+        // Distinct: the kernel may hand the same free port to two of these calls, and a node
+        // whose route port equals another's fails to start.
+        var ports: [Int] = []
+        for _ in 0..<(4 * size) where ports.count < 2 * size {
+            let port = try FreePort.allocate()
+            if !ports.contains(port) { ports.append(port) }
+        }
+        guard ports.count == 2 * size else { throw LocalClusterError.startFailed("no \(2 * size) distinct free ports") }
+        let clientPorts = Array(ports[..<size])
+        let routePorts = Array(ports[size...])
         let name = "sundial-\(clientPorts[0])"
         let nodes = try await withThrowingTaskGroup(of: (Int, LocalNATSServer).self) { group in
             for index in 0..<size {
