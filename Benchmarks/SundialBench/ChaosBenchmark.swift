@@ -36,6 +36,9 @@ public final class ChaosLoad: Sendable {
         var createSamples: [ChaosRecovery.Sample] = []
         /// Seconds from the start (due time) and lag of each first receipt.
         var lags: [(due: Double, lag: Double)] = []
+        /// Due time and how late the job was stored in the work stream (dispatched), for
+        /// telling a stall before the work stream (firing, dispatching) from one after it.
+        var storedLags: [(due: Double, lag: Double)] = []
         var createLatencies: [Double] = []
         var attemptsFailed = 0
         var abandoned = 0
@@ -96,7 +99,11 @@ public final class ChaosLoad: Sendable {
                 for job in jobs {
                     s.receipts[job.timerID, default: 0] += 1
                     if s.receipts[job.timerID] == 1 {
-                        s.lags.append((job.scheduledAt.timeIntervalSince(start), now.timeIntervalSince(job.scheduledAt)))
+                        let due = job.scheduledAt.timeIntervalSince(start)
+                        s.lags.append((due, now.timeIntervalSince(job.scheduledAt)))
+                        if let stored = job.message.metadata?.timestampNanos {
+                            s.storedLags.append((due, Double(stored) / 1e9 - job.scheduledAt.timeIntervalSince1970))
+                        }
                     }
                 }
             }
@@ -214,6 +221,10 @@ public final class ChaosLoad: Sendable {
         /// Jobs due in the window, and those of them later than the late threshold.
         public var jobsDue: Int
         public var lateJobs: Int
+        /// Largest lag at which a received job due in the window was stored in the work stream:
+        /// near `maxLagSeconds`, the delay was before dispatch (firing, the Dispatcher); far
+        /// below it, between the work stream and the executor.
+        public var maxWorkStreamLagSeconds: Double
         /// From the fault until creates succeed and jobs arrive within the late threshold
         /// again for good; nil: not within the window.
         public var recoverySeconds: Double?
@@ -270,6 +281,7 @@ public final class ChaosLoad: Sendable {
                 createAttemptsFailed: s.createSamples.filter { !$0.good && $0.at >= fault.at && $0.at < fault.windowEnd }.count,
                 maxLagSeconds: window.map(\.lag).max() ?? 0, jobsDue: window.count,
                 lateJobs: window.filter { $0.lag > parameters.lateThreshold }.count,
+                maxWorkStreamLagSeconds: s.storedLags.filter { $0.due >= fault.at && $0.due < fault.windowEnd }.map(\.lag).max() ?? 0,
                 recoverySeconds: ChaosRecovery.seconds(faultAt: fault.at, windowEnd: fault.windowEnd, samples: samples))
         }
         let received = s.due.keys.reduce(0) { $0 + (s.receipts[$1] == nil ? 0 : 1) }
@@ -334,12 +346,12 @@ extension ChaosLoad.Report {
                 created, achievedCreatesPerSecond, createAttemptsFailed, createsAbandoned, createLatencyMsP50, createLatencyMsP99),
             String(format: "received %d   LOST %d   duplicates %d   received unacknowledged %d", received, lost, duplicates, receivedUnacknowledged),
             String(format: "lag p50 %.2f s  p99 %.2f s  max %.1f s", lagSecondsP50, lagSecondsP99, maxLagSeconds),
-            "| fault | at s | down s | create attempts failed | jobs due (late > 1 s) | max lag s | time to recover s |",
+            "| fault | at s | down s | create attempts failed | jobs due (late > 1 s) | max lag s (in work stream) | time to recover s |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for fault in faults {
-            lines.append(String(format: "| %@ | %.0f | %.0f | %d | %d (%d) | %.1f | %@ |", fault.name, fault.atSeconds, fault.downSeconds,
-                fault.createAttemptsFailed, fault.jobsDue, fault.lateJobs, fault.maxLagSeconds, fault.recoverySeconds.map { String(format: "%.1f", $0) } ?? "not within window"))
+            lines.append(String(format: "| %@ | %.0f | %.0f | %d | %d (%d) | %.1f (%.1f) | %@ |", fault.name, fault.atSeconds, fault.downSeconds,
+                fault.createAttemptsFailed, fault.jobsDue, fault.lateJobs, fault.maxLagSeconds, fault.maxWorkStreamLagSeconds, fault.recoverySeconds.map { String(format: "%.1f", $0) } ?? "not within window"))
         }
         lines.append("lag by due time (10 s slices): second  due  not received  p50 s  max s")
         for slice in lagOverTime {
