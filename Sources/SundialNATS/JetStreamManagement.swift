@@ -116,7 +116,21 @@ extension NATSConnection {
     /// Creates the stream, or updates it to `config` if it exists. Idempotent.
     public func ensureStream(_ config: JetStreamStreamConfig) async throws {
         do {
-            try await jetStreamAPI("STREAM.CREATE.\(config.name)", json: config.json)
+            // A cluster still forming, or missing a peer, cannot place the replicas yet: the meta
+            // leader answers 10005 (no suitable peers), or nothing while it still counts on a
+            // peer that just died. Ask again (the same create is idempotent) for up to 12 tries.
+            var attempt = 0
+            while true {
+                do {
+                    try await jetStreamAPI("STREAM.CREATE.\(config.name)", json: config.json)
+                    break
+                } catch let error as NATSError
+                    where (error.jetStreamErrorCode == 10005 || error.kind == .timeout) && attempt < 12
+                {
+                    attempt += 1
+                    try await Task.sleep(for: .seconds(1))
+                }
+            }
         } catch let error as NATSError where error.jetStreamErrorCode == 10058 {
             // 10058: name in use with a different config → update in place. Changing the replica
             // count in a cluster moves data between nodes: give it longer than a plain request.

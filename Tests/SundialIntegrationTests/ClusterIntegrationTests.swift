@@ -60,6 +60,33 @@ struct ClusterIntegrationTests {
     }
 }
 
+extension ClusterIntegrationTests {
+    @Test("a 3-replica stream asked for while a node is down is created once the node is back (ensureStream waits out 'no suitable peers')")
+    func streamCreationWaitsForPeers() async throws {
+        let cluster = try await TestNATS.privateCluster(size: 3)
+        do {
+            let connection = try await TestNATS.connect(url: cluster.nodes[0].url, name: "peers-wait")
+            await cluster.nodes[2].signal(SIGKILL)
+            var config = JetStreamStreamConfig(name: "PEERSWAIT_\(UInt32.random(in: 0...UInt32.max))", subjects: ["peerswait.>"])
+            config.replicas = 3
+            // Placement needs all three peers; the node comes back while the create is retried.
+            let relaunch = Task {
+                try await Task.sleep(for: .seconds(6))
+                try await cluster.nodes[2].launch()
+            }
+            try await connection.ensureStream(config)
+            try await relaunch.value
+            let info = try await connection.streamInfo(config.name)
+            #expect(((info["config"] as? [String: Any])?["num_replicas"] as? NSNumber)?.intValue == 3)
+            await connection.close()
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+}
+
 /// Like `collectJobs`, but a failed fetch is tried again, as an executor would: while a node is
 /// down, a consumer whose leader was on it answers nothing until its replicas elect another.
 private func collectThroughFailover(_ worker: SundialWorker, count: Int, timeout: Duration) async -> [(SundialJob, Date)] {
