@@ -70,7 +70,7 @@ struct ChaosBench: AsyncParsableCommand {
         let fleet = ServiceFleet(executable: executable, environment: env, logs: root, cpuPerInstance: nil)
         // Ingest first (it migrates); the others once it answers.
         try fleet.start("ingest", count: instances, pinned: false)
-        try await Self.waitUntilAnswering(natsURL: cluster.url, logger: logger)
+        try await IngestReadiness.wait(natsURL: cluster.url, logger: logger)
         for component in ["planner", "dispatcher", "governor"] { try fleet.start(component, count: instances, pinned: false) }
         print("services: \(fleet.names.joined(separator: ", ")) (logs in \(root.path))")
 
@@ -125,17 +125,5 @@ struct ChaosBench: AsyncParsableCommand {
         await postgres.stop()
         try BenchReportFile.write(report, to: json)
         if report.lost > 0 { throw ExitCode(1) }
-    }
-
-    /// Until an Ingest answers a request (bounded: 60 s).
-    static func waitUntilAnswering(natsURL: String, logger: Logger) async throws {
-        let connection = try await NATSConnection.connect(NATSConnectionOptions(url: natsURL, name: "bench-probe"), logger: logger)
-        defer { Task { await connection.close() } }
-        let probe = TimersClient(connection: connection, tenant: "probe", timeout: .seconds(1))
-        for _ in 0..<600 {
-            if (try? await probe.raw(.get, [])) != nil { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw ValidationError("ingest did not answer within 60 s")
     }
 }

@@ -68,7 +68,7 @@ struct ScaleBench: AsyncParsableCommand {
                 try fleet.start("dispatcher", count: n)
                 try fleet.start("planner", count: 1, pinned: false)
                 try fleet.start("governor", count: 1, pinned: false)
-                try await ChaosBench.waitUntilAnswering(natsURL: servers.nats.url, logger: logger)
+                try await IngestReadiness.wait(natsURL: servers.nats.url, logger: logger)
                 // Every dispatcher bound its consumers: wait a few seconds beyond Ingest answering.
                 try await Task.sleep(for: .seconds(3))
                 let walBefore = try await Self.walPosition(servers.pool)

@@ -83,11 +83,7 @@ struct StorageBench: AsyncParsableCommand {
         defer { ingest.signal(SIGTERM) }
         let connection = try await NATSConnection.connect(NATSConnectionOptions(url: nats.url, name: "bench-storage"), logger: logger)
         let client = TimersClient(connection: connection, tenant: "bench", namespace: .standard, timeout: .seconds(10))
-        var ready = false
-        for _ in 0..<300 where !ready {
-            ready = (try? await client.raw(.get, [])) != nil
-            if !ready { try await Task.sleep(for: .milliseconds(100)) }
-        }
+        let ready = try await IngestReadiness.wait(client, limit: .seconds(30))
         guard ready else { throw ValidationError("ingest did not start; see \(log)") }
 
         let shardCount = try await LeaseStore(pool: pool).shardCount()

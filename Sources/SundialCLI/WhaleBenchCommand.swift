@@ -131,11 +131,7 @@ enum PrivateStack {
         let probeConnection = try await NATSConnection.connect(
             NATSConnectionOptions(url: nats.url, name: "bench-probe"), logger: logger)
         let probe = TimersClient(connection: probeConnection, tenant: "probe", namespace: .standard, timeout: .seconds(1))
-        var ready = false
-        for _ in 0..<300 where !ready {
-            ready = (try? await probe.raw(.get, [])) != nil
-            if !ready { try await Task.sleep(for: .milliseconds(100)) }
-        }
+        let ready = try await IngestReadiness.wait(probe, limit: .seconds(30))
         await probeConnection.close()
         guard ready else {
             services.signal(SIGKILL)
