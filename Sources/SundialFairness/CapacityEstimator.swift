@@ -12,8 +12,14 @@
 ///   probe on top (off by default).
 /// - Before the first saturation nothing is known: `estimate` is nil (or `initial`) and the plan
 ///   throttles nobody. A backlog `overload` times the threshold at a single sample (a flood on
-///   an idle system) is taken as saturation at once, measured at the recent consumption rate:
-///   that errs low, and the next samples correct it, but it stops the flood a period earlier.
+///   an idle system) is taken as saturation at once, which stops the flood a period earlier.
+///   That sample is judged and measured by the consumption since the previous one, when the
+///   queue was not busy yet: the window's rate still holds the idle seconds before the flood,
+///   and at that rate executors keeping up with a burst looked overloaded by the jobs they
+///   hold, and the estimate was a fraction of their speed. It can still err low (part of that
+///   interval may have been idle), so it stays `provisional` until a saturated measurement
+///   replaces it: the plan says so, and the Dispatchers hold a tenant back by it only beside
+///   another tenant on the queue (`FairnessGate`).
 ///   `fixed` replaces all of this with a configured figure.
 public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration {
     public struct Configuration: Sendable, Hashable {
@@ -29,8 +35,8 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
         public var window: Duration
         /// Upward probe while throttling and the backlog is low (0.05 = +5 % per second).
         public var probeGrowthPerSecond: Double
-        /// With no estimate yet, a backlog this many times the threshold at one sample counts
-        /// as saturation.
+        /// With no estimate yet, a backlog this many times the threshold (from the consumption
+        /// since the previous sample) at one sample counts as saturation, provisionally.
         public var overload: Double
         /// The estimate is the median of the saturated measurements within this window: one
         /// sample's consumption is noisy both ways — executors that catch up after a pause read
@@ -75,6 +81,9 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
     /// The sample at which the backlog last rose above the threshold.
     private var busyAnchor: Sample?
     private var lastObserved: C.Instant?
+    /// The measured estimate is the first-sight guess (or a lower bound lifted from it) and no
+    /// saturated measurement has confirmed it yet.
+    private var guessed = false
     /// Consumption rate over the last window (jobs/s), whatever the backlog.
     public private(set) var consumptionRate: Double = 0
     public private(set) var saturated = false
@@ -88,10 +97,16 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
     /// The capacity to share, jobs/s (nil: unknown).
     public var estimate: Double? { configuration.fixed ?? measured }
 
-    /// Seeds the estimate (e.g. from the last published plan after a restart) if none exists.
-    public mutating func seed(_ capacity: Double) {
+    /// The estimate is only the first-sight guess (see the type's notes): the executors have
+    /// not been measured saturated since. `QuotaPlan.provisional` carries it to the Dispatchers.
+    public var provisional: Bool { configuration.fixed == nil && measured != nil && guessed }
+
+    /// Seeds the estimate (e.g. from the last published plan after a restart) if none exists;
+    /// `provisional`: that plan's estimate was still a guess.
+    public mutating func seed(_ capacity: Double, provisional: Bool = false) {
         guard measured == nil, capacity.isFinite, capacity > 0 else { return }
         measured = max(capacity, configuration.floor)
+        guessed = provisional
     }
 
     /// One sample of the work stream. `throttling`: the current plan holds someone back.
@@ -101,6 +116,7 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
             samples = FIFO()  // the stream was recreated; start over
             busyAnchor = nil
         }
+        let previous = samples.elements.last
         samples.append(Sample(at: now, consumed: consumedTotal))
         while let first = samples.first, samples.count > 2, first.at.duration(to: now) > c.window {
             _ = samples.popFirst()
@@ -132,15 +148,24 @@ public struct CapacityEstimator<C: Clock>: Sendable where C.Duration == Duration
             let rates = saturatedRates.elements.map(\.rate).sorted()
             measured = rates.count % 2 == 1
                 ? rates[rates.count / 2] : (rates[rates.count / 2 - 1] + rates[rates.count / 2]) / 2
+            guessed = false
             return
         }
         saturated = false
-        if measured == nil, busy, Double(backlog) >= max(c.overload, 1) * threshold, consumptionRate > 0 {
-            // Overloaded at first sight (see the type's notes). Not kept among the saturated
-            // measurements: the next one replaces it.
-            saturated = true
-            measured = max(consumptionRate, c.floor)
-            return
+        if measured == nil, busy, let previous, previous.at < now {
+            // Overloaded at first sight (see the type's notes)? The queue was not busy at the
+            // previous sample (else the anchor would be older than now), so what the executors
+            // do under this load shows only in the consumption since then.
+            let recent = Double(consumedTotal - previous.consumed) / previous.at.duration(to: now).fairnessSeconds
+            let rate = max(consumptionRate, recent)
+            let firstThreshold = max(Double(c.minimumBacklog), rate * c.saturationBacklog.fairnessSeconds)
+            if rate > 0, Double(backlog) >= max(c.overload, 1) * firstThreshold {
+                // Not kept among the saturated measurements: the next one replaces it.
+                saturated = true
+                measured = max(rate, c.floor)
+                guessed = true
+                return
+            }
         }
         guard var estimate = measured else { return }
         estimate = max(estimate, consumptionRate)

@@ -29,6 +29,15 @@
 /// between `decide` calls): while a batch is being processed no fire can take a token, and a
 /// bucket smaller than one cycle's tokens would throw away part of a throttled tenant's quota.
 ///
+/// A queue plan whose capacity is only a first-sight guess (`QuotaPlan.provisional`: one sample
+/// of a flood on a queue never measured saturated) holds a tenant back only while two tenants
+/// contend for the queue: the plan lists two with fires due on it, or fires of two tenants have
+/// met on it here within `contentionWindow`. The guess errs low, and fires
+/// deferred under it would keep delays computed at that rate after the next plan corrects it;
+/// that is worth it to stop a whale's cold flood in front of small tenants, not to throttle a
+/// lone tenant's burst, which nobody waits behind (it is held to the measured capacity from the
+/// next plan on, like any tenant alone on a saturated queue).
+///
 /// Guards: at most `maximumDeferred` fires deferred at once by this dispatcher (beyond that,
 /// fires are dispatched — degraded to FIFO, never stalled — since deferred fires count toward the
 /// consumer's `max_ack_pending`, and a full window would stop delivery for every tenant); no
@@ -61,6 +70,10 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         public var retryBudgetRatio = 0.2
         public var retryBudgetFloor = 10.0
         public var retryBudgetBurst = 100.0
+        /// Under a plan whose capacity is a first-sight guess (`QuotaPlan.provisional`), a
+        /// tenant is held back only if fires of two tenants met on its queue here within this
+        /// long (see the type's notes).
+        public var contentionWindow: Duration = .seconds(3)
         /// A tenant idle this long (bucket full, nothing deferred) is forgotten.
         public var idleExpiry: Duration
         /// Buckets hold at least this many gaps between two `decide` calls worth of tokens (the
@@ -192,6 +205,16 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     /// plan in force: every other fire skips the breaker check.
     private var breakerQueues: Set<String> = []
     private var breakersOnOtherQueues = false
+    /// The plan in force has a queue whose capacity is a first-sight guess.
+    private var provisionalPlans = false
+    struct QueueActivity: Sendable {
+        var tenant: String
+        var lastSeen: C.Instant
+        var mixedAt: C.Instant?
+    }
+    /// Per queue: the tenant of the last fire seen on it and when, and when a fire followed one
+    /// of another tenant (two tenants contending for it). Forgotten after `idleExpiry`.
+    private var queueActivity: [String: QueueActivity] = [:]
     /// How long before it was applied the plan in force was issued (its stated times count
     /// from its issue).
     private var planAge: Duration = .zero
@@ -231,6 +254,7 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         func holds(_ q: QuotaPlan) -> Bool { q.breaker != nil || q.tenants.values.contains { $0.breaker != nil } }
         breakerQueues = Set(plan.queues.filter { holds($0.value) }.keys)
         breakersOnOtherQueues = plan.otherQueues.map(holds) ?? false
+        provisionalPlans = plan.queues.values.contains { $0.provisional == true } || plan.otherQueues?.provisional == true
         // A probe round lasts while its breaker stays half-open; the next one starts full.
         probeBuckets = probeBuckets.filter { scope, _ in
             let queuePlan = plan.plan(for: scope.queue)
@@ -280,6 +304,7 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
             }
             state.lastActive = now
             tenants[candidate.key] = state
+            noteActivity(candidate, now: now)
         }
         guard configuration.enforce else {
             for candidate in candidates { countDispatch(candidate.key) }
@@ -358,8 +383,16 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
                 index, for: candidate.key, priority: candidate.priority,
                 weight: (plan.plan(for: candidate.queue)?.weights ?? .default)[tenants[candidate.key]!.tier])
         }
+        // A first-sight guess holds back no tenant that is alone on its queue here.
+        var unguarded: Set<String> = []
+        if provisionalPlans {
+            for queue in Set(candidates.map(\.queue))
+            where plan.plan(for: queue)?.provisional == true && !contended(queue, now: now) {
+                unguarded.insert(queue)
+            }
+        }
         let admitted = scheduler.dequeue(limit: candidates.count) { tenant, _ in
-            tenants[tenant]!.bucket.tryTake(now: now)
+            tenants[tenant]!.bucket.tryTake(now: now) || unguarded.contains(tenant.queue)
         }
         for (tenant, _) in admitted { countDispatch(tenant) }
 
@@ -439,6 +472,7 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
                 tenants[name] = state
             }
         }
+        queueActivity = queueActivity.filter { $0.value.lastSeen.duration(to: now) < configuration.idleExpiry }
         return lines.sorted { ($0.queue, $0.tenant) < ($1.queue, $1.tenant) }
     }
 
@@ -633,6 +667,31 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         guard abs(burst - state.bucket.burst) > 0.1 * state.bucket.burst else { return }
         state.bucket.reconfigure(rate: state.bucket.rate, burst: burst, now: now)
         tenants[tenant] = state
+    }
+
+    /// Records a fire of `candidate.tenant` on its queue (for `contended`).
+    private mutating func noteActivity(_ candidate: Candidate, now: C.Instant) {
+        guard var activity = queueActivity[candidate.queue] else {
+            queueActivity[candidate.queue] = QueueActivity(tenant: candidate.tenant, lastSeen: now)
+            return
+        }
+        if activity.tenant != candidate.tenant {
+            activity.tenant = candidate.tenant
+            activity.mixedAt = now
+        }
+        activity.lastSeen = now
+        queueActivity[candidate.queue] = activity
+    }
+
+    /// Two tenants contend for `queue`: the plan lists two with fires due on it (from every
+    /// Dispatcher's reports), or fires of two tenants met on it here within `contentionWindow`
+    /// (the reports may be a period behind a flood).
+    private func contended(_ queue: String, now: C.Instant) -> Bool {
+        if let queuePlan = plan.plan(for: queue), queuePlan.tenants.values.count(where: { $0.demand > 0 }) >= 2 {
+            return true
+        }
+        guard let mixedAt = queueActivity[queue]?.mixedAt else { return false }
+        return mixedAt.duration(to: now) <= configuration.contentionWindow
     }
 
     private mutating func countDispatch(_ tenant: QueueTenant) {

@@ -15,7 +15,8 @@
 /// - **Capacity** from one `CapacityEstimator` per queue with live executors, fed by
 ///   `WorkQueueSampler`. A queue whose executors are gone (or never came) loses its estimate:
 ///   its fires go on time into the durable work queue, where they wait up to the queue's bound,
-///   and measuring starts afresh when executors return.
+///   and measuring starts afresh when executors return. An estimate that is only the
+///   first-sight guess is marked `provisional` in the queue's plan.
 /// - **Dispatchers** alive = those heard from within `reportTTL`; the plan tells each to enforce
 ///   its 1/n share of every bucket.
 public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
@@ -203,7 +204,8 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
                 estimate = queuePlan.capacity / queuePlan.policy.sanitisedUtilisation
             }
             if let estimate {
-                capacities[queue, default: CapacityEstimator(configuration: configuration.capacity)].seed(estimate)
+                capacities[queue, default: CapacityEstimator(configuration: configuration.capacity)].seed(
+                    estimate, provisional: queuePlan.provisional == true)
             }
         }
         for (tenant, quota) in plan.otherQueues?.tenants ?? [:] where quota.tier == .bulk { bulk.insert(tenant) }
@@ -420,6 +422,7 @@ public struct GovernorCore<C: Clock>: Sendable where C.Duration == Duration {
                     weights: c.weights, policy: c.policy, generation: generation, issuedAtMillis: issuedAtMillis)
                 plan.capacityEstimate = measured
                 plan.workBacklog = Int(clamping: estimator.lastBacklog)
+                plan.provisional = estimator.provisional ? true : nil
             } else {
                 // Capacity unknown: tiers and demand are listed, nobody is throttled — whatever
                 // the reported demand adds up to (reports cross a process boundary).

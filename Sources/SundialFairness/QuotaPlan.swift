@@ -169,6 +169,11 @@ public struct QuotaPlan: Sendable, Hashable, Codable {
     /// unknown or in plans from older governors.
     public var capacityEstimate: Double?
     public var workBacklog: Int?
+    /// The estimate is only a guess from one sample (a flood at first sight on a queue never
+    /// measured saturated; `CapacityEstimator.provisional`): a Dispatcher holds a tenant back by
+    /// this plan only while another tenant has fires on the queue too (`FairnessGate`). Absent:
+    /// measured, fixed or unknown.
+    public var provisional: Bool?
     /// The queue's circuit breaker, when not closed: every tenant's fires on it are held.
     public var breaker: BreakerStatus?
 
