@@ -13,50 +13,39 @@ import Testing
 struct ClusterIntegrationTests {
     @Test("every stream has 3 replicas; a node killed while timers are pending loses none, and rejoins")
     func nodeLossLosesNothing() async throws {
-        let cluster = try await TestNATS.privateCluster(size: 3)
-        var options = TestSystem.Options()
-        options.natsCluster = cluster
-        options.streamLimits.replicas = 3
-        options.fairness = false
-        do {
-            try await withTestSystem("cluster", options) { system in
-                let namespace = system.namespace
-                for stream in [
-                    namespace.fireStream, namespace.workStream, namespace.resultsStream, namespace.eventsStream,
-                    namespace.poisonStream,
-                ] {
-                    let info = try await system.api.streamInfo(stream)
-                    let replicas = ((info["config"] as? [String: Any])?["num_replicas"] as? NSNumber)?.intValue
-                    #expect(replicas == 3, "\(stream)")
-                }
-                let worker = try await system.worker(queue: "cluster")
-                let client = system.client(tenant: "acme")
-                var ids: Set<String> = []
-                for index in 0..<40 {
-                    let delay = Duration.milliseconds(3000 + 100 * index)
-                    ids.insert(try await client.create(.delay(delay, queue: "cluster", key: "c\(index)")).timer.id)
-                }
-                // One node dies before any is due (it may lead some streams: they elect anew).
-                await cluster.nodes[1].signal(SIGKILL)
-                let jobs = await collectThroughFailover(worker, count: ids.count, timeout: .seconds(60))
-                let received = Set(jobs.map(\.0.timerID))
-                #expect(received == ids, "lost: \(ids.subtracting(received).count)")
-                print("cluster: \(jobs.count) jobs for \(ids.count) timers with a node down (\(jobs.count - received.count) duplicates)")
-
-                // The node comes back and rejoins; timers created now fire as well.
-                try await cluster.nodes[1].launch()
-                var later: Set<String> = []
-                for index in 0..<10 {
-                    later.insert(try await client.create(.delay(.seconds(1), queue: "cluster", key: "d\(index)")).timer.id)
-                }
-                let laterJobs = await collectThroughFailover(worker, count: later.count, timeout: .seconds(30))
-                #expect(Set(laterJobs.map(\.0.timerID)) == later)
-            }
-        } catch {
-            await cluster.stop()
-            throw error
+        try await withReplicatedSystem("cluster") { cluster, system in
+            let namespace = system.namespace
+            for stream in [
+                namespace.fireStream, namespace.workStream, namespace.resultsStream, namespace.eventsStream,
+                namespace.poisonStream,
+            ] {
+                let info = try await system.api.streamInfo(stream)
+                let replicas = ((info["config"] as? [String: Any])?["num_replicas"] as? NSNumber)?.intValue
+                #expect(replicas == 3, "\(stream)")
         }
-        await cluster.stop()
+        let worker = try await system.worker(queue: "cluster")
+        let client = system.client(tenant: "acme")
+        var ids: Set<String> = []
+        for index in 0..<40 {
+            let delay = Duration.milliseconds(3000 + 100 * index)
+            ids.insert(try await client.create(.delay(delay, queue: "cluster", key: "c\(index)")).timer.id)
+        }
+        // One node dies before any is due (it may lead some streams: they elect anew).
+        await cluster.nodes[1].signal(SIGKILL)
+        let jobs = await collectThroughFailover(worker, count: ids.count, timeout: .seconds(60))
+        let received = Set(jobs.map(\.0.timerID))
+        #expect(received == ids, "lost: \(ids.subtracting(received).count)")
+        print("cluster: \(jobs.count) jobs for \(ids.count) timers with a node down (\(jobs.count - received.count) duplicates)")
+
+        // The node comes back and rejoins; timers created now fire as well.
+        try await cluster.nodes[1].launch()
+        var later: Set<String> = []
+        for index in 0..<10 {
+            later.insert(try await client.create(.delay(.seconds(1), queue: "cluster", key: "d\(index)")).timer.id)
+        }
+        let laterJobs = await collectThroughFailover(worker, count: later.count, timeout: .seconds(30))
+        #expect(Set(laterJobs.map(\.0.timerID)) == later)
+        }
     }
 }
 
@@ -87,6 +76,25 @@ extension ClusterIntegrationTests {
     }
 }
 
+/// A test system on a private 3-node cluster with 3-replica streams (fairness off: these tests
+/// are about the streams); the cluster is stopped whatever the body does.
+private func withReplicatedSystem(
+    _ name: String, _ body: (LocalNATSCluster, TestSystem) async throws -> Void
+) async throws {
+    let cluster = try await TestNATS.privateCluster(size: 3)
+    var options = TestSystem.Options()
+    options.natsCluster = cluster
+    options.streamLimits.replicas = 3
+    options.fairness = false
+    do {
+        try await withTestSystem(name, options) { system in try await body(cluster, system) }
+    } catch {
+        await cluster.stop()
+        throw error
+    }
+    await cluster.stop()
+}
+
 /// Like `collectJobs`, but a failed fetch is tried again, as an executor would: while a node is
 /// down, a consumer whose leader was on it answers nothing until its replicas elect another.
 private func collectThroughFailover(_ worker: SundialWorker, count: Int, timeout: Duration) async -> [(SundialJob, Date)] {
@@ -111,44 +119,33 @@ extension ClusterIntegrationTests {
     /// up as a job far later than the election takes (chaos run 2 saw jobs minutes late).
     @Test("the fire stream's leader killed and restarted while timers fall due: every job arrives, none held beyond the failover")
     func fireLeaderLoss() async throws {
-        let cluster = try await TestNATS.privateCluster(size: 3)
-        var options = TestSystem.Options()
-        options.natsCluster = cluster
-        options.streamLimits.replicas = 3
-        options.fairness = false
-        do {
-            try await withTestSystem("fireleader", options) { system in
-                let worker = try await system.worker(queue: "leader")
-                let client = system.client(tenant: "acme")
-                var ids: Set<String> = []
-                for index in 0..<150 {
-                    let delay = Duration.milliseconds(3000 + 100 * index)
-                    ids.insert(try await client.create(.delay(delay, queue: "leader", key: "l\(index)")).timer.id)
-                }
-                let info = try await system.api.streamInfo(system.namespace.fireStreams[0])
-                let leader = try #require((info["cluster"] as? [String: Any])?["leader"] as? String)
-                let victim = try #require(cluster.nodes.firstIndex { "sundial-dev-\($0.port)" == leader }, "leader \(leader)")
-                await cluster.nodes[victim].signal(SIGKILL)
-                let killedAt = Date()
-                let relaunch = Task {
-                    try await Task.sleep(for: .seconds(6))
-                    try await cluster.nodes[victim].launch()
-                }
-                let jobs = await collectThroughFailover(worker, count: ids.count, timeout: .seconds(90))
-                try await relaunch.value
-                let received = Set(jobs.map(\.0.timerID))
-                let lateness = jobs.map { $0.1.timeIntervalSince(max($0.0.scheduledAt, killedAt)) }.sorted()
-                let worst = lateness.last ?? -1
-                print("fire leader \(victim) killed: \(jobs.count) jobs for \(ids.count) timers, lateness p50 \(lateness.isEmpty ? -1 : lateness[lateness.count / 2]) s, max \(worst) s")
-                #expect(received == ids, "lost: \(ids.subtracting(received).count)")
-                // An election takes a few seconds; 30 s is far beyond it and well inside the
-                // Planner's 60 s rescue grace, so a held-back fire cannot hide behind a rescue.
-                #expect(worst < 30, "a job came \(worst) s after its due time (or the kill)")
-            }
-        } catch {
-            await cluster.stop()
-            throw error
+        try await withReplicatedSystem("fireleader") { cluster, system in
+            let worker = try await system.worker(queue: "leader")
+            let client = system.client(tenant: "acme")
+            var ids: Set<String> = []
+            for index in 0..<150 {
+                let delay = Duration.milliseconds(3000 + 100 * index)
+                ids.insert(try await client.create(.delay(delay, queue: "leader", key: "l\(index)")).timer.id)
         }
-        await cluster.stop()
+        let info = try await system.api.streamInfo(system.namespace.fireStreams[0])
+        let leader = try #require((info["cluster"] as? [String: Any])?["leader"] as? String)
+        let victim = try #require(cluster.nodes.firstIndex { "sundial-dev-\($0.port)" == leader }, "leader \(leader)")
+        await cluster.nodes[victim].signal(SIGKILL)
+        let killedAt = Date()
+        let relaunch = Task {
+            try await Task.sleep(for: .seconds(6))
+            try await cluster.nodes[victim].launch()
+        }
+        let jobs = await collectThroughFailover(worker, count: ids.count, timeout: .seconds(90))
+        try await relaunch.value
+        let received = Set(jobs.map(\.0.timerID))
+        let lateness = jobs.map { $0.1.timeIntervalSince(max($0.0.scheduledAt, killedAt)) }.sorted()
+        let worst = lateness.last ?? -1
+        print("fire leader \(victim) killed: \(jobs.count) jobs for \(ids.count) timers, lateness p50 \(lateness.isEmpty ? -1 : lateness[lateness.count / 2]) s, max \(worst) s")
+        #expect(received == ids, "lost: \(ids.subtracting(received).count)")
+        // An election takes a few seconds; 30 s is far beyond it and well inside the
+        // Planner's 60 s rescue grace, so a held-back fire cannot hide behind a rescue.
+        #expect(worst < 30, "a job came \(worst) s after its due time (or the kill)")
+        }
     }
 }
