@@ -74,6 +74,11 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         /// tenant is held back only if fires of two tenants met on its queue here within this
         /// long (see the type's notes).
         public var contentionWindow: Duration = .seconds(3)
+        /// A tenant the plan lists on a queue counts toward contention there only with at least
+        /// this smoothed demand (jobs/s): one fire adds ≈ 0.3 and it decays over the Governor's
+        /// 3 s demand window, so 0.05 ≈ a fire within the last 5 s. The plan keeps a tenant for
+        /// 10 minutes after its last fire, so any demand at all would mean "seen lately".
+        public var contentionDemand = 0.05
         /// A tenant idle this long (bucket full, nothing deferred) is forgotten.
         public var idleExpiry: Duration
         /// Buckets hold at least this many gaps between two `decide` calls worth of tokens (the
@@ -669,25 +674,31 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         tenants[tenant] = state
     }
 
-    /// Records a fire of `candidate.tenant` on its queue (for `contended`).
+    /// Records a fire of `candidate.tenant` on its queue (for `contended`). Two tenants met
+    /// only if the other one's fire came within `contentionWindow`; at most `maximumTracked`
+    /// queues are followed (beyond that a new queue counts as uncontended: the guess is not
+    /// applied there, as before the rule).
     private mutating func noteActivity(_ candidate: Candidate, now: C.Instant) {
         guard var activity = queueActivity[candidate.queue] else {
+            guard queueActivity.count < configuration.maximumTracked else { return }
             queueActivity[candidate.queue] = QueueActivity(tenant: candidate.tenant, lastSeen: now)
             return
         }
         if activity.tenant != candidate.tenant {
+            if activity.lastSeen.duration(to: now) <= configuration.contentionWindow { activity.mixedAt = now }
             activity.tenant = candidate.tenant
-            activity.mixedAt = now
         }
         activity.lastSeen = now
         queueActivity[candidate.queue] = activity
     }
 
-    /// Two tenants contend for `queue`: the plan lists two with fires due on it (from every
-    /// Dispatcher's reports), or fires of two tenants met on it here within `contentionWindow`
+    /// Two tenants contend for `queue`: the plan lists two with fires due on it lately
+    /// (`contentionDemand`, from every Dispatcher's reports), or fires of two tenants met on it here within `contentionWindow`
     /// (the reports may be a period behind a flood).
     private func contended(_ queue: String, now: C.Instant) -> Bool {
-        if let queuePlan = plan.plan(for: queue), queuePlan.tenants.values.count(where: { $0.demand > 0 }) >= 2 {
+        if let queuePlan = plan.plan(for: queue),
+            queuePlan.tenants.values.count(where: { $0.demand >= configuration.contentionDemand }) >= 2
+        {
             return true
         }
         guard let mixedAt = queueActivity[queue]?.mixedAt else { return false }

@@ -110,6 +110,22 @@ struct FirstSightTests {
         #expect(flood.filter { $0 == .dispatch }.count <= 100)
     }
 
+    /// Contention is recent: another tenant's fire minutes before the burst, and a tenant the
+    /// plan still lists with a demand decayed to almost nothing (it keeps one for 10 minutes
+    /// after its last fire), do not make a lone tenant's burst contended.
+    @Test func staleActivityOfAnotherTenantDoesNotCountAsContention() {
+        let clock = ManualClock()
+        var (_, plan) = Self.coldBurst(clock, due: ["bench": 300])
+        plan.queues["q"]?.tenants["old"] = TenantQuota(tier: .standard, rate: 50, burst: 20, demand: 0.01, allocated: 0.01)
+        #expect(plan.queues["q"]?.provisional == true)
+        var gate = Gate()
+        // One fire of another tenant 200 s ago, on this dispatcher.
+        _ = gate.decide([Gate.Candidate(tenant: "shop", queue: "q")], now: clock.now.advanced(by: .seconds(-200)))
+        gate.apply(plan, now: clock.now)
+        let decisions = gate.decide(Array(repeating: Gate.Candidate(tenant: "bench", queue: "q"), count: 1000), now: clock.now)
+        #expect(decisions.allSatisfy { $0 == .dispatch }, "longest deferral \(Self.delays(decisions).max() ?? .zero)")
+    }
+
     /// "Keeping up": executors idle for 2 s, then a burst they keep up with — 1 000 jobs taken
     /// since the last sample (2 000 jobs/s) and only the 250 they hold in the backlog (⅛ s of
     /// their work). Before the fix the window's rate (1 000 / 2 s = 500/s) made those 250 jobs
