@@ -55,6 +55,9 @@ public final class ChaosLoad: Sendable {
     let tasks = Mutex<[Task<Void, Never>]>([])
     let connections: [NATSConnection]
     let cpuStart: [String: Double]
+    let deferrals = DispatcherDeferralSampler()
+    /// Samples the Dispatchers' deferrals until receiving stops.
+    let sampler = Mutex<Task<Void, Never>?>(nil)
 
     /// Connects a client and an executor to `natsURL` (a server list for a cluster) and starts
     /// creating and receiving.
@@ -74,7 +77,11 @@ public final class ChaosLoad: Sendable {
         }
         let receiver = Task { await load.receive(worker) }
         let creator = Task { await load.create(clients) }
+        let sampler = Task { [start = load.start] in
+            await load.deferrals.run(client, since: start) { load.receiving.load(ordering: .relaxed) }
+        }
         load.tasks.withLock { $0 = [receiver, creator] }
+        load.sampler.withLock { $0 = sampler }
         return load
     }
 
@@ -193,6 +200,7 @@ public final class ChaosLoad: Sendable {
         receiving.store(false, ordering: .relaxed)
         let receiver = tasks.withLock { $0.first }
         await receiver?.value
+        await sampler.withLock { $0 }?.value
         for connection in connections { await connection.close() }
     }
 
@@ -228,6 +236,10 @@ public final class ChaosLoad: Sendable {
         /// From the fault until creates succeed and jobs arrive within the late threshold
         /// again for good; nil: not within the window.
         public var recoverySeconds: Double?
+        /// Fires the Dispatchers deferred for fairness during the window, and the most held
+        /// deferred at once (from their `$SRV.STATS`, sampled each second); nil: no sample.
+        public var fairnessDeferrals: Int?
+        public var maxDeferredAtOnce: Int?
     }
 
     public struct Report: Sendable, Codable {
@@ -253,6 +265,11 @@ public final class ChaosLoad: Sendable {
         public var lagOverTime: [Slice]
         public var firstCreateError: String?
         public var cpuSecondsPer1000Timers: [String: Double]
+        /// Dispatcher stats samples taken, the most Dispatchers that answered one, and the
+        /// fairness deferrals over the run (the faults' columns come from these).
+        public var dispatcherStatsSamples: Int
+        public var dispatchersAnswering: Int
+        public var fairnessDeferrals: Int
     }
 
     public struct Slice: Sendable, Codable {
@@ -274,15 +291,20 @@ public final class ChaosLoad: Sendable {
         }
         let jobs = s.lags + lostSamples
         let samples = s.createSamples + jobs.map { ChaosRecovery.Sample(at: $0.due, good: $0.lag <= parameters.lateThreshold) }
+        let deferralSamples = deferrals.samples.withLock { $0 }
         let faultReports = faults.map { fault in
             let window = jobs.filter { $0.due >= fault.at && $0.due < fault.windowEnd }
+            let sampled = deferralSamples.filter { $0.at >= fault.at && $0.at < fault.windowEnd }
+            let before = deferralSamples.last { $0.at < fault.at }
             return FaultReport(
                 name: fault.name, atSeconds: fault.at, downSeconds: fault.undoneAt - fault.at,
                 createAttemptsFailed: s.createSamples.filter { !$0.good && $0.at >= fault.at && $0.at < fault.windowEnd }.count,
                 maxLagSeconds: window.map(\.lag).max() ?? 0, jobsDue: window.count,
                 lateJobs: window.filter { $0.lag > parameters.lateThreshold }.count,
                 maxWorkStreamLagSeconds: s.storedLags.filter { $0.due >= fault.at && $0.due < fault.windowEnd }.map(\.lag).max() ?? 0,
-                recoverySeconds: ChaosRecovery.seconds(faultAt: fault.at, windowEnd: fault.windowEnd, samples: samples))
+                recoverySeconds: ChaosRecovery.seconds(faultAt: fault.at, windowEnd: fault.windowEnd, samples: samples),
+                fairnessDeferrals: sampled.last.map { $0.total - (before?.total ?? 0) },
+                maxDeferredAtOnce: sampled.map(\.deferredNow).max())
         }
         let received = s.due.keys.reduce(0) { $0 + (s.receipts[$1] == nil ? 0 : 1) }
         let lags = s.lags.map(\.lag).sorted()
@@ -311,7 +333,9 @@ public final class ChaosLoad: Sendable {
             receivedUnacknowledged: s.receipts.keys.reduce(0) { $0 + (s.due[$1] == nil ? 1 : 0) },
             lagSecondsP50: at(lags, 0.5), lagSecondsP99: at(lags, 0.99), maxLagSeconds: jobs.map(\.lag).max() ?? 0,
             faults: faultReports, lagOverTime: lagOverTime, firstCreateError: s.firstError,
-            cpuSecondsPer1000Timers: ProcessCPU.perThousand(from: cpuStart, to: cpuEnd, timers: s.due.count))
+            cpuSecondsPer1000Timers: ProcessCPU.perThousand(from: cpuStart, to: cpuEnd, timers: s.due.count),
+            dispatcherStatsSamples: deferralSamples.count, dispatchersAnswering: deferralSamples.map(\.instances).max() ?? 0,
+            fairnessDeferrals: deferralSamples.last?.total ?? 0)
     }
 }
 
@@ -346,18 +370,23 @@ extension ChaosLoad.Report {
                 created, achievedCreatesPerSecond, createAttemptsFailed, createsAbandoned, createLatencyMsP50, createLatencyMsP99),
             String(format: "received %d   LOST %d   duplicates %d   received unacknowledged %d", received, lost, duplicates, receivedUnacknowledged),
             String(format: "lag p50 %.2f s  p99 %.2f s  max %.1f s", lagSecondsP50, lagSecondsP99, maxLagSeconds),
-            "| fault | at s | down s | create attempts failed | jobs due (late > 1 s) | max lag s (in work stream) | time to recover s |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| fault | at s | down s | create attempts failed | jobs due (late > 1 s) | max lag s (in work stream) | time to recover s | fairness deferrals (most at once) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for fault in faults {
-            lines.append(String(format: "| %@ | %.0f | %.0f | %d | %d (%d) | %.1f (%.1f) | %@ |", fault.name, fault.atSeconds, fault.downSeconds,
-                fault.createAttemptsFailed, fault.jobsDue, fault.lateJobs, fault.maxLagSeconds, fault.maxWorkStreamLagSeconds, fault.recoverySeconds.map { String(format: "%.1f", $0) } ?? "not within window"))
+            let deferrals = fault.fairnessDeferrals.map { "\($0) (\(fault.maxDeferredAtOnce ?? 0))" } ?? "not sampled"
+            lines.append(String(format: "| %@ | %.0f | %.0f | %d | %d (%d) | %.1f (%.1f) | %@ | %@ |", fault.name, fault.atSeconds, fault.downSeconds,
+                fault.createAttemptsFailed, fault.jobsDue, fault.lateJobs, fault.maxLagSeconds, fault.maxWorkStreamLagSeconds,
+                fault.recoverySeconds.map { String(format: "%.1f", $0) } ?? "not within window", deferrals))
         }
         lines.append("lag by due time (10 s slices): second  due  not received  p50 s  max s")
         for slice in lagOverTime {
             lines.append(String(format: "  %4d  %6d  %6d  %6.2f  %6.1f", slice.fromSecond, slice.due, slice.missing, slice.lagP50, slice.lagMax))
         }
         if let firstCreateError { lines.append("first create error: \(firstCreateError)") }
+        lines.append(
+            "fairness deferrals in all: \(fairnessDeferrals) (dispatcher stats sampled \(dispatcherStatsSamples) times, "
+                + "up to \(dispatchersAnswering) dispatchers answering)")
         if !cpuSecondsPer1000Timers.isEmpty { lines.append(ProcessCPU.table(cpuSecondsPer1000Timers)) }
         return lines.joined(separator: "\n")
     }
