@@ -32,9 +32,9 @@
 /// A queue plan whose capacity is only a first-sight guess (`QuotaPlan.provisional`: one sample
 /// of a flood on a queue never measured saturated) holds a tenant back only while two tenants
 /// contend for the queue: the plan lists two with fires due on it, or fires of two tenants have
-/// met on it here within `contentionWindow`. The guess errs low, and fires
-/// deferred under it would keep delays computed at that rate after the next plan corrects it;
-/// that is worth it to stop a whale's cold flood in front of small tenants, not to throttle a
+/// met on it here within `contentionWindow`. The guess errs low, so a fire deferred under it
+/// comes back within `provisionalMaximumDeferral` to be decided again under the plan then in
+/// force; holding back is worth it to stop a whale's cold flood in front of small tenants, not to throttle a
 /// lone tenant's burst, which nobody waits behind (it is held to the measured capacity from the
 /// next plan on, like any tenant alone on a saturated queue).
 ///
@@ -79,6 +79,11 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         /// 3 s demand window, so 0.05 ≈ a fire within the last 5 s. The plan keeps a tenant for
         /// 10 minutes after its last fire, so any demand at all would mean "seen lately".
         public var contentionDemand = 0.05
+        /// Under a provisional plan a deferral is at most this long: the guess errs low, and a
+        /// fire deferred by it comes back to be decided again under the measured plan that
+        /// normally follows within a Governor period or two, instead of keeping a delay
+        /// computed at the guessed rate.
+        public var provisionalMaximumDeferral: Duration = .seconds(2)
         /// A tenant idle this long (bucket full, nothing deferred) is forgotten.
         public var idleExpiry: Duration
         /// Buckets hold at least this many gaps between two `decide` calls worth of tokens (the
@@ -413,6 +418,7 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
         }
         for (tenant, indices) in refused {
             var state = tenants[tenant]!
+            let provisional = plan.plan(for: tenant.queue)?.provisional == true
             let interval = 1 / max(state.bucket.rate, 1e-9)
             let firstToken = state.bucket.timeUntilAvailable(now: now)
             // Walk the line (due seconds ascending) alongside this batch's refused fires sorted
@@ -431,7 +437,8 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
                 let wait = max(
                     firstToken + Duration.seconds(min(Double(ahead + placed) * interval, 1e9)),
                     configuration.minimumDeferral)
-                let delay = wait <= configuration.maximumDeferral ? wait : max(configuration.maximumDeferral, wait / 2)
+                var delay = wait <= configuration.maximumDeferral ? wait : max(configuration.maximumDeferral, wait / 2)
+                if provisional { delay = min(delay, max(configuration.provisionalMaximumDeferral, configuration.minimumDeferral)) }
                 state.deferredBackBy = max(state.deferredBackBy, now.advanced(by: delay))
                 decisions[index] = .deferred(delay, lineWait: wait)
             }

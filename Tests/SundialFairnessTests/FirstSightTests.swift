@@ -93,6 +93,8 @@ struct FirstSightTests {
         let flood = gate.decide(Array(repeating: whaleFire, count: 1000), now: clock.now)
         #expect(flood.filter { $0 == .dispatch }.count <= 100)
         #expect(Self.delays(flood).count >= 900)
+        // Deferred by a guess, they come back within 2 s to be decided under the measured plan.
+        #expect(Self.delays(flood).allSatisfy { $0 <= .seconds(2) }, "longest \(Self.delays(flood).max() ?? .zero)")
         let shop = gate.decide([shopFire, shopFire], now: clock.now.advanced(by: .milliseconds(100)))
         #expect(shop.allSatisfy { $0 == .dispatch })
     }
