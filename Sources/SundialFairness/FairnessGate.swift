@@ -686,6 +686,9 @@ public struct FairnessGate<C: Clock>: Sendable where C.Duration == Duration {
     /// queues are followed (beyond that a new queue counts as uncontended: the guess is not
     /// applied there, as before the rule).
     private mutating func noteActivity(_ candidate: Candidate, now: C.Instant) {
+        // Per fire on the hot path: a batch is mostly runs of one tenant at one `now`, which
+        // change nothing here, so they cost one lookup and no write.
+        if let seen = queueActivity[candidate.queue], seen.tenant == candidate.tenant, seen.lastSeen == now { return }
         guard var activity = queueActivity[candidate.queue] else {
             guard queueActivity.count < configuration.maximumTracked else { return }
             queueActivity[candidate.queue] = QueueActivity(tenant: candidate.tenant, lastSeen: now)
