@@ -300,7 +300,7 @@ enum TimerQueries {
             UPDATE timer_runs r SET checked_at = now()
             FROM unnest($ids::uuid[], $occurrences::bigint[], $attempts::int[]) AS f(id, occurrence, attempt)
             WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
-              AND r.outcome IN (\(RunOutcome.sql(.dispatching, .dispatched)))
+              AND \(RunOutcome.byKey("r", .dispatching, .dispatched))
             """)
 
     /// Dispatched-but-lost: arms again runs still in flight at the work sequence the caller
@@ -318,7 +318,7 @@ enum TimerQueries {
                 SELECT r.timer_id, r.occurrence, r.attempt, r.outcome AS was, t.version AS current_version
                 FROM timer_runs r JOIN f ON r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
                      JOIN timers t ON t.id = r.timer_id
-                WHERE r.shard = $shard AND r.outcome IN (\(RunOutcome.sql(.dispatching, .dispatched)))
+                WHERE r.shard = $shard AND \(RunOutcome.byKey("r", .dispatching, .dispatched))
                   AND t.state IN (\(StoredTimerState.sql(.scheduled, .armed, .dispatched, .retrying)))
                   AND coalesce(r.work_sequence, 0) = f.work_sequence
                   AND coalesce(r.checked_at, r.dispatched_at, r.fired_at) < $before AND \(holdsLease)
@@ -363,7 +363,7 @@ enum TimerQueries {
                         $fired_at::timestamptz[])
                 AS f(id, occurrence, attempt, version, fired_at)
             WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
-              AND r.version = f.version AND r.outcome IN (\(RunOutcome.sql(.armed, .dispatching)))
+              AND r.version = f.version AND \(RunOutcome.byKey("r", .armed, .dispatching))
             RETURNING r.timer_id, r.occurrence, r.attempt, r.version
             """)
 
@@ -379,7 +379,7 @@ enum TimerQueries {
             FROM unnest($ids::uuid[], $occurrences::bigint[], $attempts::int[],
                         $until::timestamptz[]) AS f(id, occurrence, attempt, until)
             WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
-              AND r.outcome = \(RunOutcome.armed.sql) AND r.armed_at < f.until - interval '10 seconds'
+              AND \(RunOutcome.byKey("r", .armed)) AND r.armed_at < f.until - interval '10 seconds'
             """)
 
     /// Hands claimed runs back ('dispatching' → 'armed') whose job could not be forwarded
@@ -393,7 +393,7 @@ enum TimerQueries {
             FROM unnest($ids::uuid[], $occurrences::bigint[], $attempts::int[],
                         $until::timestamptz[]) AS f(id, occurrence, attempt, until)
             WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
-              AND r.outcome = \(RunOutcome.dispatching.sql)
+              AND \(RunOutcome.byKey("r", .dispatching))
             """)
 
     /// Records forwarded jobs and updates their timers. Arrays, one element per run.
@@ -457,7 +457,7 @@ enum TimerQueries {
                 AS f(id, occurrence, attempt, finished_at, version)
             WHERE r.timer_id = f.id AND r.occurrence = f.occurrence AND r.attempt = f.attempt
               AND (f.version = 0 OR r.version = f.version)
-              AND r.outcome IN (\(RunOutcome.sql(.dispatched, .dispatching)))
+              AND \(RunOutcome.byKey("r", .dispatched, .dispatching))
             RETURNING r.timer_id, r.tenant, r.occurrence, r.attempt, r.version, r.scheduled_at, r.fired_at,
                       r.dispatched_at, r.finished_at, r.outcome, r.error
             """)

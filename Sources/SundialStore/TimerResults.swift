@@ -176,6 +176,7 @@ extension TimerStore {
     /// match no run awaiting one are ignored. Returns how many runs succeeded.
     public func applySuccesses(_ outcomes: [JobOutcome]) async throws -> SuccessEffects {
         guard !outcomes.isEmpty else { return SuccessEffects() }
+        let outcomes = outcomes.sorted { FireKey.lockOrder($0.key, $1.key) }
         return try await pool.transaction { session in
             let rows = try session.execute(
                 TimerQueries.succeedRuns,

@@ -585,6 +585,7 @@ public struct TimerStore: Sendable {
     /// the version that matched.
     public func claimForDispatch(_ runs: [FiredRun]) async throws -> [FireKey: Int64] {
         guard !runs.isEmpty else { return [:] }
+        let runs = runs.sorted { FireKey.lockOrder($0.key, $1.key) }
         return try await pool.withSession { session in
             let rows = try session.execute(
                 TimerQueries.claimForDispatch,
@@ -609,6 +610,8 @@ public struct TimerStore: Sendable {
     public func markDispatched(_ keys: [FireKey], workSequences: [UInt64], at dispatchedAt: Date) async throws {
         guard !keys.isEmpty else { return }
         precondition(workSequences.count == keys.count, "one work sequence per run")
+        let sorted = zip(keys, workSequences).sorted { FireKey.lockOrder($0.0, $1.0) }
+        let keys = sorted.map(\.0), workSequences = sorted.map(\.1)
         try await pool.withSession { session in
             try session.execute(
                 TimerQueries.markDispatched,
@@ -624,6 +627,7 @@ public struct TimerStore: Sendable {
     /// Hands claimed runs back to `armed` (see `TimerQueries.releaseClaims`).
     public func releaseClaims(_ keys: [FireKey], until: Date) async throws {
         guard !keys.isEmpty else { return }
+        let keys = keys.sorted(by: FireKey.lockOrder)
         try await pool.withSession { session in
             try session.execute(
                 TimerQueries.releaseClaims,
@@ -639,6 +643,7 @@ public struct TimerStore: Sendable {
     /// `TimerQueries.recordDeferrals`).
     public func recordDeferrals(_ deferrals: [(key: FireKey, until: Date)]) async throws {
         guard !deferrals.isEmpty else { return }
+        let deferrals = deferrals.sorted { FireKey.lockOrder($0.key, $1.key) }
         try await pool.withSession { session in
             try session.execute(
                 TimerQueries.recordDeferrals,
@@ -649,5 +654,20 @@ public struct TimerStore: Sendable {
                     "until": .timestampArray(deferrals.map(\.until)),
                 ])
         }
+    }
+}
+
+extension FireKey {
+    /// Postgres's order of run keys: the uuid's bytes, then occurrence and attempt. Statements
+    /// that update many runs by key take them in this order (a nested loop over the sorted
+    /// arrays), so a dispatch mark and a batch of results on overlapping runs wait for each
+    /// other instead of deadlocking — a deadlock sent a whole batch of results one by one.
+    public static func lockOrder(_ a: FireKey, _ b: FireKey) -> Bool {
+        if a.id != b.id {
+            return withUnsafeBytes(of: a.id.uuid) { x in
+                withUnsafeBytes(of: b.id.uuid) { y in x.lexicographicallyPrecedes(y) }
+            }
+        }
+        return a.occurrence != b.occurrence ? a.occurrence < b.occurrence : a.attempt < b.attempt
     }
 }
