@@ -8,7 +8,7 @@ extension RunOutcome {
     var sql: String { "'\(rawValue)'" }
 
     /// A list for `IN (…)`, e.g. `'armed', 'dispatching'`.
-    static func sql(_ outcomes: RunOutcome...) -> String { outcomes.map(\.sql).joined(separator: ", ") }
+    static func sql(_ outcomes: RunOutcome...) -> String { list(outcomes) }
 
     /// `(<alias>.outcome || '') IN (…)`: the outcome check of a statement that finds its runs by
     /// key (joined to `unnest` arrays). Written so that it does not imply a partial index's
@@ -17,8 +17,10 @@ extension RunOutcome {
     /// index (`timer_runs_open`) once per statement or per key instead of probing the primary
     /// key — seen in `auto_explain` as 25–80 ms claims and result updates under load.
     static func byKey(_ alias: String, _ outcomes: RunOutcome...) -> String {
-        "(\(alias).outcome || '') IN (\(outcomes.map(\.sql).joined(separator: ", ")))"
+        "(\(alias).outcome || '') IN (\(list(outcomes)))"
     }
+
+    private static func list(_ outcomes: [RunOutcome]) -> String { outcomes.map(\.sql).joined(separator: ", ") }
 }
 
 extension StoredTimerState {
