@@ -119,6 +119,7 @@ public final class MicroService: Sendable {
     private let maxConcurrentRequests: Int
     private let started = Date()
     private let stats: Mutex<[String: EndpointStats]>
+    private let deadlines = RequestDeadlines()
     /// The STATS `data` object (service-specific counters, a typed report encoded as JSON).
     private let extraStats: @Sendable () -> (any Encodable)?
     /// Told of every answered request: endpoint name, code (200, or the error's), time from
@@ -248,85 +249,67 @@ public final class MicroService: Sendable {
         try? await connection.publish(Self.errorReply(to: replySubject, error))
     }
 
+    /// Runs the handler and answers; or, with a deadline, answers with its refusal when the
+    /// handler has not finished in time (counted from `arrived`, so time in line is part of it;
+    /// a request already past it is refused without running). A handler answered for by its
+    /// deadline is never cancelled (a store call in progress finishes, and may commit, on its
+    /// own): it runs on, keeping its slot until it ends, so a stuck dependency cannot pile up
+    /// more handlers than the concurrency bound, and its late reply is dropped.
     private func handle(_ endpoint: MicroEndpoint, _ message: NATSMessage, arrived: ContinuousClock.Instant = .now) async {
         let start = ContinuousClock.now
+        var ticket: UInt64?
+        if let deadline = endpoint.deadline {
+            let due = arrived + deadline.after
+            guard due > start else {
+                await answer(endpoint, message, arrived: arrived, started: start, .failure(deadline.refusal))
+                return
+            }
+            ticket = deadlines.add(due: due) {
+                Task { await self.answer(endpoint, message, arrived: arrived, started: start, .failure(deadline.refusal)) }
+            }
+        }
+        let result: Result<MicroReply, MicroServiceError>
+        do throws(MicroServiceError) { result = .success(try await endpoint.handler(message)) } catch { result = .failure(error) }
+        if let ticket, !deadlines.finish(ticket) { return }
+        await answer(endpoint, message, arrived: arrived, started: start, result)
+    }
+
+    /// Records and sends one request's answer (`started`: when its handling began).
+    private func answer(
+        _ endpoint: MicroEndpoint, _ message: NATSMessage, arrived: ContinuousClock.Instant, started: ContinuousClock.Instant,
+        _ result: Result<MicroReply, MicroServiceError>
+    ) async {
+        let failure: MicroServiceError?
         let reply: NATSOutgoingMessage?
-        var failure: MicroServiceError?
-        var unfinished: Task<Result<MicroReply, MicroServiceError>, Never>?
-        do {
-            let result = try await Self.withDeadline(endpoint.deadline, arrived: arrived, unfinished: &unfinished) {
-                () async throws(MicroServiceError) in try await endpoint.handler(message)
-            }
+        switch result {
+        case .success(let success):
+            failure = nil
             reply = message.replySubject.map {
-                NATSOutgoingMessage(subject: $0, headers: result.headers, payload: result.payload)
+                NATSOutgoingMessage(subject: $0, headers: success.headers, payload: success.payload)
             }
-        } catch {
+        case .failure(let error):
             failure = error
             reply = message.replySubject.map { Self.errorReply(to: $0, error) }
         }
-        let elapsed = (ContinuousClock.now - start).nanoseconds
         observe(endpoint.name, failure?.code ?? 200, ContinuousClock.now - arrived)
         stats.withLock { stats in
             stats[endpoint.name, default: EndpointStats()].requests += 1
-            stats[endpoint.name, default: EndpointStats()].processingNanos += elapsed
+            stats[endpoint.name, default: EndpointStats()].processingNanos += (ContinuousClock.now - started).nanoseconds
             if let failure {
                 stats[endpoint.name, default: EndpointStats()].errors += 1
                 stats[endpoint.name, default: EndpointStats()].lastError = "\(failure.code):\(failure.description)"
             }
         }
-        if let reply {
-            do {
-                try await connection.publish(reply)
-            } catch {
-                // Too large for max_payload, or refused: the caller still gets an answer.
-                logger.warning("reply on \(endpoint.subject) failed: \(error); answering 500")
-                let fallback = Self.errorReply(
-                    to: reply.subject, MicroServiceError(code: 500, description: "the reply could not be sent"))
-                try? await connection.publish(fallback)
-            }
+        guard let reply else { return }
+        do {
+            try await connection.publish(reply)
+        } catch {
+            // Too large for max_payload, or refused: the caller still gets an answer.
+            logger.warning("reply on \(endpoint.subject) failed: \(error); answering 500")
+            let fallback = Self.errorReply(
+                to: reply.subject, MicroServiceError(code: 500, description: "the reply could not be sent"))
+            try? await connection.publish(fallback)
         }
-        // Answered past the deadline, the handler still runs: it keeps its slot until it ends,
-        // so a stuck dependency cannot pile up more handlers than the concurrency bound.
-        if let unfinished { _ = await unfinished.value }
-    }
-
-    /// Runs `body`, or stops waiting for it at the deadline counted from `arrived` (a request
-    /// that waited in line past it is refused without running). A body still running at the
-    /// deadline is handed back in `unfinished`; it is never cancelled (a store call in progress
-    /// finishes, and may commit, on its own), and shutdown does not cut the wait short.
-    static func withDeadline(
-        _ deadline: MicroEndpoint.Deadline?, arrived: ContinuousClock.Instant,
-        unfinished: inout Task<Result<MicroReply, MicroServiceError>, Never>?,
-        _ body: @escaping @Sendable () async throws(MicroServiceError) -> MicroReply
-    ) async throws(MicroServiceError) -> MicroReply {
-        guard let deadline else { return try await body() }
-        let remaining = deadline.after - arrived.duration(to: .now)
-        guard remaining > .zero else { throw deadline.refusal }
-        let first = FirstOutcome()
-        var started: Task<Result<MicroReply, MicroServiceError>, Never>?
-        let outcome: Result<MicroReply, MicroServiceError>? = await withCheckedContinuation { continuation in
-            first.arm(continuation)
-            let timer = Task {
-                // Cancelled (the handler won): leave without touching the outcome.
-                do { try await Task.sleep(for: remaining) } catch { return }
-                first.resume(nil)
-            }
-            // The handler resumes the waiter itself and cancels the timer: no sleeper is left
-            // behind for each request that finishes in time.
-            started = Task { () async -> Result<MicroReply, MicroServiceError> in
-                let result: Result<MicroReply, MicroServiceError>
-                do throws(MicroServiceError) { result = .success(try await body()) } catch { result = .failure(error) }
-                first.resume(result)
-                timer.cancel()
-                return result
-            }
-        }
-        let work = started!
-        guard let outcome else {
-            unfinished = work
-            throw deadline.refusal
-        }
-        return try outcome.get()
     }
 
     /// Error text often echoes the request: it is sanitised so it cannot break or bloat the
@@ -385,26 +368,6 @@ extension MicroServiceError: CustomStringConvertible {}
 private final class WaitingRoom: Sendable {
     let queues: Mutex<FairRequestQueues<(NATSMessage, ContinuousClock.Instant)>>
     init(_ queues: FairRequestQueues<(NATSMessage, ContinuousClock.Instant)>) { self.queues = Mutex(queues) }
-}
-
-/// Resumes a waiter with whichever outcome comes first (the handler's or the deadline's nil).
-private final class FirstOutcome: Sendable {
-    private let state = Mutex<(continuation: CheckedContinuation<Result<MicroReply, MicroServiceError>?, Never>?, done: Bool)>(
-        (nil, false))
-
-    func arm(_ continuation: CheckedContinuation<Result<MicroReply, MicroServiceError>?, Never>) {
-        state.withLock { $0.continuation = continuation }
-    }
-
-    func resume(_ outcome: Result<MicroReply, MicroServiceError>?) {
-        let continuation = state.withLock { state -> CheckedContinuation<Result<MicroReply, MicroServiceError>?, Never>? in
-            guard !state.done else { return nil }
-            state.done = true
-            defer { state.continuation = nil }
-            return state.continuation
-        }
-        continuation?.resume(returning: outcome)
-    }
 }
 
 extension FairRequestQueues: Sendable where Element: Sendable {}

@@ -13,7 +13,10 @@ public final class DedicatedThread: Sendable {
     public init(name: String) {
         queue = JobQueue()
         let queue = self.queue
-        let thread = Thread { queue.drain() }
+        let thread = Thread {
+            nameCurrentThread(name)
+            queue.drain()
+        }
         thread.name = name
         thread.stackSize = 1 << 20
         thread.start()
@@ -60,7 +63,10 @@ public final class DedicatedThreadPool: Sendable {
         queue = JobQueue()
         for index in 0..<threads {
             let queue = self.queue
-            let thread = Thread { queue.drain() }
+            let thread = Thread {
+                nameCurrentThread("\(name)-\(index)")
+                queue.drain()
+            }
             thread.name = "\(name)-\(index)"
             thread.stackSize = 1 << 20
             thread.start()
@@ -79,6 +85,13 @@ public final class DedicatedThreadPool: Sendable {
     }
 
     public func shutdown() { queue.close() }
+}
+
+/// Foundation on Linux keeps a `Thread.name` set before the start to itself; set from the
+/// thread itself it reaches the kernel, whose name (at most 15 bytes) is what `top -H`, `perf`
+/// and `/proc/<pid>/task/*/comm` show.
+private func nameCurrentThread(_ name: String) {
+    Thread.current.name = String(decoding: name.utf8.prefix(15), as: UTF8.self)
 }
 
 public enum DedicatedThreadError: Error, Sendable {
