@@ -35,7 +35,10 @@ public struct TimerRequestHandler: Sendable {
         self.now = now
         self.usage = TenantUsageLimiter(config: config, store: store)
         self.admission = AdmissionControl(config: config, tenants: TenantStore(pool: store.pool))
-        self.creates = CreateBatcher(store: store, maxBatch: config.createBatch, maxFlushes: config.createFlushes)
+        self.creates = CreateBatcher(store: store, maxBatch: config.createBatch, maxFlushes: config.createFlushes) {
+            [jetStream = connection.jetStream, namespace = config.namespace, logger] runs in
+            await Self.publish(runs, jetStream: jetStream, namespace: namespace, logger: logger)
+        }
     }
 
     // MARK: Create
@@ -91,7 +94,9 @@ public struct TimerRequestHandler: Sendable {
         switch outcome {
         case .created(let stored):
             usage.created(tenant: tenant, payloadBytes: stored.payload.count)
-            if let run { await publish(run, of: stored) }
+            // A group-committed create's run is already in JetStream (CreateBatcher); a
+            // dependent timer armed none.
+            if let run, parent != nil { await publish(run, of: stored) }
             response.timer = TimerMapping.proto(stored)
             response.created = true
         case .existing(let stored):
@@ -119,14 +124,30 @@ public struct TimerRequestHandler: Sendable {
     /// the run is still durable (armed in Postgres); the Planner's rescue pass republishes
     /// overdue armed runs, so the request still succeeds.
     func publish(_ run: ArmedRun, of stored: StoredTimer) async {
-        let fire = ScheduledFire(
-            tenant: stored.tenant, timerID: stored.id, shard: stored.shard, version: stored.version,
-            dueAt: run.dueAt, occurrence: run.occurrence, attempt: run.attempt, queue: stored.queue,
-            payload: stored.payload, priority: stored.priority)
-        do {
-            _ = try await jetStream.publish(fire.scheduleMessage(config.namespace))
-        } catch {
-            logger.error("loading timer \(stored.id) into JetStream failed; the planner will rescue it: \(error)")
+        await Self.publish([(run, stored)], jetStream: jetStream, namespace: config.namespace, logger: logger)
+    }
+
+    /// Several runs in one batch (one thread hop, all acks awaited together).
+    static func publish(
+        _ runs: [(ArmedRun, StoredTimer)], jetStream: JetStreamContext, namespace: SundialNamespace, logger: Logger
+    ) async {
+        var loading: [(StoredTimer, NATSOutgoingMessage)] = []
+        for (run, stored) in runs {
+            let fire = ScheduledFire(
+                tenant: stored.tenant, timerID: stored.id, shard: stored.shard, version: stored.version,
+                dueAt: run.dueAt, occurrence: run.occurrence, attempt: run.attempt, queue: stored.queue,
+                payload: stored.payload, priority: stored.priority)
+            do {
+                loading.append((stored, try fire.scheduleMessage(namespace)))
+            } catch {
+                logger.error("loading timer \(stored.id) into JetStream failed; the planner will rescue it: \(error)")
+            }
+        }
+        let results = await jetStream.publish(batch: loading.map(\.1))
+        for ((stored, _), result) in zip(loading, results) {
+            if case .failure(let error) = result {
+                logger.error("loading timer \(stored.id) into JetStream failed; the planner will rescue it: \(error)")
+            }
         }
     }
 
