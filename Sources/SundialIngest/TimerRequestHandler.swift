@@ -95,8 +95,7 @@ public struct TimerRequestHandler: Sendable {
         case .created(let stored):
             usage.created(tenant: tenant, payloadBytes: stored.payload.count)
             // A group-committed create's run is already in JetStream (CreateBatcher); a
-            // dependent timer armed none.
-            if let run, parent != nil { await publish(run, of: stored) }
+            // dependent timer arms none (it waits for its parent).
             response.timer = TimerMapping.proto(stored)
             response.created = true
         case .existing(let stored):

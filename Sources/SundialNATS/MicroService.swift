@@ -42,7 +42,8 @@ public struct MicroEndpoint: Sendable {
     public var share: FairShare?
     /// Answer with `deadline.refusal` when the handler has not finished within
     /// `deadline.after`, so a caller never waits out its own timeout (the handler runs on and
-    /// its late reply is dropped).
+    /// its late reply is dropped). With a fair share, handlers run apart from the service's
+    /// task, so its shutdown does not cancel them; without one they see it as cancellation.
     public var deadline: Deadline?
 
     public struct Deadline: Sendable {
@@ -257,20 +258,27 @@ public final class MicroService: Sendable {
     /// more handlers than the concurrency bound, and its late reply is dropped.
     private func handle(_ endpoint: MicroEndpoint, _ message: NATSMessage, arrived: ContinuousClock.Instant = .now) async {
         let start = ContinuousClock.now
-        var ticket: UInt64?
+        var booked: (ticket: UInt64, late: LateAnswer)?
         if let deadline = endpoint.deadline {
             let due = arrived + deadline.after
             guard due > start else {
                 await answer(endpoint, message, arrived: arrived, started: start, .failure(deadline.refusal))
                 return
             }
-            ticket = deadlines.add(due: due) {
-                Task { await self.answer(endpoint, message, arrived: arrived, started: start, .failure(deadline.refusal)) }
+            let late = LateAnswer()
+            let ticket = deadlines.add(due: due) {
+                late.start(Task { await self.answer(endpoint, message, arrived: arrived, started: start, .failure(deadline.refusal)) })
             }
+            booked = (ticket, late)
         }
         let result: Result<MicroReply, MicroServiceError>
         do throws(MicroServiceError) { result = .success(try await endpoint.handler(message)) } catch { result = .failure(error) }
-        if let ticket, !deadlines.finish(ticket) { return }
+        if let booked, !deadlines.finish(booked.ticket) {
+            // The deadline answered; its reply is sent before the slot (and, at shutdown, the
+            // service) is given up.
+            await booked.late.sent()
+            return
+        }
         await answer(endpoint, message, arrived: arrived, started: start, result)
     }
 
@@ -368,6 +376,16 @@ extension MicroServiceError: CustomStringConvertible {}
 private final class WaitingRoom: Sendable {
     let queues: Mutex<FairRequestQueues<(NATSMessage, ContinuousClock.Instant)>>
     init(_ queues: FairRequestQueues<(NATSMessage, ContinuousClock.Instant)>) { self.queues = Mutex(queues) }
+}
+
+/// The deadline's answer to one request, sent by a task of its own while the handler runs on.
+private final class LateAnswer: Sendable {
+    private let sending = Mutex<Task<Void, Never>?>(nil)
+
+    func start(_ task: Task<Void, Never>) { sending.withLock { $0 = task } }
+
+    /// Waits until it is sent (the deadline's expiry has started it by the time anyone asks).
+    func sent() async { await sending.withLock { $0 }?.value }
 }
 
 extension FairRequestQueues: Sendable where Element: Sendable {}

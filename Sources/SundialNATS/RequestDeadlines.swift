@@ -63,7 +63,10 @@ final class RequestDeadlines: Sendable {
                 while locked.book.withLock({ $0.count }) > 0 {
                     do { try await Task.sleep(for: tick) } catch { return }
                     let now = ContinuousClock.now
-                    for expiry in locked.book.withLock({ $0.expire(now: now) }) { expiry() }
+                    // Under the lock: once `finish` says the deadline was first, its expiry has run.
+                    locked.book.withLock { book in
+                        for expiry in book.expire(now: now) { expiry() }
+                    }
                 }
             }
         }
@@ -71,8 +74,8 @@ final class RequestDeadlines: Sendable {
 
     deinit { stop() }
 
-    /// Books a request due at `due`; `expiry` runs (on the sweeper) if its handler has not
-    /// finished by then. It must not block: it hands the answer off.
+    /// Books a request due at `due`; `expiry` runs (on the sweeper, holding the book's lock) if
+    /// its handler has not finished by then. It must not block or book: it hands the answer off.
     func add(due: ContinuousClock.Instant, _ expiry: @escaping Expiry) -> UInt64 {
         let (ticket, first) = locked.book.withLock { book in
             (book.add(due: due, expiry), book.count == 1)
@@ -81,7 +84,7 @@ final class RequestDeadlines: Sendable {
         return ticket
     }
 
-    /// See `DeadlineBook.finish`.
+    /// See `DeadlineBook.finish`. False: the request's expiry has already run.
     func finish(_ ticket: UInt64) -> Bool {
         locked.book.withLock { $0.finish(ticket) }
     }

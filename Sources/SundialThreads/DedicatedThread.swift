@@ -87,11 +87,24 @@ public final class DedicatedThreadPool: Sendable {
     public func shutdown() { queue.close() }
 }
 
-/// Foundation on Linux keeps a `Thread.name` set before the start to itself; set from the
-/// thread itself it reaches the kernel, whose name (at most 15 bytes) is what `top -H`, `perf`
-/// and `/proc/<pid>/task/*/comm` show.
+/// Foundation on Linux keeps `Thread.name` to itself, and setting it from the new thread races
+/// with `start()`; the kernel's name (at most 15 bytes) is what `top -H`, `perf` and
+/// `/proc/<pid>/task/*/comm` show, so the thread writes its own (cnats's own threads inherit
+/// the name of the one that started them). Best effort: a thread whose name cannot be set
+/// still runs.
 private func nameCurrentThread(_ name: String) {
-    Thread.current.name = String(decoding: name.utf8.prefix(15), as: UTF8.self)
+    #if os(Linux)
+    var short = ""
+    for character in name {
+        guard short.utf8.count + character.utf8.count <= 15 else { break }
+        short.append(character)
+    }
+    guard let file = fopen("/proc/thread-self/comm", "w") else { return }
+    fputs(short, file)
+    fclose(file)
+    #else
+    Thread.current.name = name
+    #endif
 }
 
 public enum DedicatedThreadError: Error, Sendable {

@@ -1065,6 +1065,79 @@ struct NATSIntegrationTests {
         await client.close()
     }
 
+    @Test("MicroService deadline: each request gets one reply, from its handler or else from its deadline; a late handler's reply never goes out")
+    func microServiceDeadline() async throws {
+        let server = try await TestNATS.server()
+        let id = uniqueID()
+        let serviceConnection = try await connect(server, "msd-svc-\(id)")
+        let client = try await connect(server, "msd-cli-\(id)")
+        // Slow handlers wait for the gate; the test opens it once the deadline has answered them.
+        let gate = Gate()
+        let slowFinished = Mutex(0)
+        let endpoint = MicroEndpoint(
+            name: "Maybe", subject: "micro.\(id).maybe",
+            share: .init(limit: 100, partition: { _ in "t" }, refusal: MicroServiceError(code: 429, description: "full")),
+            deadline: .init(after: .milliseconds(300), refusal: MicroServiceError(code: 503, description: "too slow"))
+        ) { message in
+            if message.payload == [1] {
+                await gate.passed()
+                slowFinished.withLock { $0 += 1 }
+            }
+            return MicroReply(payload: Array("done".utf8))
+        }
+        let service = MicroService(
+            identity: .init(name: "msd-\(id)", version: "1.0.0", description: "deadline test"),
+            connection: serviceConnection, endpoints: [endpoint], logger: TestNATS.logger)
+        let running = Task { try await service.run() }
+        try await eventually("service answers PING", timeout: .seconds(10)) {
+            (try? await client.request(subject: "$SRV.PING.msd-\(id)", payload: [], timeout: .milliseconds(500))) != nil
+        }
+
+        // Every reply lands on its own subject: request i answers on replies.<id>.<i>.
+        let replies = try await client.subscribe(subject: "replies.\(id).>")
+        try await client.flush()
+        let answers = Mutex<[String: [String]]>([:])
+        let collector = Task {
+            for await reply in replies {
+                let index = String(reply.subject.split(separator: ".").last!)
+                answers.withLock { $0[index, default: []].append(reply.headers["Nats-Service-Error-Code"] ?? "ok") }
+            }
+        }
+        let slow = Set(0..<10)
+        let started = ContinuousClock.now
+        for index in 0..<30 {
+            try await client.publish(
+                NATSOutgoingMessage(
+                    subject: "micro.\(id).maybe", replySubject: "replies.\(id).\(index)", payload: [slow.contains(index) ? 1 : 0]))
+        }
+        try await eventually("every request is answered", timeout: .seconds(10)) { answers.withLock { $0.count } == 30 }
+        let waited = ContinuousClock.now - started
+        for index in 0..<30 {
+            #expect(answers.withLock { $0[String(index)] } == [slow.contains(index) ? "503" : "ok"], "request \(index)")
+        }
+        #expect(waited < .seconds(3))  // 300 ms and one sweep, with room for a loaded machine
+
+        // The slow handlers now finish; their replies are dropped. A request sent after they
+        // returned is answered, and nothing else arrives.
+        gate.open()
+        try await eventually("the slow handlers finish") { slowFinished.withLock { $0 } == slow.count }
+        try await client.publish(
+            NATSOutgoingMessage(subject: "micro.\(id).maybe", replySubject: "replies.\(id).sentinel", payload: [0]))
+        try await eventually("the last request is answered", timeout: .seconds(10)) {
+            answers.withLock { $0["sentinel"] } != nil
+        }
+        let all = answers.withLock { $0 }
+        #expect(all.count == 31)
+        #expect(all.values.allSatisfy { $0.count == 1 })
+        collector.cancel()
+
+        running.cancel()
+        _ = await running.result
+        replies.unsubscribe()
+        await serviceConnection.close()
+        await client.close()
+    }
+
     // MARK: Close
 
     @Test("close() fails pending requests with .closed; later calls throw; subscriptions end")
@@ -1117,6 +1190,30 @@ struct NATSIntegrationTests {
 }
 
 // MARK: - Helpers
+
+/// Holds tasks until opened.
+private final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func passed() async {
+        await withCheckedContinuation { continuation in
+            let open = state.withLock { state in
+                if !state.open { state.waiting.append(continuation) }
+                return state.open
+            }
+            if open { continuation.resume() }
+        }
+    }
+
+    func open() {
+        let waiting = state.withLock { state in
+            state.open = true
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+}
 
 private func uniqueID() -> String {
     String(UInt64.random(in: 0...UInt64.max), radix: 36)
