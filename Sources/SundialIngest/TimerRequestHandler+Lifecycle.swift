@@ -96,7 +96,7 @@ extension TimerRequestHandler {
         if !retired.isEmpty { await purgeSchedules(of: timer, runs: retired) }
         // New-version schedules: replace the old ones on the same subjects, or load the new
         // first occurrence.
-        for run in armed { await publish(run, of: timer) }
+        await publish(armed, of: timer)
         var response = Sundial_V1_UpdateTimerResponse()
         response.timer = TimerMapping.proto(timer)
         return response
@@ -224,7 +224,7 @@ extension TimerRequestHandler {
                 tenant: tenant, id: id, expectedVersion: expectedVersion, now: self.now(),
                 misfireThreshold: self.config.misfireThreshold)
             if case .applied(let timer, _, let armed) = outcome {
-                for run in armed { await self.publish(run, of: timer) }
+                await self.publish(armed, of: timer)
             }
             return outcome
         }
@@ -341,7 +341,7 @@ extension TimerRequestHandler {
             }
             switch outcome {
             case .redriven(let timer, let run):
-                if let run { await publish(run, of: timer) }
+                if let run { await publish([run], of: timer) }
                 response.timers = [TimerMapping.proto(timer)]
             case .tooManyAttempts(let timer):
                 throw SundialError(
@@ -386,7 +386,7 @@ extension TimerRequestHandler {
             last = listed
             // Redriven meanwhile by someone else: not this request's.
             guard case .redriven(let timer, let run) = outcome else { continue }
-            if let run { await publish(run, of: timer) }
+            if let run { await publish([run], of: timer) }
             response.timers.append(TimerMapping.proto(timer))
             bytes += size
         }

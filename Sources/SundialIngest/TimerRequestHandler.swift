@@ -119,17 +119,21 @@ public struct TimerRequestHandler: Sendable {
         return response
     }
 
-    /// Publishes an armed run as a JetStream scheduled message. If JetStream is unreachable
-    /// the run is still durable (armed in Postgres); the Planner's rescue pass republishes
-    /// overdue armed runs, so the request still succeeds.
-    func publish(_ run: ArmedRun, of stored: StoredTimer) async {
-        await Self.publish([(run, stored)], jetStream: jetStream, namespace: config.namespace, logger: logger)
+    /// Publishes armed runs of one timer as JetStream scheduled messages, in one batch. If
+    /// JetStream is unreachable the runs are still durable (armed in Postgres); the Planner's
+    /// rescue pass republishes overdue armed runs, so the request still succeeds.
+    func publish(_ runs: [ArmedRun], of stored: StoredTimer) async {
+        await Self.publish(runs.map { ($0, stored) }, jetStream: jetStream, namespace: config.namespace, logger: logger)
     }
 
-    /// Several runs in one batch (one thread hop, all acks awaited together).
+    /// Runs of any timers in one batch (one thread hop, all acks awaited together).
     static func publish(
         _ runs: [(ArmedRun, StoredTimer)], jetStream: JetStreamContext, namespace: SundialNamespace, logger: Logger
     ) async {
+        guard !runs.isEmpty else { return }
+        func failed(_ stored: StoredTimer, _ error: any Error) {
+            logger.error("loading timer \(stored.id) into JetStream failed; the planner will rescue it: \(error)")
+        }
         var loading: [(StoredTimer, NATSOutgoingMessage)] = []
         for (run, stored) in runs {
             let fire = ScheduledFire(
@@ -139,14 +143,11 @@ public struct TimerRequestHandler: Sendable {
             do {
                 loading.append((stored, try fire.scheduleMessage(namespace)))
             } catch {
-                logger.error("loading timer \(stored.id) into JetStream failed; the planner will rescue it: \(error)")
+                failed(stored, error)
             }
         }
-        let results = await jetStream.publish(batch: loading.map(\.1))
-        for ((stored, _), result) in zip(loading, results) {
-            if case .failure(let error) = result {
-                logger.error("loading timer \(stored.id) into JetStream failed; the planner will rescue it: \(error)")
-            }
+        for ((stored, _), result) in zip(loading, await jetStream.publish(batch: loading.map(\.1))) {
+            if case .failure(let error) = result { failed(stored, error) }
         }
     }
 

@@ -48,12 +48,10 @@ final class RequestDeadlines: Sendable {
     }
 
     private let locked = LockedBook()
-    private let tick: Duration
     private let wake: AsyncStream<Void>.Continuation
     private let sweeper: Task<Void, Never>
 
     init(tick: Duration = .milliseconds(50)) {
-        self.tick = tick
         let (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         self.wake = wake
         let locked = self.locked
